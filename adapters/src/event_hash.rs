@@ -1,0 +1,231 @@
+//! Tamper evidence: the canonical form of an event and its place in its stream's hash chain.
+//!
+//! An event's *content digest* is SHA-256 over its fields, each written as an 8-byte
+//! big-endian length followed by its bytes, in this order: the format tag `aisc-event/1`,
+//! stream id, event id (hyphenated lower-case), event type, schema version (decimal), the
+//! recorded time (microseconds since the Unix epoch, decimal), canonical data, canonical
+//! metadata. Its *hash* is SHA-256 over the previous hash of its stream (empty for version 0),
+//! the content digest, and the version and global position as 8-byte big-endian integers.
+//!
+//! Canonical JSON: objects with keys sorted by their UTF-8 bytes, no whitespace, strings as
+//! serde_json escapes them, integers in decimal. Fractional numbers are refused at append
+//! (money is in integer cents and rates in basis points), so the form read back from `jsonb`
+//! years later yields the same bytes as the form written.
+
+use aisc_domain::event_store::StoreError;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+const FORMAT_TAG: &[u8] = b"aisc-event/1";
+
+/// The fields of an event that its content digest covers.
+#[derive(Clone, Copy)]
+pub struct EventContent<'a> {
+    pub stream_id: &'a str,
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    pub schema_version: u32,
+    pub recorded_at: DateTime<Utc>,
+    pub data: &'a Value,
+    pub metadata: &'a Value,
+}
+
+pub fn content_digest(content: &EventContent<'_>) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(bytes);
+    };
+    field(FORMAT_TAG);
+    field(content.stream_id.as_bytes());
+    field(content.event_id.hyphenated().to_string().as_bytes());
+    field(content.event_type.as_bytes());
+    field(content.schema_version.to_string().as_bytes());
+    field(
+        content
+            .recorded_at
+            .timestamp_micros()
+            .to_string()
+            .as_bytes(),
+    );
+    field(&canonical_json(content.data));
+    field(&canonical_json(content.metadata));
+    hasher.finalize().into()
+}
+
+pub fn chain_hash(
+    previous: &[u8],
+    digest: &[u8; 32],
+    stream_version: u64,
+    position: u64,
+) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(previous);
+    hasher.update(digest);
+    hasher.update((stream_version as i64).to_be_bytes());
+    hasher.update((position as i64).to_be_bytes());
+    hasher.finalize().into()
+}
+
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(number) => out.extend_from_slice(number.to_string().as_bytes()),
+        Value::String(text) => write_string(text, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (index, (key, item)) in entries.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                write_string(key, out);
+                out.push(b':');
+                write_canonical(item, out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+fn write_string(text: &str, out: &mut Vec<u8>) {
+    // serde_json's string escaping is deterministic; a String always serialises.
+    match serde_json::to_vec(text) {
+        Ok(bytes) => out.extend_from_slice(&bytes),
+        Err(_) => out.extend_from_slice(b"\"\""),
+    }
+}
+
+/// Refuses JSON that `jsonb` would not give back identically: fractional or exponent numbers
+/// (normalised by `numeric`) and NUL characters (refused by `jsonb`). `what` names the part.
+pub fn check_storable(value: &Value, what: &str) -> Result<(), StoreError> {
+    match value {
+        Value::Number(number) if number.is_f64() => Err(StoreError::InvalidAppend(format!(
+            "{what} contains the fractional number {number}; record money in integer cents and rates in basis points"
+        ))),
+        Value::String(text) if text.contains('\0') => Err(StoreError::InvalidAppend(format!(
+            "{what} contains a NUL character"
+        ))),
+        Value::Array(items) => items.iter().try_for_each(|item| check_storable(item, what)),
+        Value::Object(map) => map.iter().try_for_each(|(key, item)| {
+            if key.contains('\0') {
+                return Err(StoreError::InvalidAppend(format!(
+                    "{what} has a key with a NUL character"
+                )));
+            }
+            check_storable(item, what)
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_json_sorts_keys_and_drops_whitespace() {
+        let value = json!({"b": 1, "a": {"z": [1, "x"], "aa": null}, "é": true});
+        assert_eq!(
+            String::from_utf8(canonical_json(&value)).expect("utf8"),
+            r#"{"a":{"aa":null,"z":[1,"x"]},"b":1,"é":true}"#
+        );
+    }
+
+    #[test]
+    fn the_form_read_back_from_jsonb_text_gives_the_same_bytes() {
+        // jsonb reorders keys (shorter first) and adds spaces; the canonical form does not care.
+        let written = json!({"amount_cents": 123_456_789_012_i64, "rate_bps": 7000, "n": -5});
+        let as_jsonb_prints_it: Value =
+            serde_json::from_str(r#"{"n": -5, "rate_bps": 7000, "amount_cents": 123456789012}"#)
+                .expect("json");
+        assert_eq!(
+            canonical_json(&written),
+            canonical_json(&as_jsonb_prints_it)
+        );
+    }
+
+    #[test]
+    fn fractional_numbers_and_nul_are_refused() {
+        assert!(check_storable(&json!({"a": [1, 2.5]}), "data").is_err());
+        assert!(check_storable(&json!({"a": "x\u{0}y"}), "data").is_err());
+        assert!(check_storable(&json!({"a\u{0}": 1}), "data").is_err());
+        assert!(check_storable(&json!({"a": [1, u64::MAX, -3, "ok"]}), "data").is_ok());
+    }
+
+    #[test]
+    fn any_field_change_changes_the_digest() {
+        let data = json!({"x": 1});
+        let metadata = json!({"actor": "a"});
+        let base = EventContent {
+            stream_id: "s-1",
+            event_id: Uuid::nil(),
+            event_type: "T",
+            schema_version: 1,
+            recorded_at: DateTime::from_timestamp_micros(1_700_000_000_000_000).expect("time"),
+            data: &data,
+            metadata: &metadata,
+        };
+        let original = content_digest(&base);
+        let other_data = json!({"x": 2});
+        assert_ne!(
+            original,
+            content_digest(&EventContent {
+                data: &other_data,
+                ..base
+            })
+        );
+        let base = EventContent {
+            data: &data,
+            ..base
+        };
+        assert_ne!(
+            original,
+            content_digest(&EventContent {
+                event_type: "U",
+                ..base
+            })
+        );
+        let base = EventContent {
+            event_type: "T",
+            ..base
+        };
+        assert_ne!(
+            original,
+            content_digest(&EventContent {
+                schema_version: 2,
+                ..base
+            })
+        );
+        assert_ne!(
+            chain_hash(&[], &original, 0, 1),
+            chain_hash(&[], &original, 1, 1)
+        );
+        assert_ne!(
+            chain_hash(&[], &original, 0, 1),
+            chain_hash(&[1], &original, 0, 1)
+        );
+    }
+}

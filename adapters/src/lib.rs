@@ -1,0 +1,10 @@
+//! Adapters to the outside world: the PostgreSQL event store implementing the domain's
+//! [`EventStore`](aisc_domain::event_store::EventStore) port, and the database set-up the
+//! service needs at start-up.
+
+pub mod database;
+pub mod event_hash;
+pub mod postgres_store;
+
+pub use database::{DatabaseConfig, DatabaseError};
+pub use postgres_store::PostgresEventStore;

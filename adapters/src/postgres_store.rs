@@ -1,0 +1,740 @@
+//! The PostgreSQL event store.
+//!
+//! Appends run as one call of the `append_events` function (one round trip, one implicit
+//! transaction): it locks the stream heads, checks idempotency and expected versions,
+//! numbers the events and chains their hashes. Readers of `$all` stop at the visibility
+//! horizon described in the first migration, so they never skip an event that commits later.
+//! A background task coalesces post-commit notifications into `NOTIFY` on [`EVENTS_CHANNEL`].
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use aisc_domain::event_store::{
+    ActualVersion, AllSlice, AppendResult, BrokenEvent, EventStore, ExpectedVersion,
+    MAX_EVENTS_PER_APPEND, NewEvent, Position, PositionRange, ReadDirection, RecordedEvent,
+    StoreError, StreamAppend, StreamId, Subscription, Tampering, VerifyReport,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::postgres::{PgDatabaseError, PgListener, PgRow};
+use sqlx::{PgPool, Row};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::event_hash::{EventContent, chain_hash, check_storable, content_digest};
+
+/// The channel on which appends are announced.
+pub const EVENTS_CHANNEL: &str = "aisc_events";
+
+/// How often an append is retried when a stream's head was written by a transaction with a
+/// higher id than its own (rare: the two raced for the stream's lock).
+const ORDER_RETRIES: usize = 10;
+
+/// Page size of internal scans (verification, subscriptions).
+const SCAN_PAGE: usize = 2_000;
+
+/// The columns every event read selects, for [`recorded_event`].
+macro_rules! event_columns {
+    () => {
+        "global_position, stream_id, stream_version, event_id, event_type, schema_version, data, metadata, recorded_at"
+    };
+}
+
+/// The PostgreSQL event store. Cheap to clone: clones share the pool and the notifier.
+#[derive(Clone)]
+pub struct PostgresEventStore {
+    pool: PgPool,
+    wake_notifier: mpsc::Sender<()>,
+    subscription_poll: Duration,
+}
+
+impl PostgresEventStore {
+    /// A store over `pool`; must be called within a Tokio runtime (it starts the notifier).
+    pub fn new(pool: PgPool) -> Self {
+        let (wake_notifier, wakes) = mpsc::channel(1);
+        tokio::spawn(run_notifier(pool.clone(), wakes));
+        Self {
+            pool,
+            wake_notifier,
+            subscription_poll: Duration::from_millis(500),
+        }
+    }
+
+    /// How long a caught-up subscription waits before reading again without a notification.
+    pub fn with_subscription_poll(mut self, interval: Duration) -> Self {
+        self.subscription_poll = interval;
+        self
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn append_once(&self, call: &AppendCall) -> Result<Vec<AppendResult>, AppendAttempt> {
+        let rows = sqlx::query(
+            "SELECT stream_id, first_version, last_version, last_position \
+               FROM append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&call.streams)
+        .bind(&call.expected_kinds)
+        .bind(&call.expected_versions)
+        .bind(&call.counts)
+        .bind(&call.event_ids)
+        .bind(&call.event_types)
+        .bind(&call.schema_versions)
+        .bind(&call.data)
+        .bind(&call.metadata)
+        .bind(&call.recorded_at)
+        .bind(&call.digests)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| classify_append_error(error, call))?;
+        rows.iter()
+            .map(|row| {
+                Ok(AppendResult {
+                    first_version: to_u64(row.try_get("first_version")?),
+                    last_version: to_u64(row.try_get("last_version")?),
+                    position: Position(to_u64(row.try_get("last_position")?)),
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(|error| AppendAttempt::Failed(store_error(error)))
+    }
+}
+
+/// Sends one `NOTIFY` per burst of appends: wake-ups that arrive while one is being sent are
+/// folded into the next. Asynchronous commit: a lost notification only delays readers until
+/// their next poll, and must not cost a disk flush.
+async fn run_notifier(pool: PgPool, mut wakes: mpsc::Receiver<()>) {
+    while wakes.recv().await.is_some() {
+        let sent =
+            sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
+                .bind(EVENTS_CHANNEL)
+                .execute(&pool)
+                .await;
+        if let Err(error) = sent {
+            tracing::warn!(error = %error, "could not notify subscribers; they will poll");
+        }
+    }
+}
+
+/// The arguments of `append_events`, in the column-per-array form it takes.
+struct AppendCall {
+    streams: Vec<String>,
+    expected_kinds: Vec<i16>,
+    expected_versions: Vec<i64>,
+    counts: Vec<i32>,
+    event_ids: Vec<Uuid>,
+    event_types: Vec<String>,
+    schema_versions: Vec<i32>,
+    data: Vec<serde_json::Value>,
+    metadata: Vec<serde_json::Value>,
+    recorded_at: Vec<DateTime<Utc>>,
+    digests: Vec<Vec<u8>>,
+    /// Expected versions by stream, to report conflicts in the caller's terms.
+    expected_by_stream: HashMap<String, ExpectedVersion>,
+}
+
+impl AppendCall {
+    fn build(mut appends: Vec<(usize, StreamAppend)>) -> Result<Self, StoreError> {
+        let total: usize = appends.iter().map(|(_, append)| append.events.len()).sum();
+        if appends.is_empty() {
+            return Err(StoreError::InvalidAppend(
+                "an append needs at least one stream".into(),
+            ));
+        }
+        if total > MAX_EVENTS_PER_APPEND {
+            return Err(StoreError::InvalidAppend(format!(
+                "an append carries at most {MAX_EVENTS_PER_APPEND} events; this one has {total}"
+            )));
+        }
+        // One lock order for every transaction, so concurrent multi-stream appends never deadlock.
+        appends.sort_by(|a, b| a.1.stream.cmp(&b.1.stream));
+        // Microseconds: what timestamptz keeps, so the digest is recomputable from the row.
+        let recorded_at = Utc::now().trunc_subsecs(6);
+        let mut call = AppendCall {
+            streams: Vec::with_capacity(appends.len()),
+            expected_kinds: Vec::with_capacity(appends.len()),
+            expected_versions: Vec::with_capacity(appends.len()),
+            counts: Vec::with_capacity(appends.len()),
+            event_ids: Vec::with_capacity(total),
+            event_types: Vec::with_capacity(total),
+            schema_versions: Vec::with_capacity(total),
+            data: Vec::with_capacity(total),
+            metadata: Vec::with_capacity(total),
+            recorded_at: vec![recorded_at; total],
+            digests: Vec::with_capacity(total),
+            expected_by_stream: HashMap::with_capacity(appends.len()),
+        };
+        let mut seen_ids = std::collections::HashSet::with_capacity(total);
+        for (_, append) in appends {
+            let stream = append.stream.as_str();
+            if call
+                .expected_by_stream
+                .insert(stream.to_owned(), append.expected)
+                .is_some()
+            {
+                return Err(StoreError::InvalidAppend(format!(
+                    "stream {stream} appears twice in one append"
+                )));
+            }
+            if append.events.is_empty() {
+                return Err(StoreError::InvalidAppend(format!(
+                    "the append to {stream} has no events"
+                )));
+            }
+            let (kind, version) = match append.expected {
+                ExpectedVersion::Any => (0, -1),
+                ExpectedVersion::NoStream => (1, -1),
+                ExpectedVersion::StreamExists => (2, -1),
+                ExpectedVersion::Exact(version) => (3, to_i64(version)?),
+            };
+            call.streams.push(stream.to_owned());
+            call.expected_kinds.push(kind);
+            call.expected_versions.push(version);
+            call.counts
+                .push(i32::try_from(append.events.len()).unwrap_or(i32::MAX));
+            for event in append.events {
+                validate_event(&event)?;
+                if !seen_ids.insert(event.event_id) {
+                    return Err(StoreError::InvalidAppend(format!(
+                        "event id {} appears twice in one append",
+                        event.event_id
+                    )));
+                }
+                let digest = content_digest(&EventContent {
+                    stream_id: stream,
+                    event_id: event.event_id,
+                    event_type: &event.event_type,
+                    schema_version: event.schema_version,
+                    recorded_at,
+                    data: &event.data,
+                    metadata: &event.metadata,
+                });
+                call.event_ids.push(event.event_id);
+                call.event_types.push(event.event_type);
+                call.schema_versions
+                    .push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
+                call.data.push(event.data);
+                call.metadata.push(event.metadata);
+                call.digests.push(digest.to_vec());
+            }
+        }
+        Ok(call)
+    }
+}
+
+fn validate_event(event: &NewEvent) -> Result<(), StoreError> {
+    let kind = &event.event_type;
+    if kind.is_empty() || kind.len() > 200 || !kind.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(StoreError::InvalidAppend(format!(
+            "event type {kind:?} must be 1 to 200 printable ASCII characters without spaces"
+        )));
+    }
+    if event.schema_version == 0 || i32::try_from(event.schema_version).is_err() {
+        return Err(StoreError::InvalidAppend(format!(
+            "schema version {} of {kind} must be between 1 and {}",
+            event.schema_version,
+            i32::MAX
+        )));
+    }
+    if !event.metadata.is_object() {
+        return Err(StoreError::InvalidAppend(format!(
+            "the metadata of {kind} must be a JSON object"
+        )));
+    }
+    check_storable(&event.data, &format!("the data of {kind}"))?;
+    check_storable(&event.metadata, &format!("the metadata of {kind}"))
+}
+
+enum AppendAttempt {
+    /// The append raced another for a stream head and must run again in a new transaction.
+    Retry,
+    Failed(StoreError),
+}
+
+fn classify_append_error(error: sqlx::Error, call: &AppendCall) -> AppendAttempt {
+    let Some(pg) = error
+        .as_database_error()
+        .and_then(|db| db.try_downcast_ref::<PgDatabaseError>())
+    else {
+        return AppendAttempt::Failed(store_error(error));
+    };
+    match pg.code() {
+        "AE001" => AppendAttempt::Failed(wrong_expected_version(
+            pg.detail().unwrap_or_default(),
+            call,
+        )),
+        "AE002" => AppendAttempt::Failed(StoreError::EventIdReused {
+            event_id: pg
+                .detail()
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_else(Uuid::nil),
+        }),
+        "AE003" => AppendAttempt::Retry,
+        // Unique event id: reused by a different append (the same append is a replay).
+        "23505" if pg.constraint() == Some("events_event_id_unique") => {
+            let event_id = pg
+                .detail()
+                .and_then(|detail| detail.split(")=(").nth(1))
+                .and_then(|rest| rest.split(')').next())
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_else(Uuid::nil);
+            AppendAttempt::Failed(StoreError::EventIdReused { event_id })
+        }
+        // Two transactions created the same stream head at once, or raced otherwise: retry.
+        "23505" | "40001" | "40P01" => AppendAttempt::Retry,
+        _ => AppendAttempt::Failed(store_error(error)),
+    }
+}
+
+fn wrong_expected_version(detail: &str, call: &AppendCall) -> StoreError {
+    let parsed: serde_json::Value = serde_json::from_str(detail).unwrap_or_default();
+    let stream_name = parsed["stream"].as_str().unwrap_or_default().to_owned();
+    let actual = match parsed["actual"].as_i64() {
+        Some(version) if version >= 0 => ActualVersion::Version(version as u64),
+        _ => ActualVersion::NoStream,
+    };
+    match (
+        StreamId::parse(stream_name.clone()),
+        call.expected_by_stream.get(&stream_name),
+    ) {
+        (Ok(stream), Some(expected)) => StoreError::WrongExpectedVersion {
+            stream,
+            expected: *expected,
+            actual,
+        },
+        _ => StoreError::Failure(format!(
+            "unreadable conflict report from the database: {detail}"
+        )),
+    }
+}
+
+/// Maps a database failure to the store's terms: connection trouble is `Unavailable`.
+fn store_error(error: sqlx::Error) -> StoreError {
+    match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            // admin shutdown, crash shutdown, cannot connect now, connection failures
+            Some("57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006" | "08001" | "08004") => {
+                StoreError::Unavailable(db.message().to_owned())
+            }
+            _ => StoreError::Failure(db.message().to_owned()),
+        },
+        _ => StoreError::Failure(error.to_string()),
+    }
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
+}
+
+fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::InvalidAppend(format!("version {value} is out of range")))
+}
+
+fn clamp_limit(limit: usize) -> i64 {
+    i64::try_from(limit.min(100_000)).unwrap_or(100_000)
+}
+
+fn recorded_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let read = || -> Result<RecordedEvent, sqlx::Error> {
+        let stream: String = row.try_get("stream_id")?;
+        let schema_version: i32 = row.try_get("schema_version")?;
+        Ok(RecordedEvent {
+            position: Position(to_u64(row.try_get("global_position")?)),
+            stream: StreamId::parse(stream)
+                .map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
+            stream_version: to_u64(row.try_get("stream_version")?),
+            event_id: row.try_get("event_id")?,
+            event_type: row.try_get("event_type")?,
+            schema_version: u32::try_from(schema_version).unwrap_or_default(),
+            data: row.try_get("data")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    };
+    read().map_err(store_error)
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    #[tracing::instrument(skip_all, fields(streams = appends.len()), err(Debug))]
+    async fn append_multi(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        let streams_in_order: Vec<String> = appends
+            .iter()
+            .map(|a| a.stream.as_str().to_owned())
+            .collect();
+        let call = AppendCall::build(appends.into_iter().enumerate().collect())?;
+        let mut attempt = 0;
+        let sorted_results = loop {
+            match self.append_once(&call).await {
+                Ok(results) => break results,
+                Err(AppendAttempt::Retry) if attempt < ORDER_RETRIES => attempt += 1,
+                Err(AppendAttempt::Retry) => {
+                    return Err(StoreError::Failure(format!(
+                        "the append lost the race for its streams {ORDER_RETRIES} times; try again"
+                    )));
+                }
+                Err(AppendAttempt::Failed(error)) => return Err(error),
+            }
+        };
+        // Wake subscribers; a full channel means a notification is already due.
+        let _ = self.wake_notifier.try_send(());
+        // `append_events` answered in sorted stream order; give results back in the caller's.
+        let by_stream: HashMap<&str, AppendResult> = call
+            .streams
+            .iter()
+            .map(String::as_str)
+            .zip(sorted_results)
+            .collect();
+        streams_in_order
+            .iter()
+            .map(|stream| {
+                by_stream.get(stream.as_str()).copied().ok_or_else(|| {
+                    StoreError::Failure(format!("no append result for stream {stream}"))
+                })
+            })
+            .collect()
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: Option<u64>,
+        direction: ReadDirection,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = match direction {
+            ReadDirection::Forward => concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3"
+            ),
+            ReadDirection::Backward => concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE stream_id = $1 AND stream_version <= $2 ORDER BY stream_version DESC LIMIT $3"
+            ),
+        };
+        let start = match (direction, from) {
+            (_, Some(version)) => i64::try_from(version).unwrap_or(i64::MAX),
+            (ReadDirection::Forward, None) => 0,
+            (ReadDirection::Backward, None) => i64::MAX,
+        };
+        let rows = sqlx::query(sql)
+            .bind(stream.as_str())
+            .bind(start)
+            .bind(clamp_limit(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, StoreError> {
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
+                .bind(stream.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(version.filter(|v| *v >= 0).map(to_u64))
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<AllSlice, StoreError> {
+        // The horizon comes from the statement's own snapshot, the one the scan reads with.
+        let sql = concat!(
+            "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint * 1048576 AS below) ",
+            "SELECT ",
+            event_columns!(),
+            " FROM events, horizon WHERE global_position > $1 AND global_position < horizon.below ",
+            "ORDER BY global_position LIMIT $2"
+        );
+        let after_i64 = i64::try_from(after.0).unwrap_or(i64::MAX);
+        let limit_i64 = clamp_limit(limit);
+        let rows = sqlx::query(sql)
+            .bind(after_i64)
+            .bind(limit_i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        let events = rows
+            .iter()
+            .map(recorded_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        let held_back = if (events.len() as i64) < limit_i64 {
+            let last_returned = events
+                .last()
+                .map_or(after_i64, |event| event.position.0 as i64);
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE global_position > $1)",
+            )
+            .bind(last_returned)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?
+        } else {
+            false
+        };
+        Ok(AllSlice { events, held_back })
+    }
+
+    async fn subscribe_all(&self, after: Position) -> Result<Box<dyn Subscription>, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool)
+            .await
+            .map_err(store_error)?;
+        // Listen before the first read, so no notification falls between the two.
+        listener.listen(EVENTS_CHANNEL).await.map_err(store_error)?;
+        Ok(Box::new(PostgresSubscription {
+            store: self.clone(),
+            listener,
+            last: after,
+            buffer: VecDeque::new(),
+        }))
+    }
+
+    #[tracing::instrument(skip(self), err(Debug))]
+    async fn verify(&self, range: PositionRange) -> Result<VerifyReport, StoreError> {
+        Verifier::new(&self.pool, range).run().await
+    }
+}
+
+/// A `$all` subscription: reads pages after its last event; when caught up, waits for a
+/// notification (or the poll interval); when events are held back behind a running
+/// transaction, reads again after a short pause.
+struct PostgresSubscription {
+    store: PostgresEventStore,
+    listener: PgListener,
+    last: Position,
+    buffer: VecDeque<RecordedEvent>,
+}
+
+#[async_trait]
+impl Subscription for PostgresSubscription {
+    async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                self.last = event.position;
+                return Ok(event);
+            }
+            let slice = self.store.read_all(self.last, SCAN_PAGE).await?;
+            if !slice.events.is_empty() {
+                self.buffer.extend(slice.events);
+                pause = Duration::from_millis(1);
+                continue;
+            }
+            if slice.held_back {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+                continue;
+            }
+            // Caught up: wait for an append to be announced, polling as the fallback.
+            match tokio::time::timeout(self.store.subscription_poll, self.listener.recv()).await {
+                Ok(Ok(_notification)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error, "subscription listener failed; polling");
+                    tokio::time::sleep(self.store.subscription_poll).await;
+                }
+                Err(_elapsed) => {}
+            }
+        }
+    }
+}
+
+/// Recomputes the hash chains over a range of `$all`, page by page.
+struct Verifier<'a> {
+    pool: &'a PgPool,
+    range: PositionRange,
+    /// Last version and hash seen of each stream in the range.
+    heads: HashMap<String, (u64, Vec<u8>)>,
+    verified: u64,
+}
+
+impl<'a> Verifier<'a> {
+    fn new(pool: &'a PgPool, range: PositionRange) -> Self {
+        Self {
+            pool,
+            range,
+            heads: HashMap::new(),
+            verified: 0,
+        }
+    }
+
+    async fn run(mut self) -> Result<VerifyReport, StoreError> {
+        let mut after: i64 = self
+            .range
+            .from
+            .map_or(-1, |from| i64::try_from(from.0).unwrap_or(i64::MAX) - 1);
+        let to = self
+            .range
+            .to
+            .map_or(i64::MAX, |to| i64::try_from(to.0).unwrap_or(i64::MAX));
+        loop {
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                event_columns!(),
+                ", hash FROM events WHERE global_position > $1 AND global_position <= $2 ",
+                "ORDER BY global_position LIMIT $3"
+            ))
+            .bind(after)
+            .bind(to)
+            .bind(SCAN_PAGE as i64)
+            .fetch_all(self.pool)
+            .await
+            .map_err(store_error)?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get("global_position").map_err(store_error)?;
+            for row in &rows {
+                let event = recorded_event(row)?;
+                let stored_hash: Vec<u8> = row.try_get("hash").map_err(store_error)?;
+                if let Some(problem) = self.check(&event, &stored_hash).await? {
+                    return Ok(self.report(Some(broken(&event, problem))));
+                }
+                self.verified += 1;
+            }
+        }
+        if self.range.to.is_none() {
+            if let Some(broken) = self.check_stream_heads().await? {
+                return Ok(self.report(Some(broken)));
+            }
+        }
+        Ok(self.report(None))
+    }
+
+    fn report(&self, first_broken: Option<BrokenEvent>) -> VerifyReport {
+        VerifyReport {
+            verified: self.verified,
+            first_broken,
+        }
+    }
+
+    async fn check(
+        &mut self,
+        event: &RecordedEvent,
+        stored_hash: &[u8],
+    ) -> Result<Option<Tampering>, StoreError> {
+        let stream = event.stream.as_str();
+        let previous = match self.heads.get(stream) {
+            Some((version, hash)) => Some((*version, hash.clone())),
+            None => self.anchor(event).await?,
+        };
+        let (expected_version, previous_hash) = match previous {
+            Some((version, hash)) => (version + 1, hash),
+            None => (0, Vec::new()),
+        };
+        if event.stream_version != expected_version {
+            return Ok(Some(Tampering::VersionGap { expected_version }));
+        }
+        let digest = content_digest(&EventContent {
+            stream_id: stream,
+            event_id: event.event_id,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            recorded_at: event.recorded_at,
+            data: &event.data,
+            metadata: &event.metadata,
+        });
+        let expected_hash = chain_hash(
+            &previous_hash,
+            &digest,
+            event.stream_version,
+            event.position.0,
+        );
+        if expected_hash.as_slice() != stored_hash {
+            return Ok(Some(Tampering::HashMismatch));
+        }
+        self.heads.insert(
+            stream.to_owned(),
+            (event.stream_version, stored_hash.to_vec()),
+        );
+        Ok(None)
+    }
+
+    /// The stored predecessor of the first event of a stream met in the range: the range
+    /// checks from there on (the predecessor is checked by a verification that covers it).
+    async fn anchor(&self, event: &RecordedEvent) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+        if event.stream_version == 0 {
+            return Ok(None);
+        }
+        if self.range.from.is_none() {
+            // Verifying from the start: the stream's first event must be in the range.
+            return Ok(None);
+        }
+        let previous: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT stream_version, hash FROM events WHERE stream_id = $1 AND stream_version = $2",
+        )
+        .bind(event.stream.as_str())
+        .bind(event.stream_version as i64 - 1)
+        .fetch_optional(self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(previous.map(|(version, hash)| (to_u64(version), hash)))
+    }
+
+    /// Every stream head must match the last event verified for it, and no head may point
+    /// at events that are gone.
+    async fn check_stream_heads(&self) -> Result<Option<BrokenEvent>, StoreError> {
+        let mut after = String::new();
+        loop {
+            let heads: Vec<(String, i64, i64, Vec<u8>)> = sqlx::query_as(
+                "SELECT stream_id, version, last_position, last_hash FROM streams \
+                  WHERE stream_id > $1 AND version >= 0 ORDER BY stream_id LIMIT $2",
+            )
+            .bind(&after)
+            .bind(SCAN_PAGE as i64)
+            .fetch_all(self.pool)
+            .await
+            .map_err(store_error)?;
+            let Some(last) = heads.last() else {
+                return Ok(None);
+            };
+            after = last.0.clone();
+            for (stream, version, position, hash) in heads {
+                let matches = self
+                    .heads
+                    .get(&stream)
+                    .is_some_and(|(seen_version, seen_hash)| {
+                        *seen_version == to_u64(version) && *seen_hash == hash
+                    });
+                if !matches {
+                    let (stream_version, problem) = match self.heads.get(&stream) {
+                        Some((seen_version, _)) if *seen_version < to_u64(version) => (
+                            seen_version + 1,
+                            Tampering::VersionGap {
+                                expected_version: seen_version + 1,
+                            },
+                        ),
+                        _ => (to_u64(version), Tampering::StreamHeadMismatch),
+                    };
+                    return Ok(Some(BrokenEvent {
+                        position: Position(to_u64(position)),
+                        stream,
+                        stream_version,
+                        event_id: Uuid::nil(),
+                        problem,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn broken(event: &RecordedEvent, problem: Tampering) -> BrokenEvent {
+    BrokenEvent {
+        position: event.position,
+        stream: event.stream.as_str().to_owned(),
+        stream_version: event.stream_version,
+        event_id: event.event_id,
+        problem,
+    }
+}

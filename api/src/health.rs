@@ -1,0 +1,49 @@
+//! Liveness and readiness.
+
+use std::time::Duration;
+
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+use sqlx::PgPool;
+
+/// How long readiness waits for the database before calling it down.
+const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The process is up and serving.
+#[get("/health/live")]
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "live" }))
+}
+
+/// The service can do its work: the database answers.
+#[get("/health/ready")]
+pub async fn ready(pool: web::Data<PgPool>) -> HttpResponse {
+    let probe = tokio::time::timeout(
+        READY_PROBE_TIMEOUT,
+        sqlx::query("SELECT 1").execute(pool.get_ref()),
+    )
+    .await;
+    match probe {
+        Ok(Ok(_)) => HttpResponse::Ok().json(json!({ "status": "ready", "database": "up" })),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %error, "readiness: database unavailable");
+            not_ready()
+        }
+        Err(_) => {
+            tracing::warn!("readiness: database did not answer in time");
+            not_ready()
+        }
+    }
+}
+
+fn not_ready() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .content_type("application/problem+json")
+        .insert_header(("Retry-After", "5"))
+        .json(json!({
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": "the database is not reachable",
+        }))
+}

@@ -1,0 +1,8 @@
+//! The HTTP edge and the command line of the `aisc` service.
+
+pub mod cli;
+pub mod health;
+pub mod startup;
+pub mod telemetry;
+
+pub use startup::{Application, ServiceConfig};

@@ -1,0 +1,7 @@
+//! `aisc`: the AISC Subsidy Back Office service and its staff commands.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    aisc_api::cli::main()
+}
