@@ -8,7 +8,7 @@
 
 CREATE TABLE streams (
     stream_id      text   PRIMARY KEY,
-    -- Version of the stream's last event; -1 only inside the transaction that creates it.
+    -- Version, position and hash of the stream's last event.
     version        bigint NOT NULL,
     last_position  bigint NOT NULL,
     last_hash      bytea  NOT NULL
@@ -53,6 +53,8 @@ CREATE TRIGGER events_refuse_truncate
 -- Errors: AE001 wrong expected version (DETAIL: stream, expected kind, expected, actual),
 --         AE002 event id reused with other content, AE003 retry (a stream's last event has a
 --         higher position than this transaction can write; a new transaction will not).
+--         A unique violation on streams_pkey means another transaction created the same
+--         stream at the same moment: the caller retries and then sees the stream.
 CREATE FUNCTION append_events(
     p_streams           text[],
     p_expected_kinds    smallint[],
@@ -69,19 +71,18 @@ CREATE FUNCTION append_events(
 LANGUAGE plpgsql AS $$
 DECLARE
     n_streams   integer := coalesce(array_length(p_streams, 1), 0);
-    versions    bigint[] := '{}';
-    hashes      bytea[] := '{}';
-    replayed    boolean[] := '{}';
-    r_first     bigint[] := '{}';
-    r_last      bigint[] := '{}';
-    r_position  bigint[] := '{}';
+    versions    bigint[] := array_fill(-1::bigint, ARRAY[n_streams]);
+    head_pos    bigint[] := array_fill(0::bigint, ARRAY[n_streams]);
+    hashes      bytea[] := array_fill('\x'::bytea, ARRAY[n_streams]);
+    replayed    boolean[] := array_fill(false, ARRAY[n_streams]);
+    r_first     bigint[] := array_fill(0::bigint, ARRAY[n_streams]);
+    r_last      bigint[] := array_fill(0::bigint, ARRAY[n_streams]);
     n_replayed  integer := 0;
     g           integer;
     i           integer;
     offs        integer := 0;
-    cur_version bigint;
-    cur_pos     bigint;
-    cur_hash    bytea;
+    exists_now  boolean;
+    matches     boolean;
     ex          record;
     base        bigint;
     ordinal     bigint := 0;
@@ -89,62 +90,59 @@ DECLARE
     ver         bigint;
     h           bytea;
 BEGIN
-    -- Lock each stream's head (creating it if needed) and check idempotency and expectation.
+    -- Lock each existing stream head; check idempotency and the expected version.
     FOR g IN 1 .. n_streams LOOP
-        SELECT s.version, s.last_position, s.last_hash INTO cur_version, cur_pos, cur_hash
+        SELECT s.version, s.last_position, s.last_hash INTO ver, pos, h
           FROM streams s WHERE s.stream_id = p_streams[g] FOR UPDATE;
-        IF NOT FOUND THEN
-            INSERT INTO streams AS s (stream_id, version, last_position, last_hash)
-                 VALUES (p_streams[g], -1, 0, '\x') ON CONFLICT ON CONSTRAINT streams_pkey DO NOTHING;
-            SELECT s.version, s.last_position, s.last_hash INTO cur_version, cur_pos, cur_hash
-              FROM streams s WHERE s.stream_id = p_streams[g] FOR UPDATE;
+        exists_now := FOUND;
+        IF exists_now THEN
+            versions[g] := ver;
+            head_pos[g] := pos;
+            hashes[g] := h;
         END IF;
-
-        SELECT e.stream_id, e.stream_version INTO ex
-          FROM events e WHERE e.event_id = p_event_ids[offs + 1];
-        IF FOUND THEN
-            -- A retry of an earlier append: every event must match what was recorded.
-            FOR i IN 1 .. p_counts[g] LOOP
-                PERFORM 1 FROM events e
-                  WHERE e.event_id = p_event_ids[offs + i]
-                    AND e.stream_id = p_streams[g]
-                    AND e.stream_version = ex.stream_version + i - 1
-                    AND e.event_type = p_event_types[offs + i]
-                    AND e.schema_version = p_schema_versions[offs + i]
-                    AND e.data = p_data[offs + i]
-                    AND e.metadata = p_metadata[offs + i];
-                IF NOT FOUND THEN
-                    RAISE EXCEPTION 'event id % is already recorded with other content', p_event_ids[offs + i]
-                        USING ERRCODE = 'AE002', DETAIL = p_event_ids[offs + i]::text;
-                END IF;
-            END LOOP;
-            SELECT e.global_position INTO pos FROM events e
-              WHERE e.event_id = p_event_ids[offs + p_counts[g]];
-            replayed   := replayed || true;
-            n_replayed := n_replayed + 1;
-            r_first    := r_first || ex.stream_version;
-            r_last     := r_last || (ex.stream_version + p_counts[g] - 1);
-            r_position := r_position || pos;
-        ELSE
-            IF (p_expected_kinds[g] = 1 AND cur_version >= 0)
-               OR (p_expected_kinds[g] = 2 AND cur_version < 0)
-               OR (p_expected_kinds[g] = 3 AND cur_version <> p_expected_versions[g]) THEN
-                RAISE EXCEPTION 'stream % is not at the expected version', p_streams[g]
-                    USING ERRCODE = 'AE001',
-                          DETAIL = json_build_object('stream', p_streams[g],
-                                                     'expected_kind', p_expected_kinds[g],
-                                                     'expected', p_expected_versions[g],
-                                                     'actual', cur_version)::text;
+        matches := CASE p_expected_kinds[g]
+                       WHEN 1 THEN NOT exists_now
+                       WHEN 2 THEN exists_now
+                       WHEN 3 THEN exists_now AND versions[g] = p_expected_versions[g]
+                       ELSE true END;
+        -- A replay is only possible in an existing stream, and only looked for where the
+        -- expectation alone does not settle it (a matching exact version is a new append).
+        IF exists_now AND (NOT matches OR p_expected_kinds[g] IN (0, 2)) THEN
+            SELECT e.stream_id, e.stream_version INTO ex
+              FROM events e WHERE e.event_id = p_event_ids[offs + 1];
+            IF FOUND THEN
+                FOR i IN 1 .. p_counts[g] LOOP
+                    PERFORM 1 FROM events e
+                      WHERE e.event_id = p_event_ids[offs + i]
+                        AND e.stream_id = p_streams[g]
+                        AND e.stream_version = ex.stream_version + i - 1
+                        AND e.event_type = p_event_types[offs + i]
+                        AND e.schema_version = p_schema_versions[offs + i]
+                        AND e.data = p_data[offs + i]
+                        AND e.metadata = p_metadata[offs + i];
+                    IF NOT FOUND THEN
+                        RAISE EXCEPTION 'event id % is already recorded with other content', p_event_ids[offs + i]
+                            USING ERRCODE = 'AE002', DETAIL = p_event_ids[offs + i]::text;
+                    END IF;
+                END LOOP;
+                SELECT e.global_position INTO pos FROM events e
+                  WHERE e.event_id = p_event_ids[offs + p_counts[g]];
+                replayed[g] := true;
+                n_replayed  := n_replayed + 1;
+                r_first[g]  := ex.stream_version;
+                r_last[g]   := ex.stream_version + p_counts[g] - 1;
+                head_pos[g] := pos;
+                matches     := true;
             END IF;
-            replayed   := replayed || false;
-            r_first    := r_first || (cur_version + 1);
-            r_last     := r_last || (cur_version + p_counts[g]);
-            r_position := r_position || 0::bigint;
         END IF;
-        versions := versions || cur_version;
-        hashes   := hashes || cur_hash;
-        -- Remember the head position to check against this transaction's positions below.
-        r_position[g] := CASE WHEN replayed[g] THEN r_position[g] ELSE cur_pos END;
+        IF NOT matches THEN
+            RAISE EXCEPTION 'stream % is not at the expected version', p_streams[g]
+                USING ERRCODE = 'AE001',
+                      DETAIL = json_build_object('stream', p_streams[g],
+                                                 'expected_kind', p_expected_kinds[g],
+                                                 'expected', p_expected_versions[g],
+                                                 'actual', versions[g])::text;
+        END IF;
         offs := offs + p_counts[g];
     END LOOP;
 
@@ -157,12 +155,13 @@ BEGIN
         base := pg_current_xact_id()::text::bigint * 1048576;
         offs := 0;
         FOR g IN 1 .. n_streams LOOP
-            IF r_position[g] >= base THEN
+            IF head_pos[g] >= base THEN
                 RAISE EXCEPTION 'stream % was written by a later transaction; retry', p_streams[g]
                     USING ERRCODE = 'AE003';
             END IF;
             ver := versions[g];
             h := hashes[g];
+            r_first[g] := ver + 1;
             FOR i IN 1 .. p_counts[g] LOOP
                 ver := ver + 1;
                 pos := base + ordinal;
@@ -174,9 +173,14 @@ BEGIN
                              p_schema_versions[offs + i], p_data[offs + i], p_metadata[offs + i],
                              p_recorded_at[offs + i], h);
             END LOOP;
-            UPDATE streams s SET version = ver, last_position = pos, last_hash = h
-             WHERE s.stream_id = p_streams[g];
-            r_position[g] := pos;
+            IF versions[g] < 0 THEN
+                INSERT INTO streams (stream_id, version, last_position, last_hash) VALUES (p_streams[g], ver, pos, h);
+            ELSE
+                UPDATE streams s SET version = ver, last_position = pos, last_hash = h
+                 WHERE s.stream_id = p_streams[g];
+            END IF;
+            r_last[g] := ver;
+            head_pos[g] := pos;
             offs := offs + p_counts[g];
         END LOOP;
     END IF;
@@ -185,7 +189,7 @@ BEGIN
         stream_id := p_streams[g];
         first_version := r_first[g];
         last_version := r_last[g];
-        last_position := r_position[g];
+        last_position := head_pos[g];
         RETURN NEXT;
     END LOOP;
 END

@@ -15,6 +15,7 @@ use aisc_domain::event_store::{
     StoreError, StreamAppend, StreamId, Subscription, Tampering, VerifyReport,
 };
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use chrono::{DateTime, SubsecRound, Utc};
 use sqlx::postgres::{PgDatabaseError, PgListener, PgRow};
 use sqlx::{PgPool, Row};
@@ -29,6 +30,10 @@ pub const EVENTS_CHANNEL: &str = "aisc_events";
 /// How often an append is retried when a stream's head was written by a transaction with a
 /// higher id than its own (rare: the two raced for the stream's lock).
 const ORDER_RETRIES: usize = 10;
+
+/// How long the notifier gathers appends before one `NOTIFY`: bounds notifications (each a
+/// small transaction) to a few hundred a second under load, at a latency cost of this much.
+const NOTIFY_COALESCE: Duration = Duration::from_millis(2);
 
 /// Page size of internal scans (verification, subscriptions).
 const SCAN_PAGE: usize = 2_000;
@@ -107,6 +112,9 @@ impl PostgresEventStore {
 /// their next poll, and must not cost a disk flush.
 async fn run_notifier(pool: PgPool, mut wakes: mpsc::Receiver<()>) {
     while wakes.recv().await.is_some() {
+        // Gather the appends of the next moment into the same notification.
+        tokio::time::sleep(NOTIFY_COALESCE).await;
+        let _ = wakes.try_recv();
         let sent =
             sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
                 .bind(EVENTS_CHANNEL)
@@ -461,16 +469,13 @@ impl EventStore for PostgresEventStore {
         );
         let after_i64 = i64::try_from(after.0).unwrap_or(i64::MAX);
         let limit_i64 = clamp_limit(limit);
-        let rows = sqlx::query(sql)
-            .bind(after_i64)
-            .bind(limit_i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?;
-        let events = rows
-            .iter()
-            .map(recorded_event)
-            .collect::<Result<Vec<_>, _>>()?;
+        // Decode rows as they arrive, so the client's JSON parsing overlaps the server's scan.
+        let mut rows = sqlx::query(sql).bind(after_i64).bind(limit_i64).fetch(&self.pool);
+        let mut events = Vec::with_capacity(usize::try_from(limit_i64).unwrap_or(0).min(SCAN_PAGE));
+        while let Some(row) = rows.try_next().await.map_err(store_error)? {
+            events.push(recorded_event(&row)?);
+        }
+        drop(rows);
         let held_back = if (events.len() as i64) < limit_i64 {
             let last_returned = events
                 .last()
