@@ -47,15 +47,125 @@ CREATE TRIGGER events_refuse_truncate
     BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION events_refuse_change();
 
--- Appends events to one or more streams in one transaction (the calling statement's).
--- Streams arrive sorted by id so that concurrent multi-stream appends lock in one order.
+-- Appends events to one stream, within the calling transaction. Numbers the events from
+-- ordinal p_first_ordinal of this transaction (so several streams can share one transaction).
 -- Expected kinds: 0 any, 1 no stream, 2 stream exists, 3 exact version.
--- Errors: AE001 wrong expected version (DETAIL: stream, expected kind, expected, actual),
---         AE002 event id reused with other content, AE003 retry (a stream's last event has a
---         higher position than this transaction can write; a new transaction will not).
---         A unique violation on streams_pkey means another transaction created the same
---         stream at the same moment: the caller retries and then sees the stream.
-CREATE FUNCTION append_events(
+-- Errors: AE001 wrong expected version (DETAIL: JSON with stream, expected kind, expected,
+--         actual); AE002 an event id recorded with other content (DETAIL: the id); AE003 the
+--         stream's last event has a higher position than this transaction can write (it raced
+--         a transaction with a higher id for the stream): retry in a new transaction. A unique
+--         violation on streams_pkey means another transaction created the stream at the same
+--         moment: retry, and the stream will be seen.
+-- A replay (the same event ids, same content, already in this stream) writes nothing and
+-- returns the first append's result with replayed = true.
+CREATE FUNCTION append_stream(
+    p_stream          text,
+    p_expected_kind   smallint,
+    p_expected        bigint,
+    p_first_ordinal   bigint,
+    p_event_ids       uuid[],
+    p_event_types     text[],
+    p_schema_versions integer[],
+    p_data            jsonb[],
+    p_metadata        jsonb[],
+    p_recorded_at     timestamptz,
+    p_digests         bytea[],
+    OUT first_version bigint,
+    OUT last_version  bigint,
+    OUT last_position bigint,
+    OUT replayed      boolean
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    n          integer := coalesce(array_length(p_event_ids, 1), 0);
+    head_ver   bigint := -1;
+    head_pos   bigint := 0;
+    h          bytea := '\x';
+    exists_now boolean;
+    matches    boolean;
+    replay_at  bigint;
+    base       bigint;
+    pos        bigint;
+    ver        bigint;
+    i          integer;
+BEGIN
+    SELECT s.version, s.last_position, s.last_hash INTO head_ver, head_pos, h
+      FROM streams s WHERE s.stream_id = p_stream FOR UPDATE;
+    exists_now := FOUND;
+    IF NOT exists_now THEN
+        head_ver := -1; head_pos := 0; h := '\x';
+    END IF;
+    matches := CASE p_expected_kind
+                   WHEN 1 THEN NOT exists_now
+                   WHEN 2 THEN exists_now
+                   WHEN 3 THEN exists_now AND head_ver = p_expected
+                   ELSE true END;
+    replayed := false;
+    -- A replay is only possible in an existing stream, and only looked for where the
+    -- expectation alone does not settle it (a matching exact version is a new append).
+    IF exists_now AND (NOT matches OR p_expected_kind IN (0, 2)) THEN
+        SELECT e.stream_version INTO replay_at FROM events e
+         WHERE e.event_id = p_event_ids[1] AND e.stream_id = p_stream;
+        IF FOUND THEN
+            FOR i IN 1 .. n LOOP
+                PERFORM 1 FROM events e
+                  WHERE e.event_id = p_event_ids[i]
+                    AND e.stream_id = p_stream
+                    AND e.stream_version = replay_at + i - 1
+                    AND e.event_type = p_event_types[i]
+                    AND e.schema_version = p_schema_versions[i]
+                    AND e.data = p_data[i]
+                    AND e.metadata = p_metadata[i];
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'event id % is already recorded with other content', p_event_ids[i]
+                        USING ERRCODE = 'AE002', DETAIL = p_event_ids[i]::text;
+                END IF;
+            END LOOP;
+            SELECT e.global_position INTO last_position FROM events e WHERE e.event_id = p_event_ids[n];
+            first_version := replay_at;
+            last_version := replay_at + n - 1;
+            replayed := true;
+            RETURN;
+        END IF;
+    END IF;
+    IF NOT matches THEN
+        RAISE EXCEPTION 'stream % is not at the expected version', p_stream
+            USING ERRCODE = 'AE001',
+                  DETAIL = json_build_object('stream', p_stream, 'expected_kind', p_expected_kind,
+                                             'expected', p_expected, 'actual', head_ver)::text;
+    END IF;
+
+    -- The transaction id is taken only now, after the head was read, so it is higher than
+    -- the id of whoever wrote that head, unless the two raced for the lock (then retry).
+    base := pg_current_xact_id()::text::bigint * 1048576;
+    IF head_pos >= base THEN
+        RAISE EXCEPTION 'stream % was written by a later transaction; retry', p_stream USING ERRCODE = 'AE003';
+    END IF;
+    ver := head_ver;
+    FOR i IN 1 .. n LOOP
+        ver := ver + 1;
+        pos := base + p_first_ordinal + i - 1;
+        h := sha256(h || p_digests[i] || int8send(ver) || int8send(pos));
+        INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type,
+                            schema_version, data, metadata, recorded_at, hash)
+             VALUES (pos, p_stream, ver, p_event_ids[i], p_event_types[i], p_schema_versions[i],
+                     p_data[i], p_metadata[i], p_recorded_at, h);
+    END LOOP;
+    IF exists_now THEN
+        UPDATE streams s SET version = ver, last_position = pos, last_hash = h WHERE s.stream_id = p_stream;
+    ELSE
+        INSERT INTO streams (stream_id, version, last_position, last_hash) VALUES (p_stream, ver, pos, h);
+    END IF;
+    first_version := head_ver + 1;
+    last_version := ver;
+    last_position := pos;
+END
+$$;
+
+-- Appends to several streams in one transaction, all or nothing. The streams arrive sorted
+-- by id so that concurrent multi-stream appends lock their heads in one order. The events of
+-- all streams are concatenated; p_counts says how many belong to each stream.
+CREATE FUNCTION append_streams(
     p_streams           text[],
     p_expected_kinds    smallint[],
     p_expected_versions bigint[],
@@ -65,132 +175,38 @@ CREATE FUNCTION append_events(
     p_schema_versions   integer[],
     p_data              jsonb[],
     p_metadata          jsonb[],
-    p_recorded_at       timestamptz[],
+    p_recorded_at       timestamptz,
     p_digests           bytea[]
-) RETURNS TABLE (stream_id text, first_version bigint, last_version bigint, last_position bigint)
+) RETURNS TABLE (first_version bigint, last_version bigint, last_position bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
-    n_streams   integer := coalesce(array_length(p_streams, 1), 0);
-    versions    bigint[] := array_fill(-1::bigint, ARRAY[n_streams]);
-    head_pos    bigint[] := array_fill(0::bigint, ARRAY[n_streams]);
-    hashes      bytea[] := array_fill('\x'::bytea, ARRAY[n_streams]);
-    replayed    boolean[] := array_fill(false, ARRAY[n_streams]);
-    r_first     bigint[] := array_fill(0::bigint, ARRAY[n_streams]);
-    r_last      bigint[] := array_fill(0::bigint, ARRAY[n_streams]);
-    n_replayed  integer := 0;
-    g           integer;
-    i           integer;
-    offs        integer := 0;
-    exists_now  boolean;
-    matches     boolean;
-    ex          record;
-    base        bigint;
-    ordinal     bigint := 0;
-    pos         bigint;
-    ver         bigint;
-    h           bytea;
+    n_streams  integer := coalesce(array_length(p_streams, 1), 0);
+    n_replayed integer := 0;
+    offs       integer := 0;
+    g          integer;
+    part       record;
 BEGIN
-    -- Lock each existing stream head; check idempotency and the expected version.
     FOR g IN 1 .. n_streams LOOP
-        SELECT s.version, s.last_position, s.last_hash INTO ver, pos, h
-          FROM streams s WHERE s.stream_id = p_streams[g] FOR UPDATE;
-        exists_now := FOUND;
-        IF exists_now THEN
-            versions[g] := ver;
-            head_pos[g] := pos;
-            hashes[g] := h;
+        part := append_stream(p_streams[g], p_expected_kinds[g], p_expected_versions[g], offs,
+                              p_event_ids[offs + 1 : offs + p_counts[g]],
+                              p_event_types[offs + 1 : offs + p_counts[g]],
+                              p_schema_versions[offs + 1 : offs + p_counts[g]],
+                              p_data[offs + 1 : offs + p_counts[g]],
+                              p_metadata[offs + 1 : offs + p_counts[g]],
+                              p_recorded_at,
+                              p_digests[offs + 1 : offs + p_counts[g]]);
+        IF part.replayed THEN
+            n_replayed := n_replayed + 1;
         END IF;
-        matches := CASE p_expected_kinds[g]
-                       WHEN 1 THEN NOT exists_now
-                       WHEN 2 THEN exists_now
-                       WHEN 3 THEN exists_now AND versions[g] = p_expected_versions[g]
-                       ELSE true END;
-        -- A replay is only possible in an existing stream, and only looked for where the
-        -- expectation alone does not settle it (a matching exact version is a new append).
-        IF exists_now AND (NOT matches OR p_expected_kinds[g] IN (0, 2)) THEN
-            SELECT e.stream_id, e.stream_version INTO ex
-              FROM events e WHERE e.event_id = p_event_ids[offs + 1];
-            IF FOUND THEN
-                FOR i IN 1 .. p_counts[g] LOOP
-                    PERFORM 1 FROM events e
-                      WHERE e.event_id = p_event_ids[offs + i]
-                        AND e.stream_id = p_streams[g]
-                        AND e.stream_version = ex.stream_version + i - 1
-                        AND e.event_type = p_event_types[offs + i]
-                        AND e.schema_version = p_schema_versions[offs + i]
-                        AND e.data = p_data[offs + i]
-                        AND e.metadata = p_metadata[offs + i];
-                    IF NOT FOUND THEN
-                        RAISE EXCEPTION 'event id % is already recorded with other content', p_event_ids[offs + i]
-                            USING ERRCODE = 'AE002', DETAIL = p_event_ids[offs + i]::text;
-                    END IF;
-                END LOOP;
-                SELECT e.global_position INTO pos FROM events e
-                  WHERE e.event_id = p_event_ids[offs + p_counts[g]];
-                replayed[g] := true;
-                n_replayed  := n_replayed + 1;
-                r_first[g]  := ex.stream_version;
-                r_last[g]   := ex.stream_version + p_counts[g] - 1;
-                head_pos[g] := pos;
-                matches     := true;
-            END IF;
-        END IF;
-        IF NOT matches THEN
-            RAISE EXCEPTION 'stream % is not at the expected version', p_streams[g]
-                USING ERRCODE = 'AE001',
-                      DETAIL = json_build_object('stream', p_streams[g],
-                                                 'expected_kind', p_expected_kinds[g],
-                                                 'expected', p_expected_versions[g],
-                                                 'actual', versions[g])::text;
-        END IF;
+        first_version := part.first_version;
+        last_version := part.last_version;
+        last_position := part.last_position;
+        RETURN NEXT;
         offs := offs + p_counts[g];
     END LOOP;
-
     IF n_replayed > 0 AND n_replayed < n_streams THEN
         RAISE EXCEPTION 'an append reuses event ids already recorded by a different append'
             USING ERRCODE = 'AE002', DETAIL = '';
     END IF;
-
-    IF n_replayed = 0 THEN
-        base := pg_current_xact_id()::text::bigint * 1048576;
-        offs := 0;
-        FOR g IN 1 .. n_streams LOOP
-            IF head_pos[g] >= base THEN
-                RAISE EXCEPTION 'stream % was written by a later transaction; retry', p_streams[g]
-                    USING ERRCODE = 'AE003';
-            END IF;
-            ver := versions[g];
-            h := hashes[g];
-            r_first[g] := ver + 1;
-            FOR i IN 1 .. p_counts[g] LOOP
-                ver := ver + 1;
-                pos := base + ordinal;
-                ordinal := ordinal + 1;
-                h := sha256(h || p_digests[offs + i] || int8send(ver) || int8send(pos));
-                INSERT INTO events (global_position, stream_id, stream_version, event_id, event_type,
-                                    schema_version, data, metadata, recorded_at, hash)
-                     VALUES (pos, p_streams[g], ver, p_event_ids[offs + i], p_event_types[offs + i],
-                             p_schema_versions[offs + i], p_data[offs + i], p_metadata[offs + i],
-                             p_recorded_at[offs + i], h);
-            END LOOP;
-            IF versions[g] < 0 THEN
-                INSERT INTO streams (stream_id, version, last_position, last_hash) VALUES (p_streams[g], ver, pos, h);
-            ELSE
-                UPDATE streams s SET version = ver, last_position = pos, last_hash = h
-                 WHERE s.stream_id = p_streams[g];
-            END IF;
-            r_last[g] := ver;
-            head_pos[g] := pos;
-            offs := offs + p_counts[g];
-        END LOOP;
-    END IF;
-
-    FOR g IN 1 .. n_streams LOOP
-        stream_id := p_streams[g];
-        first_version := r_first[g];
-        last_version := r_last[g];
-        last_position := head_pos[g];
-        RETURN NEXT;
-    END LOOP;
 END
 $$;

@@ -27,15 +27,27 @@ fn serve_against_an_unreachable_database_says_where_it_tried_and_exits_non_zero(
     assert_eq!(lines.len(), 1, "exactly one line: {stderr:?}");
     let line = lines[0];
     assert!(line.starts_with("error: "), "{line}");
-    assert!(line.contains("postgres://postgres:***@127.0.0.1:1/aisc_subsidy"), "names the URL, not the password: {line}");
+    assert!(
+        line.contains("postgres://postgres:***@127.0.0.1:1/aisc_subsidy"),
+        "names the URL, not the password: {line}"
+    );
     assert!(!line.contains("secret"));
-    assert!(line.contains("DATABASE_URL"), "says how to point it elsewhere: {line}");
-    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+    assert!(
+        line.contains("DATABASE_URL"),
+        "says how to point it elsewhere: {line}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn a_bad_database_url_is_one_clear_line() {
-    let output = Command::new(AISC).args(["migrate", "--database-url", "mysql://nope"]).output().expect("run aisc");
+    let output = Command::new(AISC)
+        .args(["migrate", "--database-url", "mysql://nope"])
+        .output()
+        .expect("run aisc");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -44,10 +56,17 @@ fn a_bad_database_url_is_one_clear_line() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for args in [vec!["--help"], vec!["serve", "--help"], vec!["migrate", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["migrate", "--help"],
+    ] {
         let output = Command::new(AISC).args(&args).output().expect("run aisc");
         assert!(output.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("Usage"),
+            "{args:?}"
+        );
     }
 }
 
@@ -71,7 +90,8 @@ async fn serve_creates_its_database_answers_health_and_stops_gracefully_on_sigte
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let parsed: serde_json::Value = serde_json::from_str(&line).expect("every log line is JSON");
+            let parsed: serde_json::Value =
+                serde_json::from_str(&line).expect("every log line is JSON");
             if let Some(port) = parsed["fields"]["port"].as_u64() {
                 let _ = port_sender.send(port as u16);
             }
@@ -79,39 +99,67 @@ async fn serve_creates_its_database_answers_health_and_stops_gracefully_on_sigte
         }
         lines
     });
-    let port = port_receiver.recv_timeout(Duration::from_secs(30)).expect("the service reports its port");
+    let port = port_receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the service reports its port");
 
-    assert_eq!(support::http_get(port, "/health/live").await.expect("live").0, 200);
-    let (status, body) = support::http_get(port, "/health/ready").await.expect("ready");
+    assert_eq!(
+        support::http_get(port, "/health/live")
+            .await
+            .expect("live")
+            .0,
+        200
+    );
+    let (status, body) = support::http_get(port, "/health/ready")
+        .await
+        .expect("ready");
     assert_eq!(status, 200, "{body}");
 
-    let mut admin = PgConnection::connect(&support::admin_url()).await.expect("admin");
-    let created: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
+    let mut admin = PgConnection::connect(&support::admin_url())
         .await
-        .expect("query");
+        .expect("admin");
+    let created: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .expect("query");
     assert!(created, "serve created its database");
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "the service did not stop after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the service did not stop after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
     let logs = reader.join().expect("log reader");
-    assert!(logs.iter().any(|line| line["fields"]["message"] == "stopped"), "logs the stop");
+    assert!(
+        logs.iter()
+            .any(|line| line["fields"]["message"] == "stopped"),
+        "logs the stop"
+    );
 
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-        .execute(&mut admin)
-        .await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
 }

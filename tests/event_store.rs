@@ -410,9 +410,8 @@ async fn read_all_never_skips_an_event_that_commits_later_with_a_lower_position(
         let mut slow = store.pool().begin().await.expect("begin");
         let slow_event = Uuid::new_v4();
         sqlx::query(
-            "SELECT * FROM append_events(ARRAY['slow-1'], ARRAY[0]::smallint[], ARRAY[-1]::bigint[], ARRAY[1], \
-             ARRAY[$1::uuid], ARRAY['Slow'], ARRAY[1], ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], ARRAY[now()], \
-             ARRAY['\\x00'::bytea])",
+            "SELECT * FROM append_stream('slow-1', 0::smallint, -1, 0, ARRAY[$1::uuid], ARRAY['Slow'], ARRAY[1], \
+             ARRAY['{}'::jsonb], ARRAY['{}'::jsonb], now(), ARRAY['\\x00'::bytea])",
         )
         .bind(slow_event)
         .execute(&mut *slow)

@@ -1,6 +1,7 @@
 //! The PostgreSQL event store.
 //!
-//! Appends run as one call of the `append_events` function (one round trip, one implicit
+//! Appends run as one call of the `append_stream` (or, for several streams, `append_streams`)
+//! function (one round trip, one implicit
 //! transaction): it locks the stream heads, checks idempotency and expected versions,
 //! numbers the events and chains their hashes. Readers of `$all` stop at the visibility
 //! horizon described in the first migration, so they never skip an event that commits later.
@@ -15,8 +16,8 @@ use aisc_domain::event_store::{
     StoreError, StreamAppend, StreamId, Subscription, Tampering, VerifyReport,
 };
 use async_trait::async_trait;
-use futures_util::TryStreamExt;
 use chrono::{DateTime, SubsecRound, Utc};
+use futures_util::TryStreamExt;
 use sqlx::postgres::{PgDatabaseError, PgListener, PgRow};
 use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
@@ -76,23 +77,43 @@ impl PostgresEventStore {
     }
 
     async fn append_once(&self, call: &AppendCall) -> Result<Vec<AppendResult>, AppendAttempt> {
-        let rows = sqlx::query(
-            "SELECT stream_id, first_version, last_version, last_position \
-               FROM append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&call.streams)
-        .bind(&call.expected_kinds)
-        .bind(&call.expected_versions)
-        .bind(&call.counts)
-        .bind(&call.event_ids)
-        .bind(&call.event_types)
-        .bind(&call.schema_versions)
-        .bind(&call.data)
-        .bind(&call.metadata)
-        .bind(&call.recorded_at)
-        .bind(&call.digests)
-        .fetch_all(&self.pool)
-        .await
+        // One stream (by far the most common) goes straight to `append_stream`.
+        let rows = if call.streams.len() == 1 {
+            sqlx::query(
+                "SELECT first_version, last_version, last_position \
+                   FROM append_stream($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(&call.streams[0])
+            .bind(call.expected_kinds[0])
+            .bind(call.expected_versions[0])
+            .bind(&call.event_ids)
+            .bind(&call.event_types)
+            .bind(&call.schema_versions)
+            .bind(&call.data)
+            .bind(&call.metadata)
+            .bind(call.recorded_at)
+            .bind(&call.digests)
+            .fetch_all(&self.pool)
+            .await
+        } else {
+            sqlx::query(
+                "SELECT first_version, last_version, last_position \
+                   FROM append_streams($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&call.streams)
+            .bind(&call.expected_kinds)
+            .bind(&call.expected_versions)
+            .bind(&call.counts)
+            .bind(&call.event_ids)
+            .bind(&call.event_types)
+            .bind(&call.schema_versions)
+            .bind(&call.data)
+            .bind(&call.metadata)
+            .bind(call.recorded_at)
+            .bind(&call.digests)
+            .fetch_all(&self.pool)
+            .await
+        }
         .map_err(|error| classify_append_error(error, call))?;
         rows.iter()
             .map(|row| {
@@ -126,7 +147,7 @@ async fn run_notifier(pool: PgPool, mut wakes: mpsc::Receiver<()>) {
     }
 }
 
-/// The arguments of `append_events`, in the column-per-array form it takes.
+/// The arguments of `append_streams`, in the column-per-array form it takes.
 struct AppendCall {
     streams: Vec<String>,
     expected_kinds: Vec<i16>,
@@ -137,7 +158,7 @@ struct AppendCall {
     schema_versions: Vec<i32>,
     data: Vec<serde_json::Value>,
     metadata: Vec<serde_json::Value>,
-    recorded_at: Vec<DateTime<Utc>>,
+    recorded_at: DateTime<Utc>,
     digests: Vec<Vec<u8>>,
     /// Expected versions by stream, to report conflicts in the caller's terms.
     expected_by_stream: HashMap<String, ExpectedVersion>,
@@ -170,7 +191,7 @@ impl AppendCall {
             schema_versions: Vec::with_capacity(total),
             data: Vec::with_capacity(total),
             metadata: Vec::with_capacity(total),
-            recorded_at: vec![recorded_at; total],
+            recorded_at,
             digests: Vec::with_capacity(total),
             expected_by_stream: HashMap::with_capacity(appends.len()),
         };
@@ -397,7 +418,7 @@ impl EventStore for PostgresEventStore {
         };
         // Wake subscribers; a full channel means a notification is already due.
         let _ = self.wake_notifier.try_send(());
-        // `append_events` answered in sorted stream order; give results back in the caller's.
+        // `append_streams` answered in sorted stream order; give results back in the caller's.
         let by_stream: HashMap<&str, AppendResult> = call
             .streams
             .iter()
@@ -470,7 +491,10 @@ impl EventStore for PostgresEventStore {
         let after_i64 = i64::try_from(after.0).unwrap_or(i64::MAX);
         let limit_i64 = clamp_limit(limit);
         // Decode rows as they arrive, so the client's JSON parsing overlaps the server's scan.
-        let mut rows = sqlx::query(sql).bind(after_i64).bind(limit_i64).fetch(&self.pool);
+        let mut rows = sqlx::query(sql)
+            .bind(after_i64)
+            .bind(limit_i64)
+            .fetch(&self.pool);
         let mut events = Vec::with_capacity(usize::try_from(limit_i64).unwrap_or(0).min(SCAN_PAGE));
         while let Some(row) = rows.try_next().await.map_err(store_error)? {
             events.push(recorded_event(&row)?);
