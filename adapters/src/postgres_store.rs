@@ -632,10 +632,10 @@ impl<'a> Verifier<'a> {
                 self.verified += 1;
             }
         }
-        if self.range.to.is_none() {
-            if let Some(broken) = self.check_stream_heads().await? {
-                return Ok(self.report(Some(broken)));
-            }
+        if self.range.to.is_none()
+            && let Some(broken) = self.check_stream_heads().await?
+        {
+            return Ok(self.report(Some(broken)));
         }
         Ok(self.report(None))
     }
