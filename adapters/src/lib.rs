@@ -4,7 +4,9 @@
 
 pub mod database;
 pub mod event_hash;
+pub mod event_ids;
 pub mod postgres_store;
 
 pub use database::{DatabaseConfig, DatabaseError};
+pub use event_ids::TimeOrderedEventIds;
 pub use postgres_store::PostgresEventStore;

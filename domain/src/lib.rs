@@ -5,4 +5,5 @@
 //! outside world — the event store above all — are traits defined here and implemented in
 //! `aisc-adapters`.
 
+pub mod command_service;
 pub mod event_store;

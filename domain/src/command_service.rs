@@ -1,0 +1,728 @@
+//! The one command service: load a stream, fold its state, decide, append at the expected
+//! version, and on a conflict load again and decide again (a bounded number of times).
+//!
+//! Generic over the [`EventStore`] port; decisions stay pure functions of the loaded state.
+//! A decision that spans several streams (a committee approval reserving budget and capacity)
+//! loads them all and appends to all of them in one atomic multi-stream append, each at the
+//! version it was loaded at, so two decisions racing for the same budget cannot both win.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::event_store::{
+    ActualVersion, EventStore, ExpectedVersion, NewEvent, Position, ReadDirection, RecordedEvent,
+    StoreError, StreamAppend, StreamId,
+};
+
+/// Events read per page while loading a stream.
+const LOAD_PAGE: usize = 1_000;
+
+/// An event type of the domain, as it is stored: a stable type name, a schema version and
+/// its data as JSON.
+pub trait EventCodec: Sized {
+    fn event_type(&self) -> &'static str;
+    fn schema_version(&self) -> u32;
+    fn to_data(&self) -> Result<Value, CodecError>;
+    fn from_stored(event_type: &str, schema_version: u32, data: &Value)
+    -> Result<Self, CodecError>;
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("cannot {action} event {event_type}: {reason}")]
+pub struct CodecError {
+    pub action: &'static str,
+    pub event_type: String,
+    pub reason: String,
+}
+
+/// A stream's state folded from its events.
+pub trait Aggregate {
+    type State: Default;
+    type Event: EventCodec;
+    fn apply(state: Self::State, event: &Self::Event) -> Self::State;
+}
+
+/// Where new event ids come from (an adapter: random or time-ordered UUIDs).
+pub trait EventIds: Send + Sync {
+    fn next_id(&self) -> Uuid;
+}
+
+/// Who asked, and within which request: stored as every event's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandMetadata {
+    pub actor: String,
+    pub role: String,
+    pub request_id: String,
+    pub correlation_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+}
+
+/// A stream's events as loaded, with the version they bring it to.
+#[derive(Debug, Clone, Default)]
+pub struct StreamHistory {
+    pub version: Option<u64>,
+    pub events: Vec<RecordedEvent>,
+}
+
+impl StreamHistory {
+    /// The aggregate's state folded from this history.
+    pub fn fold<A: Aggregate>(&self) -> Result<A::State, CodecError> {
+        self.events
+            .iter()
+            .try_fold(A::State::default(), |state, recorded| {
+                let event = A::Event::from_stored(
+                    &recorded.event_type,
+                    recorded.schema_version,
+                    &recorded.data,
+                )?;
+                Ok(A::apply(state, &event))
+            })
+    }
+
+    fn expected(&self) -> ExpectedVersion {
+        self.version
+            .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
+    }
+}
+
+/// The loaded histories of the streams a multi-stream decision reads.
+#[derive(Debug, Clone, Default)]
+pub struct Histories(BTreeMap<StreamId, StreamHistory>);
+
+impl Histories {
+    pub fn get(&self, stream: &StreamId) -> Option<&StreamHistory> {
+        self.0.get(stream)
+    }
+
+    /// The state of `stream` (a stream not loaded or without events folds to the default).
+    pub fn state<A: Aggregate>(&self, stream: &StreamId) -> Result<A::State, CodecError> {
+        self.0
+            .get(stream)
+            .map_or_else(|| Ok(A::State::default()), StreamHistory::fold::<A>)
+    }
+}
+
+/// New events a decision produced for one stream, encoded for the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    pub stream: StreamId,
+    pub events: Vec<(&'static str, u32, Value)>,
+}
+
+impl Decided {
+    pub fn new<E: EventCodec>(stream: StreamId, events: &[E]) -> Result<Self, CodecError> {
+        let events = events
+            .iter()
+            .map(|event| Ok((event.event_type(), event.schema_version(), event.to_data()?)))
+            .collect::<Result<_, CodecError>>()?;
+        Ok(Self { stream, events })
+    }
+}
+
+/// What a command wrote to one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Written {
+    /// The stream's version after the command (unchanged if the command wrote nothing).
+    pub version: Option<u64>,
+    /// The `$all` position of the last event written, for read-your-writes queries.
+    pub position: Option<Position>,
+}
+
+/// Why a command did not take effect.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CommandError<E> {
+    /// The domain refused it.
+    #[error("{0}")]
+    Rejected(E),
+    /// The caller named a version (`If-Match`) that is no longer current, or concurrent
+    /// writers kept winning until the retries ran out.
+    #[error("stream {stream} was expected at {expected} but is at {actual}")]
+    Conflict {
+        stream: StreamId,
+        expected: ExpectedVersion,
+        actual: ActualVersion,
+    },
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+pub struct CommandService<S, I> {
+    store: S,
+    ids: I,
+    max_attempts: usize,
+}
+
+impl<S: EventStore, I: EventIds> CommandService<S, I> {
+    pub fn new(store: S, ids: I) -> Self {
+        Self {
+            store,
+            ids,
+            max_attempts: 5,
+        }
+    }
+
+    pub fn with_max_attempts(mut self, attempts: usize) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Every event of a stream, page by page.
+    pub async fn load(&self, stream: &StreamId) -> Result<StreamHistory, StoreError> {
+        let mut history = StreamHistory::default();
+        loop {
+            let from = history.version.map_or(0, |version| version + 1);
+            let page = self
+                .store
+                .read_stream(stream, Some(from), ReadDirection::Forward, LOAD_PAGE)
+                .await?;
+            let full = page.len() == LOAD_PAGE;
+            if let Some(last) = page.last() {
+                history.version = Some(last.stream_version);
+            }
+            history.events.extend(page);
+            if !full {
+                return Ok(history);
+            }
+        }
+    }
+
+    /// The current state of one aggregate and its version (`None`: no stream).
+    pub async fn state<A: Aggregate>(
+        &self,
+        stream: &StreamId,
+    ) -> Result<(A::State, Option<u64>), CommandError<()>> {
+        let history = self.load(stream).await.map_err(CommandError::Store)?;
+        Ok((history.fold::<A>()?, history.version))
+    }
+
+    /// Runs a decision on one stream. With `if_match`, only against that version (no retry);
+    /// without it, a conflict loads again and decides again.
+    pub async fn execute<A, E, F>(
+        &self,
+        stream: &StreamId,
+        if_match: Option<u64>,
+        metadata: &CommandMetadata,
+        decide: F,
+    ) -> Result<Written, CommandError<E>>
+    where
+        A: Aggregate,
+        F: Fn(&A::State) -> Result<Vec<A::Event>, E>,
+    {
+        let streams = std::slice::from_ref(stream);
+        let if_match = if_match.map(|version| (stream.clone(), version));
+        let written = self
+            .execute_multi(streams, if_match, metadata, |histories| {
+                let state = histories.state::<A>(stream)?;
+                let events = decide(&state).map_err(CommandError::Rejected)?;
+                Ok(vec![Decided::new(stream.clone(), &events)?])
+            })
+            .await?;
+        Ok(written.into_iter().next().unwrap_or(Written {
+            version: None,
+            position: None,
+        }))
+    }
+
+    /// Runs a decision over several streams and appends to all of them atomically, each at the
+    /// version it was loaded at. Results come back in the order of `streams`.
+    pub async fn execute_multi<E, F>(
+        &self,
+        streams: &[StreamId],
+        if_match: Option<(StreamId, u64)>,
+        metadata: &CommandMetadata,
+        decide: F,
+    ) -> Result<Vec<Written>, CommandError<E>>
+    where
+        F: Fn(&Histories) -> Result<Vec<Decided>, CommandError<E>>,
+    {
+        let metadata = serde_json::to_value(metadata).map_err(|error| {
+            CommandError::Codec(CodecError {
+                action: "encode",
+                event_type: "metadata".into(),
+                reason: error.to_string(),
+            })
+        })?;
+        let mut attempt = 1;
+        loop {
+            let mut histories = Histories::default();
+            for stream in streams {
+                let history = self.load(stream).await.map_err(CommandError::Store)?;
+                histories.0.insert(stream.clone(), history);
+            }
+            if let Some((stream, expected)) = &if_match {
+                let actual = histories.get(stream).and_then(|history| history.version);
+                if actual != Some(*expected) {
+                    return Err(CommandError::Conflict {
+                        stream: stream.clone(),
+                        expected: ExpectedVersion::Exact(*expected),
+                        actual: actual.map_or(ActualVersion::NoStream, ActualVersion::Version),
+                    });
+                }
+            }
+            let decided = decide(&histories)?;
+            let appends: Vec<StreamAppend> = decided
+                .into_iter()
+                .filter(|decision| !decision.events.is_empty())
+                .map(|decision| StreamAppend {
+                    expected: histories
+                        .get(&decision.stream)
+                        .map_or(ExpectedVersion::NoStream, StreamHistory::expected),
+                    events: decision
+                        .events
+                        .into_iter()
+                        .map(|(event_type, schema_version, data)| NewEvent {
+                            event_id: self.ids.next_id(),
+                            event_type: event_type.to_owned(),
+                            schema_version,
+                            data,
+                            metadata: metadata.clone(),
+                        })
+                        .collect(),
+                    stream: decision.stream,
+                })
+                .collect();
+            let unchanged = |stream: &StreamId| Written {
+                version: histories.get(stream).and_then(|h| h.version),
+                position: None,
+            };
+            if appends.is_empty() {
+                return Ok(streams.iter().map(unchanged).collect());
+            }
+            let appended: Vec<StreamId> =
+                appends.iter().map(|append| append.stream.clone()).collect();
+            match self.store.append_multi(appends).await {
+                Ok(results) => {
+                    let by_stream: BTreeMap<&StreamId, Written> = appended
+                        .iter()
+                        .zip(results)
+                        .map(|(stream, result)| {
+                            (
+                                stream,
+                                Written {
+                                    version: Some(result.last_version),
+                                    position: Some(result.position),
+                                },
+                            )
+                        })
+                        .collect();
+                    return Ok(streams
+                        .iter()
+                        .map(|stream| by_stream.get(stream).copied().unwrap_or(unchanged(stream)))
+                        .collect());
+                }
+                Err(StoreError::WrongExpectedVersion {
+                    stream,
+                    expected,
+                    actual,
+                }) if if_match.is_some() || attempt >= self.max_attempts => {
+                    return Err(CommandError::Conflict {
+                        stream,
+                        expected,
+                        actual,
+                    });
+                }
+                Err(StoreError::WrongExpectedVersion { .. }) => attempt += 1,
+                Err(other) => return Err(CommandError::Store(other)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Waker};
+
+    use async_trait::async_trait;
+    use serde_json::json;
+
+    use super::*;
+    use crate::event_store::{AllSlice, AppendResult, PositionRange, Subscription, VerifyReport};
+
+    /// Runs a future that never waits (the in-memory store below answers at once).
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut context = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut context) {
+                return output;
+            }
+        }
+    }
+
+    /// An in-memory store with EventStoreDB's expected-version semantics; it can let a rival
+    /// writer slip in before the next append, to provoke a conflict.
+    #[derive(Default)]
+    struct MemoryStore {
+        events: Mutex<Vec<RecordedEvent>>,
+        rival_writes: AtomicUsize,
+    }
+
+    impl MemoryStore {
+        fn version(events: &[RecordedEvent], stream: &StreamId) -> Option<u64> {
+            events
+                .iter()
+                .filter(|e| &e.stream == stream)
+                .map(|e| e.stream_version)
+                .max()
+        }
+
+        fn push(
+            events: &mut Vec<RecordedEvent>,
+            stream: &StreamId,
+            event: NewEvent,
+        ) -> AppendResult {
+            let version = Self::version(events, stream).map_or(0, |v| v + 1);
+            let position = Position(events.len() as u64 + 1);
+            events.push(RecordedEvent {
+                position,
+                stream: stream.clone(),
+                stream_version: version,
+                event_id: event.event_id,
+                event_type: event.event_type,
+                schema_version: event.schema_version,
+                data: event.data,
+                metadata: event.metadata,
+                recorded_at: chrono::DateTime::UNIX_EPOCH,
+            });
+            AppendResult {
+                first_version: version,
+                last_version: version,
+                position,
+            }
+        }
+    }
+
+    #[async_trait]
+    impl EventStore for MemoryStore {
+        async fn append_multi(
+            &self,
+            appends: Vec<StreamAppend>,
+        ) -> Result<Vec<AppendResult>, StoreError> {
+            let mut events = self.events.lock().expect("lock");
+            if self.rival_writes.load(Ordering::SeqCst) > 0 {
+                self.rival_writes.fetch_sub(1, Ordering::SeqCst);
+                let rival = Added(100).encode(Uuid::from_u128(events.len() as u128 + 1000));
+                Self::push(&mut events, &appends[0].stream, rival);
+            }
+            for append in &appends {
+                let actual = Self::version(&events, &append.stream);
+                let ok = match append.expected {
+                    ExpectedVersion::Any => true,
+                    ExpectedVersion::NoStream => actual.is_none(),
+                    ExpectedVersion::StreamExists => actual.is_some(),
+                    ExpectedVersion::Exact(v) => actual == Some(v),
+                };
+                if !ok {
+                    return Err(StoreError::WrongExpectedVersion {
+                        stream: append.stream.clone(),
+                        expected: append.expected,
+                        actual: actual.map_or(ActualVersion::NoStream, ActualVersion::Version),
+                    });
+                }
+            }
+            Ok(appends
+                .into_iter()
+                .map(|append| {
+                    let mut result = None;
+                    for event in append.events {
+                        let written = Self::push(&mut events, &append.stream, event);
+                        result = Some(result.map_or(written, |first: AppendResult| AppendResult {
+                            last_version: written.last_version,
+                            position: written.position,
+                            ..first
+                        }));
+                    }
+                    result.expect("non-empty append")
+                })
+                .collect())
+        }
+
+        async fn read_stream(
+            &self,
+            stream: &StreamId,
+            from: Option<u64>,
+            _direction: ReadDirection,
+            limit: usize,
+        ) -> Result<Vec<RecordedEvent>, StoreError> {
+            let events = self.events.lock().expect("lock");
+            Ok(events
+                .iter()
+                .filter(|e| &e.stream == stream && e.stream_version >= from.unwrap_or(0))
+                .take(limit)
+                .cloned()
+                .collect())
+        }
+
+        async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, StoreError> {
+            Ok(Self::version(&self.events.lock().expect("lock"), stream))
+        }
+
+        async fn read_all(&self, _after: Position, _limit: usize) -> Result<AllSlice, StoreError> {
+            Err(StoreError::Failure("not used here".into()))
+        }
+
+        async fn subscribe_all(
+            &self,
+            _after: Position,
+        ) -> Result<Box<dyn Subscription>, StoreError> {
+            Err(StoreError::Failure("not used here".into()))
+        }
+
+        async fn verify(&self, _range: PositionRange) -> Result<VerifyReport, StoreError> {
+            Err(StoreError::Failure("not used here".into()))
+        }
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Added(i64);
+
+    impl Added {
+        fn encode(&self, id: Uuid) -> NewEvent {
+            NewEvent {
+                event_id: id,
+                event_type: "Added".into(),
+                schema_version: 1,
+                data: self.to_data().expect("encode"),
+                metadata: json!({}),
+            }
+        }
+    }
+
+    impl EventCodec for Added {
+        fn event_type(&self) -> &'static str {
+            "Added"
+        }
+        fn schema_version(&self) -> u32 {
+            1
+        }
+        fn to_data(&self) -> Result<Value, CodecError> {
+            Ok(json!({ "amount": self.0 }))
+        }
+        fn from_stored(
+            event_type: &str,
+            _schema_version: u32,
+            data: &Value,
+        ) -> Result<Self, CodecError> {
+            data["amount"]
+                .as_i64()
+                .map(Added)
+                .ok_or_else(|| CodecError {
+                    action: "decode",
+                    event_type: event_type.into(),
+                    reason: "no amount".into(),
+                })
+        }
+    }
+
+    /// A running total that refuses to go above 1,000.
+    struct Counter;
+
+    impl Aggregate for Counter {
+        type State = i64;
+        type Event = Added;
+        fn apply(state: i64, event: &Added) -> i64 {
+            state + event.0
+        }
+    }
+
+    fn add(amount: i64) -> impl Fn(&i64) -> Result<Vec<Added>, String> {
+        move |total| {
+            if total + amount > 1_000 {
+                Err(format!("total {total} + {amount} would exceed 1000"))
+            } else if amount == 0 {
+                Ok(vec![])
+            } else {
+                Ok(vec![Added(amount)])
+            }
+        }
+    }
+
+    struct SequentialIds(AtomicUsize);
+
+    impl EventIds for SequentialIds {
+        fn next_id(&self) -> Uuid {
+            Uuid::from_u128(self.0.fetch_add(1, Ordering::SeqCst) as u128 + 1)
+        }
+    }
+
+    fn service() -> CommandService<MemoryStore, SequentialIds> {
+        CommandService::new(MemoryStore::default(), SequentialIds(AtomicUsize::new(0)))
+    }
+
+    fn metadata() -> CommandMetadata {
+        CommandMetadata {
+            actor: "alice".into(),
+            role: "finance_officer".into(),
+            request_id: "req-1".into(),
+            correlation_id: "corr-1".into(),
+            causation_id: None,
+        }
+    }
+
+    fn counter() -> StreamId {
+        StreamId::parse("counter-1").expect("stream")
+    }
+
+    #[test]
+    fn a_command_appends_at_the_loaded_version_with_its_metadata() {
+        let service = service();
+        let first =
+            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5)))
+                .expect("first");
+        assert_eq!(first.version, Some(0));
+        let second =
+            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(7)))
+                .expect("second");
+        assert_eq!(second.version, Some(1));
+        assert!(second.position > first.position);
+        let (total, version) = block_on(service.state::<Counter>(&counter())).expect("state");
+        assert_eq!((total, version), (12, Some(1)));
+        let stored = service.store().events.lock().expect("lock")[0]
+            .metadata
+            .clone();
+        assert_eq!(stored["actor"], "alice");
+        assert_eq!(stored["role"], "finance_officer");
+        assert_eq!(stored["request_id"], "req-1");
+    }
+
+    #[test]
+    fn a_refusal_writes_nothing() {
+        let service = service();
+        let refused =
+            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5_000)));
+        assert!(
+            matches!(refused, Err(CommandError::Rejected(message)) if message.contains("exceed"))
+        );
+        assert!(service.store().events.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn a_command_that_decides_nothing_writes_nothing() {
+        let service = service();
+        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5)))
+            .expect("first");
+        let unchanged =
+            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(0)))
+                .expect("no-op");
+        assert_eq!(
+            unchanged,
+            Written {
+                version: Some(0),
+                position: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_stale_if_match_is_a_conflict_and_is_not_retried() {
+        let service = service();
+        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5)))
+            .expect("first");
+        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5)))
+            .expect("second");
+        let stale =
+            block_on(service.execute::<Counter, _, _>(&counter(), Some(0), &metadata(), add(5)));
+        assert_eq!(
+            stale,
+            Err(CommandError::Conflict {
+                stream: counter(),
+                expected: ExpectedVersion::Exact(0),
+                actual: ActualVersion::Version(1)
+            })
+        );
+        let current =
+            block_on(service.execute::<Counter, _, _>(&counter(), Some(1), &metadata(), add(5)))
+                .expect("current");
+        assert_eq!(current.version, Some(2));
+    }
+
+    #[test]
+    fn a_conflict_without_if_match_decides_again_on_the_new_state() {
+        let service = service();
+        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(850)))
+            .expect("first");
+        // A rival adds 100 just before our append: we must decide again, on 950, and refuse.
+        service.store().rival_writes.store(1, Ordering::SeqCst);
+        let decisions = AtomicUsize::new(0);
+        let outcome = block_on(service.execute::<Counter, _, _>(
+            &counter(),
+            None,
+            &metadata(),
+            |total: &i64| {
+                decisions.fetch_add(1, Ordering::SeqCst);
+                add(100)(total)
+            },
+        ));
+        assert_eq!(
+            decisions.load(Ordering::SeqCst),
+            2,
+            "decided again after the conflict"
+        );
+        assert!(
+            matches!(outcome, Err(CommandError::Rejected(_))),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            block_on(service.state::<Counter>(&counter()))
+                .expect("state")
+                .0,
+            950
+        );
+    }
+
+    #[test]
+    fn retries_are_bounded() {
+        let service = service().with_max_attempts(3);
+        service.store().rival_writes.store(10, Ordering::SeqCst);
+        let outcome =
+            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(1)));
+        assert!(
+            matches!(outcome, Err(CommandError::Conflict { .. })),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            service.store().rival_writes.load(Ordering::SeqCst),
+            7,
+            "three attempts, no more"
+        );
+    }
+
+    #[test]
+    fn a_multi_stream_decision_appends_to_every_stream_it_names() {
+        let service = service();
+        let (a, b) = (
+            StreamId::parse("counter-a").expect("a"),
+            StreamId::parse("counter-b").expect("b"),
+        );
+        let written = block_on(service.execute_multi::<String, _>(
+            &[a.clone(), b.clone()],
+            None,
+            &metadata(),
+            |h| {
+                let total_a = h.state::<Counter>(&a)?;
+                Ok(vec![
+                    Decided::new(a.clone(), &[Added(1)])?,
+                    Decided::new(b.clone(), &[Added(total_a + 2), Added(3)])?,
+                ])
+            },
+        ))
+        .expect("multi");
+        assert_eq!(
+            written.iter().map(|w| w.version).collect::<Vec<_>>(),
+            vec![Some(0), Some(1)]
+        );
+        assert_eq!(block_on(service.state::<Counter>(&b)).expect("state").0, 5);
+    }
+}
