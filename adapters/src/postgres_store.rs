@@ -547,20 +547,15 @@ struct PostgresSubscription {
     buffer: VecDeque<RecordedEvent>,
 }
 
-#[async_trait]
-impl Subscription for PostgresSubscription {
-    async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
+impl PostgresSubscription {
+    /// Fills the buffer with the next page, waiting as long as it takes.
+    async fn fill(&mut self) -> Result<(), StoreError> {
         let mut pause = Duration::from_millis(1);
-        loop {
-            if let Some(event) = self.buffer.pop_front() {
-                self.last = event.position;
-                return Ok(event);
-            }
+        while self.buffer.is_empty() {
             let slice = self.store.read_all(self.last, SCAN_PAGE).await?;
             if !slice.events.is_empty() {
                 self.buffer.extend(slice.events);
-                pause = Duration::from_millis(1);
-                continue;
+                return Ok(());
             }
             if slice.held_back {
                 tokio::time::sleep(pause).await;
@@ -577,6 +572,30 @@ impl Subscription for PostgresSubscription {
                 Err(_elapsed) => {}
             }
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Subscription for PostgresSubscription {
+    async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
+        self.fill().await?;
+        let event = self
+            .buffer
+            .pop_front()
+            .ok_or_else(|| StoreError::Failure("empty subscription buffer".into()))?;
+        self.last = event.position;
+        Ok(event)
+    }
+
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.fill().await?;
+        let take = max.max(1).min(self.buffer.len());
+        let batch: Vec<RecordedEvent> = self.buffer.drain(..take).collect();
+        if let Some(last) = batch.last() {
+            self.last = last.position;
+        }
+        Ok(batch)
     }
 }
 

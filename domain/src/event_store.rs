@@ -279,6 +279,15 @@ pub enum StoreError {
 pub trait Subscription: Send {
     /// The next event after the last one returned; waits for one to be committed.
     async fn next(&mut self) -> Result<RecordedEvent, StoreError>;
+
+    /// The next events after the last one returned, at least one and at most `max`, for
+    /// consumers that apply events in batches; waits for one to be committed.
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        Ok(vec![self.next().await?]).map(|mut batch| {
+            batch.truncate(max.max(1));
+            batch
+        })
+    }
 }
 
 /// The event store port.

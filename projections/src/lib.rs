@@ -1,0 +1,9 @@
+//! The query side: read models built from `$all` by projections, and the runner that keeps
+//! each one up to date (checkpointed, one instance at a time, rebuilt without downtime).
+
+pub mod audit_trail;
+pub mod projection;
+pub mod runner;
+
+pub use projection::{Projection, ProjectionError, TableSpec};
+pub use runner::{ProjectionRunner, ProjectionStatus};
