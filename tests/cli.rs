@@ -163,3 +163,190 @@ fn now_secs() -> u64 {
         .expect("clock")
         .as_secs()
 }
+
+async fn database_with_events(
+    count: usize,
+) -> (support::TestDatabase, aisc_adapters::PostgresEventStore) {
+    use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, StreamId};
+    let database = support::TestDatabase::create().await;
+    let store = aisc_adapters::PostgresEventStore::new(database.pool.clone());
+    for n in 0..count {
+        let stream = StreamId::parse(format!("application-{}", n % 3)).expect("stream");
+        let event = NewEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "ApplicationSubmitted".into(),
+            schema_version: 1,
+            data: serde_json::json!({ "n": n }),
+            metadata: serde_json::json!({ "actor": "intake-1", "role": "intake_officer" }),
+        };
+        store
+            .append(&stream, ExpectedVersion::Any, vec![event])
+            .await
+            .expect("append");
+    }
+    (database, store)
+}
+
+fn aisc(args: &[&str], database_url: &str) -> (bool, String, String) {
+    let output = Command::new(AISC)
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .output()
+        .expect("run aisc");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn audit_verify_says_ok_with_the_count_or_names_the_tampered_event() {
+    let (database, store) = database_with_events(9).await;
+    let (ok, stdout, _) = aisc(&["audit", "verify"], &database.url);
+    assert!(ok, "{stdout}");
+    assert_eq!(
+        stdout.trim(),
+        "OK: 9 events verified, every hash chain intact"
+    );
+
+    use aisc_domain::event_store::{EventStore, Position};
+    let events = store
+        .read_all(Position::START, 100)
+        .await
+        .expect("read")
+        .events;
+    let target = &events[4];
+    let mut connection = database.pool.acquire().await.expect("connection");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET session_replication_role = replica; \
+         UPDATE events SET metadata = '{{\"actor\": \"someone-else\", \"role\": \"intake_officer\"}}' WHERE event_id = '{}'; \
+         SET session_replication_role = origin;",
+        target.event_id
+    )))
+    .execute(&mut *connection)
+    .await
+    .expect("tamper");
+    drop(connection);
+    let (ok, stdout, _) = aisc(&["audit", "verify"], &database.url);
+    assert!(!ok, "tampering fails the verification");
+    assert!(
+        stdout.starts_with(&format!("BROKEN: event at position {} ", target.position)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&target.event_id.to_string()) && stdout.contains("HashMismatch"),
+        "{stdout}"
+    );
+
+    // A range ending before the tampered event is clean.
+    let before = (target.position.0 - 1).to_string();
+    let (ok, stdout, _) = aisc(&["audit", "verify", "--to", &before], &database.url);
+    assert!(ok, "{stdout}");
+    assert!(stdout.starts_with("OK: 4 events verified"), "{stdout}");
+    let (ok, _, stderr) = aisc(
+        &["audit", "verify", "--from", "9", "--to", "3"],
+        &database.url,
+    );
+    assert!(
+        !ok && stderr.lines().count() == 1 && stderr.contains("--from 9 is after --to 3"),
+        "{stderr}"
+    );
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn audit_export_writes_the_history_as_eventstoredb_shaped_ndjson() {
+    let (database, store) = database_with_events(7).await;
+    use aisc_domain::event_store::{EventStore, Position};
+    let events = store
+        .read_all(Position::START, 100)
+        .await
+        .expect("read")
+        .events;
+
+    let (ok, stdout, stderr) = aisc(&["audit", "export"], &database.url);
+    assert!(ok, "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 7);
+    let first = &lines[0];
+    assert_eq!(first["eventId"], events[0].event_id.to_string());
+    assert_eq!(first["eventType"], "ApplicationSubmitted");
+    assert_eq!(first["streamId"], "application-0");
+    assert_eq!(first["eventNumber"], 0);
+    assert_eq!(first["position"], events[0].position.0);
+    assert_eq!(first["data"]["n"], 0);
+    assert_eq!(first["metadata"]["actor"], "intake-1");
+    assert!(
+        first["created"]
+            .as_str()
+            .is_some_and(|created| created.contains('T'))
+    );
+
+    let from = events[2].position.0.to_string();
+    let to = events[4].position.0.to_string();
+    let (ok, stdout, _) = aisc(
+        &["audit", "export", "--from", &from, "--to", &to],
+        &database.url,
+    );
+    assert!(ok);
+    let positions: Vec<u64> = stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).expect("json")["position"]
+                .as_u64()
+                .expect("position")
+        })
+        .collect();
+    assert_eq!(
+        positions,
+        events[2..=4]
+            .iter()
+            .map(|e| e.position.0)
+            .collect::<Vec<_>>()
+    );
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn projections_status_and_rebuild_report_what_they_did() {
+    let (database, _store) = database_with_events(5).await;
+    let (ok, stdout, _) = aisc(&["projections", "status"], &database.url);
+    assert!(ok);
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with("audit_trail") && line.contains("never")),
+        "{stdout}"
+    );
+
+    let (ok, stdout, stderr) = aisc(&["projections", "rebuild", "audit_trail"], &database.url);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.starts_with("rebuilt audit_trail up to position "),
+        "{stdout}"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_trail")
+        .fetch_one(&database.pool)
+        .await
+        .expect("rows");
+    assert_eq!(rows, 5);
+    let (ok, stdout, _) = aisc(&["projections", "status"], &database.url);
+    assert!(ok);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("audit_trail"))
+        .expect("status line");
+    assert!(
+        line.split_whitespace().last() == Some("0"),
+        "no lag after the rebuild: {line}"
+    );
+
+    let (ok, _, stderr) = aisc(&["projections", "rebuild", "no_such"], &database.url);
+    assert!(!ok);
+    assert_eq!(stderr.trim(), "error: no projection is named no_such");
+    database.drop_database().await;
+}

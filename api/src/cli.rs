@@ -1,11 +1,17 @@
 //! The `aisc` command line. Every failure is one line on standard error and a non-zero exit.
 
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use aisc_adapters::DatabaseConfig;
 use aisc_adapters::database::{self, DEFAULT_DATABASE_URL};
+use aisc_adapters::{DatabaseConfig, PostgresEventStore};
+use aisc_domain::event_store::{EventStore, Position, PositionRange, StoreError};
+use aisc_projections::{ProjectionError, ProjectionRunner};
 use clap::{Parser, Subcommand};
 
+use crate::event_feed::FeedEvent;
 use crate::startup::{Application, DEFAULT_BIND, ServiceConfig, StartupError};
 use crate::telemetry;
 
@@ -22,7 +28,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP service (creates the database and applies migrations first).
+    /// Run the HTTP service and the projections (creates the database and applies migrations first).
     Serve {
         #[command(flatten)]
         database: DatabaseArgs,
@@ -35,6 +41,50 @@ pub enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// For auditors: verify the hash chains, export the event history.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// For reporting jobs: the read models' status, and rebuilds.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chains over the whole log or a range of positions; print the first
+    /// broken event (exit 1) or OK with the count verified.
+    Verify {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        range: RangeArgs,
+    },
+    /// Write the event history as NDJSON (eventId, eventType, streamId, eventNumber, position,
+    /// created, data, metadata) to standard output.
+    Export {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        range: RangeArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Position, lag and version of every projection.
+    Status {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Rebuild one projection (or all) from the whole log; queries keep being answered from
+    /// the old tables until the new ones are swapped in. A running service does the rebuild
+    /// itself when asked.
+    Rebuild {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The projection to rebuild (all when omitted).
+        name: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -42,6 +92,30 @@ pub struct DatabaseArgs {
     /// PostgreSQL URL of the service's database.
     #[arg(long = "database-url", env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub url: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RangeArgs {
+    /// First position to include.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Last position to include.
+    #[arg(long)]
+    pub to: Option<u64>,
+}
+
+impl RangeArgs {
+    fn range(&self) -> Result<PositionRange, CliError> {
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from > to
+        {
+            return Err(CliError::Usage(format!("--from {from} is after --to {to}")));
+        }
+        Ok(PositionRange {
+            from: self.from.map(Position),
+            to: self.to.map(Position),
+        })
+    }
 }
 
 /// Parses the arguments and runs the command.
@@ -58,7 +132,7 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", error.to_string().replace('\n', " "));
             ExitCode::FAILURE
@@ -72,24 +146,144 @@ pub enum CliError {
     Startup(#[from] StartupError),
     #[error(transparent)]
     Database(#[from] aisc_adapters::DatabaseError),
-    #[error("the server stopped with an error: {0}")]
-    Server(#[from] std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
 }
 
-pub async fn run(cli: Cli) -> Result<(), CliError> {
-    telemetry::init_json_logs();
+pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Serve { database, bind } => {
+            telemetry::init_json_logs();
             let application = Application::build(ServiceConfig::new(database.url, bind)).await?;
             application.run_until_stopped().await?;
             tracing::info!("stopped");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { database } => {
+            telemetry::init_json_logs();
             let config = DatabaseConfig::new(database.url);
             database::connect_and_migrate(&config).await?;
             tracing::info!(database = %database::redacted(&config.url), "migrations applied");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Verify { database, range }) => {
+            let range = range.range()?;
+            let store = open_store(&database).await?;
+            let report = store.verify(range).await?;
+            match report.first_broken {
+                None => {
+                    println!(
+                        "OK: {} events verified, every hash chain intact",
+                        report.verified
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(broken) => {
+                    println!(
+                        "BROKEN: event at position {} (stream {}, version {}, id {}): {:?}; {} events verified before it",
+                        broken.position,
+                        broken.stream,
+                        broken.stream_version,
+                        broken.event_id,
+                        broken.problem,
+                        report.verified
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+        Command::Audit(AuditCommand::Export { database, range }) => {
+            let range = range.range()?;
+            let store = open_store(&database).await?;
+            export(&store, range).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Projections(ProjectionsCommand::Status { database }) => {
+            let store = open_store(&database).await?;
+            println!(
+                "{:<16} {:>8} {:>8} {:>22} {:>22} {:>10}",
+                "projection", "version", "built", "position", "head", "lag"
+            );
+            for runner in runners(&store) {
+                let status = runner.status().await?;
+                let built = status
+                    .built_version
+                    .map_or("never".to_string(), |v| v.to_string());
+                println!(
+                    "{:<16} {:>8} {:>8} {:>22} {:>22} {:>10}",
+                    status.name,
+                    status.version,
+                    built,
+                    status.position,
+                    status.head,
+                    status.lag_events
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Projections(ProjectionsCommand::Rebuild { database, name }) => {
+            let store = open_store(&database).await?;
+            let chosen: Vec<ProjectionRunner> = runners(&store)
+                .into_iter()
+                .filter(|runner| name.as_deref().is_none_or(|n| n == runner.name()))
+                .collect();
+            if chosen.is_empty() {
+                return Err(ProjectionError::Unknown(name.unwrap_or_default()).into());
+            }
+            for runner in chosen {
+                let position = runner.rebuild(Duration::from_secs(3_600)).await?;
+                println!("rebuilt {} up to position {}", runner.name(), position);
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn open_store(database: &DatabaseArgs) -> Result<PostgresEventStore, CliError> {
+    let pool = database::connect_and_migrate(&DatabaseConfig::new(database.url.clone())).await?;
+    Ok(PostgresEventStore::new(pool))
+}
+
+fn runners(store: &PostgresEventStore) -> Vec<ProjectionRunner> {
+    let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+    aisc_projections::all()
+        .into_iter()
+        .map(|projection| ProjectionRunner::new(store.pool().clone(), shared.clone(), projection))
+        .collect()
+}
+
+/// Streams the range page by page to standard output, one JSON object per line.
+async fn export(store: &PostgresEventStore, range: PositionRange) -> Result<(), CliError> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut after = Position(range.from.map_or(0, |from| from.0.saturating_sub(1)));
+    let to = range.to.map_or(u64::MAX, |to| to.0);
+    loop {
+        let slice = store.read_all(after, 5_000).await?;
+        let Some(last) = slice.events.last() else {
+            if slice.held_back {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            break;
+        };
+        after = last.position;
+        for event in slice.events.iter().filter(|event| event.position.0 <= to) {
+            let line = serde_json::to_string(&FeedEvent::from(event)).map_err(|error| {
+                CliError::Usage(format!("cannot encode event {}: {error}", event.event_id))
+            })?;
+            writeln!(out, "{line}")?;
+        }
+        if after.0 >= to {
+            break;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }

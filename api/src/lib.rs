@@ -1,6 +1,7 @@
 //! The HTTP edge and the command line of the `aisc` service.
 
 pub mod cli;
+pub mod event_feed;
 pub mod health;
 pub mod startup;
 pub mod telemetry;

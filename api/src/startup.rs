@@ -5,8 +5,13 @@ use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
+use std::sync::Arc;
+
 use aisc_adapters::{DatabaseConfig, PostgresEventStore, database};
+use aisc_domain::event_store::EventStore;
+use aisc_projections::ProjectionRunner;
 use sqlx::PgPool;
+use tokio::sync::watch;
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
@@ -43,6 +48,8 @@ pub struct Application {
     port: u16,
     server: Server,
     pool: PgPool,
+    stop_projections: watch::Sender<bool>,
+    projections: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -66,6 +73,7 @@ impl Application {
             })?
             .port();
         let store = PostgresEventStore::new(pool.clone());
+        let (stop_projections, projections) = start_projections(&pool, &store);
         let pool_data = web::Data::new(pool.clone());
         let store_data = web::Data::new(store);
         let server = HttpServer::new(move || {
@@ -84,7 +92,13 @@ impl Application {
         })?
         .run();
         tracing::info!(port, "listening");
-        Ok(Self { port, server, pool })
+        Ok(Self {
+            port,
+            server,
+            pool,
+            stop_projections,
+            projections,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -95,8 +109,40 @@ impl Application {
         &self.pool
     }
 
-    /// Serves until SIGINT or SIGTERM, then finishes in-flight requests and returns.
+    /// Serves until SIGINT or SIGTERM, then finishes in-flight requests, stops the
+    /// projections between two batches, and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        let _ = self.stop_projections.send(true);
+        for runner in self.projections {
+            if tokio::time::timeout(PROJECTION_STOP_TIMEOUT, runner)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a projection did not stop in time");
+            }
+        }
+        served
     }
+}
+
+/// How long shutdown waits for a projection to finish its batch.
+const PROJECTION_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Every projection's runner, each leading or standing by (another instance may lead).
+fn start_projections(
+    pool: &PgPool,
+    store: &PostgresEventStore,
+) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+    let (stop, stopped) = watch::channel(false);
+    let shared: Arc<dyn EventStore> = Arc::new(store.clone());
+    let runners = aisc_projections::all()
+        .into_iter()
+        .map(|projection| {
+            let runner = ProjectionRunner::new(pool.clone(), shared.clone(), projection);
+            let stopped = stopped.clone();
+            tokio::spawn(async move { runner.run(stopped).await })
+        })
+        .collect();
+    (stop, runners)
 }

@@ -7,3 +7,10 @@ pub mod runner;
 
 pub use projection::{Projection, ProjectionError, TableSpec};
 pub use runner::{ProjectionRunner, ProjectionStatus};
+
+use std::sync::Arc;
+
+/// Every projection the service runs.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![Arc::new(audit_trail::AuditTrail)]
+}
