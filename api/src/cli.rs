@@ -41,12 +41,43 @@ pub enum Command {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Bearer tokens of staff tools.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// For auditors: verify the hash chains, export the event history.
     #[command(subcommand)]
     Audit(AuditCommand),
     /// For reporting jobs: the read models' status, and rebuilds.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Issue a token for a named principal; the token is printed once, on the last line.
+    Issue {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The principal's name (a person or a staff tool), recorded as the actor of its commands.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated roles: intake_officer, assessor, committee_secretariat,
+        /// finance_officer, auditor, administrator.
+        #[arg(long)]
+        roles: String,
+    },
+    /// Revoke the token of a principal; requests with it are refused from then on.
+    Revoke {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long)]
+        name: String,
+    },
+    /// List the principals, their roles and whether their token is revoked (never a token).
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +181,8 @@ pub enum CliError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Projection(#[from] ProjectionError),
+    #[error(transparent)]
+    Token(#[from] crate::auth::TokenError),
     #[error("{0}")]
     Usage(String),
     #[error("cannot write the output: {0}")]
@@ -170,6 +203,49 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let config = DatabaseConfig::new(database.url);
             database::connect_and_migrate(&config).await?;
             tracing::info!(database = %database::redacted(&config.url), "migrations applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tokens(TokensCommand::Issue {
+            database,
+            name,
+            roles,
+        }) => {
+            let roles = crate::auth::parse_roles(&roles).map_err(CliError::Usage)?;
+            let pool = open_pool(&database).await?;
+            let token = crate::auth::issue(&pool, &name, &roles).await?;
+            let role_names: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+            println!(
+                "issued a token for {} with roles {}; it is shown only now:",
+                name.trim(),
+                role_names.join(",")
+            );
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tokens(TokensCommand::Revoke { database, name }) => {
+            let pool = open_pool(&database).await?;
+            crate::auth::revoke(&pool, &name).await?;
+            println!("revoked the token of {name}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tokens(TokensCommand::List { database }) => {
+            let pool = open_pool(&database).await?;
+            println!(
+                "{:<32} {:<60} {:<26} {}",
+                "name", "roles", "issued", "state"
+            );
+            for token in crate::auth::list(&pool).await? {
+                let state = token.revoked_at.map_or("active".to_string(), |at| {
+                    format!("revoked {}", at.format("%Y-%m-%d %H:%M"))
+                });
+                println!(
+                    "{:<32} {:<60} {:<26} {}",
+                    token.name,
+                    token.roles.join(","),
+                    token.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    state
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify { database, range }) => {
@@ -245,9 +321,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
+async fn open_pool(database: &DatabaseArgs) -> Result<sqlx::PgPool, CliError> {
+    Ok(database::connect_and_migrate(&DatabaseConfig::new(database.url.clone())).await?)
+}
+
 async fn open_store(database: &DatabaseArgs) -> Result<PostgresEventStore, CliError> {
-    let pool = database::connect_and_migrate(&DatabaseConfig::new(database.url.clone())).await?;
-    Ok(PostgresEventStore::new(pool))
+    Ok(PostgresEventStore::new(open_pool(database).await?))
 }
 
 fn runners(store: &PostgresEventStore) -> Vec<ProjectionRunner> {

@@ -1,8 +1,10 @@
 //! The HTTP edge and the command line of the `aisc` service.
 
+pub mod auth;
 pub mod cli;
 pub mod event_feed;
 pub mod health;
+pub mod problem;
 pub mod startup;
 pub mod telemetry;
 

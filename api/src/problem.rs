@@ -1,0 +1,254 @@
+//! Every error as `application/problem+json` (RFC 9457). Bodies never carry SQL, stack traces
+//! or panic messages: unexpected failures are logged with their detail and answered with a
+//! generic message.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// A field-level problem of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldProblem {
+    /// Where in the request: a JSON path such as `resources[0].units`, or a query parameter.
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    BadRequest {
+        detail: String,
+        errors: Vec<FieldProblem>,
+    },
+    #[error("missing or unknown bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{detail}")]
+    Conflict {
+        detail: String,
+        current_version: Option<u64>,
+    },
+    #[error("{detail}")]
+    PreconditionFailed {
+        detail: String,
+        current_version: Option<u64>,
+    },
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// A refusal of the domain, with its stable code.
+    #[error("{detail}")]
+    Unprocessable {
+        code: &'static str,
+        detail: String,
+        errors: Vec<FieldProblem>,
+    },
+    #[error("the database is unavailable; try again shortly")]
+    Unavailable,
+    #[error("an unexpected error occurred; it has been logged")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let (field, message) = (field.into(), message.into());
+        ApiError::BadRequest {
+            detail: format!("{field}: {message}"),
+            errors: vec![FieldProblem { field, message }],
+        }
+    }
+
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { .. } => "Bad Request",
+            ApiError::Unauthorized => "Unauthorized",
+            ApiError::Forbidden(_) => "Forbidden",
+            ApiError::NotFound(_) => "Not Found",
+            ApiError::Conflict { .. } => "Conflict",
+            ApiError::PreconditionFailed { .. } => "Precondition Failed",
+            ApiError::PayloadTooLarge { .. } => "Payload Too Large",
+            ApiError::Unprocessable { .. } => "Unprocessable Content",
+            ApiError::Unavailable => "Service Unavailable",
+            ApiError::Internal(_) => "Internal Server Error",
+        }
+    }
+
+    fn body(&self) -> Value {
+        let mut body = json!({
+            "type": "about:blank",
+            "title": self.title(),
+            "status": self.status_code().as_u16(),
+            "detail": self.to_string(),
+        });
+        match self {
+            ApiError::BadRequest { errors, .. } => body["errors"] = json!(errors),
+            ApiError::Unprocessable { code, errors, .. } => {
+                body["code"] = json!(code);
+                if !errors.is_empty() {
+                    body["errors"] = json!(errors);
+                }
+            }
+            ApiError::Conflict {
+                current_version, ..
+            }
+            | ApiError::PreconditionFailed {
+                current_version, ..
+            } => {
+                body["current_version"] = json!(current_version);
+            }
+            _ => {}
+        }
+        body
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(detail = %detail, "request failed");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
+        match self {
+            ApiError::Unavailable => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("2")));
+            }
+            ApiError::Unauthorized => {
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            _ => {}
+        }
+        response.body(self.body().to_string())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => ApiError::Unavailable,
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<aisc_domain::event_store::StoreError> for ApiError {
+    fn from(error: aisc_domain::event_store::StoreError) -> Self {
+        use aisc_domain::event_store::{ActualVersion, StoreError};
+        match error {
+            StoreError::Unavailable(_) => ApiError::Unavailable,
+            StoreError::WrongExpectedVersion { actual, .. } => ApiError::Conflict {
+                detail: error.to_string(),
+                current_version: match actual {
+                    ActualVersion::Version(version) => Some(version),
+                    ActualVersion::NoStream => None,
+                },
+            },
+            StoreError::EventIdReused { .. } | StoreError::InvalidAppend(_) => {
+                ApiError::Unprocessable {
+                    code: "invalid_append",
+                    detail: error.to_string(),
+                    errors: vec![],
+                }
+            }
+            StoreError::Failure(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<aisc_projections::ProjectionError> for ApiError {
+    fn from(error: aisc_projections::ProjectionError) -> Self {
+        match error {
+            aisc_projections::ProjectionError::Database(error) => error.into(),
+            aisc_projections::ProjectionError::Store(error) => error.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body_of(error: &ApiError) -> Value {
+        let bytes = error
+            .error_response()
+            .into_body()
+            .try_into_bytes()
+            .expect("body");
+        serde_json::from_slice(&bytes).expect("json")
+    }
+
+    #[test]
+    fn internal_details_are_logged_not_sent() {
+        let error = ApiError::internal("relation \"events\" does not exist at character 15");
+        let body = body_of(&error);
+        assert_eq!(body["status"], 500);
+        assert!(!body.to_string().contains("relation"), "{body}");
+        assert_eq!(
+            error
+                .error_response()
+                .headers()
+                .get("content-type")
+                .expect("ct"),
+            "application/problem+json"
+        );
+    }
+
+    #[test]
+    fn field_problems_and_codes_reach_the_body() {
+        let body = body_of(&ApiError::bad_field(
+            "resources[0].units",
+            "must be positive",
+        ));
+        assert_eq!(body["errors"][0]["field"], "resources[0].units");
+        let body = body_of(&ApiError::Unprocessable {
+            code: "rate_above_cap",
+            detail: "too high".into(),
+            errors: vec![],
+        });
+        assert_eq!(
+            (body["status"].as_u64(), body["code"].as_str()),
+            (Some(422), Some("rate_above_cap"))
+        );
+        let unavailable = ApiError::Unavailable.error_response();
+        assert_eq!(
+            unavailable
+                .headers()
+                .get("retry-after")
+                .expect("retry-after"),
+            "2"
+        );
+    }
+}
