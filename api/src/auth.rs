@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{PgPool, Row};
 
 /// The staff roles of the scheme's back office.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -154,23 +154,20 @@ pub async fn revoke(pool: &PgPool, name: &str) -> Result<(), TokenError> {
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<TokenInfo>, TokenError> {
-    let rows: Vec<(
-        String,
-        Vec<String>,
-        chrono::DateTime<chrono::Utc>,
-        Option<chrono::DateTime<chrono::Utc>>,
-    )> = sqlx::query_as("SELECT name, roles, created_at, revoked_at FROM api_tokens ORDER BY name")
+    let rows = sqlx::query("SELECT name, roles, created_at, revoked_at FROM api_tokens ORDER BY name")
         .fetch_all(pool)
         .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(name, roles, created_at, revoked_at)| TokenInfo {
-            name,
-            roles,
-            created_at,
-            revoked_at,
+    rows.iter()
+        .map(|row| {
+            Ok(TokenInfo {
+                name: row.try_get("name")?,
+                roles: row.try_get("roles")?,
+                created_at: row.try_get("created_at")?,
+                revoked_at: row.try_get("revoked_at")?,
+            })
         })
-        .collect())
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(TokenError::from)
 }
 
 /// The principal a bearer token stands for, if it is known and not revoked.

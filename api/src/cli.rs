@@ -230,10 +230,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Tokens(TokensCommand::List { database }) => {
             let pool = open_pool(&database).await?;
-            println!(
-                "{:<32} {:<60} {:<26} {}",
-                "name", "roles", "issued", "state"
-            );
+            println!("{:<32} {:<60} {:<26} state", "name", "roles", "issued");
             for token in crate::auth::list(&pool).await? {
                 let state = token.revoked_at.map_or("active".to_string(), |at| {
                     format!("revoked {}", at.format("%Y-%m-%d %H:%M"))

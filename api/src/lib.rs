@@ -1,10 +1,14 @@
 //! The HTTP edge and the command line of the `aisc` service.
 
 pub mod auth;
+pub mod authorization;
 pub mod cli;
 pub mod event_feed;
 pub mod health;
+pub mod metrics;
 pub mod problem;
+pub mod request_context;
+pub mod routes;
 pub mod startup;
 pub mod telemetry;
 

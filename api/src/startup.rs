@@ -80,8 +80,14 @@ impl Application {
             App::new()
                 .app_data(pool_data.clone())
                 .app_data(store_data.clone())
+                .wrap(actix_web::middleware::from_fn(
+                    crate::request_context::track_request,
+                ))
                 .service(crate::health::live)
                 .service(crate::health::ready)
+                .service(crate::metrics::metrics)
+                .configure(crate::routes::configure)
+                .default_service(web::to(not_found))
         })
         .workers(config.workers.max(1))
         .shutdown_timeout(config.shutdown_timeout.as_secs())
@@ -124,6 +130,16 @@ impl Application {
         }
         served
     }
+}
+
+async fn not_found(
+    request: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, crate::problem::ApiError> {
+    Err(crate::problem::ApiError::NotFound(format!(
+        "no resource at {} {}",
+        request.method(),
+        request.path()
+    )))
 }
 
 /// How long shutdown waits for a projection to finish its batch.

@@ -131,3 +131,156 @@ pub async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// An HTTP response as the tests see it.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
+    }
+}
+
+/// A plain HTTP/1.1 request on localhost (one connection per request).
+pub async fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> TestResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the service");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("receive");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .collect::<Vec<_>>();
+    let chunked = headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    TestResponse {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The real application on port 0 over a fresh database, with a token per role.
+pub struct TestApp {
+    pub port: u16,
+    pub database: TestDatabase,
+    pub tokens: std::collections::BTreeMap<&'static str, String>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+pub const ROLES: [&str; 6] = [
+    "intake_officer",
+    "assessor",
+    "committee_secretariat",
+    "finance_officer",
+    "auditor",
+    "administrator",
+];
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let database = TestDatabase::create_with_pool_size(20).await;
+        let config = aisc_api::ServiceConfig::new(database.url.clone(), "127.0.0.1:0");
+        let application = aisc_api::Application::build_with_pool(config, database.pool.clone())
+            .expect("build application");
+        let port = application.port();
+        let server = tokio::spawn(application.run_until_stopped());
+        let mut tokens = std::collections::BTreeMap::new();
+        for role in ROLES {
+            let roles = aisc_api::auth::parse_roles(role).expect("role");
+            let token = aisc_api::auth::issue(&database.pool, &format!("{role}-1"), &roles)
+                .await
+                .expect("issue token");
+            tokens.insert(role, token);
+        }
+        Self {
+            port,
+            database,
+            tokens,
+            server,
+        }
+    }
+
+    pub fn bearer(&self, role: &str) -> String {
+        format!("Bearer {}", self.tokens[role])
+    }
+
+    pub async fn get(&self, role: &str, path: &str) -> TestResponse {
+        http(
+            self.port,
+            "GET",
+            path,
+            &[("Authorization", &self.bearer(role))],
+            None,
+        )
+        .await
+    }
+
+    pub async fn stop(self) {
+        self.server.abort();
+        let _ = self.server.await;
+        self.database.drop_database().await;
+    }
+}

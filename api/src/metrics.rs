@@ -1,0 +1,134 @@
+//! Prometheus metrics at `/metrics`: requests by route, method and status, a latency
+//! histogram by route, append conflicts, and the database pool.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use actix_web::{HttpResponse, get, web};
+use sqlx::PgPool;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Default)]
+struct Registry {
+    requests: BTreeMap<(String, String, u16), u64>,
+    /// Per route: bucket counts, count, sum in seconds.
+    latency: BTreeMap<String, ([u64; BUCKETS.len()], u64, f64)>,
+    append_conflicts: u64,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(Registry::default()))
+}
+
+pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let Ok(mut registry) = registry().lock() else {
+        return;
+    };
+    *registry
+        .requests
+        .entry((route.to_string(), method.to_string(), status))
+        .or_default() += 1;
+    let seconds = elapsed.as_secs_f64();
+    let entry = registry.latency.entry(route.to_string()).or_default();
+    for (bucket, bound) in entry.0.iter_mut().zip(BUCKETS) {
+        if seconds <= bound {
+            *bucket += 1;
+        }
+    }
+    entry.1 += 1;
+    entry.2 += seconds;
+}
+
+pub fn record_append_conflict() {
+    if let Ok(mut registry) = registry().lock() {
+        registry.append_conflicts += 1;
+    }
+}
+
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[get("/metrics")]
+pub async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
+    let mut out = String::new();
+    if let Ok(registry) = registry().lock() {
+        let _ = writeln!(
+            out,
+            "# HELP aisc_http_requests_total HTTP requests by route, method and status."
+        );
+        let _ = writeln!(out, "# TYPE aisc_http_requests_total counter");
+        for ((route, method, status), count) in &registry.requests {
+            let _ = writeln!(
+                out,
+                "aisc_http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {count}",
+                label(route),
+                label(method)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aisc_http_request_duration_seconds HTTP request latency by route."
+        );
+        let _ = writeln!(out, "# TYPE aisc_http_request_duration_seconds histogram");
+        for (route, (buckets, count, sum)) in &registry.latency {
+            let route = label(route);
+            for (bound, bucket) in BUCKETS.iter().zip(buckets) {
+                let _ = writeln!(
+                    out,
+                    "aisc_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {bucket}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "aisc_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            );
+            let _ = writeln!(
+                out,
+                "aisc_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
+            );
+            let _ = writeln!(
+                out,
+                "aisc_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP aisc_append_conflicts_total Commands refused for a concurrent change."
+        );
+        let _ = writeln!(out, "# TYPE aisc_append_conflicts_total counter");
+        let _ = writeln!(
+            out,
+            "aisc_append_conflicts_total {}",
+            registry.append_conflicts
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP aisc_db_pool_connections Database connections open, and idle."
+    );
+    let _ = writeln!(out, "# TYPE aisc_db_pool_connections gauge");
+    let _ = writeln!(
+        out,
+        "aisc_db_pool_connections{{state=\"open\"}} {}",
+        pool.size()
+    );
+    let _ = writeln!(
+        out,
+        "aisc_db_pool_connections{{state=\"idle\"}} {}",
+        pool.num_idle()
+    );
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(out)
+}

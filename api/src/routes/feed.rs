@@ -1,0 +1,118 @@
+//! The raw event feed for auditors: one stream's events, and `$all` from a position, paged,
+//! in an EventStoreDB-like shape.
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use aisc_adapters::PostgresEventStore;
+use aisc_domain::event_store::{EventStore, Position, ReadDirection, StreamId};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Principal;
+use crate::authorization::{Action, require};
+use crate::event_feed::FeedEvent;
+use crate::problem::ApiError;
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1_000;
+/// How long a page of `$all` waits for events held back behind running transactions.
+const HELD_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllQuery {
+    /// Events strictly after this position (0: from the start).
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(limit) if (1..=MAX_PAGE).contains(&limit) => Ok(limit),
+        Some(limit) => Err(ApiError::bad_field(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE}, not {limit}"),
+        )),
+    }
+}
+
+/// `GET /api/v1/events?after=&limit=`: a page of `$all`. `next_after` continues it.
+#[get("/events")]
+pub async fn all_events(
+    request: HttpRequest,
+    principal: Principal,
+    store: web::Data<PostgresEventStore>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadEventFeed)?;
+    let query: AllQuery = super::query(&request)?;
+    let limit = page_size(query.limit)?;
+    // Events committed above the visibility horizon wait for older transactions of the server
+    // to end (milliseconds); fill the page rather than hand out a short one at once.
+    let deadline = std::time::Instant::now() + HELD_BACK_WAIT;
+    let slice = loop {
+        let slice = store.read_all(Position(query.after), limit).await?;
+        if slice.events.len() == limit || !slice.held_back || std::time::Instant::now() >= deadline
+        {
+            break slice;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    let next_after = slice
+        .events
+        .last()
+        .map_or(query.after, |event| event.position.0);
+    let events: Vec<FeedEvent<'_>> = slice.events.iter().map(FeedEvent::from).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "events": events,
+        "next_after": next_after,
+        "more_pending": slice.held_back || events.len() == limit,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    /// First event number to read (inclusive); default the start (forward) or end (backward).
+    from: Option<u64>,
+    #[serde(default)]
+    direction: Direction,
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Direction {
+    #[default]
+    Forward,
+    Backward,
+}
+
+/// `GET /api/v1/streams/{stream_id}?from=&direction=&limit=`: a page of one stream.
+#[get("/streams/{stream_id}")]
+pub async fn stream_events(
+    request: HttpRequest,
+    path: web::Path<String>,
+    principal: Principal,
+    store: web::Data<PostgresEventStore>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadEventFeed)?;
+    let stream = StreamId::parse(path.into_inner())
+        .map_err(|error| ApiError::bad_field("stream_id", error.to_string()))?;
+    let query: StreamQuery = super::query(&request)?;
+    let limit = page_size(query.limit)?;
+    let Some(version) = store.stream_version(&stream).await? else {
+        return Err(ApiError::NotFound(format!("stream {stream} has no events")));
+    };
+    let direction = match query.direction {
+        Direction::Forward => ReadDirection::Forward,
+        Direction::Backward => ReadDirection::Backward,
+    };
+    let events = store
+        .read_stream(&stream, query.from, direction, limit)
+        .await?;
+    let feed: Vec<FeedEvent<'_>> = events.iter().map(FeedEvent::from).collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("ETag", format!("\"{version}\"")))
+        .json(json!({ "stream_id": stream.as_str(), "version": version, "events": feed })))
+}

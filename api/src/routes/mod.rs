@@ -1,0 +1,35 @@
+//! The `/api/v1` resources.
+
+pub mod audit;
+pub mod feed;
+
+use actix_web::web;
+use serde::de::DeserializeOwned;
+
+use crate::problem::ApiError;
+
+/// Query parameters, with a 400 naming the parameter when one is malformed or unknown.
+pub fn query<T: DeserializeOwned>(request: &actix_web::HttpRequest) -> Result<T, ApiError> {
+    let pairs = form_urlencoded::parse(request.query_string().as_bytes());
+    let deserializer = serde_urlencoded::Deserializer::new(pairs);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let message = error.inner().to_string();
+        let path = error.path().to_string();
+        // An unknown parameter has no path yet; serde names it in backticks.
+        let field = if path == "." {
+            message.split('`').nth(1).unwrap_or("query").to_string()
+        } else {
+            path
+        };
+        ApiError::bad_field(field, message)
+    })
+}
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config.service(
+        web::scope("/api/v1")
+            .service(feed::all_events)
+            .service(feed::stream_events)
+            .service(audit::query_audit_trail),
+    );
+}

@@ -1,0 +1,259 @@
+//! The HTTP edge on a real server and database: authentication, the authorisation matrix,
+//! request ids, problem+json errors, the auditors' event feed and audit trail, metrics.
+
+mod support;
+
+use aisc_adapters::PostgresEventStore;
+use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, StreamId};
+use serde_json::json;
+use support::{ROLES, TestApp, http};
+
+async fn append(app: &TestApp, stream: &str, count: usize) -> u64 {
+    let store = PostgresEventStore::new(app.database.pool.clone());
+    let mut position = 0;
+    for n in 0..count {
+        let event = NewEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "ApplicationSubmitted".into(),
+            schema_version: 1,
+            data: json!({ "n": n }),
+            metadata: json!({ "actor": "intake_officer-1", "role": "intake_officer", "request_id": format!("r-{n}") }),
+        };
+        let stream = StreamId::parse(stream).expect("stream");
+        position = store
+            .append(&stream, ExpectedVersion::Any, vec![event])
+            .await
+            .expect("append")
+            .position
+            .0;
+    }
+    position
+}
+
+/// Every query route, with the roles that may use it.
+const QUERY_ROUTES: [(&str, &[&str]); 3] = [
+    ("/api/v1/events", &["auditor", "administrator"]),
+    (
+        "/api/v1/streams/application-1",
+        &["auditor", "administrator"],
+    ),
+    ("/api/v1/audit-trail", &["auditor", "administrator"]),
+];
+
+#[tokio::test]
+async fn every_route_answers_each_role_as_the_matrix_says() {
+    let app = TestApp::spawn().await;
+    append(&app, "application-1", 2).await;
+    for (route, allowed) in QUERY_ROUTES {
+        for role in ROLES {
+            let response = app.get(role, route).await;
+            let expected = if allowed.contains(&role) { 200 } else { 403 };
+            assert_eq!(
+                response.status, expected,
+                "{role} on {route}: {}",
+                response.body
+            );
+            if expected == 403 {
+                assert_eq!(
+                    response.header("content-type"),
+                    Some("application/problem+json")
+                );
+                assert!(
+                    response.json()["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains(role)),
+                    "{}",
+                    response.body
+                );
+            }
+        }
+        let anonymous = http(app.port, "GET", route, &[], None).await;
+        assert_eq!(anonymous.status, 401, "{route}");
+        assert_eq!(anonymous.header("www-authenticate"), Some("Bearer"));
+        let forged = http(
+            app.port,
+            "GET",
+            route,
+            &[("Authorization", "Bearer aisc_not-a-token")],
+            None,
+        )
+        .await;
+        assert_eq!(forged.status, 401, "{route}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_revoked_token_is_refused() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.get("auditor", "/api/v1/events").await.status, 200);
+    aisc_api::auth::revoke(&app.database.pool, "auditor-1")
+        .await
+        .expect("revoke");
+    let refused = app.get("auditor", "/api/v1/events").await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(refused.json()["status"], 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_request_id_is_accepted_or_generated_and_always_returned() {
+    let app = TestApp::spawn().await;
+    let bearer = app.bearer("auditor");
+    let given = http(
+        app.port,
+        "GET",
+        "/api/v1/events",
+        &[
+            ("Authorization", &bearer),
+            ("X-Request-Id", "staff-tool-42"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(given.header("x-request-id"), Some("staff-tool-42"));
+    let generated = http(
+        app.port,
+        "GET",
+        "/api/v1/events",
+        &[("Authorization", &bearer)],
+        None,
+    )
+    .await;
+    let id = generated.header("x-request-id").expect("generated id");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    let health = http(app.port, "GET", "/health/live", &[], None).await;
+    assert!(health.header("x-request-id").is_some());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_feed_pages_all_and_one_stream_in_the_eventstoredb_shape() {
+    let app = TestApp::spawn().await;
+    append(&app, "application-1", 3).await;
+    append(&app, "application-2", 2).await;
+
+    let first = app.get("auditor", "/api/v1/events?limit=2").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let page = first.json();
+    let events = page["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2);
+    for key in [
+        "eventId",
+        "eventType",
+        "streamId",
+        "eventNumber",
+        "position",
+        "created",
+        "data",
+        "metadata",
+    ] {
+        assert!(events[0].get(key).is_some(), "{key} in {}", events[0]);
+    }
+    assert_eq!(events[0]["streamId"], "application-1");
+    let next = page["next_after"].as_u64().expect("next_after");
+    let rest = app
+        .get("auditor", &format!("/api/v1/events?after={next}&limit=10"))
+        .await
+        .json();
+    assert_eq!(rest["events"].as_array().expect("events").len(), 3);
+    assert_eq!(rest["more_pending"], false);
+
+    let stream = app
+        .get(
+            "auditor",
+            "/api/v1/streams/application-1?direction=backward&limit=2",
+        )
+        .await;
+    assert_eq!(stream.status, 200);
+    assert_eq!(stream.header("etag"), Some("\"2\""));
+    let numbers: Vec<u64> = stream.json()["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| e["eventNumber"].as_u64().expect("n"))
+        .collect();
+    assert_eq!(numbers, vec![2, 1]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_queries_and_unknown_things_get_problem_details() {
+    let app = TestApp::spawn().await;
+    append(&app, "application-1", 1).await;
+    let cases: [(&str, u16, &str); 7] = [
+        ("/api/v1/events?limit=0", 400, "limit"),
+        ("/api/v1/events?limit=abc", 400, "limit"),
+        ("/api/v1/events?after=-5", 400, "after"),
+        ("/api/v1/events?colour=blue", 400, "colour"),
+        ("/api/v1/streams/application-404", 404, ""),
+        (
+            "/api/v1/audit-trail?recorded_from=yesterday",
+            400,
+            "recorded_from",
+        ),
+        ("/api/v1/no-such-resource", 404, ""),
+    ];
+    for (path, status, field) in cases {
+        let response = app.get("auditor", path).await;
+        assert_eq!(response.status, status, "{path}: {}", response.body);
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/problem+json"),
+            "{path}"
+        );
+        let problem = response.json();
+        assert_eq!(problem["status"], status, "{path}");
+        if !field.is_empty() {
+            assert_eq!(problem["errors"][0]["field"], field, "{path}: {problem}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_trail_answers_once_it_has_reached_a_given_position() {
+    let app = TestApp::spawn().await;
+    let position = append(&app, "application-9", 3).await;
+    let response = app
+        .get(
+            "auditor",
+            &format!("/api/v1/audit-trail?stream_id=application-9&after_position={position}"),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let entries = response.json()["entries"]
+        .as_array()
+        .expect("entries")
+        .clone();
+    assert_eq!(entries.len(), 3, "read-your-writes: all three are there");
+    assert_eq!(entries[2]["actor"], "intake_officer-1");
+    assert_eq!(entries[2]["request_id"], "r-2");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = TestApp::spawn().await;
+    app.get("auditor", "/api/v1/events").await;
+    app.get("intake_officer", "/api/v1/events").await;
+    let metrics = http(app.port, "GET", "/metrics", &[], None).await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains(
+            "aisc_http_requests_total{route=\"/api/v1/events\",method=\"GET\",status=\"200\"}"
+        ),
+        "{}",
+        metrics.body
+    );
+    assert!(metrics.body.contains("status=\"403\""));
+    assert!(metrics.body.contains(
+        "aisc_http_request_duration_seconds_bucket{route=\"/api/v1/events\",le=\"+Inf\"}"
+    ));
+    assert!(
+        metrics
+            .body
+            .contains("aisc_db_pool_connections{state=\"open\"}")
+    );
+    app.stop().await;
+}
