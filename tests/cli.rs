@@ -350,3 +350,96 @@ async fn projections_status_and_rebuild_report_what_they_did() {
     assert_eq!(stderr.trim(), "error: no projection is named no_such");
     database.drop_database().await;
 }
+
+#[tokio::test]
+async fn tokens_are_issued_once_listed_without_secrets_and_revoked() {
+    let database = support::TestDatabase::create().await;
+    let (ok, stdout, stderr) = aisc(
+        &[
+            "tokens",
+            "issue",
+            "--name",
+            "first-admin",
+            "--roles",
+            "administrator,auditor",
+        ],
+        &database.url,
+    );
+    assert!(ok, "{stderr}");
+    let token = stdout
+        .lines()
+        .last()
+        .expect("token line")
+        .trim()
+        .to_string();
+    assert!(
+        token.starts_with("aisc_") && token.len() == 69,
+        "the token is the last line: {stdout}"
+    );
+    let principal = aisc_api::auth::authenticate(&database.pool, &token)
+        .await
+        .expect("auth")
+        .expect("known token");
+    assert_eq!(principal.name, "first-admin");
+
+    let (ok, _, stderr) = aisc(
+        &[
+            "tokens",
+            "issue",
+            "--name",
+            "first-admin",
+            "--roles",
+            "auditor",
+        ],
+        &database.url,
+    );
+    assert!(!ok && stderr.contains("already exists"), "{stderr}");
+    let (ok, _, stderr) = aisc(
+        &["tokens", "issue", "--name", "x", "--roles", "king"],
+        &database.url,
+    );
+    assert!(
+        !ok && stderr.lines().count() == 1 && stderr.contains("unknown role"),
+        "{stderr}"
+    );
+
+    let (ok, stdout, _) = aisc(&["tokens", "list"], &database.url);
+    assert!(ok);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("first-admin"))
+        .expect("listed");
+    assert!(
+        line.contains("auditor,administrator") && line.contains("active"),
+        "{line}"
+    );
+    assert!(
+        !stdout.contains(&token[5..]),
+        "the list never shows a token"
+    );
+
+    let (ok, stdout, _) = aisc(
+        &["tokens", "revoke", "--name", "first-admin"],
+        &database.url,
+    );
+    assert!(ok, "{stdout}");
+    assert!(
+        aisc_api::auth::authenticate(&database.pool, &token)
+            .await
+            .expect("auth")
+            .is_none()
+    );
+    let (_, stdout, _) = aisc(&["tokens", "list"], &database.url);
+    assert!(
+        stdout
+            .lines()
+            .any(|line| line.starts_with("first-admin") && line.contains("revoked")),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = aisc(&["tokens", "revoke", "--name", "nobody"], &database.url);
+    assert!(
+        !ok && stderr.contains("no active token is named nobody"),
+        "{stderr}"
+    );
+    database.drop_database().await;
+}
