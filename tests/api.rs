@@ -20,25 +20,41 @@ async fn append(app: &TestApp, stream: &str, count: usize) -> u64 {
             metadata: json!({ "actor": "intake_officer-1", "role": "intake_officer", "request_id": format!("r-{n}") }),
         };
         let stream = StreamId::parse(stream).expect("stream");
-        position = store
-            .append(&stream, ExpectedVersion::Any, vec![event])
-            .await
-            .expect("append")
-            .position
-            .0;
+        position = store.append(&stream, ExpectedVersion::Any, vec![event]).await.expect("append").position.0;
     }
     position
 }
 
 /// Every query route, with the roles that may use it.
-const QUERY_ROUTES: [(&str, &[&str]); 3] = [
+const QUERY_ROUTES: [(&str, &[&str]); 5] = [
     ("/api/v1/events", &["auditor", "administrator"]),
-    (
-        "/api/v1/streams/application-1",
-        &["auditor", "administrator"],
-    ),
+    ("/api/v1/streams/application-1", &["auditor", "administrator"]),
     ("/api/v1/audit-trail", &["auditor", "administrator"]),
+    ("/api/v1/projections", &["auditor", "administrator"]),
+    ("/api/v1/audit/verification", &["auditor", "administrator"]),
 ];
+
+/// Every command route, with the roles that may use it and a valid body.
+const COMMAND_ROUTES: [(&str, &[&str], &str); 1] =
+    [("/api/v1/projections/audit_trail/rebuild", &["administrator"], r#"{"reason": "matrix test"}"#)];
+
+async fn wait_until_projections_ran(app: &TestApp) {
+    for _ in 0..200 {
+        let status = app.get("administrator", "/api/v1/projections").await.json();
+        if status["projections"].as_array().is_some_and(|all| all.iter().all(|p| !p["built_version"].is_null())) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the service's projections never ran");
+}
+
+async fn post(app: &TestApp, role: &str, path: &str, headers: &[(&str, &str)], body: &str) -> support::TestResponse {
+    let bearer = app.bearer(role);
+    let mut all = vec![("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    http(app.port, "POST", path, &all, Some(body)).await
+}
 
 #[tokio::test]
 async fn every_route_answers_each_role_as_the_matrix_says() {
@@ -48,37 +64,31 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
         for role in ROLES {
             let response = app.get(role, route).await;
             let expected = if allowed.contains(&role) { 200 } else { 403 };
-            assert_eq!(
-                response.status, expected,
-                "{role} on {route}: {}",
-                response.body
-            );
+            assert_eq!(response.status, expected, "{role} on {route}: {}", response.body);
             if expected == 403 {
-                assert_eq!(
-                    response.header("content-type"),
-                    Some("application/problem+json")
-                );
-                assert!(
-                    response.json()["detail"]
-                        .as_str()
-                        .is_some_and(|d| d.contains(role)),
-                    "{}",
-                    response.body
-                );
+                assert_eq!(response.header("content-type"), Some("application/problem+json"));
+                assert!(response.json()["detail"].as_str().is_some_and(|d| d.contains(role)), "{}", response.body);
             }
         }
         let anonymous = http(app.port, "GET", route, &[], None).await;
         assert_eq!(anonymous.status, 401, "{route}");
         assert_eq!(anonymous.header("www-authenticate"), Some("Bearer"));
-        let forged = http(
-            app.port,
-            "GET",
-            route,
-            &[("Authorization", "Bearer aisc_not-a-token")],
-            None,
-        )
-        .await;
+        let forged = http(app.port, "GET", route, &[("Authorization", "Bearer aisc_not-a-token")], None).await;
         assert_eq!(forged.status, 401, "{route}");
+    }
+    wait_until_projections_ran(&app).await;
+    for (route, allowed, body) in COMMAND_ROUTES {
+        for role in ROLES {
+            let response = post(&app, role, route, &[], body).await;
+            let allowed = allowed.contains(&role);
+            assert!(
+                if allowed { response.status < 300 } else { response.status == 403 },
+                "{role} on POST {route}: {} {}",
+                response.status,
+                response.body
+            );
+        }
+        assert_eq!(http(app.port, "POST", route, &[], Some(body)).await.status, 401, "{route}");
     }
     app.stop().await;
 }
@@ -87,9 +97,7 @@ async fn every_route_answers_each_role_as_the_matrix_says() {
 async fn a_revoked_token_is_refused() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get("auditor", "/api/v1/events").await.status, 200);
-    aisc_api::auth::revoke(&app.database.pool, "auditor-1")
-        .await
-        .expect("revoke");
+    aisc_api::auth::revoke(&app.database.pool, "auditor-1").await.expect("revoke");
     let refused = app.get("auditor", "/api/v1/events").await;
     assert_eq!(refused.status, 401);
     assert_eq!(refused.json()["status"], 401);
@@ -100,26 +108,11 @@ async fn a_revoked_token_is_refused() {
 async fn the_request_id_is_accepted_or_generated_and_always_returned() {
     let app = TestApp::spawn().await;
     let bearer = app.bearer("auditor");
-    let given = http(
-        app.port,
-        "GET",
-        "/api/v1/events",
-        &[
-            ("Authorization", &bearer),
-            ("X-Request-Id", "staff-tool-42"),
-        ],
-        None,
-    )
-    .await;
+    let given =
+        http(app.port, "GET", "/api/v1/events", &[("Authorization", &bearer), ("X-Request-Id", "staff-tool-42")], None)
+            .await;
     assert_eq!(given.header("x-request-id"), Some("staff-tool-42"));
-    let generated = http(
-        app.port,
-        "GET",
-        "/api/v1/events",
-        &[("Authorization", &bearer)],
-        None,
-    )
-    .await;
+    let generated = http(app.port, "GET", "/api/v1/events", &[("Authorization", &bearer)], None).await;
     let id = generated.header("x-request-id").expect("generated id");
     assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
     let health = http(app.port, "GET", "/health/live", &[], None).await;
@@ -138,33 +131,16 @@ async fn the_event_feed_pages_all_and_one_stream_in_the_eventstoredb_shape() {
     let page = first.json();
     let events = page["events"].as_array().expect("events");
     assert_eq!(events.len(), 2);
-    for key in [
-        "eventId",
-        "eventType",
-        "streamId",
-        "eventNumber",
-        "position",
-        "created",
-        "data",
-        "metadata",
-    ] {
+    for key in ["eventId", "eventType", "streamId", "eventNumber", "position", "created", "data", "metadata"] {
         assert!(events[0].get(key).is_some(), "{key} in {}", events[0]);
     }
     assert_eq!(events[0]["streamId"], "application-1");
     let next = page["next_after"].as_u64().expect("next_after");
-    let rest = app
-        .get("auditor", &format!("/api/v1/events?after={next}&limit=10"))
-        .await
-        .json();
+    let rest = app.get("auditor", &format!("/api/v1/events?after={next}&limit=10")).await.json();
     assert_eq!(rest["events"].as_array().expect("events").len(), 3);
     assert_eq!(rest["more_pending"], false);
 
-    let stream = app
-        .get(
-            "auditor",
-            "/api/v1/streams/application-1?direction=backward&limit=2",
-        )
-        .await;
+    let stream = app.get("auditor", "/api/v1/streams/application-1?direction=backward&limit=2").await;
     assert_eq!(stream.status, 200);
     assert_eq!(stream.header("etag"), Some("\"2\""));
     let numbers: Vec<u64> = stream.json()["events"]
@@ -187,21 +163,13 @@ async fn bad_queries_and_unknown_things_get_problem_details() {
         ("/api/v1/events?after=-5", 400, "after"),
         ("/api/v1/events?colour=blue", 400, "colour"),
         ("/api/v1/streams/application-404", 404, ""),
-        (
-            "/api/v1/audit-trail?recorded_from=yesterday",
-            400,
-            "recorded_from",
-        ),
+        ("/api/v1/audit-trail?recorded_from=yesterday", 400, "recorded_from"),
         ("/api/v1/no-such-resource", 404, ""),
     ];
     for (path, status, field) in cases {
         let response = app.get("auditor", path).await;
         assert_eq!(response.status, status, "{path}: {}", response.body);
-        assert_eq!(
-            response.header("content-type"),
-            Some("application/problem+json"),
-            "{path}"
-        );
+        assert_eq!(response.header("content-type"), Some("application/problem+json"), "{path}");
         let problem = response.json();
         assert_eq!(problem["status"], status, "{path}");
         if !field.is_empty() {
@@ -215,17 +183,10 @@ async fn bad_queries_and_unknown_things_get_problem_details() {
 async fn the_audit_trail_answers_once_it_has_reached_a_given_position() {
     let app = TestApp::spawn().await;
     let position = append(&app, "application-9", 3).await;
-    let response = app
-        .get(
-            "auditor",
-            &format!("/api/v1/audit-trail?stream_id=application-9&after_position={position}"),
-        )
-        .await;
+    let response =
+        app.get("auditor", &format!("/api/v1/audit-trail?stream_id=application-9&after_position={position}")).await;
     assert_eq!(response.status, 200, "{}", response.body);
-    let entries = response.json()["entries"]
-        .as_array()
-        .expect("entries")
-        .clone();
+    let entries = response.json()["entries"].as_array().expect("entries").clone();
     assert_eq!(entries.len(), 3, "read-your-writes: all three are there");
     assert_eq!(entries[2]["actor"], "intake_officer-1");
     assert_eq!(entries[2]["request_id"], "r-2");
@@ -240,20 +201,78 @@ async fn metrics_count_requests_by_route_and_status() {
     let metrics = http(app.port, "GET", "/metrics", &[], None).await;
     assert_eq!(metrics.status, 200);
     assert!(
-        metrics.body.contains(
-            "aisc_http_requests_total{route=\"/api/v1/events\",method=\"GET\",status=\"200\"}"
-        ),
+        metrics.body.contains("aisc_http_requests_total{route=\"/api/v1/events\",method=\"GET\",status=\"200\"}"),
         "{}",
         metrics.body
     );
     assert!(metrics.body.contains("status=\"403\""));
-    assert!(metrics.body.contains(
-        "aisc_http_request_duration_seconds_bucket{route=\"/api/v1/events\",le=\"+Inf\"}"
-    ));
-    assert!(
-        metrics
-            .body
-            .contains("aisc_db_pool_connections{state=\"open\"}")
-    );
+    assert!(metrics.body.contains("aisc_http_request_duration_seconds_bucket{route=\"/api/v1/events\",le=\"+Inf\"}"));
+    assert!(metrics.body.contains("aisc_db_pool_connections{state=\"open\"}"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_retried_post_with_the_same_idempotency_key_gets_the_first_response() {
+    let app = TestApp::spawn().await;
+    wait_until_projections_ran(&app).await;
+    let route = "/api/v1/projections/audit_trail/rebuild";
+    let key = [("Idempotency-Key", "rebuild-2026-11-24")];
+    let first = post(&app, "administrator", route, &key, r#"{"reason": "new index"}"#).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    assert!(first.header("idempotent-replayed").is_none());
+    let retry = post(&app, "administrator", route, &key, r#"{"reason": "new index"}"#).await;
+    assert_eq!((retry.status, retry.body.as_str()), (202, first.body.as_str()));
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.header("location"), first.header("location"));
+
+    let reused = post(&app, "administrator", route, &key, r#"{"reason": "another"}"#).await;
+    assert_eq!(reused.status, 422, "{}", reused.body);
+    assert_eq!(reused.json()["code"], "idempotency_key_reused");
+    // Keys belong to their principal: another administrator may use the same key.
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM idempotent_requests")
+        .fetch_one(&app.database.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_command_bodies_get_400_with_the_field_and_oversized_ones_413() {
+    let app = TestApp::spawn().await;
+    wait_until_projections_ran(&app).await;
+    let route = "/api/v1/projections/audit_trail/rebuild";
+    let cases: [(&str, u16, &str); 4] = [
+        (r#"{"reason": 5}"#, 400, "reason"),
+        (r#"{"reason": "x", "colour": "blue"}"#, 400, "colour"),
+        (r#"{"reason": "x""#, 400, "body"),
+        (r#"{"reason": "x"} trailing"#, 400, "body"),
+    ];
+    for (body, status, field) in cases {
+        let response = post(&app, "administrator", route, &[], body).await;
+        assert_eq!(response.status, status, "{body}: {}", response.body);
+        assert_eq!(response.header("content-type"), Some("application/problem+json"));
+        assert_eq!(response.json()["errors"][0]["field"], field, "{body}: {}", response.body);
+    }
+    let huge = format!(r#"{{"reason": "{}"}}"#, "x".repeat(300 * 1024));
+    let response = post(&app, "administrator", route, &[], &huge).await;
+    assert_eq!(response.status, 413, "{}", response.body);
+    assert_eq!(response.json()["status"], 413);
+    let unknown = post(&app, "administrator", "/api/v1/projections/nothing/rebuild", &[], "{}").await;
+    assert_eq!(unknown.status, 404);
+    let bad_if_match = post(&app, "administrator", route, &[("If-Match", "yesterday")], "{}").await;
+    assert_eq!((bad_if_match.status, bad_if_match.json()["errors"][0]["field"].as_str()), (400, Some("If-Match")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_verification_endpoint_reports_an_intact_log() {
+    let app = TestApp::spawn().await;
+    append(&app, "application-3", 4).await;
+    let report = app.get("auditor", "/api/v1/audit/verification").await;
+    assert_eq!(report.status, 200, "{}", report.body);
+    let report = report.json();
+    assert_eq!((report["intact"].as_bool(), report["verified"].as_u64()), (Some(true), Some(4)));
+    assert_eq!(app.get("auditor", "/api/v1/audit/verification?from=9&to=3").await.status, 400);
     app.stop().await;
 }

@@ -32,22 +32,13 @@ fn serve_against_an_unreachable_database_says_where_it_tried_and_exits_non_zero(
         "names the URL, not the password: {line}"
     );
     assert!(!line.contains("secret"));
-    assert!(
-        line.contains("DATABASE_URL"),
-        "says how to point it elsewhere: {line}"
-    );
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
+    assert!(line.contains("DATABASE_URL"), "says how to point it elsewhere: {line}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
 }
 
 #[test]
 fn a_bad_database_url_is_one_clear_line() {
-    let output = Command::new(AISC)
-        .args(["migrate", "--database-url", "mysql://nope"])
-        .output()
-        .expect("run aisc");
+    let output = Command::new(AISC).args(["migrate", "--database-url", "mysql://nope"]).output().expect("run aisc");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -56,17 +47,10 @@ fn a_bad_database_url_is_one_clear_line() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for args in [
-        vec!["--help"],
-        vec!["serve", "--help"],
-        vec!["migrate", "--help"],
-    ] {
+    for args in [vec!["--help"], vec!["serve", "--help"], vec!["migrate", "--help"]] {
         let output = Command::new(AISC).args(&args).output().expect("run aisc");
         assert!(output.status.success(), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&output.stdout).contains("Usage"),
-            "{args:?}"
-        );
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
     }
 }
 
@@ -90,8 +74,7 @@ async fn serve_creates_its_database_answers_health_and_stops_gracefully_on_sigte
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let parsed: serde_json::Value =
-                serde_json::from_str(&line).expect("every log line is JSON");
+            let parsed: serde_json::Value = serde_json::from_str(&line).expect("every log line is JSON");
             if let Some(port) = parsed["fields"]["port"].as_u64() {
                 let _ = port_sender.send(port as u16);
             }
@@ -99,74 +82,44 @@ async fn serve_creates_its_database_answers_health_and_stops_gracefully_on_sigte
         }
         lines
     });
-    let port = port_receiver
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the service reports its port");
+    let port = port_receiver.recv_timeout(Duration::from_secs(30)).expect("the service reports its port");
 
-    assert_eq!(
-        support::http_get(port, "/health/live")
-            .await
-            .expect("live")
-            .0,
-        200
-    );
-    let (status, body) = support::http_get(port, "/health/ready")
-        .await
-        .expect("ready");
+    assert_eq!(support::http_get(port, "/health/live").await.expect("live").0, 200);
+    let (status, body) = support::http_get(port, "/health/ready").await.expect("ready");
     assert_eq!(status, 200, "{body}");
 
-    let mut admin = PgConnection::connect(&support::admin_url())
+    let mut admin = PgConnection::connect(&support::admin_url()).await.expect("admin");
+    let created: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
         .await
-        .expect("admin");
-    let created: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut admin)
-            .await
-            .expect("query");
+        .expect("query");
     assert!(created, "serve created its database");
 
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the service did not stop after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "the service did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "graceful shutdown exits 0: {status:?}");
     let logs = reader.join().expect("log reader");
-    assert!(
-        logs.iter()
-            .any(|line| line["fields"]["message"] == "stopped"),
-        "logs the stop"
-    );
+    assert!(logs.iter().any(|line| line["fields"]["message"] == "stopped"), "logs the stop");
 
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+        .execute(&mut admin)
+        .await;
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs()
 }
 
-async fn database_with_events(
-    count: usize,
-) -> (support::TestDatabase, aisc_adapters::PostgresEventStore) {
+async fn database_with_events(count: usize) -> (support::TestDatabase, aisc_adapters::PostgresEventStore) {
     use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, StreamId};
     let database = support::TestDatabase::create().await;
     let store = aisc_adapters::PostgresEventStore::new(database.pool.clone());
@@ -179,20 +132,13 @@ async fn database_with_events(
             data: serde_json::json!({ "n": n }),
             metadata: serde_json::json!({ "actor": "intake-1", "role": "intake_officer" }),
         };
-        store
-            .append(&stream, ExpectedVersion::Any, vec![event])
-            .await
-            .expect("append");
+        store.append(&stream, ExpectedVersion::Any, vec![event]).await.expect("append");
     }
     (database, store)
 }
 
 fn aisc(args: &[&str], database_url: &str) -> (bool, String, String) {
-    let output = Command::new(AISC)
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .output()
-        .expect("run aisc");
+    let output = Command::new(AISC).args(args).env("DATABASE_URL", database_url).output().expect("run aisc");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -205,17 +151,10 @@ async fn audit_verify_says_ok_with_the_count_or_names_the_tampered_event() {
     let (database, store) = database_with_events(9).await;
     let (ok, stdout, _) = aisc(&["audit", "verify"], &database.url);
     assert!(ok, "{stdout}");
-    assert_eq!(
-        stdout.trim(),
-        "OK: 9 events verified, every hash chain intact"
-    );
+    assert_eq!(stdout.trim(), "OK: 9 events verified, every hash chain intact");
 
     use aisc_domain::event_store::{EventStore, Position};
-    let events = store
-        .read_all(Position::START, 100)
-        .await
-        .expect("read")
-        .events;
+    let events = store.read_all(Position::START, 100).await.expect("read").events;
     let target = &events[4];
     let mut connection = database.pool.acquire().await.expect("connection");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
@@ -230,28 +169,16 @@ async fn audit_verify_says_ok_with_the_count_or_names_the_tampered_event() {
     drop(connection);
     let (ok, stdout, _) = aisc(&["audit", "verify"], &database.url);
     assert!(!ok, "tampering fails the verification");
-    assert!(
-        stdout.starts_with(&format!("BROKEN: event at position {} ", target.position)),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(&target.event_id.to_string()) && stdout.contains("HashMismatch"),
-        "{stdout}"
-    );
+    assert!(stdout.starts_with(&format!("BROKEN: event at position {} ", target.position)), "{stdout}");
+    assert!(stdout.contains(&target.event_id.to_string()) && stdout.contains("HashMismatch"), "{stdout}");
 
     // A range ending before the tampered event is clean.
     let before = (target.position.0 - 1).to_string();
     let (ok, stdout, _) = aisc(&["audit", "verify", "--to", &before], &database.url);
     assert!(ok, "{stdout}");
     assert!(stdout.starts_with("OK: 4 events verified"), "{stdout}");
-    let (ok, _, stderr) = aisc(
-        &["audit", "verify", "--from", "9", "--to", "3"],
-        &database.url,
-    );
-    assert!(
-        !ok && stderr.lines().count() == 1 && stderr.contains("--from 9 is after --to 3"),
-        "{stderr}"
-    );
+    let (ok, _, stderr) = aisc(&["audit", "verify", "--from", "9", "--to", "3"], &database.url);
+    assert!(!ok && stderr.lines().count() == 1 && stderr.contains("--from 9 is after --to 3"), "{stderr}");
     database.drop_database().await;
 }
 
@@ -259,18 +186,12 @@ async fn audit_verify_says_ok_with_the_count_or_names_the_tampered_event() {
 async fn audit_export_writes_the_history_as_eventstoredb_shaped_ndjson() {
     let (database, store) = database_with_events(7).await;
     use aisc_domain::event_store::{EventStore, Position};
-    let events = store
-        .read_all(Position::START, 100)
-        .await
-        .expect("read")
-        .events;
+    let events = store.read_all(Position::START, 100).await.expect("read").events;
 
     let (ok, stdout, stderr) = aisc(&["audit", "export"], &database.url);
     assert!(ok, "{stderr}");
-    let lines: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        stdout.lines().map(|line| serde_json::from_str(line).expect("each line is JSON")).collect();
     assert_eq!(lines.len(), 7);
     let first = &lines[0];
     assert_eq!(first["eventId"], events[0].event_id.to_string());
@@ -280,34 +201,19 @@ async fn audit_export_writes_the_history_as_eventstoredb_shaped_ndjson() {
     assert_eq!(first["position"], events[0].position.0);
     assert_eq!(first["data"]["n"], 0);
     assert_eq!(first["metadata"]["actor"], "intake-1");
-    assert!(
-        first["created"]
-            .as_str()
-            .is_some_and(|created| created.contains('T'))
-    );
+    assert!(first["created"].as_str().is_some_and(|created| created.contains('T')));
 
     let from = events[2].position.0.to_string();
     let to = events[4].position.0.to_string();
-    let (ok, stdout, _) = aisc(
-        &["audit", "export", "--from", &from, "--to", &to],
-        &database.url,
-    );
+    let (ok, stdout, _) = aisc(&["audit", "export", "--from", &from, "--to", &to], &database.url);
     assert!(ok);
     let positions: Vec<u64> = stdout
         .lines()
         .map(|line| {
-            serde_json::from_str::<serde_json::Value>(line).expect("json")["position"]
-                .as_u64()
-                .expect("position")
+            serde_json::from_str::<serde_json::Value>(line).expect("json")["position"].as_u64().expect("position")
         })
         .collect();
-    assert_eq!(
-        positions,
-        events[2..=4]
-            .iter()
-            .map(|e| e.position.0)
-            .collect::<Vec<_>>()
-    );
+    assert_eq!(positions, events[2..=4].iter().map(|e| e.position.0).collect::<Vec<_>>());
     database.drop_database().await;
 }
 
@@ -316,34 +222,18 @@ async fn projections_status_and_rebuild_report_what_they_did() {
     let (database, _store) = database_with_events(5).await;
     let (ok, stdout, _) = aisc(&["projections", "status"], &database.url);
     assert!(ok);
-    assert!(
-        stdout
-            .lines()
-            .any(|line| line.starts_with("audit_trail") && line.contains("never")),
-        "{stdout}"
-    );
+    assert!(stdout.lines().any(|line| line.starts_with("audit_trail") && line.contains("never")), "{stdout}");
 
     let (ok, stdout, stderr) = aisc(&["projections", "rebuild", "audit_trail"], &database.url);
     assert!(ok, "{stderr}");
-    assert!(
-        stdout.starts_with("rebuilt audit_trail up to position "),
-        "{stdout}"
-    );
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_trail")
-        .fetch_one(&database.pool)
-        .await
-        .expect("rows");
+    assert!(stdout.starts_with("rebuilt audit_trail up to position "), "{stdout}");
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_trail").fetch_one(&database.pool).await.expect("rows");
     assert_eq!(rows, 5);
     let (ok, stdout, _) = aisc(&["projections", "status"], &database.url);
     assert!(ok);
-    let line = stdout
-        .lines()
-        .find(|line| line.starts_with("audit_trail"))
-        .expect("status line");
-    assert!(
-        line.split_whitespace().last() == Some("0"),
-        "no lag after the rebuild: {line}"
-    );
+    let line = stdout.lines().find(|line| line.starts_with("audit_trail")).expect("status line");
+    assert!(line.split_whitespace().last() == Some("0"), "no lag after the rebuild: {line}");
 
     let (ok, _, stderr) = aisc(&["projections", "rebuild", "no_such"], &database.url);
     assert!(!ok);
@@ -354,92 +244,31 @@ async fn projections_status_and_rebuild_report_what_they_did() {
 #[tokio::test]
 async fn tokens_are_issued_once_listed_without_secrets_and_revoked() {
     let database = support::TestDatabase::create().await;
-    let (ok, stdout, stderr) = aisc(
-        &[
-            "tokens",
-            "issue",
-            "--name",
-            "first-admin",
-            "--roles",
-            "administrator,auditor",
-        ],
-        &database.url,
-    );
+    let (ok, stdout, stderr) =
+        aisc(&["tokens", "issue", "--name", "first-admin", "--roles", "administrator,auditor"], &database.url);
     assert!(ok, "{stderr}");
-    let token = stdout
-        .lines()
-        .last()
-        .expect("token line")
-        .trim()
-        .to_string();
-    assert!(
-        token.starts_with("aisc_") && token.len() == 69,
-        "the token is the last line: {stdout}"
-    );
-    let principal = aisc_api::auth::authenticate(&database.pool, &token)
-        .await
-        .expect("auth")
-        .expect("known token");
+    let token = stdout.lines().last().expect("token line").trim().to_string();
+    assert!(token.starts_with("aisc_") && token.len() == 69, "the token is the last line: {stdout}");
+    let principal = aisc_api::auth::authenticate(&database.pool, &token).await.expect("auth").expect("known token");
     assert_eq!(principal.name, "first-admin");
 
-    let (ok, _, stderr) = aisc(
-        &[
-            "tokens",
-            "issue",
-            "--name",
-            "first-admin",
-            "--roles",
-            "auditor",
-        ],
-        &database.url,
-    );
+    let (ok, _, stderr) = aisc(&["tokens", "issue", "--name", "first-admin", "--roles", "auditor"], &database.url);
     assert!(!ok && stderr.contains("already exists"), "{stderr}");
-    let (ok, _, stderr) = aisc(
-        &["tokens", "issue", "--name", "x", "--roles", "king"],
-        &database.url,
-    );
-    assert!(
-        !ok && stderr.lines().count() == 1 && stderr.contains("unknown role"),
-        "{stderr}"
-    );
+    let (ok, _, stderr) = aisc(&["tokens", "issue", "--name", "x", "--roles", "king"], &database.url);
+    assert!(!ok && stderr.lines().count() == 1 && stderr.contains("unknown role"), "{stderr}");
 
     let (ok, stdout, _) = aisc(&["tokens", "list"], &database.url);
     assert!(ok);
-    let line = stdout
-        .lines()
-        .find(|line| line.starts_with("first-admin"))
-        .expect("listed");
-    assert!(
-        line.contains("auditor,administrator") && line.contains("active"),
-        "{line}"
-    );
-    assert!(
-        !stdout.contains(&token[5..]),
-        "the list never shows a token"
-    );
+    let line = stdout.lines().find(|line| line.starts_with("first-admin")).expect("listed");
+    assert!(line.contains("auditor,administrator") && line.contains("active"), "{line}");
+    assert!(!stdout.contains(&token[5..]), "the list never shows a token");
 
-    let (ok, stdout, _) = aisc(
-        &["tokens", "revoke", "--name", "first-admin"],
-        &database.url,
-    );
+    let (ok, stdout, _) = aisc(&["tokens", "revoke", "--name", "first-admin"], &database.url);
     assert!(ok, "{stdout}");
-    assert!(
-        aisc_api::auth::authenticate(&database.pool, &token)
-            .await
-            .expect("auth")
-            .is_none()
-    );
+    assert!(aisc_api::auth::authenticate(&database.pool, &token).await.expect("auth").is_none());
     let (_, stdout, _) = aisc(&["tokens", "list"], &database.url);
-    assert!(
-        stdout
-            .lines()
-            .any(|line| line.starts_with("first-admin") && line.contains("revoked")),
-        "{stdout}"
-    );
+    assert!(stdout.lines().any(|line| line.starts_with("first-admin") && line.contains("revoked")), "{stdout}");
     let (ok, _, stderr) = aisc(&["tokens", "revoke", "--name", "nobody"], &database.url);
-    assert!(
-        !ok && stderr.contains("no active token is named nobody"),
-        "{stderr}"
-    );
+    assert!(!ok && stderr.contains("no active token is named nobody"), "{stderr}");
     database.drop_database().await;
 }

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use aisc_adapters::PostgresEventStore;
 use aisc_domain::event_store::{
-    ActualVersion, EventStore, ExpectedVersion, NewEvent, Position, PositionRange, ReadDirection,
-    RecordedEvent, StoreError, StreamAppend, StreamId, Tampering,
+    ActualVersion, EventStore, ExpectedVersion, NewEvent, Position, PositionRange, ReadDirection, RecordedEvent,
+    StoreError, StreamAppend, StreamId, Tampering,
 };
 use serde_json::json;
 use support::TestDatabase;
@@ -31,10 +31,7 @@ fn event(kind: &str, n: i64) -> NewEvent {
 }
 
 async fn count_events(store: &PostgresEventStore) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(store.pool())
-        .await
-        .expect("count")
+    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(store.pool()).await.expect("count")
 }
 
 async fn read_everything(store: &PostgresEventStore) -> Vec<RecordedEvent> {
@@ -58,8 +55,7 @@ where
     Fut: Future<Output = ()>,
 {
     let database = TestDatabase::create_with_pool_size(40).await;
-    let store = PostgresEventStore::new(database.pool.clone())
-        .with_subscription_poll(Duration::from_millis(200));
+    let store = PostgresEventStore::new(database.pool.clone()).with_subscription_poll(Duration::from_millis(200));
     test(store).await;
     database.drop_database().await;
 }
@@ -69,9 +65,7 @@ async fn every_expected_version_case_appends_or_conflicts_without_writing() {
     with_store(|store| async move {
         let s = stream("application-1");
         // A new stream: Any, NoStream succeed; StreamExists and Exact conflict.
-        let conflict = store
-            .append(&s, ExpectedVersion::StreamExists, vec![event("A", 0)])
-            .await;
+        let conflict = store.append(&s, ExpectedVersion::StreamExists, vec![event("A", 0)]).await;
         assert_eq!(
             conflict,
             Err(StoreError::WrongExpectedVersion {
@@ -80,58 +74,29 @@ async fn every_expected_version_case_appends_or_conflicts_without_writing() {
                 actual: ActualVersion::NoStream
             })
         );
-        let conflict = store
-            .append(&s, ExpectedVersion::Exact(0), vec![event("A", 0)])
-            .await;
-        assert!(matches!(
-            conflict,
-            Err(StoreError::WrongExpectedVersion {
-                actual: ActualVersion::NoStream,
-                ..
-            })
-        ));
+        let conflict = store.append(&s, ExpectedVersion::Exact(0), vec![event("A", 0)]).await;
+        assert!(matches!(conflict, Err(StoreError::WrongExpectedVersion { actual: ActualVersion::NoStream, .. })));
         assert_eq!(count_events(&store).await, 0, "a conflict writes nothing");
         assert_eq!(store.stream_version(&s).await.expect("version"), None);
 
-        let first = store
-            .append(
-                &s,
-                ExpectedVersion::NoStream,
-                vec![event("A", 0), event("A", 1)],
-            )
-            .await
-            .expect("no stream");
+        let first =
+            store.append(&s, ExpectedVersion::NoStream, vec![event("A", 0), event("A", 1)]).await.expect("no stream");
         assert_eq!((first.first_version, first.last_version), (0, 1));
-        let second = store
-            .append(&s, ExpectedVersion::Exact(1), vec![event("B", 2)])
-            .await
-            .expect("exact");
+        let second = store.append(&s, ExpectedVersion::Exact(1), vec![event("B", 2)]).await.expect("exact");
         assert_eq!((second.first_version, second.last_version), (2, 2));
         assert!(second.position > first.position);
-        let third = store
-            .append(&s, ExpectedVersion::StreamExists, vec![event("C", 3)])
-            .await
-            .expect("exists");
+        let third = store.append(&s, ExpectedVersion::StreamExists, vec![event("C", 3)]).await.expect("exists");
         assert_eq!(third.last_version, 3);
-        let fourth = store
-            .append(&s, ExpectedVersion::Any, vec![event("D", 4)])
-            .await
-            .expect("any");
+        let fourth = store.append(&s, ExpectedVersion::Any, vec![event("D", 4)]).await.expect("any");
         assert_eq!(fourth.last_version, 4);
         let other = stream("application-2");
         assert_eq!(
-            store
-                .append(&other, ExpectedVersion::Any, vec![event("A", 0)])
-                .await
-                .expect("any new")
-                .last_version,
+            store.append(&other, ExpectedVersion::Any, vec![event("A", 0)]).await.expect("any new").last_version,
             0
         );
 
         // Existing stream: NoStream and a stale Exact conflict, naming the actual version.
-        let conflict = store
-            .append(&s, ExpectedVersion::NoStream, vec![event("X", 9)])
-            .await;
+        let conflict = store.append(&s, ExpectedVersion::NoStream, vec![event("X", 9)]).await;
         assert_eq!(
             conflict,
             Err(StoreError::WrongExpectedVersion {
@@ -140,9 +105,7 @@ async fn every_expected_version_case_appends_or_conflicts_without_writing() {
                 actual: ActualVersion::Version(4)
             })
         );
-        let conflict = store
-            .append(&s, ExpectedVersion::Exact(2), vec![event("X", 9)])
-            .await;
+        let conflict = store.append(&s, ExpectedVersion::Exact(2), vec![event("X", 9)]).await;
         assert_eq!(
             conflict,
             Err(StoreError::WrongExpectedVersion {
@@ -152,11 +115,7 @@ async fn every_expected_version_case_appends_or_conflicts_without_writing() {
             })
         );
         let message = conflict.expect_err("conflict").to_string();
-        assert!(
-            message.contains("application-1")
-                && message.contains("version 2")
-                && message.contains("version 4")
-        );
+        assert!(message.contains("application-1") && message.contains("version 2") && message.contains("version 4"));
         assert_eq!(count_events(&store).await, 6, "conflicts wrote nothing");
         assert_eq!(store.stream_version(&s).await.expect("version"), Some(4));
     })
@@ -168,53 +127,22 @@ async fn a_retried_append_returns_the_first_result_and_writes_nothing() {
     with_store(|store| async move {
         let s = stream("batch-2025-q1");
         let events = vec![event("BatchOpened", 1), event("BatchNoted", 2)];
-        let first = store
-            .append(&s, ExpectedVersion::NoStream, events.clone())
-            .await
-            .expect("first");
+        let first = store.append(&s, ExpectedVersion::NoStream, events.clone()).await.expect("first");
         // The retry carries the same ids; its expected version is stale now, yet it is no conflict.
-        let retry = store
-            .append(&s, ExpectedVersion::NoStream, events.clone())
-            .await
-            .expect("retry");
+        let retry = store.append(&s, ExpectedVersion::NoStream, events.clone()).await.expect("retry");
         assert_eq!(first, retry);
         assert_eq!(count_events(&store).await, 2);
 
         // The same id with other content is refused, in this stream or another.
         let mut changed = events[0].clone();
         changed.data = json!({ "n": 99 });
-        let refused = store
-            .append(&s, ExpectedVersion::Any, vec![changed.clone()])
-            .await;
-        assert_eq!(
-            refused,
-            Err(StoreError::EventIdReused {
-                event_id: changed.event_id
-            })
-        );
-        let elsewhere = store
-            .append(
-                &stream("batch-2025-q2"),
-                ExpectedVersion::Any,
-                vec![events[0].clone()],
-            )
-            .await;
-        assert!(
-            matches!(elsewhere, Err(StoreError::EventIdReused { .. })),
-            "{elsewhere:?}"
-        );
+        let refused = store.append(&s, ExpectedVersion::Any, vec![changed.clone()]).await;
+        assert_eq!(refused, Err(StoreError::EventIdReused { event_id: changed.event_id }));
+        let elsewhere = store.append(&stream("batch-2025-q2"), ExpectedVersion::Any, vec![events[0].clone()]).await;
+        assert!(matches!(elsewhere, Err(StoreError::EventIdReused { .. })), "{elsewhere:?}");
         // A new event together with an old id is refused too.
-        let mixed = store
-            .append(
-                &s,
-                ExpectedVersion::Any,
-                vec![event("New", 3), events[1].clone()],
-            )
-            .await;
-        assert!(
-            matches!(mixed, Err(StoreError::EventIdReused { .. })),
-            "{mixed:?}"
-        );
+        let mixed = store.append(&s, ExpectedVersion::Any, vec![event("New", 3), events[1].clone()]).await;
+        assert!(matches!(mixed, Err(StoreError::EventIdReused { .. })), "{mixed:?}");
         assert_eq!(count_events(&store).await, 2);
     })
     .await;
@@ -265,21 +193,11 @@ async fn malformed_appends_are_refused_with_a_reason() {
         let s = stream("application-9");
         let mut fractional = event("Usage", 1);
         fractional.data = json!({ "units": 1.5 });
-        let refused = store
-            .append(&s, ExpectedVersion::Any, vec![fractional])
-            .await;
-        assert!(
-            matches!(&refused, Err(StoreError::InvalidAppend(m)) if m.contains("fractional")),
-            "{refused:?}"
-        );
-        assert!(matches!(
-            store.append(&s, ExpectedVersion::Any, vec![]).await,
-            Err(StoreError::InvalidAppend(_))
-        ));
+        let refused = store.append(&s, ExpectedVersion::Any, vec![fractional]).await;
+        assert!(matches!(&refused, Err(StoreError::InvalidAppend(m)) if m.contains("fractional")), "{refused:?}");
+        assert!(matches!(store.append(&s, ExpectedVersion::Any, vec![]).await, Err(StoreError::InvalidAppend(_))));
         let twice = event("A", 1);
-        let refused = store
-            .append(&s, ExpectedVersion::Any, vec![twice.clone(), twice])
-            .await;
+        let refused = store.append(&s, ExpectedVersion::Any, vec![twice.clone(), twice]).await;
         assert!(matches!(refused, Err(StoreError::InvalidAppend(_))));
         let mut bad_type = event("A", 1);
         bad_type.event_type = "has space".into();
@@ -297,70 +215,20 @@ async fn streams_read_forward_and_backward_from_a_version_with_a_limit() {
     with_store(|store| async move {
         let s = stream("application-3");
         let events: Vec<NewEvent> = (0..10).map(|n| event("E", n)).collect();
-        store
-            .append(&s, ExpectedVersion::NoStream, events.clone())
-            .await
-            .expect("append");
-        store
-            .append(
-                &stream("other-1"),
-                ExpectedVersion::Any,
-                vec![event("X", 0)],
-            )
-            .await
-            .expect("other");
+        store.append(&s, ExpectedVersion::NoStream, events.clone()).await.expect("append");
+        store.append(&stream("other-1"), ExpectedVersion::Any, vec![event("X", 0)]).await.expect("other");
 
-        let versions = |events: Vec<RecordedEvent>| {
-            events.iter().map(|e| e.stream_version).collect::<Vec<_>>()
-        };
+        let versions = |events: Vec<RecordedEvent>| events.iter().map(|e| e.stream_version).collect::<Vec<_>>();
+        assert_eq!(versions(store.read_stream(&s, None, ReadDirection::Forward, 3).await.expect("r")), vec![0, 1, 2]);
         assert_eq!(
-            versions(
-                store
-                    .read_stream(&s, None, ReadDirection::Forward, 3)
-                    .await
-                    .expect("r")
-            ),
-            vec![0, 1, 2]
-        );
-        assert_eq!(
-            versions(
-                store
-                    .read_stream(&s, Some(7), ReadDirection::Forward, 10)
-                    .await
-                    .expect("r")
-            ),
+            versions(store.read_stream(&s, Some(7), ReadDirection::Forward, 10).await.expect("r")),
             vec![7, 8, 9]
         );
-        assert_eq!(
-            versions(
-                store
-                    .read_stream(&s, None, ReadDirection::Backward, 2)
-                    .await
-                    .expect("r")
-            ),
-            vec![9, 8]
-        );
-        assert_eq!(
-            versions(
-                store
-                    .read_stream(&s, Some(1), ReadDirection::Backward, 5)
-                    .await
-                    .expect("r")
-            ),
-            vec![1, 0]
-        );
-        assert!(
-            store
-                .read_stream(&stream("missing-1"), None, ReadDirection::Forward, 5)
-                .await
-                .expect("r")
-                .is_empty()
-        );
+        assert_eq!(versions(store.read_stream(&s, None, ReadDirection::Backward, 2).await.expect("r")), vec![9, 8]);
+        assert_eq!(versions(store.read_stream(&s, Some(1), ReadDirection::Backward, 5).await.expect("r")), vec![1, 0]);
+        assert!(store.read_stream(&stream("missing-1"), None, ReadDirection::Forward, 5).await.expect("r").is_empty());
 
-        let read = store
-            .read_stream(&s, Some(4), ReadDirection::Forward, 1)
-            .await
-            .expect("r");
+        let read = store.read_stream(&s, Some(4), ReadDirection::Forward, 1).await.expect("r");
         assert_eq!(read[0].event_id, events[4].event_id);
         assert_eq!(read[0].data, events[4].data);
         assert_eq!(read[0].metadata, events[4].metadata);
@@ -374,28 +242,19 @@ async fn read_all_pages_through_the_log_in_position_order() {
     with_store(|store| async move {
         for n in 0..25 {
             store
-                .append(
-                    &stream(&format!("s-{}", n % 4)),
-                    ExpectedVersion::Any,
-                    vec![event("E", n)],
-                )
+                .append(&stream(&format!("s-{}", n % 4)), ExpectedVersion::Any, vec![event("E", n)])
                 .await
                 .expect("append");
         }
         let first = store.read_all(Position::START, 10).await.expect("page");
         assert_eq!(first.events.len(), 10);
-        let rest = store
-            .read_all(first.events[9].position, 100)
-            .await
-            .expect("page");
+        let rest = store.read_all(first.events[9].position, 100).await.expect("page");
         assert_eq!(rest.events.len(), 15);
         assert!(!rest.held_back);
         let all: Vec<_> = first.events.iter().chain(&rest.events).collect();
         assert!(all.windows(2).all(|w| w[0].position < w[1].position));
         assert_eq!(
-            all.iter()
-                .map(|e| e.data["n"].as_i64().expect("n"))
-                .collect::<Vec<_>>(),
+            all.iter().map(|e| e.data["n"].as_i64().expect("n")).collect::<Vec<_>>(),
             (0..25).collect::<Vec<_>>()
         );
     })
@@ -438,10 +297,7 @@ async fn concurrent_appends_reach_a_subscriber_exactly_once_in_log_order() {
     const TASKS: usize = 8;
     const EVENTS_PER_TASK: usize = 500;
     with_store(|store| async move {
-        let mut subscription = store
-            .subscribe_all(Position::START)
-            .await
-            .expect("subscribe");
+        let mut subscription = store.subscribe_all(Position::START).await.expect("subscribe");
         let total = TASKS * EVENTS_PER_TASK;
         let follower = tokio::spawn(async move {
             let mut received = Vec::with_capacity(total);
@@ -463,21 +319,14 @@ async fn concurrent_appends_reach_a_subscriber_exactly_once_in_log_order() {
                 let mut conflicts = 0_u64;
                 for n in 0..EVENTS_PER_TASK {
                     if n % 2 == 0 {
-                        store
-                            .append(&own, ExpectedVersion::Any, vec![event("Own", n as i64)])
-                            .await
-                            .expect("own");
+                        store.append(&own, ExpectedVersion::Any, vec![event("Own", n as i64)]).await.expect("own");
                         continue;
                     }
                     let new_event = event("Shared", n as i64);
                     loop {
                         let current = store.stream_version(&shared).await.expect("version");
-                        let expected =
-                            current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-                        match store
-                            .append(&shared, expected, vec![new_event.clone()])
-                            .await
-                        {
+                        let expected = current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                        match store.append(&shared, expected, vec![new_event.clone()]).await {
                             Ok(_) => break,
                             Err(StoreError::WrongExpectedVersion { .. }) => conflicts += 1,
                             Err(other) => panic!("append failed: {other}"),
@@ -496,27 +345,14 @@ async fn concurrent_appends_reach_a_subscriber_exactly_once_in_log_order() {
         assert_eq!(logged.len(), total);
         let received_positions: Vec<Position> = received.iter().map(|e| e.position).collect();
         let logged_positions: Vec<Position> = logged.iter().map(|e| e.position).collect();
-        assert_eq!(
-            received_positions, logged_positions,
-            "the subscriber saw the log's order"
-        );
+        assert_eq!(received_positions, logged_positions, "the subscriber saw the log's order");
         let unique: HashSet<Uuid> = received.iter().map(|e| e.event_id).collect();
         assert_eq!(unique.len(), total, "every event exactly once");
 
-        let shared_versions: Vec<u64> = logged
-            .iter()
-            .filter(|e| e.stream == shared)
-            .map(|e| e.stream_version)
-            .collect();
-        assert_eq!(
-            shared_versions,
-            (0..(TASKS * EVENTS_PER_TASK / 2) as u64).collect::<Vec<_>>(),
-            "gapless, in order"
-        );
-        let report = store
-            .verify(PositionRange::WHOLE_LOG)
-            .await
-            .expect("verify");
+        let shared_versions: Vec<u64> =
+            logged.iter().filter(|e| e.stream == shared).map(|e| e.stream_version).collect();
+        assert_eq!(shared_versions, (0..(TASKS * EVENTS_PER_TASK / 2) as u64).collect::<Vec<_>>(), "gapless, in order");
+        let report = store.verify(PositionRange::WHOLE_LOG).await.expect("verify");
         assert_eq!((report.verified, report.first_broken), (total as u64, None));
     })
     .await;
@@ -525,23 +361,14 @@ async fn concurrent_appends_reach_a_subscriber_exactly_once_in_log_order() {
 #[tokio::test]
 async fn update_delete_and_truncate_on_the_log_fail() {
     with_store(|store| async move {
-        store
-            .append(
-                &stream("application-1"),
-                ExpectedVersion::Any,
-                vec![event("A", 1)],
-            )
-            .await
-            .expect("append");
+        store.append(&stream("application-1"), ExpectedVersion::Any, vec![event("A", 1)]).await.expect("append");
         for statement in [
             "UPDATE events SET event_type = 'Changed'",
             "DELETE FROM events",
             "TRUNCATE events",
             "TRUNCATE events CASCADE",
         ] {
-            let refused = sqlx::query(sqlx::AssertSqlSafe(statement))
-                .execute(store.pool())
-                .await;
+            let refused = sqlx::query(sqlx::AssertSqlSafe(statement)).execute(store.pool()).await;
             let error = refused.expect_err(statement).to_string();
             assert!(error.contains("append-only"), "{statement}: {error}");
         }
@@ -590,7 +417,8 @@ async fn verify_names_exactly_the_event_altered_behind_the_triggers_back() {
         assert_eq!(report.verified, events_before as u64);
 
         // A range that starts after the altered event verifies clean, anchored on stored hashes.
-        let after = store.verify(PositionRange { from: Some(Position(target.position.0 + 1)), to: None }).await.expect("v");
+        let after =
+            store.verify(PositionRange { from: Some(Position(target.position.0 + 1)), to: None }).await.expect("v");
         assert_eq!(after.first_broken, None);
     })
     .await;
@@ -601,56 +429,18 @@ async fn verify_detects_a_removed_event() {
     with_store(|store| async move {
         let s = stream("application-5");
         for n in 0..4 {
-            store
-                .append(&s, ExpectedVersion::Any, vec![event("E", n)])
-                .await
-                .expect("append");
+            store.append(&s, ExpectedVersion::Any, vec![event("E", n)]).await.expect("append");
         }
-        let removed = store
-            .read_stream(&s, Some(1), ReadDirection::Forward, 1)
-            .await
-            .expect("r")[0]
-            .clone();
-        tamper(
-            &store,
-            &format!("DELETE FROM events WHERE event_id = '{}'", removed.event_id),
-        )
-        .await;
-        let broken = store
-            .verify(PositionRange::WHOLE_LOG)
-            .await
-            .expect("verify")
-            .first_broken
-            .expect("broken");
+        let removed = store.read_stream(&s, Some(1), ReadDirection::Forward, 1).await.expect("r")[0].clone();
+        tamper(&store, &format!("DELETE FROM events WHERE event_id = '{}'", removed.event_id)).await;
+        let broken = store.verify(PositionRange::WHOLE_LOG).await.expect("verify").first_broken.expect("broken");
         assert_eq!(broken.stream_version, 2);
-        assert_eq!(
-            broken.problem,
-            Tampering::VersionGap {
-                expected_version: 1
-            }
-        );
+        assert_eq!(broken.problem, Tampering::VersionGap { expected_version: 1 });
 
-        let last = store
-            .read_stream(&s, None, ReadDirection::Backward, 1)
-            .await
-            .expect("r")[0]
-            .clone();
-        tamper(
-            &store,
-            &format!("DELETE FROM events WHERE stream_id = '{s}' AND stream_version >= 1"),
-        )
-        .await;
-        let broken = store
-            .verify(PositionRange::WHOLE_LOG)
-            .await
-            .expect("verify")
-            .first_broken
-            .expect("broken");
-        assert_eq!(
-            (broken.stream.as_str(), broken.position),
-            (s.as_str(), last.position),
-            "{broken:?}"
-        );
+        let last = store.read_stream(&s, None, ReadDirection::Backward, 1).await.expect("r")[0].clone();
+        tamper(&store, &format!("DELETE FROM events WHERE stream_id = '{s}' AND stream_version >= 1")).await;
+        let broken = store.verify(PositionRange::WHOLE_LOG).await.expect("verify").first_broken.expect("broken");
+        assert_eq!((broken.stream.as_str(), broken.position), (s.as_str(), last.position), "{broken:?}");
     })
     .await;
 }

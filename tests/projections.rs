@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aisc_adapters::PostgresEventStore;
-use aisc_domain::event_store::{
-    EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId,
-};
+use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
 use aisc_projections::audit_trail::{self, AuditQuery, AuditTrail};
 use aisc_projections::runner::wait_for_position;
 use aisc_projections::{Projection, ProjectionError, ProjectionRunner, TableSpec};
@@ -72,18 +70,13 @@ impl Projection for TypeCounts {
         }
         let _ = self
             .fail_after_batches
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                n.checked_sub(1).filter(|n| *n > 0)
-            });
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1).filter(|n| *n > 0));
         Ok(())
     }
 }
 
 fn type_counts(version: i32) -> Arc<TypeCounts> {
-    Arc::new(TypeCounts {
-        version,
-        fail_after_batches: AtomicUsize::new(0),
-    })
+    Arc::new(TypeCounts { version, fail_after_batches: AtomicUsize::new(0) })
 }
 
 fn event(kind: &str, actor: &str) -> NewEvent {
@@ -96,12 +89,7 @@ fn event(kind: &str, actor: &str) -> NewEvent {
     }
 }
 
-const KINDS: [&str; 4] = [
-    "ApplicationSubmitted",
-    "EligibilityConfirmed",
-    "UsageCharged",
-    "Ignored",
-];
+const KINDS: [&str; 4] = ["ApplicationSubmitted", "EligibilityConfirmed", "UsageCharged", "Ignored"];
 
 /// Appends `count` events over 8 concurrent writers and 40 streams.
 async fn append_many(store: &PostgresEventStore, count: usize) {
@@ -112,10 +100,7 @@ async fn append_many(store: &PostgresEventStore, count: usize) {
             for n in (writer..count).step_by(8) {
                 let stream = StreamId::parse(format!("application-{}", n % 40)).expect("stream");
                 let batch = vec![event(KINDS[n % KINDS.len()], &format!("staff-{}", n % 3))];
-                store
-                    .append(&stream, ExpectedVersion::Any, batch)
-                    .await
-                    .expect("append");
+                store.append(&stream, ExpectedVersion::Any, batch).await.expect("append");
             }
         }));
     }
@@ -132,26 +117,19 @@ async fn expected_counts(pool: &PgPool) -> Vec<(String, i64)> {
 }
 
 async fn projected_counts(pool: &PgPool) -> Vec<(String, i64)> {
-    sqlx::query_as("SELECT event_type, applied FROM type_counts ORDER BY 1")
-        .fetch_all(pool)
-        .await
-        .expect("projected")
+    sqlx::query_as("SELECT event_type, applied FROM type_counts ORDER BY 1").fetch_all(pool).await.expect("projected")
 }
 
 async fn head(pool: &PgPool) -> Position {
-    let head: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
-        .fetch_one(pool)
-        .await
-        .expect("head");
+    let head: i64 =
+        sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events").fetch_one(pool).await.expect("head");
     Position(head as u64)
 }
 
 async fn wait_caught_up(pool: &PgPool, name: &str) {
     let target = head(pool).await;
     assert!(
-        wait_for_position(pool, name, target, Duration::from_secs(60))
-            .await
-            .expect("wait"),
+        wait_for_position(pool, name, target, Duration::from_secs(60)).await.expect("wait"),
         "{name} did not catch up"
     );
 }
@@ -170,18 +148,11 @@ fn start(runner: ProjectionRunner) -> Running {
 impl Running {
     async fn stop(self) {
         let _ = self.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("runner stops")
-            .expect("runner task");
+        tokio::time::timeout(Duration::from_secs(10), self.task).await.expect("runner stops").expect("runner task");
     }
 }
 
-fn runner(
-    database: &TestDatabase,
-    store: &PostgresEventStore,
-    projection: Arc<dyn Projection>,
-) -> ProjectionRunner {
+fn runner(database: &TestDatabase, store: &PostgresEventStore, projection: Arc<dyn Projection>) -> ProjectionRunner {
     let store: Arc<dyn EventStore> = Arc::new(store.clone());
     ProjectionRunner::new(database.pool.clone(), store, projection)
         .with_batch_size(100)
@@ -190,23 +161,13 @@ fn runner(
 
 async fn setup() -> (TestDatabase, PostgresEventStore) {
     let database = TestDatabase::create_with_pool_size(30).await;
-    let store = PostgresEventStore::new(database.pool.clone())
-        .with_subscription_poll(Duration::from_millis(100));
+    let store = PostgresEventStore::new(database.pool.clone()).with_subscription_poll(Duration::from_millis(100));
     (database, store)
 }
 
 async fn audit_rows(
     pool: &PgPool,
-) -> Vec<(
-    i64,
-    Uuid,
-    String,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-)> {
+) -> Vec<(i64, Uuid, String, i64, String, Option<String>, Option<String>, Option<String>)> {
     sqlx::query_as(
         "SELECT position, event_id, stream_id, stream_version, event_type, actor, role, request_id FROM audit_trail ORDER BY position",
     )
@@ -233,14 +194,8 @@ async fn read_models_built_live_equal_read_models_rebuilt_from_scratch() {
     assert_eq!(live_audit.len(), 4_000);
     assert_eq!(live_counts, expected_counts(&database.pool).await);
 
-    runner(&database, &store, Arc::new(AuditTrail))
-        .rebuild(Duration::from_secs(60))
-        .await
-        .expect("rebuild audit");
-    runner(&database, &store, type_counts(1))
-        .rebuild(Duration::from_secs(60))
-        .await
-        .expect("rebuild counts");
+    runner(&database, &store, Arc::new(AuditTrail)).rebuild(Duration::from_secs(60)).await.expect("rebuild audit");
+    runner(&database, &store, type_counts(1)).rebuild(Duration::from_secs(60)).await.expect("rebuild counts");
     assert_eq!(audit_rows(&database.pool).await, live_audit);
     assert_eq!(projected_counts(&database.pool).await, live_counts);
     database.drop_database().await;
@@ -267,15 +222,8 @@ async fn a_runner_killed_mid_batch_neither_loses_nor_double_counts() {
     let running = start(runner(&database, &store, failing.clone()));
     wait_caught_up(&database.pool, "type_counts").await;
     running.stop().await;
-    assert_eq!(
-        failing.fail_after_batches.load(Ordering::SeqCst),
-        0,
-        "the injected failure happened"
-    );
-    assert_eq!(
-        projected_counts(&database.pool).await,
-        expected_counts(&database.pool).await
-    );
+    assert_eq!(failing.fail_after_batches.load(Ordering::SeqCst), 0, "the injected failure happened");
+    assert_eq!(projected_counts(&database.pool).await, expected_counts(&database.pool).await);
     database.drop_database().await;
 }
 
@@ -297,17 +245,10 @@ async fn queries_get_complete_answers_while_a_rebuild_runs() {
                     .fetch_one(&pool)
                     .await
                     .expect("query during rebuild");
-                assert_eq!(
-                    total, 4_000,
-                    "a complete answer, from the old tables or the new"
-                );
+                assert_eq!(total, 4_000, "a complete answer, from the old tables or the new");
                 let page = audit_trail::query(
                     &pool,
-                    &AuditQuery {
-                        actor: Some("staff-1".into()),
-                        limit: 50,
-                        ..AuditQuery::default()
-                    },
+                    &AuditQuery { actor: Some("staff-1".into()), limit: 50, ..AuditQuery::default() },
                 )
                 .await
                 .expect("page during rebuild");
@@ -317,10 +258,7 @@ async fn queries_get_complete_answers_while_a_rebuild_runs() {
             answered
         })
     };
-    runner(&database, &store, Arc::new(AuditTrail))
-        .rebuild(Duration::from_secs(60))
-        .await
-        .expect("rebuild");
+    runner(&database, &store, Arc::new(AuditTrail)).rebuild(Duration::from_secs(60)).await.expect("rebuild");
     stop_queries.store(true, Ordering::SeqCst);
     let answered = querying.await.expect("queries");
     assert!(answered > 0);
@@ -346,19 +284,12 @@ async fn only_one_runner_projects_and_a_standby_takes_over_when_it_stops() {
     assert_eq!(holders, 1, "one leader");
     // A third instance cannot run the projection by hand either.
     let busy = runner(&database, &store, type_counts(1)).catch_up().await;
-    assert!(
-        matches!(busy, Err(ProjectionError::Busy("type_counts"))),
-        "{busy:?}"
-    );
+    assert!(matches!(busy, Err(ProjectionError::Busy("type_counts"))), "{busy:?}");
 
     first.stop().await;
     append_many(&store, 200).await;
     wait_caught_up(&database.pool, "type_counts").await;
-    assert_eq!(
-        projected_counts(&database.pool).await,
-        expected_counts(&database.pool).await,
-        "the standby took over"
-    );
+    assert_eq!(projected_counts(&database.pool).await, expected_counts(&database.pool).await, "the standby took over");
     second.stop().await;
     database.drop_database().await;
 }
@@ -370,30 +301,17 @@ async fn a_query_waits_for_the_position_its_command_wrote() {
     for n in 0..20 {
         let stream = StreamId::parse(format!("application-{n}")).expect("stream");
         let written = store
-            .append(
-                &stream,
-                ExpectedVersion::Any,
-                vec![event("ApplicationSubmitted", "reader")],
-            )
+            .append(&stream, ExpectedVersion::Any, vec![event("ApplicationSubmitted", "reader")])
             .await
             .expect("append");
         assert!(
-            wait_for_position(
-                &database.pool,
-                audit_trail::NAME,
-                written.position,
-                Duration::from_secs(5)
-            )
-            .await
-            .expect("wait")
+            wait_for_position(&database.pool, audit_trail::NAME, written.position, Duration::from_secs(5))
+                .await
+                .expect("wait")
         );
         let seen = audit_trail::query(
             &database.pool,
-            &AuditQuery {
-                stream_id: Some(stream.to_string()),
-                limit: 10,
-                ..AuditQuery::default()
-            },
+            &AuditQuery { stream_id: Some(stream.to_string()), limit: 10, ..AuditQuery::default() },
         )
         .await
         .expect("query");
@@ -404,23 +322,14 @@ async fn a_query_waits_for_the_position_its_command_wrote() {
     running.stop().await;
     // With no runner, the wait is bounded and says so.
     let written = store
-        .append(
-            &StreamId::parse("application-x").expect("s"),
-            ExpectedVersion::Any,
-            vec![event("X", "r")],
-        )
+        .append(&StreamId::parse("application-x").expect("s"), ExpectedVersion::Any, vec![event("X", "r")])
         .await
         .expect("append");
     let started = Instant::now();
     assert!(
-        !wait_for_position(
-            &database.pool,
-            audit_trail::NAME,
-            written.position,
-            Duration::from_millis(300)
-        )
-        .await
-        .expect("wait")
+        !wait_for_position(&database.pool, audit_trail::NAME, written.position, Duration::from_millis(300))
+            .await
+            .expect("wait")
     );
     assert!(started.elapsed() < Duration::from_secs(2));
     database.drop_database().await;
@@ -430,36 +339,15 @@ async fn a_query_waits_for_the_position_its_command_wrote() {
 async fn a_projection_whose_version_changed_is_rebuilt_at_start_up() {
     let (database, store) = setup().await;
     append_many(&store, 300).await;
-    runner(&database, &store, type_counts(1))
-        .catch_up()
-        .await
-        .expect("v1");
+    runner(&database, &store, type_counts(1)).catch_up().await.expect("v1");
     // Damage the read model as a changed projection would find it wrong, then bump the version.
-    sqlx::query("UPDATE type_counts SET applied = applied * 10")
-        .execute(&database.pool)
-        .await
-        .expect("damage");
-    let status = runner(&database, &store, type_counts(2))
-        .status()
-        .await
-        .expect("status");
+    sqlx::query("UPDATE type_counts SET applied = applied * 10").execute(&database.pool).await.expect("damage");
+    let status = runner(&database, &store, type_counts(2)).status().await.expect("status");
     assert_eq!((status.version, status.built_version), (2, Some(1)));
-    runner(&database, &store, type_counts(2))
-        .catch_up()
-        .await
-        .expect("v2");
-    assert_eq!(
-        projected_counts(&database.pool).await,
-        expected_counts(&database.pool).await
-    );
-    let status = runner(&database, &store, type_counts(2))
-        .status()
-        .await
-        .expect("status");
-    assert_eq!(
-        (status.built_version, status.lag_events, status.position),
-        (Some(2), 0, status.head)
-    );
+    runner(&database, &store, type_counts(2)).catch_up().await.expect("v2");
+    assert_eq!(projected_counts(&database.pool).await, expected_counts(&database.pool).await);
+    let status = runner(&database, &store, type_counts(2)).status().await.expect("status");
+    assert_eq!((status.built_version, status.lag_events, status.position), (Some(2), 0, status.head));
     database.drop_database().await;
 }
 
@@ -467,119 +355,54 @@ async fn a_projection_whose_version_changed_is_rebuilt_at_start_up() {
 async fn the_audit_trail_filters_by_stream_actor_type_and_time_and_pages_by_position() {
     let (database, store) = setup().await;
     append_many(&store, 120).await;
-    runner(&database, &store, Arc::new(AuditTrail))
-        .catch_up()
-        .await
-        .expect("catch up");
+    runner(&database, &store, Arc::new(AuditTrail)).catch_up().await.expect("catch up");
     let pool = &database.pool;
-    let all = audit_trail::query(
-        pool,
-        &AuditQuery {
-            limit: 1_000,
-            ..AuditQuery::default()
-        },
-    )
-    .await
-    .expect("all");
+    let all = audit_trail::query(pool, &AuditQuery { limit: 1_000, ..AuditQuery::default() }).await.expect("all");
     assert_eq!(all.len(), 120);
-    let by_actor = audit_trail::query(
-        pool,
-        &AuditQuery {
-            actor: Some("staff-2".into()),
-            limit: 1_000,
-            ..AuditQuery::default()
-        },
-    )
-    .await
-    .expect("actor");
+    let by_actor =
+        audit_trail::query(pool, &AuditQuery { actor: Some("staff-2".into()), limit: 1_000, ..AuditQuery::default() })
+            .await
+            .expect("actor");
     assert_eq!(by_actor.len(), 40);
     assert!(
-        by_actor
-            .iter()
-            .all(|e| e.actor.as_deref() == Some("staff-2")
-                && e.role.as_deref() == Some("intake_officer"))
+        by_actor.iter().all(|e| e.actor.as_deref() == Some("staff-2") && e.role.as_deref() == Some("intake_officer"))
     );
     let by_type = audit_trail::query(
         pool,
-        &AuditQuery {
-            event_type: Some("UsageCharged".into()),
-            limit: 1_000,
-            ..AuditQuery::default()
-        },
+        &AuditQuery { event_type: Some("UsageCharged".into()), limit: 1_000, ..AuditQuery::default() },
     )
     .await
     .expect("type");
     assert_eq!(by_type.len(), 30);
     let by_stream = audit_trail::query(
         pool,
-        &AuditQuery {
-            stream_id: Some("application-7".into()),
-            limit: 1_000,
-            ..AuditQuery::default()
-        },
+        &AuditQuery { stream_id: Some("application-7".into()), limit: 1_000, ..AuditQuery::default() },
     )
     .await
     .expect("stream");
     assert_eq!(by_stream.len(), 3);
-    assert!(
-        by_stream
-            .windows(2)
-            .all(|w| w[0].stream_version < w[1].stream_version)
-    );
+    assert!(by_stream.windows(2).all(|w| w[0].stream_version < w[1].stream_version));
 
-    let first_page = audit_trail::query(
-        pool,
-        &AuditQuery {
-            limit: 50,
-            ..AuditQuery::default()
-        },
-    )
-    .await
-    .expect("page 1");
+    let first_page =
+        audit_trail::query(pool, &AuditQuery { limit: 50, ..AuditQuery::default() }).await.expect("page 1");
     let second_page = audit_trail::query(
         pool,
-        &AuditQuery {
-            limit: 50,
-            after_position: first_page[49].position,
-            ..AuditQuery::default()
-        },
+        &AuditQuery { limit: 50, after_position: first_page[49].position, ..AuditQuery::default() },
     )
     .await
     .expect("page 2");
-    assert_eq!(
-        first_page
-            .iter()
-            .chain(&second_page)
-            .cloned()
-            .collect::<Vec<_>>(),
-        all[..100].to_vec()
-    );
+    assert_eq!(first_page.iter().chain(&second_page).cloned().collect::<Vec<_>>(), all[..100].to_vec());
 
     let middle = all[60].recorded_at;
-    let before = audit_trail::query(
-        pool,
-        &AuditQuery {
-            recorded_before: Some(middle),
-            limit: 1_000,
-            ..AuditQuery::default()
-        },
-    )
-    .await
-    .expect("before");
-    let from = audit_trail::query(
-        pool,
-        &AuditQuery {
-            recorded_from: Some(middle),
-            limit: 1_000,
-            ..AuditQuery::default()
-        },
-    )
-    .await
-    .expect("from");
+    let before =
+        audit_trail::query(pool, &AuditQuery { recorded_before: Some(middle), limit: 1_000, ..AuditQuery::default() })
+            .await
+            .expect("before");
+    let from =
+        audit_trail::query(pool, &AuditQuery { recorded_from: Some(middle), limit: 1_000, ..AuditQuery::default() })
+            .await
+            .expect("from");
     assert_eq!(before.len() + from.len(), 120);
-    assert!(
-        before.iter().all(|e| e.recorded_at < middle)
-            && from.iter().all(|e| e.recorded_at >= middle)
-    );
+    assert!(before.iter().all(|e| e.recorded_at < middle) && from.iter().all(|e| e.recorded_at >= middle));
     database.drop_database().await;
 }

@@ -11,39 +11,22 @@ use support::{OutageProxy, TestDatabase, http};
 #[tokio::test]
 async fn a_database_outage_gives_quick_503s_and_the_service_recovers_by_itself() {
     let test_database = TestDatabase::create().await;
-    let token = aisc_api::auth::issue(
-        &test_database.pool,
-        "auditor-1",
-        &[aisc_api::auth::Role::Auditor],
-    )
-    .await
-    .expect("token");
+    let token =
+        aisc_api::auth::issue(&test_database.pool, "auditor-1", &[aisc_api::auth::Role::Auditor]).await.expect("token");
     let bearer = format!("Bearer {token}");
 
     let admin: sqlx::postgres::PgConnectOptions = support::admin_url().parse().expect("url");
     let proxy = OutageProxy::start(admin.get_port()).await;
-    let through_proxy = format!(
-        "postgres://postgres@127.0.0.1:{}/{}",
-        proxy.port, test_database.name
-    );
+    let through_proxy = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, test_database.name);
     let mut config = DatabaseConfig::new(through_proxy.clone());
     config.acquire_timeout = Duration::from_secs(2);
-    let pool = database::connect(&config)
-        .await
-        .expect("pool through the proxy");
+    let pool = database::connect(&config).await.expect("pool through the proxy");
     let service = aisc_api::ServiceConfig::new(through_proxy, "127.0.0.1:0");
     let application = aisc_api::Application::build_with_pool(service, pool).expect("build");
     let port = application.port();
     let server = tokio::spawn(application.run_until_stopped());
 
-    let ok = http(
-        port,
-        "GET",
-        "/api/v1/events",
-        &[("Authorization", &bearer)],
-        None,
-    )
-    .await;
+    let ok = http(port, "GET", "/api/v1/events", &[("Authorization", &bearer)], None).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
 
     proxy.cut();
@@ -52,53 +35,24 @@ async fn a_database_outage_gives_quick_503s_and_the_service_recovers_by_itself()
         let down = http(port, "GET", path, &[("Authorization", &bearer)], None).await;
         let waited = started.elapsed();
         assert_eq!(down.status, 503, "{path}: {}", down.body);
-        assert!(
-            waited < Duration::from_secs(5),
-            "{path} answered after {waited:?}"
-        );
+        assert!(waited < Duration::from_secs(5), "{path} answered after {waited:?}");
         assert!(down.header("retry-after").is_some(), "{path}");
-        assert_eq!(
-            down.header("content-type"),
-            Some("application/problem+json")
-        );
-        assert!(
-            !down.body.contains("sqlx") && !down.body.contains("os error"),
-            "{}",
-            down.body
-        );
+        assert_eq!(down.header("content-type"), Some("application/problem+json"));
+        assert!(!down.body.contains("sqlx") && !down.body.contains("os error"), "{}", down.body);
     }
-    assert_eq!(
-        http(port, "GET", "/health/live", &[], None).await.status,
-        200,
-        "alive while the database is down"
-    );
+    assert_eq!(http(port, "GET", "/health/live", &[], None).await.status, 200, "alive while the database is down");
 
     proxy.restore();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let response = http(
-            port,
-            "GET",
-            "/api/v1/events",
-            &[("Authorization", &bearer)],
-            None,
-        )
-        .await;
+        let response = http(port, "GET", "/api/v1/events", &[("Authorization", &bearer)], None).await;
         if response.status == 200 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery: {} {}",
-            response.status,
-            response.body
-        );
+        assert!(Instant::now() < deadline, "no recovery: {} {}", response.status, response.body);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(
-        http(port, "GET", "/health/ready", &[], None).await.status,
-        200
-    );
+    assert_eq!(http(port, "GET", "/health/ready", &[], None).await.status, 200);
 
     server.abort();
     drop(proxy);

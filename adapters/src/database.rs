@@ -22,11 +22,7 @@ pub struct DatabaseConfig {
 
 impl DatabaseConfig {
     pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(3),
-        }
+        Self { url: url.into(), max_connections: 16, acquire_timeout: Duration::from_secs(3) }
     }
 }
 
@@ -67,10 +63,7 @@ pub async fn connect_and_migrate(config: &DatabaseConfig) -> Result<PgPool, Data
     MIGRATOR
         .run(&pool)
         .await
-        .map_err(|error| DatabaseError::MigrationFailed {
-            url: redacted(&config.url),
-            reason: error.to_string(),
-        })?;
+        .map_err(|error| DatabaseError::MigrationFailed { url: redacted(&config.url), reason: error.to_string() })?;
     Ok(pool)
 }
 
@@ -84,13 +77,9 @@ pub async fn ensure_database_exists(config: &DatabaseConfig) -> Result<(), Datab
         match with_timeout(config, Postgres::create_database(url)).await {
             Ok(()) => {}
             // Another instance may have created it at the same moment.
-            Err(DatabaseError::Unreachable { reason, .. }) if reason.contains("already exists") => {
-            }
+            Err(DatabaseError::Unreachable { reason, .. }) if reason.contains("already exists") => {}
             Err(DatabaseError::Unreachable { reason, .. }) => {
-                return Err(DatabaseError::CreateFailed {
-                    url: redacted(url),
-                    reason,
-                });
+                return Err(DatabaseError::CreateFailed { url: redacted(url), reason });
             }
             Err(other) => return Err(other),
         }
@@ -107,19 +96,13 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DatabaseError> {
         .test_before_acquire(false)
         .connect_lazy_with(options);
     // Prove the server answers now, so start-up fails with a clear message instead of later.
-    with_timeout(config, async {
-        sqlx::query("SELECT 1").execute(&pool).await.map(|_| ())
-    })
-    .await?;
+    with_timeout(config, async { sqlx::query("SELECT 1").execute(&pool).await.map(|_| ()) }).await?;
     Ok(pool)
 }
 
 fn parse_options(url: &str) -> Result<PgConnectOptions, DatabaseError> {
     url.parse::<PgConnectOptions>()
-        .map_err(|error| DatabaseError::InvalidUrl {
-            url: redacted(url),
-            reason: error.to_string(),
-        })
+        .map_err(|error| DatabaseError::InvalidUrl { url: redacted(url), reason: error.to_string() })
 }
 
 async fn with_timeout<T>(
@@ -129,10 +112,7 @@ async fn with_timeout<T>(
     let limit = config.acquire_timeout.max(Duration::from_secs(5));
     match tokio::time::timeout(limit, operation).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(DatabaseError::Unreachable {
-            url: redacted(&config.url),
-            reason: one_line(&error),
-        }),
+        Ok(Err(error)) => Err(DatabaseError::Unreachable { url: redacted(&config.url), reason: one_line(&error) }),
         Err(_) => Err(DatabaseError::Unreachable {
             url: redacted(&config.url),
             reason: format!("no answer within {} s", limit.as_secs()),
@@ -161,14 +141,8 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_messages() {
-        assert_eq!(
-            redacted("postgres://app:s3cret@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(
-            redacted("postgres://postgres@127.0.0.1/x"),
-            "postgres://postgres@127.0.0.1/x"
-        );
+        assert_eq!(redacted("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(redacted("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
         assert_eq!(redacted("postgres:///x"), "postgres:///x");
     }
 }

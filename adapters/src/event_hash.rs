@@ -43,24 +43,13 @@ pub fn content_digest(content: &EventContent<'_>) -> [u8; 32] {
     field(content.event_id.hyphenated().to_string().as_bytes());
     field(content.event_type.as_bytes());
     field(content.schema_version.to_string().as_bytes());
-    field(
-        content
-            .recorded_at
-            .timestamp_micros()
-            .to_string()
-            .as_bytes(),
-    );
+    field(content.recorded_at.timestamp_micros().to_string().as_bytes());
     field(&canonical_json(content.data));
     field(&canonical_json(content.metadata));
     hasher.finalize().into()
 }
 
-pub fn chain_hash(
-    previous: &[u8],
-    digest: &[u8; 32],
-    stream_version: u64,
-    position: u64,
-) -> [u8; 32] {
+pub fn chain_hash(previous: &[u8], digest: &[u8; 32], stream_version: u64, position: u64) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(previous);
     hasher.update(digest);
@@ -124,15 +113,13 @@ pub fn check_storable(value: &Value, what: &str) -> Result<(), StoreError> {
         Value::Number(number) if number.is_f64() => Err(StoreError::InvalidAppend(format!(
             "{what} contains the fractional number {number}; record money in integer cents and rates in basis points"
         ))),
-        Value::String(text) if text.contains('\0') => Err(StoreError::InvalidAppend(format!(
-            "{what} contains a NUL character"
-        ))),
+        Value::String(text) if text.contains('\0') => {
+            Err(StoreError::InvalidAppend(format!("{what} contains a NUL character")))
+        }
         Value::Array(items) => items.iter().try_for_each(|item| check_storable(item, what)),
         Value::Object(map) => map.iter().try_for_each(|(key, item)| {
             if key.contains('\0') {
-                return Err(StoreError::InvalidAppend(format!(
-                    "{what} has a key with a NUL character"
-                )));
+                return Err(StoreError::InvalidAppend(format!("{what} has a key with a NUL character")));
             }
             check_storable(item, what)
         }),
@@ -159,12 +146,8 @@ mod tests {
         // jsonb reorders keys (shorter first) and adds spaces; the canonical form does not care.
         let written = json!({"amount_cents": 123_456_789_012_i64, "rate_bps": 7000, "n": -5});
         let as_jsonb_prints_it: Value =
-            serde_json::from_str(r#"{"n": -5, "rate_bps": 7000, "amount_cents": 123456789012}"#)
-                .expect("json");
-        assert_eq!(
-            canonical_json(&written),
-            canonical_json(&as_jsonb_prints_it)
-        );
+            serde_json::from_str(r#"{"n": -5, "rate_bps": 7000, "amount_cents": 123456789012}"#).expect("json");
+        assert_eq!(canonical_json(&written), canonical_json(&as_jsonb_prints_it));
     }
 
     #[test]
@@ -190,42 +173,12 @@ mod tests {
         };
         let original = content_digest(&base);
         let other_data = json!({"x": 2});
-        assert_ne!(
-            original,
-            content_digest(&EventContent {
-                data: &other_data,
-                ..base
-            })
-        );
-        let base = EventContent {
-            data: &data,
-            ..base
-        };
-        assert_ne!(
-            original,
-            content_digest(&EventContent {
-                event_type: "U",
-                ..base
-            })
-        );
-        let base = EventContent {
-            event_type: "T",
-            ..base
-        };
-        assert_ne!(
-            original,
-            content_digest(&EventContent {
-                schema_version: 2,
-                ..base
-            })
-        );
-        assert_ne!(
-            chain_hash(&[], &original, 0, 1),
-            chain_hash(&[], &original, 1, 1)
-        );
-        assert_ne!(
-            chain_hash(&[], &original, 0, 1),
-            chain_hash(&[1], &original, 0, 1)
-        );
+        assert_ne!(original, content_digest(&EventContent { data: &other_data, ..base }));
+        let base = EventContent { data: &data, ..base };
+        assert_ne!(original, content_digest(&EventContent { event_type: "U", ..base }));
+        let base = EventContent { event_type: "T", ..base };
+        assert_ne!(original, content_digest(&EventContent { schema_version: 2, ..base }));
+        assert_ne!(chain_hash(&[], &original, 0, 1), chain_hash(&[], &original, 1, 1));
+        assert_ne!(chain_hash(&[], &original, 0, 1), chain_hash(&[1], &original, 0, 1));
     }
 }

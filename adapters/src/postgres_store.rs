@@ -11,9 +11,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use aisc_domain::event_store::{
-    ActualVersion, AllSlice, AppendResult, BrokenEvent, EventStore, ExpectedVersion,
-    MAX_EVENTS_PER_APPEND, NewEvent, Position, PositionRange, ReadDirection, RecordedEvent,
-    StoreError, StreamAppend, StreamId, Subscription, Tampering, VerifyReport,
+    ActualVersion, AllSlice, AppendResult, BrokenEvent, EventStore, ExpectedVersion, MAX_EVENTS_PER_APPEND, NewEvent,
+    Position, PositionRange, ReadDirection, RecordedEvent, StoreError, StreamAppend, StreamId, Subscription, Tampering,
+    VerifyReport,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -59,11 +59,7 @@ impl PostgresEventStore {
     pub fn new(pool: PgPool) -> Self {
         let (wake_notifier, wakes) = mpsc::channel(1);
         tokio::spawn(run_notifier(pool.clone(), wakes));
-        Self {
-            pool,
-            wake_notifier,
-            subscription_poll: Duration::from_millis(500),
-        }
+        Self { pool, wake_notifier, subscription_poll: Duration::from_millis(500) }
     }
 
     /// How long a caught-up subscription waits before reading again without a notification.
@@ -136,11 +132,10 @@ async fn run_notifier(pool: PgPool, mut wakes: mpsc::Receiver<()>) {
         // Gather the appends of the next moment into the same notification.
         tokio::time::sleep(NOTIFY_COALESCE).await;
         let _ = wakes.try_recv();
-        let sent =
-            sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
-                .bind(EVENTS_CHANNEL)
-                .execute(&pool)
-                .await;
+        let sent = sqlx::query("SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, '')")
+            .bind(EVENTS_CHANNEL)
+            .execute(&pool)
+            .await;
         if let Err(error) = sent {
             tracing::warn!(error = %error, "could not notify subscribers; they will poll");
         }
@@ -168,9 +163,7 @@ impl AppendCall {
     fn build(mut appends: Vec<(usize, StreamAppend)>) -> Result<Self, StoreError> {
         let total: usize = appends.iter().map(|(_, append)| append.events.len()).sum();
         if appends.is_empty() {
-            return Err(StoreError::InvalidAppend(
-                "an append needs at least one stream".into(),
-            ));
+            return Err(StoreError::InvalidAppend("an append needs at least one stream".into()));
         }
         if total > MAX_EVENTS_PER_APPEND {
             return Err(StoreError::InvalidAppend(format!(
@@ -198,19 +191,11 @@ impl AppendCall {
         let mut seen_ids = std::collections::HashSet::with_capacity(total);
         for (_, append) in appends {
             let stream = append.stream.as_str();
-            if call
-                .expected_by_stream
-                .insert(stream.to_owned(), append.expected)
-                .is_some()
-            {
-                return Err(StoreError::InvalidAppend(format!(
-                    "stream {stream} appears twice in one append"
-                )));
+            if call.expected_by_stream.insert(stream.to_owned(), append.expected).is_some() {
+                return Err(StoreError::InvalidAppend(format!("stream {stream} appears twice in one append")));
             }
             if append.events.is_empty() {
-                return Err(StoreError::InvalidAppend(format!(
-                    "the append to {stream} has no events"
-                )));
+                return Err(StoreError::InvalidAppend(format!("the append to {stream} has no events")));
             }
             let (kind, version) = match append.expected {
                 ExpectedVersion::Any => (0, -1),
@@ -221,8 +206,7 @@ impl AppendCall {
             call.streams.push(stream.to_owned());
             call.expected_kinds.push(kind);
             call.expected_versions.push(version);
-            call.counts
-                .push(i32::try_from(append.events.len()).unwrap_or(i32::MAX));
+            call.counts.push(i32::try_from(append.events.len()).unwrap_or(i32::MAX));
             for event in append.events {
                 validate_event(&event)?;
                 if !seen_ids.insert(event.event_id) {
@@ -242,8 +226,7 @@ impl AppendCall {
                 });
                 call.event_ids.push(event.event_id);
                 call.event_types.push(event.event_type);
-                call.schema_versions
-                    .push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
+                call.schema_versions.push(i32::try_from(event.schema_version).unwrap_or(i32::MAX));
                 call.data.push(event.data);
                 call.metadata.push(event.metadata);
                 call.digests.push(digest.to_vec());
@@ -268,9 +251,7 @@ fn validate_event(event: &NewEvent) -> Result<(), StoreError> {
         )));
     }
     if !event.metadata.is_object() {
-        return Err(StoreError::InvalidAppend(format!(
-            "the metadata of {kind} must be a JSON object"
-        )));
+        return Err(StoreError::InvalidAppend(format!("the metadata of {kind} must be a JSON object")));
     }
     check_storable(&event.data, &format!("the data of {kind}"))?;
     check_storable(&event.metadata, &format!("the metadata of {kind}"))
@@ -283,22 +264,13 @@ enum AppendAttempt {
 }
 
 fn classify_append_error(error: sqlx::Error, call: &AppendCall) -> AppendAttempt {
-    let Some(pg) = error
-        .as_database_error()
-        .and_then(|db| db.try_downcast_ref::<PgDatabaseError>())
-    else {
+    let Some(pg) = error.as_database_error().and_then(|db| db.try_downcast_ref::<PgDatabaseError>()) else {
         return AppendAttempt::Failed(store_error(error));
     };
     match pg.code() {
-        "AE001" => AppendAttempt::Failed(wrong_expected_version(
-            pg.detail().unwrap_or_default(),
-            call,
-        )),
+        "AE001" => AppendAttempt::Failed(wrong_expected_version(pg.detail().unwrap_or_default(), call)),
         "AE002" => AppendAttempt::Failed(StoreError::EventIdReused {
-            event_id: pg
-                .detail()
-                .and_then(|id| id.parse().ok())
-                .unwrap_or_else(Uuid::nil),
+            event_id: pg.detail().and_then(|id| id.parse().ok()).unwrap_or_else(Uuid::nil),
         }),
         "AE003" => AppendAttempt::Retry,
         // Unique event id: reused by a different append (the same append is a replay).
@@ -324,18 +296,9 @@ fn wrong_expected_version(detail: &str, call: &AppendCall) -> StoreError {
         Some(version) if version >= 0 => ActualVersion::Version(version as u64),
         _ => ActualVersion::NoStream,
     };
-    match (
-        StreamId::parse(stream_name.clone()),
-        call.expected_by_stream.get(&stream_name),
-    ) {
-        (Ok(stream), Some(expected)) => StoreError::WrongExpectedVersion {
-            stream,
-            expected: *expected,
-            actual,
-        },
-        _ => StoreError::Failure(format!(
-            "unreadable conflict report from the database: {detail}"
-        )),
+    match (StreamId::parse(stream_name.clone()), call.expected_by_stream.get(&stream_name)) {
+        (Ok(stream), Some(expected)) => StoreError::WrongExpectedVersion { stream, expected: *expected, actual },
+        _ => StoreError::Failure(format!("unreadable conflict report from the database: {detail}")),
     }
 }
 
@@ -363,8 +326,7 @@ fn to_u64(value: i64) -> u64 {
 }
 
 fn to_i64(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value)
-        .map_err(|_| StoreError::InvalidAppend(format!("version {value} is out of range")))
+    i64::try_from(value).map_err(|_| StoreError::InvalidAppend(format!("version {value} is out of range")))
 }
 
 fn clamp_limit(limit: usize) -> i64 {
@@ -377,8 +339,7 @@ fn recorded_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         let schema_version: i32 = row.try_get("schema_version")?;
         Ok(RecordedEvent {
             position: Position(to_u64(row.try_get("global_position")?)),
-            stream: StreamId::parse(stream)
-                .map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
+            stream: StreamId::parse(stream).map_err(|error| sqlx::Error::Decode(Box::new(error)))?,
             stream_version: to_u64(row.try_get("stream_version")?),
             event_id: row.try_get("event_id")?,
             event_type: row.try_get("event_type")?,
@@ -394,14 +355,8 @@ fn recorded_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
 #[async_trait]
 impl EventStore for PostgresEventStore {
     #[tracing::instrument(skip_all, fields(streams = appends.len()), err(Debug))]
-    async fn append_multi(
-        &self,
-        appends: Vec<StreamAppend>,
-    ) -> Result<Vec<AppendResult>, StoreError> {
-        let streams_in_order: Vec<String> = appends
-            .iter()
-            .map(|a| a.stream.as_str().to_owned())
-            .collect();
+    async fn append_multi(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        let streams_in_order: Vec<String> = appends.iter().map(|a| a.stream.as_str().to_owned()).collect();
         let call = AppendCall::build(appends.into_iter().enumerate().collect())?;
         let mut attempt = 0;
         let sorted_results = loop {
@@ -419,18 +374,15 @@ impl EventStore for PostgresEventStore {
         // Wake subscribers; a full channel means a notification is already due.
         let _ = self.wake_notifier.try_send(());
         // `append_streams` answered in sorted stream order; give results back in the caller's.
-        let by_stream: HashMap<&str, AppendResult> = call
-            .streams
-            .iter()
-            .map(String::as_str)
-            .zip(sorted_results)
-            .collect();
+        let by_stream: HashMap<&str, AppendResult> =
+            call.streams.iter().map(String::as_str).zip(sorted_results).collect();
         streams_in_order
             .iter()
             .map(|stream| {
-                by_stream.get(stream.as_str()).copied().ok_or_else(|| {
-                    StoreError::Failure(format!("no append result for stream {stream}"))
-                })
+                by_stream
+                    .get(stream.as_str())
+                    .copied()
+                    .ok_or_else(|| StoreError::Failure(format!("no append result for stream {stream}")))
             })
             .collect()
     }
@@ -470,12 +422,11 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, StoreError> {
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
-                .bind(stream.as_str())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(store_error)?;
+        let version: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
+            .bind(stream.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
         Ok(version.filter(|v| *v >= 0).map(to_u64))
     }
 
@@ -491,26 +442,19 @@ impl EventStore for PostgresEventStore {
         let after_i64 = i64::try_from(after.0).unwrap_or(i64::MAX);
         let limit_i64 = clamp_limit(limit);
         // Decode rows as they arrive, so the client's JSON parsing overlaps the server's scan.
-        let mut rows = sqlx::query(sql)
-            .bind(after_i64)
-            .bind(limit_i64)
-            .fetch(&self.pool);
+        let mut rows = sqlx::query(sql).bind(after_i64).bind(limit_i64).fetch(&self.pool);
         let mut events = Vec::with_capacity(usize::try_from(limit_i64).unwrap_or(0).min(SCAN_PAGE));
         while let Some(row) = rows.try_next().await.map_err(store_error)? {
             events.push(recorded_event(&row)?);
         }
         drop(rows);
         let held_back = if (events.len() as i64) < limit_i64 {
-            let last_returned = events
-                .last()
-                .map_or(after_i64, |event| event.position.0 as i64);
-            sqlx::query_scalar::<_, bool>(
-                "SELECT EXISTS (SELECT 1 FROM events WHERE global_position > $1)",
-            )
-            .bind(last_returned)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?
+            let last_returned = events.last().map_or(after_i64, |event| event.position.0 as i64);
+            sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM events WHERE global_position > $1)")
+                .bind(last_returned)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_error)?
         } else {
             false
         };
@@ -518,17 +462,10 @@ impl EventStore for PostgresEventStore {
     }
 
     async fn subscribe_all(&self, after: Position) -> Result<Box<dyn Subscription>, StoreError> {
-        let mut listener = PgListener::connect_with(&self.pool)
-            .await
-            .map_err(store_error)?;
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(store_error)?;
         // Listen before the first read, so no notification falls between the two.
         listener.listen(EVENTS_CHANNEL).await.map_err(store_error)?;
-        Ok(Box::new(PostgresSubscription {
-            store: self.clone(),
-            listener,
-            last: after,
-            buffer: VecDeque::new(),
-        }))
+        Ok(Box::new(PostgresSubscription { store: self.clone(), listener, last: after, buffer: VecDeque::new() }))
     }
 
     #[tracing::instrument(skip(self), err(Debug))]
@@ -580,10 +517,7 @@ impl PostgresSubscription {
 impl Subscription for PostgresSubscription {
     async fn next(&mut self) -> Result<RecordedEvent, StoreError> {
         self.fill().await?;
-        let event = self
-            .buffer
-            .pop_front()
-            .ok_or_else(|| StoreError::Failure("empty subscription buffer".into()))?;
+        let event = self.buffer.pop_front().ok_or_else(|| StoreError::Failure("empty subscription buffer".into()))?;
         self.last = event.position;
         Ok(event)
     }
@@ -610,23 +544,12 @@ struct Verifier<'a> {
 
 impl<'a> Verifier<'a> {
     fn new(pool: &'a PgPool, range: PositionRange) -> Self {
-        Self {
-            pool,
-            range,
-            heads: HashMap::new(),
-            verified: 0,
-        }
+        Self { pool, range, heads: HashMap::new(), verified: 0 }
     }
 
     async fn run(mut self) -> Result<VerifyReport, StoreError> {
-        let mut after: i64 = self
-            .range
-            .from
-            .map_or(-1, |from| i64::try_from(from.0).unwrap_or(i64::MAX) - 1);
-        let to = self
-            .range
-            .to
-            .map_or(i64::MAX, |to| i64::try_from(to.0).unwrap_or(i64::MAX));
+        let mut after: i64 = self.range.from.map_or(-1, |from| i64::try_from(from.0).unwrap_or(i64::MAX) - 1);
+        let to = self.range.to.map_or(i64::MAX, |to| i64::try_from(to.0).unwrap_or(i64::MAX));
         loop {
             let rows = sqlx::query(concat!(
                 "SELECT ",
@@ -660,17 +583,10 @@ impl<'a> Verifier<'a> {
     }
 
     fn report(&self, first_broken: Option<BrokenEvent>) -> VerifyReport {
-        VerifyReport {
-            verified: self.verified,
-            first_broken,
-        }
+        VerifyReport { verified: self.verified, first_broken }
     }
 
-    async fn check(
-        &mut self,
-        event: &RecordedEvent,
-        stored_hash: &[u8],
-    ) -> Result<Option<Tampering>, StoreError> {
+    async fn check(&mut self, event: &RecordedEvent, stored_hash: &[u8]) -> Result<Option<Tampering>, StoreError> {
         let stream = event.stream.as_str();
         let previous = match self.heads.get(stream) {
             Some((version, hash)) => Some((*version, hash.clone())),
@@ -692,19 +608,11 @@ impl<'a> Verifier<'a> {
             data: &event.data,
             metadata: &event.metadata,
         });
-        let expected_hash = chain_hash(
-            &previous_hash,
-            &digest,
-            event.stream_version,
-            event.position.0,
-        );
+        let expected_hash = chain_hash(&previous_hash, &digest, event.stream_version, event.position.0);
         if expected_hash.as_slice() != stored_hash {
             return Ok(Some(Tampering::HashMismatch));
         }
-        self.heads.insert(
-            stream.to_owned(),
-            (event.stream_version, stored_hash.to_vec()),
-        );
+        self.heads.insert(stream.to_owned(), (event.stream_version, stored_hash.to_vec()));
         Ok(None)
     }
 
@@ -718,14 +626,13 @@ impl<'a> Verifier<'a> {
             // Verifying from the start: the stream's first event must be in the range.
             return Ok(None);
         }
-        let previous: Option<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT stream_version, hash FROM events WHERE stream_id = $1 AND stream_version = $2",
-        )
-        .bind(event.stream.as_str())
-        .bind(event.stream_version as i64 - 1)
-        .fetch_optional(self.pool)
-        .await
-        .map_err(store_error)?;
+        let previous: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT stream_version, hash FROM events WHERE stream_id = $1 AND stream_version = $2")
+                .bind(event.stream.as_str())
+                .bind(event.stream_version as i64 - 1)
+                .fetch_optional(self.pool)
+                .await
+                .map_err(store_error)?;
         Ok(previous.map(|(version, hash)| (to_u64(version), hash)))
     }
 
@@ -751,17 +658,12 @@ impl<'a> Verifier<'a> {
                 let matches = self
                     .heads
                     .get(&stream)
-                    .is_some_and(|(seen_version, seen_hash)| {
-                        *seen_version == to_u64(version) && *seen_hash == hash
-                    });
+                    .is_some_and(|(seen_version, seen_hash)| *seen_version == to_u64(version) && *seen_hash == hash);
                 if !matches {
                     let (stream_version, problem) = match self.heads.get(&stream) {
-                        Some((seen_version, _)) if *seen_version < to_u64(version) => (
-                            seen_version + 1,
-                            Tampering::VersionGap {
-                                expected_version: seen_version + 1,
-                            },
-                        ),
+                        Some((seen_version, _)) if *seen_version < to_u64(version) => {
+                            (seen_version + 1, Tampering::VersionGap { expected_version: seen_version + 1 })
+                        }
                         _ => (to_u64(version), Tampering::StreamHeadMismatch),
                     };
                     return Ok(Some(BrokenEvent {

@@ -51,13 +51,10 @@ impl fmt::Display for Role {
 impl FromStr for Role {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Role::ALL
-            .into_iter()
-            .find(|role| role.as_str() == text)
-            .ok_or_else(|| {
-                let known: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
-                format!("unknown role {text:?}; roles are {}", known.join(", "))
-            })
+        Role::ALL.into_iter().find(|role| role.as_str() == text).ok_or_else(|| {
+            let known: Vec<&str> = Role::ALL.iter().map(|role| role.as_str()).collect();
+            format!("unknown role {text:?}; roles are {}", known.join(", "))
+        })
     }
 }
 
@@ -101,25 +98,17 @@ pub fn hash_token(token: &str) -> Vec<u8> {
 
 /// A new random token: `aisc_` and 64 hex digits (two v4 UUIDs' worth of randomness).
 fn new_token() -> String {
-    format!(
-        "aisc_{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
+    format!("aisc_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
 }
 
 /// Issues a token for `name` with `roles`; returns the token, which is not stored.
 pub async fn issue(pool: &PgPool, name: &str, roles: &[Role]) -> Result<String, TokenError> {
     let name = name.trim();
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
-        return Err(TokenError::Invalid(
-            "a token name is 1 to 100 printable characters".into(),
-        ));
+        return Err(TokenError::Invalid("a token name is 1 to 100 printable characters".into()));
     }
     if roles.is_empty() {
-        return Err(TokenError::Invalid(
-            "a token needs at least one role".into(),
-        ));
+        return Err(TokenError::Invalid("a token needs at least one role".into()));
     }
     let token = new_token();
     let role_names: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
@@ -141,12 +130,10 @@ pub async fn issue(pool: &PgPool, name: &str, roles: &[Role]) -> Result<String, 
 }
 
 pub async fn revoke(pool: &PgPool, name: &str) -> Result<(), TokenError> {
-    let revoked = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL",
-    )
-    .bind(name)
-    .execute(pool)
-    .await?;
+    let revoked = sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL")
+        .bind(name)
+        .execute(pool)
+        .await?;
     if revoked.rows_affected() == 0 {
         return Err(TokenError::UnknownName(name.to_string()));
     }
@@ -154,9 +141,8 @@ pub async fn revoke(pool: &PgPool, name: &str) -> Result<(), TokenError> {
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<TokenInfo>, TokenError> {
-    let rows = sqlx::query("SELECT name, roles, created_at, revoked_at FROM api_tokens ORDER BY name")
-        .fetch_all(pool)
-        .await?;
+    let rows =
+        sqlx::query("SELECT name, roles, created_at, revoked_at FROM api_tokens ORDER BY name").fetch_all(pool).await?;
     rows.iter()
         .map(|row| {
             Ok(TokenInfo {
@@ -172,26 +158,18 @@ pub async fn list(pool: &PgPool) -> Result<Vec<TokenInfo>, TokenError> {
 
 /// The principal a bearer token stands for, if it is known and not revoked.
 pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Principal>, sqlx::Error> {
-    let row: Option<(String, Vec<String>)> = sqlx::query_as(
-        "SELECT name, roles FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-    )
-    .bind(hash_token(token))
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.map(|(name, roles)| Principal {
-        name,
-        roles: roles.iter().filter_map(|role| role.parse().ok()).collect(),
-    }))
+    let row: Option<(String, Vec<String>)> =
+        sqlx::query_as("SELECT name, roles FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(hash_token(token))
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.map(|(name, roles)| Principal { name, roles: roles.iter().filter_map(|role| role.parse().ok()).collect() }))
 }
 
 /// Parses `intake_officer,assessor`.
 pub fn parse_roles(text: &str) -> Result<Vec<Role>, String> {
-    let mut roles: Vec<Role> = text
-        .split(',')
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
+    let mut roles: Vec<Role> =
+        text.split(',').map(str::trim).filter(|r| !r.is_empty()).map(str::parse).collect::<Result<_, _>>()?;
     roles.sort();
     roles.dedup();
     if roles.is_empty() {
@@ -206,15 +184,8 @@ mod tests {
 
     #[test]
     fn roles_parse_by_their_names_only() {
-        assert_eq!(
-            parse_roles("assessor, intake_officer,assessor"),
-            Ok(vec![Role::IntakeOfficer, Role::Assessor])
-        );
-        assert!(
-            parse_roles("boss")
-                .expect_err("unknown")
-                .contains("intake_officer")
-        );
+        assert_eq!(parse_roles("assessor, intake_officer,assessor"), Ok(vec![Role::IntakeOfficer, Role::Assessor]));
+        assert!(parse_roles("boss").expect_err("unknown").contains("intake_officer"));
         assert!(parse_roles(" , ").is_err());
     }
 

@@ -13,15 +13,30 @@ pub enum Action {
     ReadEventFeed,
     /// The audit trail read model.
     ReadAuditTrail,
+    /// Recompute the hash chains of the log.
+    VerifyLog,
+    /// The read models' positions, lag and versions.
+    ReadProjectionStatus,
+    /// Ask for a read model to be rebuilt from the log.
+    RebuildProjection,
 }
 
 impl Action {
-    pub const ALL: [Action; 2] = [Action::ReadEventFeed, Action::ReadAuditTrail];
+    pub const ALL: [Action; 5] = [
+        Action::ReadEventFeed,
+        Action::ReadAuditTrail,
+        Action::VerifyLog,
+        Action::ReadProjectionStatus,
+        Action::RebuildProjection,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Action::ReadEventFeed => "read the event feed",
             Action::ReadAuditTrail => "read the audit trail",
+            Action::VerifyLog => "verify the event log",
+            Action::ReadProjectionStatus => "read the projections' status",
+            Action::RebuildProjection => "rebuild a projection",
         }
     }
 
@@ -29,25 +44,20 @@ impl Action {
     pub fn allowed_roles(self) -> &'static [Role] {
         use Role::*;
         match self {
-            Action::ReadEventFeed | Action::ReadAuditTrail => &[Auditor, Administrator],
+            Action::ReadEventFeed | Action::ReadAuditTrail | Action::VerifyLog | Action::ReadProjectionStatus => {
+                &[Auditor, Administrator]
+            }
+            Action::RebuildProjection => &[Administrator],
         }
     }
 }
 
 /// Refuses with 403 unless one of the principal's roles allows `action`.
 pub fn require(principal: &Principal, action: Action) -> Result<(), ApiError> {
-    if action
-        .allowed_roles()
-        .iter()
-        .any(|role| principal.has(*role))
-    {
+    if action.allowed_roles().iter().any(|role| principal.has(*role)) {
         return Ok(());
     }
-    let allowed: Vec<&str> = action
-        .allowed_roles()
-        .iter()
-        .map(|role| role.as_str())
-        .collect();
+    let allowed: Vec<&str> = action.allowed_roles().iter().map(|role| role.as_str()).collect();
     Err(ApiError::Forbidden(format!(
         "{} may not {}; it needs one of the roles {}",
         principal.name,
@@ -62,14 +72,8 @@ mod tests {
 
     #[test]
     fn only_listed_roles_pass() {
-        let auditor = Principal {
-            name: "amy".into(),
-            roles: vec![Role::Auditor],
-        };
-        let intake = Principal {
-            name: "ian".into(),
-            roles: vec![Role::IntakeOfficer],
-        };
+        let auditor = Principal { name: "amy".into(), roles: vec![Role::Auditor] };
+        let intake = Principal { name: "ian".into(), roles: vec![Role::IntakeOfficer] };
         assert!(require(&auditor, Action::ReadEventFeed).is_ok());
         let refused = require(&intake, Action::ReadAuditTrail).expect_err("refused");
         assert!(refused.to_string().contains("auditor"), "{refused}");

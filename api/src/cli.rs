@@ -142,20 +142,14 @@ impl RangeArgs {
         {
             return Err(CliError::Usage(format!("--from {from} is after --to {to}")));
         }
-        Ok(PositionRange {
-            from: self.from.map(Position),
-            to: self.to.map(Position),
-        })
+        Ok(PositionRange { from: self.from.map(Position), to: self.to.map(Position) })
     }
 }
 
 /// Parses the arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -205,20 +199,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             tracing::info!(database = %database::redacted(&config.url), "migrations applied");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tokens(TokensCommand::Issue {
-            database,
-            name,
-            roles,
-        }) => {
+        Command::Tokens(TokensCommand::Issue { database, name, roles }) => {
             let roles = crate::auth::parse_roles(&roles).map_err(CliError::Usage)?;
             let pool = open_pool(&database).await?;
             let token = crate::auth::issue(&pool, &name, &roles).await?;
             let role_names: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
-            println!(
-                "issued a token for {} with roles {}; it is shown only now:",
-                name.trim(),
-                role_names.join(",")
-            );
+            println!("issued a token for {} with roles {}; it is shown only now:", name.trim(), role_names.join(","));
             println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
@@ -232,9 +218,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let pool = open_pool(&database).await?;
             println!("{:<32} {:<60} {:<26} state", "name", "roles", "issued");
             for token in crate::auth::list(&pool).await? {
-                let state = token.revoked_at.map_or("active".to_string(), |at| {
-                    format!("revoked {}", at.format("%Y-%m-%d %H:%M"))
-                });
+                let state = token
+                    .revoked_at
+                    .map_or("active".to_string(), |at| format!("revoked {}", at.format("%Y-%m-%d %H:%M")));
                 println!(
                     "{:<32} {:<60} {:<26} {}",
                     token.name,
@@ -251,10 +237,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let report = store.verify(range).await?;
             match report.first_broken {
                 None => {
-                    println!(
-                        "OK: {} events verified, every hash chain intact",
-                        report.verified
-                    );
+                    println!("OK: {} events verified, every hash chain intact", report.verified);
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(broken) => {
@@ -285,17 +268,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             );
             for runner in runners(&store) {
                 let status = runner.status().await?;
-                let built = status
-                    .built_version
-                    .map_or("never".to_string(), |v| v.to_string());
+                let built = status.built_version.map_or("never".to_string(), |v| v.to_string());
                 println!(
                     "{:<16} {:>8} {:>8} {:>22} {:>22} {:>10}",
-                    status.name,
-                    status.version,
-                    built,
-                    status.position,
-                    status.head,
-                    status.lag_events
+                    status.name, status.version, built, status.position, status.head, status.lag_events
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -351,9 +327,8 @@ async fn export(store: &PostgresEventStore, range: PositionRange) -> Result<(), 
         };
         after = last.position;
         for event in slice.events.iter().filter(|event| event.position.0 <= to) {
-            let line = serde_json::to_string(&FeedEvent::from(event)).map_err(|error| {
-                CliError::Usage(format!("cannot encode event {}: {error}", event.event_id))
-            })?;
+            let line = serde_json::to_string(&FeedEvent::from(event))
+                .map_err(|error| CliError::Usage(format!("cannot encode event {}: {error}", event.event_id)))?;
             writeln!(out, "{line}")?;
         }
         if after.0 >= to {

@@ -18,11 +18,7 @@ pub async fn live() -> HttpResponse {
 /// The service can do its work: the database answers.
 #[get("/health/ready")]
 pub async fn ready(pool: web::Data<PgPool>) -> HttpResponse {
-    let probe = tokio::time::timeout(
-        READY_PROBE_TIMEOUT,
-        sqlx::query("SELECT 1").execute(pool.get_ref()),
-    )
-    .await;
+    let probe = tokio::time::timeout(READY_PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(pool.get_ref())).await;
     match probe {
         Ok(Ok(_)) => HttpResponse::Ok().json(json!({ "status": "ready", "database": "up" })),
         Ok(Err(error)) => {

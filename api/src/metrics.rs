@@ -10,9 +10,7 @@ use actix_web::{HttpResponse, get, web};
 use sqlx::PgPool;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
+const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 #[derive(Default)]
 struct Registry {
@@ -31,10 +29,7 @@ pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration)
     let Ok(mut registry) = registry().lock() else {
         return;
     };
-    *registry
-        .requests
-        .entry((route.to_string(), method.to_string(), status))
-        .or_default() += 1;
+    *registry.requests.entry((route.to_string(), method.to_string(), status)).or_default() += 1;
     let seconds = elapsed.as_secs_f64();
     let entry = registry.latency.entry(route.to_string()).or_default();
     for (bucket, bound) in entry.0.iter_mut().zip(BUCKETS) {
@@ -53,20 +48,14 @@ pub fn record_append_conflict() {
 }
 
 fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[get("/metrics")]
 pub async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
     let mut out = String::new();
     if let Ok(registry) = registry().lock() {
-        let _ = writeln!(
-            out,
-            "# HELP aisc_http_requests_total HTTP requests by route, method and status."
-        );
+        let _ = writeln!(out, "# HELP aisc_http_requests_total HTTP requests by route, method and status.");
         let _ = writeln!(out, "# TYPE aisc_http_requests_total counter");
         for ((route, method, status), count) in &registry.requests {
             let _ = writeln!(
@@ -76,10 +65,7 @@ pub async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
                 label(method)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP aisc_http_request_duration_seconds HTTP request latency by route."
-        );
+        let _ = writeln!(out, "# HELP aisc_http_request_duration_seconds HTTP request latency by route.");
         let _ = writeln!(out, "# TYPE aisc_http_request_duration_seconds histogram");
         for (route, (buckets, count, sum)) in &registry.latency {
             let route = label(route);
@@ -89,46 +75,17 @@ pub async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
                     "aisc_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {bucket}"
                 );
             }
-            let _ = writeln!(
-                out,
-                "aisc_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "aisc_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}"
-            );
-            let _ = writeln!(
-                out,
-                "aisc_http_request_duration_seconds_count{{route=\"{route}\"}} {count}"
-            );
+            let _ = writeln!(out, "aisc_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(out, "aisc_http_request_duration_seconds_sum{{route=\"{route}\"}} {sum}");
+            let _ = writeln!(out, "aisc_http_request_duration_seconds_count{{route=\"{route}\"}} {count}");
         }
-        let _ = writeln!(
-            out,
-            "# HELP aisc_append_conflicts_total Commands refused for a concurrent change."
-        );
+        let _ = writeln!(out, "# HELP aisc_append_conflicts_total Commands refused for a concurrent change.");
         let _ = writeln!(out, "# TYPE aisc_append_conflicts_total counter");
-        let _ = writeln!(
-            out,
-            "aisc_append_conflicts_total {}",
-            registry.append_conflicts
-        );
+        let _ = writeln!(out, "aisc_append_conflicts_total {}", registry.append_conflicts);
     }
-    let _ = writeln!(
-        out,
-        "# HELP aisc_db_pool_connections Database connections open, and idle."
-    );
+    let _ = writeln!(out, "# HELP aisc_db_pool_connections Database connections open, and idle.");
     let _ = writeln!(out, "# TYPE aisc_db_pool_connections gauge");
-    let _ = writeln!(
-        out,
-        "aisc_db_pool_connections{{state=\"open\"}} {}",
-        pool.size()
-    );
-    let _ = writeln!(
-        out,
-        "aisc_db_pool_connections{{state=\"idle\"}} {}",
-        pool.num_idle()
-    );
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(out)
+    let _ = writeln!(out, "aisc_db_pool_connections{{state=\"open\"}} {}", pool.size());
+    let _ = writeln!(out, "aisc_db_pool_connections{{state=\"idle\"}} {}", pool.num_idle());
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out)
 }

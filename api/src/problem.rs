@@ -19,10 +19,7 @@ pub struct FieldProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{detail}")]
-    BadRequest {
-        detail: String,
-        errors: Vec<FieldProblem>,
-    },
+    BadRequest { detail: String, errors: Vec<FieldProblem> },
     #[error("missing or unknown bearer token")]
     Unauthorized,
     #[error("{0}")]
@@ -30,24 +27,14 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     #[error("{detail}")]
-    Conflict {
-        detail: String,
-        current_version: Option<u64>,
-    },
+    Conflict { detail: String, current_version: Option<u64> },
     #[error("{detail}")]
-    PreconditionFailed {
-        detail: String,
-        current_version: Option<u64>,
-    },
+    PreconditionFailed { detail: String, current_version: Option<u64> },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     /// A refusal of the domain, with its stable code.
     #[error("{detail}")]
-    Unprocessable {
-        code: &'static str,
-        detail: String,
-        errors: Vec<FieldProblem>,
-    },
+    Unprocessable { code: &'static str, detail: String, errors: Vec<FieldProblem> },
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
     #[error("an unexpected error occurred; it has been logged")]
@@ -57,10 +44,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> Self {
         let (field, message) = (field.into(), message.into());
-        ApiError::BadRequest {
-            detail: format!("{field}: {message}"),
-            errors: vec![FieldProblem { field, message }],
-        }
+        ApiError::BadRequest { detail: format!("{field}: {message}"), errors: vec![FieldProblem { field, message }] }
     }
 
     pub fn internal(error: impl std::fmt::Display) -> Self {
@@ -97,12 +81,7 @@ impl ApiError {
                     body["errors"] = json!(errors);
                 }
             }
-            ApiError::Conflict {
-                current_version, ..
-            }
-            | ApiError::PreconditionFailed {
-                current_version, ..
-            } => {
+            ApiError::Conflict { current_version, .. } | ApiError::PreconditionFailed { current_version, .. } => {
                 body["current_version"] = json!(current_version);
             }
             _ => {}
@@ -132,17 +111,13 @@ impl ResponseError for ApiError {
             tracing::error!(detail = %detail, "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
-        response.insert_header((
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        ));
+        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
         match self {
             ApiError::Unavailable => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("2")));
             }
             ApiError::Unauthorized => {
-                response
-                    .insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
             _ => {}
         }
@@ -153,10 +128,9 @@ impl ResponseError for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         match error {
-            sqlx::Error::Io(_)
-            | sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => ApiError::Unavailable,
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+                ApiError::Unavailable
+            }
             other => ApiError::internal(other),
         }
     }
@@ -175,11 +149,7 @@ impl From<aisc_domain::event_store::StoreError> for ApiError {
                 },
             },
             StoreError::EventIdReused { .. } | StoreError::InvalidAppend(_) => {
-                ApiError::Unprocessable {
-                    code: "invalid_append",
-                    detail: error.to_string(),
-                    errors: vec![],
-                }
+                ApiError::Unprocessable { code: "invalid_append", detail: error.to_string(), errors: vec![] }
             }
             StoreError::Failure(detail) => ApiError::Internal(detail),
         }
@@ -202,11 +172,7 @@ mod tests {
     use actix_web::body::MessageBody;
 
     fn body_of(error: &ApiError) -> Value {
-        let bytes = error
-            .error_response()
-            .into_body()
-            .try_into_bytes()
-            .expect("body");
+        let bytes = error.error_response().into_body().try_into_bytes().expect("body");
         serde_json::from_slice(&bytes).expect("json")
     }
 
@@ -216,39 +182,17 @@ mod tests {
         let body = body_of(&error);
         assert_eq!(body["status"], 500);
         assert!(!body.to_string().contains("relation"), "{body}");
-        assert_eq!(
-            error
-                .error_response()
-                .headers()
-                .get("content-type")
-                .expect("ct"),
-            "application/problem+json"
-        );
+        assert_eq!(error.error_response().headers().get("content-type").expect("ct"), "application/problem+json");
     }
 
     #[test]
     fn field_problems_and_codes_reach_the_body() {
-        let body = body_of(&ApiError::bad_field(
-            "resources[0].units",
-            "must be positive",
-        ));
+        let body = body_of(&ApiError::bad_field("resources[0].units", "must be positive"));
         assert_eq!(body["errors"][0]["field"], "resources[0].units");
-        let body = body_of(&ApiError::Unprocessable {
-            code: "rate_above_cap",
-            detail: "too high".into(),
-            errors: vec![],
-        });
-        assert_eq!(
-            (body["status"].as_u64(), body["code"].as_str()),
-            (Some(422), Some("rate_above_cap"))
-        );
+        let body =
+            body_of(&ApiError::Unprocessable { code: "rate_above_cap", detail: "too high".into(), errors: vec![] });
+        assert_eq!((body["status"].as_u64(), body["code"].as_str()), (Some(422), Some("rate_above_cap")));
         let unavailable = ApiError::Unavailable.error_response();
-        assert_eq!(
-            unavailable
-                .headers()
-                .get("retry-after")
-                .expect("retry-after"),
-            "2"
-        );
+        assert_eq!(unavailable.headers().get("retry-after").expect("retry-after"), "2");
     }
 }

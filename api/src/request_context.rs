@@ -25,11 +25,7 @@ impl FromRequest for RequestId {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(Ok(request
-            .extensions()
-            .get::<RequestId>()
-            .cloned()
-            .unwrap_or_else(|| RequestId(new_request_id()))))
+        ready(Ok(request.extensions().get::<RequestId>().cloned().unwrap_or_else(|| RequestId(new_request_id()))))
     }
 }
 
@@ -39,14 +35,8 @@ fn new_request_id() -> String {
 
 /// A caller's id is kept if it is a sane token (printable, at most 128 bytes).
 fn accepted_request_id(request: &ServiceRequest) -> Option<String> {
-    let value = request
-        .headers()
-        .get(REQUEST_ID_HEADER)?
-        .to_str()
-        .ok()?
-        .trim();
-    (!value.is_empty() && value.len() <= 128 && value.chars().all(|c| c.is_ascii_graphic()))
-        .then(|| value.to_string())
+    let value = request.headers().get(REQUEST_ID_HEADER)?.to_str().ok()?.trim();
+    (!value.is_empty() && value.len() <= 128 && value.chars().all(|c| c.is_ascii_graphic())).then(|| value.to_string())
 }
 
 /// Middleware: assigns the request id, returns it, and logs the request when it completes.
@@ -56,18 +46,12 @@ pub async fn track_request(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = accepted_request_id(&request).unwrap_or_else(new_request_id);
-    request
-        .extensions_mut()
-        .insert(RequestId(request_id.clone()));
+    request.extensions_mut().insert(RequestId(request_id.clone()));
     let method = request.method().to_string();
-    let route = request
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_string());
+    let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_string());
     let mut response = next.call(request).await?;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+        response.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
     }
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
@@ -92,20 +76,14 @@ impl FromRequest for Principal {
             .headers()
             .get(AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| {
-                value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-            })
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(|token| token.trim().to_string());
         let pool = request.app_data::<web::Data<PgPool>>().cloned();
         Box::pin(async move {
             let (Some(token), Some(pool)) = (token, pool) else {
                 return Err(ApiError::Unauthorized);
             };
-            auth::authenticate(&pool, &token)
-                .await?
-                .ok_or(ApiError::Unauthorized)
+            auth::authenticate(&pool, &token).await?.ok_or(ApiError::Unauthorized)
         })
     }
 }

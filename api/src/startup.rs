@@ -61,16 +61,11 @@ impl Application {
 
     /// Builds on an already migrated pool (tests bring their own database).
     pub fn build_with_pool(config: ServiceConfig, pool: PgPool) -> Result<Self, StartupError> {
-        let listener = TcpListener::bind(&config.bind).map_err(|error| StartupError::Bind {
-            bind: config.bind.clone(),
-            reason: error.to_string(),
-        })?;
+        let listener = TcpListener::bind(&config.bind)
+            .map_err(|error| StartupError::Bind { bind: config.bind.clone(), reason: error.to_string() })?;
         let port = listener
             .local_addr()
-            .map_err(|error| StartupError::Bind {
-                bind: config.bind.clone(),
-                reason: error.to_string(),
-            })?
+            .map_err(|error| StartupError::Bind { bind: config.bind.clone(), reason: error.to_string() })?
             .port();
         let store = PostgresEventStore::new(pool.clone());
         let (stop_projections, projections) = start_projections(&pool, &store);
@@ -80,9 +75,7 @@ impl Application {
             App::new()
                 .app_data(pool_data.clone())
                 .app_data(store_data.clone())
-                .wrap(actix_web::middleware::from_fn(
-                    crate::request_context::track_request,
-                ))
+                .wrap(actix_web::middleware::from_fn(crate::request_context::track_request))
                 .service(crate::health::live)
                 .service(crate::health::ready)
                 .service(crate::metrics::metrics)
@@ -92,19 +85,10 @@ impl Application {
         .workers(config.workers.max(1))
         .shutdown_timeout(config.shutdown_timeout.as_secs())
         .listen(listener)
-        .map_err(|error| StartupError::Bind {
-            bind: config.bind.clone(),
-            reason: error.to_string(),
-        })?
+        .map_err(|error| StartupError::Bind { bind: config.bind.clone(), reason: error.to_string() })?
         .run();
         tracing::info!(port, "listening");
-        Ok(Self {
-            port,
-            server,
-            pool,
-            stop_projections,
-            projections,
-        })
+        Ok(Self { port, server, pool, stop_projections, projections })
     }
 
     pub fn port(&self) -> u16 {
@@ -121,10 +105,7 @@ impl Application {
         let served = self.server.await;
         let _ = self.stop_projections.send(true);
         for runner in self.projections {
-            if tokio::time::timeout(PROJECTION_STOP_TIMEOUT, runner)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(PROJECTION_STOP_TIMEOUT, runner).await.is_err() {
                 tracing::warn!("a projection did not stop in time");
             }
         }
@@ -132,14 +113,8 @@ impl Application {
     }
 }
 
-async fn not_found(
-    request: actix_web::HttpRequest,
-) -> Result<actix_web::HttpResponse, crate::problem::ApiError> {
-    Err(crate::problem::ApiError::NotFound(format!(
-        "no resource at {} {}",
-        request.method(),
-        request.path()
-    )))
+async fn not_found(request: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, crate::problem::ApiError> {
+    Err(crate::problem::ApiError::NotFound(format!("no resource at {} {}", request.method(), request.path())))
 }
 
 /// How long shutdown waits for a projection to finish its batch.

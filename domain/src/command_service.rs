@@ -13,8 +13,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::event_store::{
-    ActualVersion, EventStore, ExpectedVersion, NewEvent, Position, ReadDirection, RecordedEvent,
-    StoreError, StreamAppend, StreamId,
+    ActualVersion, EventStore, ExpectedVersion, NewEvent, Position, ReadDirection, RecordedEvent, StoreError,
+    StreamAppend, StreamId,
 };
 
 /// Events read per page while loading a stream.
@@ -26,8 +26,7 @@ pub trait EventCodec: Sized {
     fn event_type(&self) -> &'static str;
     fn schema_version(&self) -> u32;
     fn to_data(&self) -> Result<Value, CodecError>;
-    fn from_stored(event_type: &str, schema_version: u32, data: &Value)
-    -> Result<Self, CodecError>;
+    fn from_stored(event_type: &str, schema_version: u32, data: &Value) -> Result<Self, CodecError>;
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -71,21 +70,14 @@ pub struct StreamHistory {
 impl StreamHistory {
     /// The aggregate's state folded from this history.
     pub fn fold<A: Aggregate>(&self) -> Result<A::State, CodecError> {
-        self.events
-            .iter()
-            .try_fold(A::State::default(), |state, recorded| {
-                let event = A::Event::from_stored(
-                    &recorded.event_type,
-                    recorded.schema_version,
-                    &recorded.data,
-                )?;
-                Ok(A::apply(state, &event))
-            })
+        self.events.iter().try_fold(A::State::default(), |state, recorded| {
+            let event = A::Event::from_stored(&recorded.event_type, recorded.schema_version, &recorded.data)?;
+            Ok(A::apply(state, &event))
+        })
     }
 
     fn expected(&self) -> ExpectedVersion {
-        self.version
-            .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
+        self.version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)
     }
 }
 
@@ -100,9 +92,7 @@ impl Histories {
 
     /// The state of `stream` (a stream not loaded or without events folds to the default).
     pub fn state<A: Aggregate>(&self, stream: &StreamId) -> Result<A::State, CodecError> {
-        self.0
-            .get(stream)
-            .map_or_else(|| Ok(A::State::default()), StreamHistory::fold::<A>)
+        self.0.get(stream).map_or_else(|| Ok(A::State::default()), StreamHistory::fold::<A>)
     }
 }
 
@@ -141,11 +131,7 @@ pub enum CommandError<E> {
     /// The caller named a version (`If-Match`) that is no longer current, or concurrent
     /// writers kept winning until the retries ran out.
     #[error("stream {stream} was expected at {expected} but is at {actual}")]
-    Conflict {
-        stream: StreamId,
-        expected: ExpectedVersion,
-        actual: ActualVersion,
-    },
+    Conflict { stream: StreamId, expected: ExpectedVersion, actual: ActualVersion },
     #[error(transparent)]
     Codec(#[from] CodecError),
     #[error(transparent)]
@@ -160,11 +146,7 @@ pub struct CommandService<S, I> {
 
 impl<S: EventStore, I: EventIds> CommandService<S, I> {
     pub fn new(store: S, ids: I) -> Self {
-        Self {
-            store,
-            ids,
-            max_attempts: 5,
-        }
+        Self { store, ids, max_attempts: 5 }
     }
 
     pub fn with_max_attempts(mut self, attempts: usize) -> Self {
@@ -181,10 +163,7 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
         let mut history = StreamHistory::default();
         loop {
             let from = history.version.map_or(0, |version| version + 1);
-            let page = self
-                .store
-                .read_stream(stream, Some(from), ReadDirection::Forward, LOAD_PAGE)
-                .await?;
+            let page = self.store.read_stream(stream, Some(from), ReadDirection::Forward, LOAD_PAGE).await?;
             let full = page.len() == LOAD_PAGE;
             if let Some(last) = page.last() {
                 history.version = Some(last.stream_version);
@@ -197,10 +176,7 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
     }
 
     /// The current state of one aggregate and its version (`None`: no stream).
-    pub async fn state<A: Aggregate>(
-        &self,
-        stream: &StreamId,
-    ) -> Result<(A::State, Option<u64>), CommandError<()>> {
+    pub async fn state<A: Aggregate>(&self, stream: &StreamId) -> Result<(A::State, Option<u64>), CommandError<()>> {
         let history = self.load(stream).await.map_err(CommandError::Store)?;
         Ok((history.fold::<A>()?, history.version))
     }
@@ -227,10 +203,7 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
                 Ok(vec![Decided::new(stream.clone(), &events)?])
             })
             .await?;
-        Ok(written.into_iter().next().unwrap_or(Written {
-            version: None,
-            position: None,
-        }))
+        Ok(written.into_iter().next().unwrap_or(Written { version: None, position: None }))
     }
 
     /// Runs a decision over several streams and appends to all of them atomically, each at the
@@ -291,28 +264,19 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
                     stream: decision.stream,
                 })
                 .collect();
-            let unchanged = |stream: &StreamId| Written {
-                version: histories.get(stream).and_then(|h| h.version),
-                position: None,
-            };
+            let unchanged =
+                |stream: &StreamId| Written { version: histories.get(stream).and_then(|h| h.version), position: None };
             if appends.is_empty() {
                 return Ok(streams.iter().map(unchanged).collect());
             }
-            let appended: Vec<StreamId> =
-                appends.iter().map(|append| append.stream.clone()).collect();
+            let appended: Vec<StreamId> = appends.iter().map(|append| append.stream.clone()).collect();
             match self.store.append_multi(appends).await {
                 Ok(results) => {
                     let by_stream: BTreeMap<&StreamId, Written> = appended
                         .iter()
                         .zip(results)
                         .map(|(stream, result)| {
-                            (
-                                stream,
-                                Written {
-                                    version: Some(result.last_version),
-                                    position: Some(result.position),
-                                },
-                            )
+                            (stream, Written { version: Some(result.last_version), position: Some(result.position) })
                         })
                         .collect();
                     return Ok(streams
@@ -320,16 +284,10 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
                         .map(|stream| by_stream.get(stream).copied().unwrap_or(unchanged(stream)))
                         .collect());
                 }
-                Err(StoreError::WrongExpectedVersion {
-                    stream,
-                    expected,
-                    actual,
-                }) if if_match.is_some() || attempt >= self.max_attempts => {
-                    return Err(CommandError::Conflict {
-                        stream,
-                        expected,
-                        actual,
-                    });
+                Err(StoreError::WrongExpectedVersion { stream, expected, actual })
+                    if if_match.is_some() || attempt >= self.max_attempts =>
+                {
+                    return Err(CommandError::Conflict { stream, expected, actual });
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => attempt += 1,
                 Err(other) => return Err(CommandError::Store(other)),
@@ -371,18 +329,10 @@ mod tests {
 
     impl MemoryStore {
         fn version(events: &[RecordedEvent], stream: &StreamId) -> Option<u64> {
-            events
-                .iter()
-                .filter(|e| &e.stream == stream)
-                .map(|e| e.stream_version)
-                .max()
+            events.iter().filter(|e| &e.stream == stream).map(|e| e.stream_version).max()
         }
 
-        fn push(
-            events: &mut Vec<RecordedEvent>,
-            stream: &StreamId,
-            event: NewEvent,
-        ) -> AppendResult {
+        fn push(events: &mut Vec<RecordedEvent>, stream: &StreamId, event: NewEvent) -> AppendResult {
             let version = Self::version(events, stream).map_or(0, |v| v + 1);
             let position = Position(events.len() as u64 + 1);
             events.push(RecordedEvent {
@@ -396,20 +346,13 @@ mod tests {
                 metadata: event.metadata,
                 recorded_at: chrono::DateTime::UNIX_EPOCH,
             });
-            AppendResult {
-                first_version: version,
-                last_version: version,
-                position,
-            }
+            AppendResult { first_version: version, last_version: version, position }
         }
     }
 
     #[async_trait]
     impl EventStore for MemoryStore {
-        async fn append_multi(
-            &self,
-            appends: Vec<StreamAppend>,
-        ) -> Result<Vec<AppendResult>, StoreError> {
+        async fn append_multi(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
             let mut events = self.events.lock().expect("lock");
             if self.rival_writes.load(Ordering::SeqCst) > 0 {
                 self.rival_writes.fetch_sub(1, Ordering::SeqCst);
@@ -473,10 +416,7 @@ mod tests {
             Err(StoreError::Failure("not used here".into()))
         }
 
-        async fn subscribe_all(
-            &self,
-            _after: Position,
-        ) -> Result<Box<dyn Subscription>, StoreError> {
+        async fn subscribe_all(&self, _after: Position) -> Result<Box<dyn Subscription>, StoreError> {
             Err(StoreError::Failure("not used here".into()))
         }
 
@@ -510,19 +450,12 @@ mod tests {
         fn to_data(&self) -> Result<Value, CodecError> {
             Ok(json!({ "amount": self.0 }))
         }
-        fn from_stored(
-            event_type: &str,
-            _schema_version: u32,
-            data: &Value,
-        ) -> Result<Self, CodecError> {
-            data["amount"]
-                .as_i64()
-                .map(Added)
-                .ok_or_else(|| CodecError {
-                    action: "decode",
-                    event_type: event_type.into(),
-                    reason: "no amount".into(),
-                })
+        fn from_stored(event_type: &str, _schema_version: u32, data: &Value) -> Result<Self, CodecError> {
+            data["amount"].as_i64().map(Added).ok_or_else(|| CodecError {
+                action: "decode",
+                event_type: event_type.into(),
+                reason: "no amount".into(),
+            })
         }
     }
 
@@ -578,20 +511,14 @@ mod tests {
     #[test]
     fn a_command_appends_at_the_loaded_version_with_its_metadata() {
         let service = service();
-        let first =
-            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5)))
-                .expect("first");
+        let first = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5))).expect("first");
         assert_eq!(first.version, Some(0));
-        let second =
-            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(7)))
-                .expect("second");
+        let second = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(7))).expect("second");
         assert_eq!(second.version, Some(1));
         assert!(second.position > first.position);
         let (total, version) = block_on(service.state::<Counter>(&counter())).expect("state");
         assert_eq!((total, version), (12, Some(1)));
-        let stored = service.store().events.lock().expect("lock")[0]
-            .metadata
-            .clone();
+        let stored = service.store().events.lock().expect("lock")[0].metadata.clone();
         assert_eq!(stored["actor"], "alice");
         assert_eq!(stored["role"], "finance_officer");
         assert_eq!(stored["request_id"], "req-1");
@@ -600,40 +527,26 @@ mod tests {
     #[test]
     fn a_refusal_writes_nothing() {
         let service = service();
-        let refused =
-            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5_000)));
-        assert!(
-            matches!(refused, Err(CommandError::Rejected(message)) if message.contains("exceed"))
-        );
+        let refused = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5_000)));
+        assert!(matches!(refused, Err(CommandError::Rejected(message)) if message.contains("exceed")));
         assert!(service.store().events.lock().expect("lock").is_empty());
     }
 
     #[test]
     fn a_command_that_decides_nothing_writes_nothing() {
         let service = service();
-        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5)))
-            .expect("first");
+        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5))).expect("first");
         let unchanged =
-            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(0)))
-                .expect("no-op");
-        assert_eq!(
-            unchanged,
-            Written {
-                version: Some(0),
-                position: None
-            }
-        );
+            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(0))).expect("no-op");
+        assert_eq!(unchanged, Written { version: Some(0), position: None });
     }
 
     #[test]
     fn a_stale_if_match_is_a_conflict_and_is_not_retried() {
         let service = service();
-        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5)))
-            .expect("first");
-        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5)))
-            .expect("second");
-        let stale =
-            block_on(service.execute::<Counter, _, _>(&counter(), Some(0), &metadata(), add(5)));
+        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5))).expect("first");
+        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5))).expect("second");
+        let stale = block_on(service.execute::<Counter, _, _>(&counter(), Some(0), &metadata(), add(5)));
         assert_eq!(
             stale,
             Err(CommandError::Conflict {
@@ -643,86 +556,45 @@ mod tests {
             })
         );
         let current =
-            block_on(service.execute::<Counter, _, _>(&counter(), Some(1), &metadata(), add(5)))
-                .expect("current");
+            block_on(service.execute::<Counter, _, _>(&counter(), Some(1), &metadata(), add(5))).expect("current");
         assert_eq!(current.version, Some(2));
     }
 
     #[test]
     fn a_conflict_without_if_match_decides_again_on_the_new_state() {
         let service = service();
-        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(850)))
-            .expect("first");
+        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(850))).expect("first");
         // A rival adds 100 just before our append: we must decide again, on 950, and refuse.
         service.store().rival_writes.store(1, Ordering::SeqCst);
         let decisions = AtomicUsize::new(0);
-        let outcome = block_on(service.execute::<Counter, _, _>(
-            &counter(),
-            None,
-            &metadata(),
-            |total: &i64| {
-                decisions.fetch_add(1, Ordering::SeqCst);
-                add(100)(total)
-            },
-        ));
-        assert_eq!(
-            decisions.load(Ordering::SeqCst),
-            2,
-            "decided again after the conflict"
-        );
-        assert!(
-            matches!(outcome, Err(CommandError::Rejected(_))),
-            "{outcome:?}"
-        );
-        assert_eq!(
-            block_on(service.state::<Counter>(&counter()))
-                .expect("state")
-                .0,
-            950
-        );
+        let outcome = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), |total: &i64| {
+            decisions.fetch_add(1, Ordering::SeqCst);
+            add(100)(total)
+        }));
+        assert_eq!(decisions.load(Ordering::SeqCst), 2, "decided again after the conflict");
+        assert!(matches!(outcome, Err(CommandError::Rejected(_))), "{outcome:?}");
+        assert_eq!(block_on(service.state::<Counter>(&counter())).expect("state").0, 950);
     }
 
     #[test]
     fn retries_are_bounded() {
         let service = service().with_max_attempts(3);
         service.store().rival_writes.store(10, Ordering::SeqCst);
-        let outcome =
-            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(1)));
-        assert!(
-            matches!(outcome, Err(CommandError::Conflict { .. })),
-            "{outcome:?}"
-        );
-        assert_eq!(
-            service.store().rival_writes.load(Ordering::SeqCst),
-            7,
-            "three attempts, no more"
-        );
+        let outcome = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(1)));
+        assert!(matches!(outcome, Err(CommandError::Conflict { .. })), "{outcome:?}");
+        assert_eq!(service.store().rival_writes.load(Ordering::SeqCst), 7, "three attempts, no more");
     }
 
     #[test]
     fn a_multi_stream_decision_appends_to_every_stream_it_names() {
         let service = service();
-        let (a, b) = (
-            StreamId::parse("counter-a").expect("a"),
-            StreamId::parse("counter-b").expect("b"),
-        );
-        let written = block_on(service.execute_multi::<String, _>(
-            &[a.clone(), b.clone()],
-            None,
-            &metadata(),
-            |h| {
-                let total_a = h.state::<Counter>(&a)?;
-                Ok(vec![
-                    Decided::new(a.clone(), &[Added(1)])?,
-                    Decided::new(b.clone(), &[Added(total_a + 2), Added(3)])?,
-                ])
-            },
-        ))
+        let (a, b) = (StreamId::parse("counter-a").expect("a"), StreamId::parse("counter-b").expect("b"));
+        let written = block_on(service.execute_multi::<String, _>(&[a.clone(), b.clone()], None, &metadata(), |h| {
+            let total_a = h.state::<Counter>(&a)?;
+            Ok(vec![Decided::new(a.clone(), &[Added(1)])?, Decided::new(b.clone(), &[Added(total_a + 2), Added(3)])?])
+        }))
         .expect("multi");
-        assert_eq!(
-            written.iter().map(|w| w.version).collect::<Vec<_>>(),
-            vec![Some(0), Some(1)]
-        );
+        assert_eq!(written.iter().map(|w| w.version).collect::<Vec<_>>(), vec![Some(0), Some(1)]);
         assert_eq!(block_on(service.state::<Counter>(&b)).expect("state").0, 5);
     }
 }

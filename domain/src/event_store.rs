@@ -38,19 +38,14 @@ impl StreamId {
             return Err(InvalidStreamId::Reserved(raw));
         }
         if let Some(bad) = raw.chars().find(|c| !c.is_ascii_graphic()) {
-            return Err(InvalidStreamId::BadCharacter {
-                stream: raw,
-                character: bad,
-            });
+            return Err(InvalidStreamId::BadCharacter { stream: raw, character: bad });
         }
         Ok(Self(raw))
     }
 
     /// The stream's category: the part before the first `-` (the whole name if none).
     pub fn category(&self) -> &str {
-        self.0
-            .split_once('-')
-            .map_or(&self.0, |(category, _)| category)
+        self.0.split_once('-').map_or(&self.0, |(category, _)| category)
     }
 
     pub fn as_str(&self) -> &str {
@@ -96,9 +91,7 @@ pub enum InvalidStreamId {
 }
 
 /// A position in `$all`. Positions grow in the order `$all` is read; they are not dense.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(transparent)]
 pub struct Position(pub u64);
 
@@ -219,10 +212,7 @@ pub struct PositionRange {
 }
 
 impl PositionRange {
-    pub const WHOLE_LOG: PositionRange = PositionRange {
-        from: None,
-        to: None,
-    };
+    pub const WHOLE_LOG: PositionRange = PositionRange { from: None, to: None };
 }
 
 /// Why an event failed verification.
@@ -259,11 +249,7 @@ pub struct VerifyReport {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
     #[error("stream {stream} was expected at {expected} but is at {actual}")]
-    WrongExpectedVersion {
-        stream: StreamId,
-        expected: ExpectedVersion,
-        actual: ActualVersion,
-    },
+    WrongExpectedVersion { stream: StreamId, expected: ExpectedVersion, actual: ActualVersion },
     #[error("event id {event_id} is already recorded with different content or in another place")]
     EventIdReused { event_id: Uuid },
     #[error("invalid append: {0}")]
@@ -301,24 +287,13 @@ pub trait EventStore: Send + Sync {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, StoreError> {
-        let mut results = self
-            .append_multi(vec![StreamAppend {
-                stream: stream.clone(),
-                expected,
-                events,
-            }])
-            .await?;
-        results.pop().ok_or_else(|| {
-            StoreError::Failure("the store returned no result for the append".into())
-        })
+        let mut results = self.append_multi(vec![StreamAppend { stream: stream.clone(), expected, events }]).await?;
+        results.pop().ok_or_else(|| StoreError::Failure("the store returned no result for the append".into()))
     }
 
     /// Appends to several streams in one transaction, each at its own expected version:
     /// all or nothing. Results come back in the order of `appends`.
-    async fn append_multi(
-        &self,
-        appends: Vec<StreamAppend>,
-    ) -> Result<Vec<AppendResult>, StoreError>;
+    async fn append_multi(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError>;
 
     /// Reads up to `limit` events of a stream starting at version `from` (inclusive),
     /// forward or backward. `from = None` starts at the stream's first (forward) or last
@@ -354,23 +329,11 @@ mod tests {
     fn stream_ids_are_printable_names_with_a_category() {
         let id = StreamId::parse("application-0b7e").expect("valid");
         assert_eq!(id.category(), "application");
-        assert_eq!(
-            StreamId::parse("budget").expect("valid").category(),
-            "budget"
-        );
+        assert_eq!(StreamId::parse("budget").expect("valid").category(), "budget");
         assert_eq!(StreamId::parse(""), Err(InvalidStreamId::Empty));
-        assert!(matches!(
-            StreamId::parse("$all"),
-            Err(InvalidStreamId::Reserved(_))
-        ));
-        assert!(matches!(
-            StreamId::parse("a b"),
-            Err(InvalidStreamId::BadCharacter { .. })
-        ));
-        assert!(matches!(
-            StreamId::parse("x".repeat(201)),
-            Err(InvalidStreamId::TooLong { .. })
-        ));
+        assert!(matches!(StreamId::parse("$all"), Err(InvalidStreamId::Reserved(_))));
+        assert!(matches!(StreamId::parse("a b"), Err(InvalidStreamId::BadCharacter { .. })));
+        assert!(matches!(StreamId::parse("x".repeat(201)), Err(InvalidStreamId::TooLong { .. })));
     }
 
     #[test]

@@ -58,26 +58,17 @@ impl Projection for AuditTrail {
         schema: &str,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let text = |event: &RecordedEvent, key: &str| {
-            event
-                .metadata
-                .get(key)
-                .and_then(|v| v.as_str())
-                .map(str::to_owned)
-        };
+        let text =
+            |event: &RecordedEvent, key: &str| event.metadata.get(key).and_then(|v| v.as_str()).map(str::to_owned);
         let positions: Vec<i64> = events.iter().map(|e| e.position.0 as i64).collect();
         let event_ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-        let streams: Vec<String> = events
-            .iter()
-            .map(|e| e.stream.as_str().to_owned())
-            .collect();
+        let streams: Vec<String> = events.iter().map(|e| e.stream.as_str().to_owned()).collect();
         let versions: Vec<i64> = events.iter().map(|e| e.stream_version as i64).collect();
         let types: Vec<String> = events.iter().map(|e| e.event_type.clone()).collect();
         let actors: Vec<Option<String>> = events.iter().map(|e| text(e, "actor")).collect();
         let roles: Vec<Option<String>> = events.iter().map(|e| text(e, "role")).collect();
         let requests: Vec<Option<String>> = events.iter().map(|e| text(e, "request_id")).collect();
-        let correlations: Vec<Option<String>> =
-            events.iter().map(|e| text(e, "correlation_id")).collect();
+        let correlations: Vec<Option<String>> = events.iter().map(|e| text(e, "correlation_id")).collect();
         let times: Vec<DateTime<Utc>> = events.iter().map(|e| e.recorded_at).collect();
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO {schema}.audit_trail (position, event_id, stream_id, stream_version, event_type, actor, role, \
@@ -150,8 +141,7 @@ pub async fn query(pool: &PgPool, filter: &AuditQuery) -> Result<Vec<AuditEntry>
     if let Some(before) = filter.recorded_before {
         sql.push(" AND recorded_at < ").push_bind(before);
     }
-    sql.push(" ORDER BY position LIMIT ")
-        .push_bind(i64::from(filter.limit.clamp(1, 1_000)));
+    sql.push(" ORDER BY position LIMIT ").push_bind(i64::from(filter.limit.clamp(1, 1_000)));
     let rows = sql.build().fetch_all(pool).await?;
     rows.iter()
         .map(|row| {
@@ -159,8 +149,7 @@ pub async fn query(pool: &PgPool, filter: &AuditQuery) -> Result<Vec<AuditEntry>
                 position: u64::try_from(row.try_get::<i64, _>("position")?).unwrap_or_default(),
                 event_id: row.try_get("event_id")?,
                 stream_id: row.try_get("stream_id")?,
-                stream_version: u64::try_from(row.try_get::<i64, _>("stream_version")?)
-                    .unwrap_or_default(),
+                stream_version: u64::try_from(row.try_get::<i64, _>("stream_version")?).unwrap_or_default(),
                 event_type: row.try_get("event_type")?,
                 actor: row.try_get("actor")?,
                 role: row.try_get("role")?,

@@ -40,11 +40,7 @@ pub enum ProjectionError {
     #[error("read model database failure: {0}")]
     Database(#[from] sqlx::Error),
     #[error("projection {projection} cannot apply event at position {position}: {reason}")]
-    BadEvent {
-        projection: &'static str,
-        position: u64,
-        reason: String,
-    },
+    BadEvent { projection: &'static str, position: u64, reason: String },
     #[error("projection {0} is running in another process")]
     Busy(&'static str),
     #[error("no projection is named {0}")]

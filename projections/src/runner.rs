@@ -24,6 +24,8 @@ pub const LIVE_SCHEMA: &str = "public";
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProjectionStatus {
+    /// A rebuild has been asked for and not done yet.
+    pub rebuild_requested: bool,
     pub name: &'static str,
     /// The version the code applies.
     pub version: i32,
@@ -46,13 +48,7 @@ pub struct ProjectionRunner {
 
 impl ProjectionRunner {
     pub fn new(pool: PgPool, store: Arc<dyn EventStore>, projection: Arc<dyn Projection>) -> Self {
-        Self {
-            pool,
-            store,
-            projection,
-            batch_size: 500,
-            standby_poll: Duration::from_millis(500),
-        }
+        Self { pool, store, projection, batch_size: 500, standby_poll: Duration::from_millis(500) }
     }
 
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
@@ -101,10 +97,7 @@ impl ProjectionRunner {
     /// Applies everything up to the log's current end once, then returns the checkpoint
     /// (for command-line jobs). Fails with `Busy` when another process leads.
     pub async fn catch_up(&self) -> Result<Position, ProjectionError> {
-        let lock = self
-            .try_lock()
-            .await?
-            .ok_or(ProjectionError::Busy(self.projection.name()))?;
+        let lock = self.try_lock().await?.ok_or(ProjectionError::Busy(self.projection.name()))?;
         let outcome = async {
             self.prepare().await?;
             let mut position = self.checkpoint().await?;
@@ -134,18 +127,14 @@ impl ProjectionRunner {
             return outcome;
         }
         let name = self.projection.name();
-        sqlx::query("UPDATE projection_checkpoints SET rebuild_requested = true WHERE name = $1")
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+        self.request_rebuild().await?;
         let deadline = Instant::now() + wait_at_most;
         loop {
-            let pending: Option<bool> = sqlx::query_scalar(
-                "SELECT rebuild_requested FROM projection_checkpoints WHERE name = $1",
-            )
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+            let pending: Option<bool> =
+                sqlx::query_scalar("SELECT rebuild_requested FROM projection_checkpoints WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await?;
             if pending != Some(true) {
                 return self.checkpoint().await;
             }
@@ -156,22 +145,32 @@ impl ProjectionRunner {
         }
     }
 
+    /// Asks whichever instance leads the projection to rebuild it between two batches.
+    /// Returns false when the projection has never run here (nothing to ask yet).
+    pub async fn request_rebuild(&self) -> Result<bool, ProjectionError> {
+        let asked = sqlx::query("UPDATE projection_checkpoints SET rebuild_requested = true WHERE name = $1")
+            .bind(self.projection.name())
+            .execute(&self.pool)
+            .await?;
+        Ok(asked.rows_affected() == 1)
+    }
+
     pub async fn status(&self) -> Result<ProjectionStatus, ProjectionError> {
         let row =
-            sqlx::query("SELECT version, position FROM projection_checkpoints WHERE name = $1")
+            sqlx::query("SELECT version, position, rebuild_requested FROM projection_checkpoints WHERE name = $1")
                 .bind(self.projection.name())
                 .fetch_optional(&self.pool)
                 .await?;
-        let (built_version, position) = match row {
+        let (built_version, position, rebuild_requested) = match row {
             Some(row) => (
                 Some(row.try_get::<i32, _>("version")?),
                 row.try_get::<i64, _>("position")?,
+                row.try_get::<bool, _>("rebuild_requested")?,
             ),
-            None => (None, 0),
+            None => (None, 0, false),
         };
-        let head: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
+        let head: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events").fetch_one(&self.pool).await?;
         let lag: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM (SELECT 1 FROM events WHERE global_position > $1 LIMIT 1000000) behind",
         )
@@ -179,6 +178,7 @@ impl ProjectionRunner {
         .fetch_one(&self.pool)
         .await?;
         Ok(ProjectionStatus {
+            rebuild_requested,
             name: self.projection.name(),
             version: self.projection.version(),
             built_version,
@@ -212,11 +212,10 @@ impl ProjectionRunner {
 
     /// Creates the read model on first start, and rebuilds it when its version changed.
     async fn prepare(&self) -> Result<(), ProjectionError> {
-        let built: Option<i32> =
-            sqlx::query_scalar("SELECT version FROM projection_checkpoints WHERE name = $1")
-                .bind(self.projection.name())
-                .fetch_optional(&self.pool)
-                .await?;
+        let built: Option<i32> = sqlx::query_scalar("SELECT version FROM projection_checkpoints WHERE name = $1")
+            .bind(self.projection.name())
+            .fetch_optional(&self.pool)
+            .await?;
         let mut tables_present = true;
         for table in self.projection.tables() {
             let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
@@ -238,37 +237,30 @@ impl ProjectionRunner {
     }
 
     async fn checkpoint(&self) -> Result<Position, ProjectionError> {
-        let position: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-                .bind(self.projection.name())
-                .fetch_optional(&self.pool)
-                .await?;
+        let position: Option<i64> = sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+            .bind(self.projection.name())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(Position(position.map_or(0, to_u64)))
     }
 
     async fn rebuild_requested(&self) -> Result<bool, ProjectionError> {
-        let requested: Option<bool> = sqlx::query_scalar(
-            "SELECT rebuild_requested FROM projection_checkpoints WHERE name = $1",
-        )
-        .bind(self.projection.name())
-        .fetch_optional(&self.pool)
-        .await?;
+        let requested: Option<bool> =
+            sqlx::query_scalar("SELECT rebuild_requested FROM projection_checkpoints WHERE name = $1")
+                .bind(self.projection.name())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(requested == Some(true))
     }
 
     /// Applies a batch to the live tables and moves the checkpoint from `from`, in one
     /// transaction. Another instance having moved the checkpoint meanwhile is an error.
-    async fn apply_live(
-        &self,
-        from: Position,
-        batch: &[RecordedEvent],
-    ) -> Result<Position, ProjectionError> {
+    async fn apply_live(&self, from: Position, batch: &[RecordedEvent]) -> Result<Position, ProjectionError> {
         let Some(last) = batch.last() else {
             return Ok(from);
         };
         let mut transaction = self.pool.begin().await?;
-        self.apply_handled(&mut transaction, LIVE_SCHEMA, batch)
-            .await?;
+        self.apply_handled(&mut transaction, LIVE_SCHEMA, batch).await?;
         let moved = sqlx::query(
             "UPDATE projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND position = $2",
         )
@@ -290,11 +282,8 @@ impl ProjectionRunner {
         schema: &str,
         batch: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let handled: Vec<RecordedEvent> = batch
-            .iter()
-            .filter(|event| self.projection.handles(&event.event_type))
-            .cloned()
-            .collect();
+        let handled: Vec<RecordedEvent> =
+            batch.iter().filter(|event| self.projection.handles(&event.event_type)).cloned().collect();
         if handled.is_empty() {
             return Ok(());
         }
@@ -306,25 +295,18 @@ impl ProjectionRunner {
         let name = self.projection.name();
         let schema = format!("rebuild_{name}");
         let started = Instant::now();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-        )))
-        .execute(&self.pool)
-        .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")))
+            .execute(&self.pool)
+            .await?;
         for table in self.projection.tables() {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(table.ddl.replace("{schema}", &schema)))
-                .execute(&self.pool)
-                .await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(table.ddl.replace("{schema}", &schema))).execute(&self.pool).await?;
         }
         // Bounded batches, each its own short transaction: memory does not grow with the log,
         // and no long transaction holds back readers of $all.
         let mut position = Position::START;
         let mut replayed = 0_u64;
         loop {
-            let slice = self
-                .store
-                .read_all(position, self.batch_size.max(1_000))
-                .await?;
+            let slice = self.store.read_all(position, self.batch_size.max(1_000)).await?;
             let Some(last) = slice.events.last() else {
                 if slice.held_back {
                     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -335,25 +317,20 @@ impl ProjectionRunner {
             position = last.position;
             replayed += slice.events.len() as u64;
             let mut transaction = self.pool.begin().await?;
-            self.apply_handled(&mut transaction, &schema, &slice.events)
-                .await?;
+            self.apply_handled(&mut transaction, &schema, &slice.events).await?;
             transaction.commit().await?;
         }
 
         let mut transaction = self.pool.begin().await?;
         // Whatever was appended since the replay's last page goes in with the swap.
         loop {
-            let slice = self
-                .store
-                .read_all(position, self.batch_size.max(1_000))
-                .await?;
+            let slice = self.store.read_all(position, self.batch_size.max(1_000)).await?;
             let Some(last) = slice.events.last() else {
                 break;
             };
             position = last.position;
             replayed += slice.events.len() as u64;
-            self.apply_handled(&mut transaction, &schema, &slice.events)
-                .await?;
+            self.apply_handled(&mut transaction, &schema, &slice.events).await?;
         }
         let connection = transaction.acquire().await?;
         for table in self.projection.tables() {
@@ -364,9 +341,7 @@ impl ProjectionRunner {
             .execute(&mut *connection)
             .await?;
         }
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema}")))
-            .execute(&mut *connection)
-            .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema}"))).execute(&mut *connection).await?;
         sqlx::query(
             "INSERT INTO projection_checkpoints (name, version, position, rebuild_requested) VALUES ($1, $2, $3, false) \
              ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position, \
@@ -379,13 +354,7 @@ impl ProjectionRunner {
         .await?;
         transaction.commit().await?;
         let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(
-            projection = name,
-            events = replayed,
-            seconds,
-            position = position.0,
-            "rebuilt"
-        );
+        tracing::info!(projection = name, events = replayed, seconds, position = position.0, "rebuilt");
         Ok(position)
     }
 
@@ -403,11 +372,7 @@ impl ProjectionRunner {
 /// Releases every advisory lock of the connection; a connection that cannot say so is closed,
 /// which releases them too.
 async fn release(mut connection: PoolConnection<Postgres>) {
-    if sqlx::query("SELECT pg_advisory_unlock_all()")
-        .execute(&mut *connection)
-        .await
-        .is_err()
-    {
+    if sqlx::query("SELECT pg_advisory_unlock_all()").execute(&mut *connection).await.is_err() {
         let _ = connection.close().await;
     }
 }
@@ -433,11 +398,10 @@ pub async fn wait_for_position(
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
     loop {
-        let reached: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-                .bind(name)
-                .fetch_optional(pool)
-                .await?;
+        let reached: Option<i64> = sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
         if reached.is_some_and(|reached| to_u64(reached) >= position.0) {
             return Ok(true);
         }

@@ -83,10 +83,7 @@ where
     }
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort();
-    let pick = |q: f64| {
-        latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64()
-            * 1e3
-    };
+    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64() * 1e3;
     Throughput {
         events_per_sec: (latencies.len() * events_per_call) as f64 / elapsed,
         p50_ms: pick(0.50),
@@ -95,27 +92,14 @@ where
 }
 
 async fn fresh_database(admin_url: &str) -> PgPool {
-    let mut admin = PgConnection::connect(admin_url)
-        .await
-        .expect("connect to PostgreSQL");
-    for statement in [
-        format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"),
-        format!("CREATE DATABASE {BENCH_DATABASE}"),
-    ] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
-            .execute(&mut admin)
-            .await
-            .expect("create bench database");
+    let mut admin = PgConnection::connect(admin_url).await.expect("connect to PostgreSQL");
+    for statement in
+        [format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"), format!("CREATE DATABASE {BENCH_DATABASE}")]
+    {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.expect("create bench database");
     }
-    let options = admin_url
-        .parse::<PgConnectOptions>()
-        .expect("url")
-        .database(BENCH_DATABASE);
-    let pool = PgPoolOptions::new()
-        .max_connections(40)
-        .connect_with(options)
-        .await
-        .expect("connect");
+    let options = admin_url.parse::<PgConnectOptions>().expect("url").database(BENCH_DATABASE);
+    let pool = PgPoolOptions::new().max_connections(40).connect_with(options).await.expect("connect");
     MIGRATOR.run(&pool).await.expect("migrate");
     sqlx::raw_sql(
         "CREATE TABLE raw_events (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES); \
@@ -155,13 +139,9 @@ async fn store_append(store: PostgresEventStore, workers: usize, batch: usize) -
         let store = store.clone();
         async move {
             // Distinct streams: each call opens a new one, as submissions of new applications do.
-            let stream =
-                StreamId::parse(format!("bench{workers}x{batch}-{worker}-{n}")).expect("stream");
+            let stream = StreamId::parse(format!("bench{workers}x{batch}-{worker}-{n}")).expect("stream");
             let events = (0..batch as u64).map(new_event).collect();
-            store
-                .append(&stream, ExpectedVersion::NoStream, events)
-                .await
-                .expect("append");
+            store.append(&stream, ExpectedVersion::NoStream, events).await.expect("append");
         }
     })
     .await
@@ -169,10 +149,7 @@ async fn store_append(store: PostgresEventStore, workers: usize, batch: usize) -
 
 /// Fills the log to `READ_EVENTS` events through the store, 1,000 events per append.
 async fn fill_log(store: &PostgresEventStore, pool: &PgPool) -> f64 {
-    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await
-        .expect("count");
+    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.expect("count");
     let missing = READ_EVENTS.saturating_sub(have as usize);
     let started = Instant::now();
     let mut written = 0;
@@ -181,11 +158,7 @@ async fn fill_log(store: &PostgresEventStore, pool: &PgPool) -> f64 {
         let size = (missing - written).min(1_000);
         let stream = StreamId::parse(format!("fill-{chunk}")).expect("stream");
         store
-            .append(
-                &stream,
-                ExpectedVersion::NoStream,
-                (0..size as u64).map(new_event).collect(),
-            )
+            .append(&stream, ExpectedVersion::NoStream, (0..size as u64).map(new_event).collect())
             .await
             .expect("fill");
         written += size;
@@ -221,11 +194,7 @@ async fn copy_out_rate(pool: &PgPool, expected: usize) -> f64 {
         .expect("copy out");
     let mut lines = 0;
     while let Some(chunk) = stream.next().await {
-        lines += chunk
-            .expect("chunk")
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count();
+        lines += chunk.expect("chunk").iter().filter(|b| **b == b'\n').count();
     }
     assert_eq!(lines, expected, "COPY saw the same rows");
     lines as f64 / started.elapsed().as_secs_f64()
@@ -236,10 +205,7 @@ fn machine() -> String {
     let memory_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
-            text.lines()
-                .next()
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
+            text.lines().next().and_then(|line| line.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
     format!("{cores} cores, {memory_gib:.0} GiB")
@@ -247,14 +213,11 @@ fn machine() -> String {
 
 #[tokio::main]
 async fn main() {
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let admin_url =
+        std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
     let pool = fresh_database(&admin_url).await;
     let store = PostgresEventStore::new(pool.clone());
-    let server: String = sqlx::query_scalar("SHOW server_version")
-        .fetch_one(&pool)
-        .await
-        .expect("version");
+    let server: String = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await.expect("version");
 
     let mut rows = Vec::new();
     let mut ratios = Vec::new();
@@ -272,7 +235,10 @@ async fn main() {
         ));
         rows.push(format!(
             "| store `append`, 1 event per call, distinct streams | {workers} | {:.0} | {:.2} | {:.2} | {:.2} |",
-            single.events_per_sec, single.p50_ms, single.p99_ms, single.events_per_sec / raw.events_per_sec
+            single.events_per_sec,
+            single.p50_ms,
+            single.p99_ms,
+            single.events_per_sec / raw.events_per_sec
         ));
         rows.push(format!(
             "| store `append`, 10 events per call | {workers} | {:.0} | {:.2} | {:.2} | {:.2} |",
@@ -291,10 +257,7 @@ async fn main() {
     }
 
     let fill_rate = fill_log(&store, &pool).await;
-    sqlx::query("VACUUM ANALYZE events")
-        .execute(&pool)
-        .await
-        .expect("vacuum");
+    sqlx::query("VACUUM ANALYZE events").execute(&pool).await.expect("vacuum");
     let total = count_bench_events(&pool).await;
     // Warm the cache once so both readers see the same buffers.
     let _ = copy_out_rate(&pool, total).await;
@@ -306,9 +269,7 @@ async fn main() {
         "| store `read_all`, pages of 10,000, {total} events | 1 | {read_rate:.0} | — | — | {:.2} |",
         read_rate / copy_rate
     ));
-    rows.push(format!(
-        "| (log filled through `append`, 1,000 events per call) | 1 | {fill_rate:.0} | — | — | — |"
-    ));
+    rows.push(format!("| (log filled through `append`, 1,000 events per call) | 1 | {fill_rate:.0} | — | — | — |"));
     ratios.push(("read_all / raw COPY TO", read_rate / copy_rate, 0.50));
 
     let mut report = String::new();
@@ -319,10 +280,7 @@ async fn main() {
         machine(),
         WINDOW.as_secs()
     );
-    let _ = writeln!(
-        report,
-        "| measurement | concurrency | events/s | p50 ms | p99 ms | ratio store/raw |"
-    );
+    let _ = writeln!(report, "| measurement | concurrency | events/s | p50 ms | p99 ms | ratio store/raw |");
     let _ = writeln!(report, "|---|---:|---:|---:|---:|---:|");
     for row in &rows {
         let _ = writeln!(report, "{row}");
@@ -343,19 +301,14 @@ async fn main() {
 
     pool.close().await;
     if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await;
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")))
+            .execute(&mut admin)
+            .await;
     }
 }
 
 async fn count_bench_events(pool: &PgPool) -> usize {
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
-        .fetch_one(pool)
-        .await
-        .expect("count");
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.expect("count");
     count as usize
 }
 

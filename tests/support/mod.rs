@@ -10,8 +10,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 /// The server the suites create their databases on: `DATABASE_URL` (any database on it
 /// serves as the administrative connection), else the local default.
 pub fn admin_url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
 /// Databases left behind by suites that failed this long ago are dropped.
@@ -34,20 +33,14 @@ impl TestDatabase {
         let mut admin = PgConnection::connect(&admin_url)
             .await
             .unwrap_or_else(|error| panic!("test suites need PostgreSQL at {admin_url}: {error}"));
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_secs();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs();
         drop_stale_databases(&mut admin, now).await;
         let name = format!("aisc_test_{now}_{}", uuid::Uuid::new_v4().simple());
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut admin)
             .await
             .expect("create test database");
-        let options: PgConnectOptions = admin_url
-            .parse::<PgConnectOptions>()
-            .expect("admin url")
-            .database(&name);
+        let options: PgConnectOptions = admin_url.parse::<PgConnectOptions>().expect("admin url").database(&name);
         let url = database_url(&admin_url, &name);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
@@ -61,27 +54,18 @@ impl TestDatabase {
     pub async fn drop_database(self) {
         self.pool.close().await;
         if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            )))
-            .execute(&mut admin)
-            .await;
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)))
+                .execute(&mut admin)
+                .await;
         }
     }
 }
 
 /// `admin_url` pointing at database `name` instead.
 pub fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, query) = admin_url
-        .split_once('?')
-        .map_or((admin_url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = admin_url.split_once('?').map_or((admin_url, None), |(b, q)| (b, Some(q)));
     let without_db = match base.rfind('/') {
-        Some(slash)
-            if base[..slash].contains("://") && slash > base.find("://").map_or(0, |i| i + 2) =>
-        {
-            &base[..slash]
-        }
+        Some(slash) if base[..slash].contains("://") && slash > base.find("://").map_or(0, |i| i + 2) => &base[..slash],
         _ => base,
     };
     match query {
@@ -91,22 +75,16 @@ pub fn database_url(admin_url: &str, name: &str) -> String {
 }
 
 async fn drop_stale_databases(admin: &mut PgConnection, now: u64) {
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'aisc\\_test\\_%'")
-            .fetch_all(&mut *admin)
-            .await
-            .unwrap_or_default();
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'aisc\\_test\\_%'")
+        .fetch_all(&mut *admin)
+        .await
+        .unwrap_or_default();
     for name in names {
-        let created = name
-            .split('_')
-            .nth(2)
-            .and_then(|secs| secs.parse::<u64>().ok());
+        let created = name.split('_').nth(2).and_then(|secs| secs.parse::<u64>().ok());
         if created.is_some_and(|created| created + STALE_AFTER_SECS < now) {
-            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-            )))
-            .execute(&mut *admin)
-            .await;
+            let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                .execute(&mut *admin)
+                .await;
         }
     }
 }
@@ -125,10 +103,7 @@ pub async fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-        .unwrap_or_default();
+    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
     Ok((status, body))
 }
 
@@ -142,32 +117,19 @@ pub struct TestResponse {
 
 impl TestResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|error| panic!("not JSON ({error}): {}", self.body))
     }
 }
 
 /// A plain HTTP/1.1 request on localhost (one connection per request).
-pub async fn http(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> TestResponse {
+pub async fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> TestResponse {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect to the service");
-    let mut request =
-        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect to the service");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -192,19 +154,10 @@ pub async fn http(
         .filter_map(|line| line.split_once(':'))
         .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
         .collect::<Vec<_>>();
-    let chunked = headers.iter().any(|(name, value)| {
-        name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    TestResponse {
-        status,
-        headers,
-        body,
-    }
+    let chunked =
+        headers.iter().any(|(name, value)| name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    TestResponse { status, headers, body }
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -230,37 +183,24 @@ pub struct TestApp {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-pub const ROLES: [&str; 6] = [
-    "intake_officer",
-    "assessor",
-    "committee_secretariat",
-    "finance_officer",
-    "auditor",
-    "administrator",
-];
+pub const ROLES: [&str; 6] =
+    ["intake_officer", "assessor", "committee_secretariat", "finance_officer", "auditor", "administrator"];
 
 impl TestApp {
     pub async fn spawn() -> Self {
         let database = TestDatabase::create_with_pool_size(20).await;
         let config = aisc_api::ServiceConfig::new(database.url.clone(), "127.0.0.1:0");
-        let application = aisc_api::Application::build_with_pool(config, database.pool.clone())
-            .expect("build application");
+        let application =
+            aisc_api::Application::build_with_pool(config, database.pool.clone()).expect("build application");
         let port = application.port();
         let server = tokio::spawn(application.run_until_stopped());
         let mut tokens = std::collections::BTreeMap::new();
         for role in ROLES {
             let roles = aisc_api::auth::parse_roles(role).expect("role");
-            let token = aisc_api::auth::issue(&database.pool, &format!("{role}-1"), &roles)
-                .await
-                .expect("issue token");
+            let token = aisc_api::auth::issue(&database.pool, &format!("{role}-1"), &roles).await.expect("issue token");
             tokens.insert(role, token);
         }
-        Self {
-            port,
-            database,
-            tokens,
-            server,
-        }
+        Self { port, database, tokens, server }
     }
 
     pub fn bearer(&self, role: &str) -> String {
@@ -268,14 +208,7 @@ impl TestApp {
     }
 
     pub async fn get(&self, role: &str, path: &str) -> TestResponse {
-        http(
-            self.port,
-            "GET",
-            path,
-            &[("Authorization", &self.bearer(role))],
-            None,
-        )
-        .await
+        http(self.port, "GET", path, &[("Authorization", &self.bearer(role))], None).await
     }
 
     pub async fn stop(self) {
@@ -297,9 +230,7 @@ pub struct OutageProxy {
 impl OutageProxy {
     pub async fn start(target_port: u16) -> Self {
         use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (cut, cuts) = tokio::sync::watch::channel(0_u64);
@@ -315,9 +246,7 @@ impl OutageProxy {
                     // Only cuts after this connection was opened end it.
                     cuts.borrow_and_update();
                     tokio::spawn(async move {
-                        let Ok(mut server) =
-                            tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await
-                        else {
+                        let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await else {
                             return;
                         };
                         tokio::select! {
@@ -328,12 +257,7 @@ impl OutageProxy {
                 }
             })
         };
-        Self {
-            port,
-            down,
-            cut,
-            task,
-        }
+        Self { port, down, cut, task }
     }
 
     /// Drops every open connection and refuses new ones.

@@ -46,27 +46,15 @@ pub async fn query_audit_trail(
     let params: AuditParams = super::query(&request)?;
     let limit = params.limit.unwrap_or(100);
     if !(1..=1_000).contains(&limit) {
-        return Err(ApiError::bad_field(
-            "limit",
-            format!("must be between 1 and 1000, not {limit}"),
-        ));
+        return Err(ApiError::bad_field("limit", format!("must be between 1 and 1000, not {limit}")));
     }
     if let (Some(from), Some(before)) = (params.recorded_from, params.recorded_before)
         && from >= before
     {
-        return Err(ApiError::bad_field(
-            "recorded_before",
-            "must be after recorded_from",
-        ));
+        return Err(ApiError::bad_field("recorded_before", "must be after recorded_from"));
     }
     if let Some(position) = params.after_position
-        && !wait_for_position(
-            &pool,
-            audit_trail::NAME,
-            Position(position),
-            READ_YOUR_WRITES_WAIT,
-        )
-        .await?
+        && !wait_for_position(&pool, audit_trail::NAME, Position(position), READ_YOUR_WRITES_WAIT).await?
     {
         return Err(ApiError::Unavailable);
     }

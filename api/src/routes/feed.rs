@@ -30,10 +30,7 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(limit) if (1..=MAX_PAGE).contains(&limit) => Ok(limit),
-        Some(limit) => Err(ApiError::bad_field(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE}, not {limit}"),
-        )),
+        Some(limit) => Err(ApiError::bad_field("limit", format!("must be between 1 and {MAX_PAGE}, not {limit}"))),
     }
 }
 
@@ -52,16 +49,12 @@ pub async fn all_events(
     let deadline = std::time::Instant::now() + HELD_BACK_WAIT;
     let slice = loop {
         let slice = store.read_all(Position(query.after), limit).await?;
-        if slice.events.len() == limit || !slice.held_back || std::time::Instant::now() >= deadline
-        {
+        if slice.events.len() == limit || !slice.held_back || std::time::Instant::now() >= deadline {
             break slice;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     };
-    let next_after = slice
-        .events
-        .last()
-        .map_or(query.after, |event| event.position.0);
+    let next_after = slice.events.last().map_or(query.after, |event| event.position.0);
     let events: Vec<FeedEvent<'_>> = slice.events.iter().map(FeedEvent::from).collect();
     Ok(HttpResponse::Ok().json(json!({
         "events": events,
@@ -97,8 +90,8 @@ pub async fn stream_events(
     store: web::Data<PostgresEventStore>,
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadEventFeed)?;
-    let stream = StreamId::parse(path.into_inner())
-        .map_err(|error| ApiError::bad_field("stream_id", error.to_string()))?;
+    let stream =
+        StreamId::parse(path.into_inner()).map_err(|error| ApiError::bad_field("stream_id", error.to_string()))?;
     let query: StreamQuery = super::query(&request)?;
     let limit = page_size(query.limit)?;
     let Some(version) = store.stream_version(&stream).await? else {
@@ -108,9 +101,7 @@ pub async fn stream_events(
         Direction::Forward => ReadDirection::Forward,
         Direction::Backward => ReadDirection::Backward,
     };
-    let events = store
-        .read_stream(&stream, query.from, direction, limit)
-        .await?;
+    let events = store.read_stream(&stream, query.from, direction, limit).await?;
     let feed: Vec<FeedEvent<'_>> = events.iter().map(FeedEvent::from).collect();
     Ok(HttpResponse::Ok()
         .insert_header(("ETag", format!("\"{version}\"")))

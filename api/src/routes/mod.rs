@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod feed;
+pub mod operations;
 
 use actix_web::web;
 use serde::de::DeserializeOwned;
@@ -16,11 +17,7 @@ pub fn query<T: DeserializeOwned>(request: &actix_web::HttpRequest) -> Result<T,
         let message = error.inner().to_string();
         let path = error.path().to_string();
         // An unknown parameter has no path yet; serde names it in backticks.
-        let field = if path == "." {
-            message.split('`').nth(1).unwrap_or("query").to_string()
-        } else {
-            path
-        };
+        let field = if path == "." { message.split('`').nth(1).unwrap_or("query").to_string() } else { path };
         ApiError::bad_field(field, message)
     })
 }
@@ -30,6 +27,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
         web::scope("/api/v1")
             .service(feed::all_events)
             .service(feed::stream_events)
-            .service(audit::query_audit_trail),
+            .service(audit::query_audit_trail)
+            .service(operations::projection_status)
+            .service(operations::rebuild_projection)
+            .service(operations::verify_log),
     );
 }
