@@ -276,3 +276,76 @@ async fn the_verification_endpoint_reports_an_intact_log() {
     assert_eq!(app.get("auditor", "/api/v1/audit/verification?from=9&to=3").await.status, 400);
     app.stop().await;
 }
+
+/// Every route the service registers, as the OpenAPI document should name it, with a concrete
+/// path to call.
+const EVERY_ROUTE: [(&str, &str, &str); 10] = [
+    ("get", "/health/live", "/health/live"),
+    ("get", "/health/ready", "/health/ready"),
+    ("get", "/metrics", "/metrics"),
+    ("get", "/api/v1/openapi.json", "/api/v1/openapi.json"),
+    ("get", "/api/v1/events", "/api/v1/events"),
+    ("get", "/api/v1/streams/{stream_id}", "/api/v1/streams/application-1"),
+    ("get", "/api/v1/audit-trail", "/api/v1/audit-trail"),
+    ("get", "/api/v1/projections", "/api/v1/projections"),
+    ("get", "/api/v1/audit/verification", "/api/v1/audit/verification"),
+    ("post", "/api/v1/projections/{name}/rebuild", "/api/v1/projections/audit_trail/rebuild"),
+];
+
+/// Follows a local `$ref` such as `#/components/schemas/EventPage`.
+fn resolve<'a>(document: &'a serde_json::Value, reference: &str) -> Option<&'a serde_json::Value> {
+    reference.strip_prefix("#/")?.split('/').try_fold(document, |node, key| node.get(key))
+}
+
+fn collect_refs(node: &serde_json::Value, refs: &mut Vec<String>) {
+    match node {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(reference)) = map.get("$ref") {
+                refs.push(reference.clone());
+            }
+            map.values().for_each(|value| collect_refs(value, refs));
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|value| collect_refs(value, refs)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_generated_from_the_code_and_covers_every_route() {
+    let app = TestApp::spawn().await;
+    append(&app, "application-1", 1).await;
+    let response = http(app.port, "GET", "/api/v1/openapi.json", &[], None).await;
+    assert_eq!(response.status, 200);
+    let document = response.json();
+    assert!(document["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{}", document["openapi"]);
+    assert_eq!(document["info"]["title"], "AISC Subsidy Back Office");
+    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let paths = document["paths"].as_object().expect("paths");
+
+    for (method, documented, concrete) in EVERY_ROUTE {
+        let operation = &paths.get(documented).unwrap_or_else(|| panic!("{documented} is not documented"))[method];
+        assert!(operation.is_object(), "{method} {documented} is not documented");
+        assert!(operation["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {documented}");
+        if concrete.starts_with("/api/v1/") && documented != "/api/v1/openapi.json" {
+            assert!(operation["responses"].get("401").is_some(), "{method} {documented} documents 401");
+            assert!(operation["responses"].get("403").is_some(), "{method} {documented} documents 403");
+        }
+        let bearer = app.bearer("administrator");
+        let body = (method == "post").then_some("{}");
+        let served = http(app.port, &method.to_uppercase(), concrete, &[("Authorization", &bearer)], body).await;
+        assert!(!served.body.contains("no resource at"), "{method} {concrete} is not served: {}", served.body);
+    }
+    let documented_operations: usize = paths
+        .values()
+        .map(|item| item.as_object().map_or(0, |ops| ops.keys().filter(|k| *k == "get" || *k == "post").count()))
+        .sum();
+    assert_eq!(documented_operations, EVERY_ROUTE.len(), "the document names no route the service lacks");
+
+    let mut refs = Vec::new();
+    collect_refs(&document, &mut refs);
+    assert!(!refs.is_empty());
+    for reference in refs {
+        assert!(resolve(&document, &reference).is_some(), "dangling {reference}");
+    }
+    app.stop().await;
+}

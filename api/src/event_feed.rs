@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedEvent<'a> {
     pub event_id: Uuid,
@@ -16,7 +16,10 @@ pub struct FeedEvent<'a> {
     pub position: u64,
     pub schema_version: u32,
     pub created: DateTime<Utc>,
+    #[schema(value_type = Object)]
     pub data: &'a serde_json::Value,
+    /// Actor, role, request id, correlation id.
+    #[schema(value_type = Object)]
     pub metadata: &'a serde_json::Value,
 }
 

@@ -10,12 +10,21 @@ use sqlx::PgPool;
 const READY_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The process is up and serving.
+#[utoipa::path(tag = "operations", security(()), responses((status = 200, description = "Alive")))]
 #[get("/health/live")]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "live" }))
 }
 
 /// The service can do its work: the database answers.
+#[utoipa::path(
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "Ready: the database answers"),
+        (status = 503, description = "The database is unreachable", body = crate::problem::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 #[get("/health/ready")]
 pub async fn ready(pool: web::Data<PgPool>) -> HttpResponse {
     let probe = tokio::time::timeout(READY_PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(pool.get_ref())).await;

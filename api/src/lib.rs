@@ -7,6 +7,7 @@ pub mod command;
 pub mod event_feed;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod problem;
 pub mod request_context;
 pub mod routes;

@@ -51,6 +51,8 @@ fn label(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// Prometheus metrics.
+#[utoipa::path(tag = "operations", security(()), responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
     let mut out = String::new();

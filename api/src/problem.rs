@@ -6,14 +6,32 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 /// A field-level problem of a request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldProblem {
     /// Where in the request: a JSON path such as `resources[0].units`, or a query parameter.
     pub field: String,
     pub message: String,
+}
+
+/// The body of every error response (RFC 9457 problem details).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ProblemDocument {
+    #[serde(rename = "type")]
+    pub problem_type: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    /// Stable code of a domain refusal (422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    /// Field-level problems (400, 422).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldProblem>>,
+    /// The aggregate's current version (409, 412).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<Option<u64>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,27 +84,28 @@ impl ApiError {
         }
     }
 
-    fn body(&self) -> Value {
-        let mut body = json!({
-            "type": "about:blank",
-            "title": self.title(),
-            "status": self.status_code().as_u16(),
-            "detail": self.to_string(),
-        });
+    pub fn document(&self) -> ProblemDocument {
+        let mut document = ProblemDocument {
+            problem_type: "about:blank",
+            title: self.title(),
+            status: self.status_code().as_u16(),
+            detail: self.to_string(),
+            code: None,
+            errors: None,
+            current_version: None,
+        };
         match self {
-            ApiError::BadRequest { errors, .. } => body["errors"] = json!(errors),
+            ApiError::BadRequest { errors, .. } => document.errors = Some(errors.clone()),
             ApiError::Unprocessable { code, errors, .. } => {
-                body["code"] = json!(code);
-                if !errors.is_empty() {
-                    body["errors"] = json!(errors);
-                }
+                document.code = Some(code);
+                document.errors = (!errors.is_empty()).then(|| errors.clone());
             }
             ApiError::Conflict { current_version, .. } | ApiError::PreconditionFailed { current_version, .. } => {
-                body["current_version"] = json!(current_version);
+                document.current_version = Some(*current_version);
             }
             _ => {}
         }
-        body
+        document
     }
 }
 
@@ -121,7 +140,7 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
-        response.body(self.body().to_string())
+        response.body(serde_json::to_string(&self.document()).unwrap_or_default())
     }
 }
 
@@ -170,6 +189,7 @@ impl From<aisc_projections::ProjectionError> for ApiError {
 mod tests {
     use super::*;
     use actix_web::body::MessageBody;
+    use serde_json::Value;
 
     fn body_of(error: &ApiError) -> Value {
         let bytes = error.error_response().into_body().try_into_bytes().expect("body");

@@ -12,6 +12,8 @@ use aisc_domain::event_store::EventStore;
 use aisc_projections::ProjectionRunner;
 use sqlx::PgPool;
 use tokio::sync::watch;
+use utoipa::OpenApi;
+use utoipa_actix_web::AppExt;
 
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 
@@ -72,14 +74,19 @@ impl Application {
         let pool_data = web::Data::new(pool.clone());
         let store_data = web::Data::new(store);
         let server = HttpServer::new(move || {
-            App::new()
-                .app_data(pool_data.clone())
-                .app_data(store_data.clone())
-                .wrap(actix_web::middleware::from_fn(crate::request_context::track_request))
+            let (app, document) = App::new()
+                .into_utoipa_app()
+                .openapi(crate::openapi::ApiDoc::openapi())
                 .service(crate::health::live)
                 .service(crate::health::ready)
                 .service(crate::metrics::metrics)
-                .configure(crate::routes::configure)
+                .service(utoipa_actix_web::scope("/api/v1").configure(crate::routes::configure))
+                .split_for_parts();
+            let document = web::Data::new(crate::openapi::OpenApiJson(document.to_json().unwrap_or_default()));
+            app.app_data(pool_data.clone())
+                .app_data(store_data.clone())
+                .app_data(document)
+                .wrap(actix_web::middleware::from_fn(crate::request_context::track_request))
                 .default_service(web::to(not_found))
         })
         .workers(config.workers.max(1))

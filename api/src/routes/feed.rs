@@ -5,25 +5,45 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use aisc_adapters::PostgresEventStore;
 use aisc_domain::event_store::{EventStore, Position, ReadDirection, StreamId};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::auth::Principal;
 use crate::authorization::{Action, require};
 use crate::event_feed::FeedEvent;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, ProblemDocument};
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1_000;
 /// How long a page of `$all` waits for events held back behind running transactions.
 const HELD_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AllQuery {
     /// Events strictly after this position (0: from the start).
     #[serde(default)]
     after: u64,
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<usize>,
+}
+
+/// A page of `$all`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct EventPage<'a> {
+    pub events: Vec<FeedEvent<'a>>,
+    /// Pass as `after` to continue.
+    pub next_after: u64,
+    /// More events may follow this page.
+    pub more_pending: bool,
+}
+
+/// A page of one stream.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct StreamPage<'a> {
+    pub stream_id: &'a str,
+    /// The stream's current version (also its ETag).
+    pub version: u64,
+    pub events: Vec<FeedEvent<'a>>,
 }
 
 fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
@@ -35,6 +55,17 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
 }
 
 /// `GET /api/v1/events?after=&limit=`: a page of `$all`. `next_after` continues it.
+#[utoipa::path(
+    tag = "audit",
+    params(AllQuery),
+    responses(
+        (status = 200, description = "A page of $all in position order", body = EventPage),
+        (status = 400, description = "A malformed parameter", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not read the feed", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 #[get("/events")]
 pub async fn all_events(
     request: HttpRequest,
@@ -56,24 +87,25 @@ pub async fn all_events(
     };
     let next_after = slice.events.last().map_or(query.after, |event| event.position.0);
     let events: Vec<FeedEvent<'_>> = slice.events.iter().map(FeedEvent::from).collect();
-    Ok(HttpResponse::Ok().json(json!({
-        "events": events,
-        "next_after": next_after,
-        "more_pending": slice.held_back || events.len() == limit,
-    })))
+    let more_pending = slice.held_back || events.len() == limit;
+    Ok(HttpResponse::Ok().json(EventPage { events, next_after, more_pending }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
     /// First event number to read (inclusive); default the start (forward) or end (backward).
     from: Option<u64>,
+    /// `forward` (default) or `backward`.
     #[serde(default)]
+    #[param(inline)]
     direction: Direction,
+    /// Page size, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Direction {
     #[default]
@@ -82,6 +114,18 @@ enum Direction {
 }
 
 /// `GET /api/v1/streams/{stream_id}?from=&direction=&limit=`: a page of one stream.
+#[utoipa::path(
+    tag = "audit",
+    params(("stream_id" = String, Path, description = "A stream such as application-… or budget-2025-26"), StreamQuery),
+    responses(
+        (status = 200, description = "A page of the stream", body = StreamPage, headers(("ETag" = String, description = "The stream's version"))),
+        (status = 400, description = "A malformed parameter", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not read the feed", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "The stream has no events", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 #[get("/streams/{stream_id}")]
 pub async fn stream_events(
     request: HttpRequest,
@@ -103,7 +147,9 @@ pub async fn stream_events(
     };
     let events = store.read_stream(&stream, query.from, direction, limit).await?;
     let feed: Vec<FeedEvent<'_>> = events.iter().map(FeedEvent::from).collect();
-    Ok(HttpResponse::Ok()
-        .insert_header(("ETag", format!("\"{version}\"")))
-        .json(json!({ "stream_id": stream.as_str(), "version": version, "events": feed })))
+    Ok(HttpResponse::Ok().insert_header(("ETag", format!("\"{version}\""))).json(StreamPage {
+        stream_id: stream.as_str(),
+        version,
+        events: feed,
+    }))
 }

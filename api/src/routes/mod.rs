@@ -4,7 +4,6 @@ pub mod audit;
 pub mod feed;
 pub mod operations;
 
-use actix_web::web;
 use serde::de::DeserializeOwned;
 
 use crate::problem::ApiError;
@@ -22,14 +21,14 @@ pub fn query<T: DeserializeOwned>(request: &actix_web::HttpRequest) -> Result<T,
     })
 }
 
-pub fn configure(config: &mut web::ServiceConfig) {
-    config.service(
-        web::scope("/api/v1")
-            .service(feed::all_events)
-            .service(feed::stream_events)
-            .service(audit::query_audit_trail)
-            .service(operations::projection_status)
-            .service(operations::rebuild_projection)
-            .service(operations::verify_log),
-    );
+/// Registers every `/api/v1` resource; the OpenAPI document is collected from these calls.
+pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    config
+        .service(feed::all_events)
+        .service(feed::stream_events)
+        .service(audit::query_audit_trail)
+        .service(operations::projection_status)
+        .service(operations::rebuild_projection)
+        .service(operations::verify_log)
+        .service(crate::openapi::openapi_json);
 }

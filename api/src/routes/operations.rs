@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::auth::Principal;
 use crate::authorization::{Action, require};
 use crate::command::{CommandContext, parse_json, read_body, run_idempotent};
-use crate::problem::ApiError;
+use crate::problem::{ApiError, ProblemDocument};
 
 fn runners(pool: &PgPool, store: &PostgresEventStore) -> Vec<ProjectionRunner> {
     let shared: Arc<dyn EventStore> = Arc::new(store.clone());
@@ -23,7 +23,48 @@ fn runners(pool: &PgPool, store: &PostgresEventStore) -> Vec<ProjectionRunner> {
         .collect()
 }
 
+/// Where one read model stands.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ProjectionView {
+    pub name: &'static str,
+    /// The version the running code applies.
+    pub version: i32,
+    /// The version the stored read model was built with (null: never built).
+    pub built_version: Option<i32>,
+    pub position: u64,
+    /// The log's last position.
+    pub head: u64,
+    /// Events after the checkpoint.
+    pub lag_events: u64,
+    pub rebuild_requested: bool,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ProjectionsView {
+    pub projections: Vec<ProjectionView>,
+}
+
+/// The outcome of recomputing the hash chains.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct VerificationView {
+    pub intact: bool,
+    /// Events verified (before the first broken one, if any).
+    pub verified: u64,
+    /// The first event that does not verify, with the problem found.
+    #[schema(value_type = Option<Object>)]
+    pub first_broken: Option<aisc_domain::event_store::BrokenEvent>,
+}
+
 /// `GET /api/v1/projections`: position, lag and version of every read model.
+#[utoipa::path(
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every read model's status", body = ProjectionsView),
+        (status = 401, description = "No or bad token", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not read it", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 #[get("/projections")]
 pub async fn projection_status(
     principal: Principal,
@@ -31,22 +72,50 @@ pub async fn projection_status(
     store: web::Data<PostgresEventStore>,
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadProjectionStatus)?;
-    let mut statuses = Vec::new();
+    let mut projections = Vec::new();
     for runner in runners(&pool, &store) {
-        statuses.push(runner.status().await?);
+        let status = runner.status().await?;
+        projections.push(ProjectionView {
+            name: status.name,
+            version: status.version,
+            built_version: status.built_version,
+            position: status.position,
+            head: status.head,
+            lag_events: status.lag_events,
+            rebuild_requested: status.rebuild_requested,
+        });
     }
-    Ok(HttpResponse::Ok().json(json!({ "projections": statuses })))
+    Ok(HttpResponse::Ok().json(ProjectionsView { projections }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RebuildRequest {
+pub struct RebuildRequest {
     /// Why the read model is rebuilt, for the operations log.
     reason: Option<String>,
 }
 
 /// `POST /api/v1/projections/{name}/rebuild`: asks the leading instance to rebuild the read
 /// model from the whole log; queries keep being answered meanwhile. 202, with the status.
+#[utoipa::path(
+    tag = "operations",
+    params(
+        ("name" = String, Path, description = "The projection, e.g. audit_trail"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request safe"),
+    ),
+    request_body(content = Option<RebuildRequest>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "The leading instance will rebuild the read model", headers(("Location" = String, description = "The projections' status"))),
+        (status = 400, description = "A malformed body", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "Only administrators may ask for a rebuild", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No projection of that name", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The projection has not run yet, or the same Idempotency-Key is in flight", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 413, description = "The body is too large", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "The Idempotency-Key was used for another request", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 #[post("/projections/{name}/rebuild")]
 pub async fn rebuild_projection(
     request: HttpRequest,
@@ -79,14 +148,28 @@ pub async fn rebuild_projection(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct VerifyParams {
+    /// First position to verify (default: the start).
     from: Option<u64>,
+    /// Last position to verify (default: the end; then stream heads are checked too).
     to: Option<u64>,
 }
 
 /// `GET /api/v1/audit/verification?from=&to=`: recomputes the hash chains over the range.
+#[utoipa::path(
+    tag = "audit",
+    params(VerifyParams),
+    responses(
+        (status = 200, description = "Whether the chains are intact, and the first broken event", body = VerificationView),
+        (status = 400, description = "A malformed range", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The role may not verify", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 #[get("/audit/verification")]
 pub async fn verify_log(
     request: HttpRequest,
@@ -101,9 +184,9 @@ pub async fn verify_log(
         return Err(ApiError::bad_field("to", format!("{to} is before from {from}")));
     }
     let report = store.verify(PositionRange { from: params.from.map(Position), to: params.to.map(Position) }).await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "intact": report.first_broken.is_none(),
-        "verified": report.verified,
-        "first_broken": report.first_broken,
-    })))
+    Ok(HttpResponse::Ok().json(VerificationView {
+        intact: report.first_broken.is_none(),
+        verified: report.verified,
+        first_broken: report.first_broken,
+    }))
 }
