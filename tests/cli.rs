@@ -272,3 +272,59 @@ async fn tokens_are_issued_once_listed_without_secrets_and_revoked() {
     assert!(!ok && stderr.contains("no active token is named nobody"), "{stderr}");
     database.drop_database().await;
 }
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_before_the_service_exits() {
+    let database = support::TestDatabase::create().await;
+    let token =
+        aisc_api::auth::issue(&database.pool, "auditor-1", &[aisc_api::auth::Role::Auditor]).await.expect("token");
+    let mut child = Command::new(AISC)
+        .args(["serve"])
+        .env("DATABASE_URL", &database.url)
+        .env("AISC_BIND", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn aisc serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (port_sender, port_receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let parsed: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(port) = parsed["fields"]["port"].as_u64() {
+                let _ = port_sender.send(port as u16);
+            }
+        }
+    });
+    let port = port_receiver.recv_timeout(Duration::from_secs(30)).expect("port");
+
+    // A query waiting (about 3 s) for a position the read model will never reach is in flight
+    // when the service is told to stop.
+    let bearer = format!("Bearer {token}");
+    let in_flight = tokio::spawn(async move {
+        support::http(
+            port,
+            "GET",
+            "/api/v1/audit-trail?after_position=4000000000000000",
+            &[("Authorization", &bearer)],
+            None,
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let response = in_flight.await.expect("request task");
+    assert_eq!(response.status, 503, "the in-flight request got its answer: {}", response.body);
+    assert!(response.header("retry-after").is_some());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the service did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    database.drop_database().await;
+}
