@@ -7,3 +7,4 @@
 
 pub mod command_service;
 pub mod event_store;
+pub mod subsidy;
