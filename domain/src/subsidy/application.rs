@@ -59,7 +59,10 @@ impl Status {
     }
 
     fn is_closed(self) -> bool {
-        matches!(self, Status::Withdrawn | Status::Ineligible | Status::Rejected | Status::Completed | Status::Terminated)
+        matches!(
+            self,
+            Status::Withdrawn | Status::Ineligible | Status::Rejected | Status::Completed | Status::Terminated
+        )
     }
 }
 
@@ -121,27 +124,42 @@ impl Submission {
         text("project_summary", &self.project_summary, 10_000)?;
         text("contact.name", &self.contact.name, 200)?;
         if !self.contact.email.contains('@') || self.contact.email.len() > 254 {
-            return Err(DomainError::InvalidInput { field: "contact.email", reason: "must be an e-mail address".into() });
+            return Err(DomainError::InvalidInput {
+                field: "contact.email",
+                reason: "must be an e-mail address".into(),
+            });
         }
         if self.requested_resources.is_empty() {
-            return Err(DomainError::InvalidInput { field: "requested_resources", reason: "request at least one resource".into() });
+            return Err(DomainError::InvalidInput {
+                field: "requested_resources",
+                reason: "request at least one resource".into(),
+            });
         }
         for resource in &self.requested_resources {
             if resource.first_period > resource.last_period {
                 return Err(DomainError::InvalidInput {
                     field: "requested_resources",
-                    reason: format!("{} runs from {} to {}: reversed", resource.service_type, resource.first_period, resource.last_period),
+                    reason: format!(
+                        "{} runs from {} to {}: reversed",
+                        resource.service_type, resource.first_period, resource.last_period
+                    ),
                 });
             }
             if resource.units_per_month == 0 {
-                return Err(DomainError::InvalidInput { field: "requested_resources", reason: "units per month must be positive".into() });
+                return Err(DomainError::InvalidInput {
+                    field: "requested_resources",
+                    reason: "units per month must be positive".into(),
+                });
             }
         }
         if self.requested_rate > RateBps::EXCEPTIONAL_CAP {
             return Err(DomainError::RateAboveCeiling { rate: self.requested_rate.to_string() });
         }
         if self.team_size == 0 || self.talents > self.team_size {
-            return Err(DomainError::InvalidInput { field: "team_size", reason: "a team has members, and talents are among them".into() });
+            return Err(DomainError::InvalidInput {
+                field: "team_size",
+                reason: "a team has members, and talents are among them".into(),
+            });
         }
         Ok(())
     }
@@ -165,7 +183,10 @@ impl Submission {
                         reasons.push("a strategic enterprise must undertake to land in Hong Kong (§11(e))".into());
                     }
                     if undertakings.professionals_to_employ == 0 {
-                        reasons.push("a strategic enterprise must undertake to employ a stated number of professionals (§11(e))".into());
+                        reasons.push(
+                            "a strategic enterprise must undertake to employ a stated number of professionals (§11(e))"
+                                .into(),
+                        );
                     }
                     if undertakings.contribution.trim().is_empty() {
                         reasons.push("a strategic enterprise must show its contribution to R&D and AI innovation in Hong Kong (§11(e))".into());
@@ -322,7 +343,10 @@ impl ApplicationState {
             .iter()
             .map(|reservation| {
                 let spent = disbursed.get(&reservation.year).copied().unwrap_or_default();
-                Reservation { year: reservation.year, amount: Money::from_cents((reservation.amount.cents() - spent.cents()).max(0)) }
+                Reservation {
+                    year: reservation.year,
+                    amount: Money::from_cents((reservation.amount.cents() - spent.cents()).max(0)),
+                }
             })
             .filter(|reservation| reservation.amount.cents() > 0)
             .collect()
@@ -331,10 +355,25 @@ impl ApplicationState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplicationCommand {
-    Submit { application_id: String, submission: Submission, today: NaiveDate, batch_id: String, batch_deadline: NaiveDate },
-    Amend { submission: Submission, today: NaiveDate },
-    Withdraw { reason: String, today: NaiveDate },
-    CheckEligibility { checked_by: String, today: NaiveDate },
+    Submit {
+        application_id: String,
+        submission: Submission,
+        today: NaiveDate,
+        batch_id: String,
+        batch_deadline: NaiveDate,
+    },
+    Amend {
+        submission: Submission,
+        today: NaiveDate,
+    },
+    Withdraw {
+        reason: String,
+        today: NaiveDate,
+    },
+    CheckEligibility {
+        checked_by: String,
+        today: NaiveDate,
+    },
     RecordAssessment {
         assessor: String,
         scores: Scores,
@@ -344,11 +383,34 @@ pub enum ApplicationCommand {
         conditions: Vec<String>,
         no_conflict_declared: bool,
     },
-    Reject { decision: Meeting, reasons: Vec<String>, batch: Batch },
-    Defer { decision: Meeting, reason: String, batch: Batch, to_batch_id: String, to_batch: Batch },
-    SignAgreement { signed_on: NaiveDate, reporting_due_dates: Vec<NaiveDate> },
-    SubmitProgressReport { due: NaiveDate, kpis: Kpis, summary: String, today: NaiveDate },
-    ReviewProgressReport { due: NaiveDate, accepted: bool, comments: String, reviewed_by: String },
+    Reject {
+        decision: Meeting,
+        reasons: Vec<String>,
+        batch: Batch,
+    },
+    Defer {
+        decision: Meeting,
+        reason: String,
+        batch: Batch,
+        to_batch_id: String,
+        to_batch: Batch,
+    },
+    SignAgreement {
+        signed_on: NaiveDate,
+        reporting_due_dates: Vec<NaiveDate>,
+    },
+    SubmitProgressReport {
+        due: NaiveDate,
+        kpis: Kpis,
+        summary: String,
+        today: NaiveDate,
+    },
+    ReviewProgressReport {
+        due: NaiveDate,
+        accepted: bool,
+        comments: String,
+        reviewed_by: String,
+    },
 }
 
 /// Who decided, at which meeting.
@@ -367,7 +429,10 @@ impl Meeting {
     /// member is not counted as present, and a quorum must be present.
     fn check(&self, state: &ApplicationState, batch: &Batch) -> Result<(), DomainError> {
         if self.meeting_reference.trim().is_empty() {
-            return Err(DomainError::InvalidInput { field: "meeting_reference", reason: "name the committee meeting".into() });
+            return Err(DomainError::InvalidInput {
+                field: "meeting_reference",
+                reason: "name the committee meeting".into(),
+            });
         }
         if state.assessor.as_deref() == Some(self.recorded_by.as_str()) {
             return Err(DomainError::AssessorCannotDecide { actor: self.recorded_by.clone() });
@@ -391,11 +456,30 @@ impl Meeting {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum ApplicationEvent {
-    ApplicationSubmitted { application_id: String, batch_id: String, batch_deadline: NaiveDate, submitted_on: NaiveDate, submission: Submission },
-    ApplicationAmended { amended_on: NaiveDate, submission: Submission },
-    ApplicationWithdrawn { reason: String, withdrawn_on: NaiveDate },
-    EligibilityConfirmed { checked_by: String, checked_on: NaiveDate },
-    RuledIneligible { checked_by: String, checked_on: NaiveDate, reasons: Vec<String> },
+    ApplicationSubmitted {
+        application_id: String,
+        batch_id: String,
+        batch_deadline: NaiveDate,
+        submitted_on: NaiveDate,
+        submission: Submission,
+    },
+    ApplicationAmended {
+        amended_on: NaiveDate,
+        submission: Submission,
+    },
+    ApplicationWithdrawn {
+        reason: String,
+        withdrawn_on: NaiveDate,
+    },
+    EligibilityConfirmed {
+        checked_by: String,
+        checked_on: NaiveDate,
+    },
+    RuledIneligible {
+        checked_by: String,
+        checked_on: NaiveDate,
+        reasons: Vec<String>,
+    },
     AssessmentRecorded {
         assessor: String,
         scores: Scores,
@@ -406,10 +490,24 @@ pub enum ApplicationEvent {
         conditions: Vec<String>,
         no_conflict_declared: bool,
     },
-    ApplicationApproved { meeting: Meeting, approval: Approval },
-    ApplicationRejected { meeting: Meeting, reasons: Vec<String> },
-    ApplicationDeferred { meeting: Meeting, reason: String, to_batch_id: String, to_batch_deadline: NaiveDate },
-    AgreementSigned { signed_on: NaiveDate, reporting_due_dates: Vec<NaiveDate> },
+    ApplicationApproved {
+        meeting: Meeting,
+        approval: Approval,
+    },
+    ApplicationRejected {
+        meeting: Meeting,
+        reasons: Vec<String>,
+    },
+    ApplicationDeferred {
+        meeting: Meeting,
+        reason: String,
+        to_batch_id: String,
+        to_batch_deadline: NaiveDate,
+    },
+    AgreementSigned {
+        signed_on: NaiveDate,
+        reporting_due_dates: Vec<NaiveDate>,
+    },
     UsageCharged {
         usage_id: String,
         service_type: ServiceType,
@@ -423,11 +521,33 @@ pub enum ApplicationEvent {
         disbursed_total: Money,
         ceiling_left: Money,
     },
-    DisbursementReversed { usage_id: String, amount: Money, reason: String, disbursed_total: Money },
-    ProgressReportSubmitted { due: NaiveDate, kpis: Kpis, summary: String, submitted_on: NaiveDate },
-    ProgressReportReviewed { due: NaiveDate, accepted: bool, comments: String, reviewed_by: String },
-    ApplicationCompleted { completed_on: NaiveDate, released: Vec<Reservation> },
-    ApplicationTerminated { reason: String, terminated_on: NaiveDate, released: Vec<Reservation> },
+    DisbursementReversed {
+        usage_id: String,
+        amount: Money,
+        reason: String,
+        disbursed_total: Money,
+    },
+    ProgressReportSubmitted {
+        due: NaiveDate,
+        kpis: Kpis,
+        summary: String,
+        submitted_on: NaiveDate,
+    },
+    ProgressReportReviewed {
+        due: NaiveDate,
+        accepted: bool,
+        comments: String,
+        reviewed_by: String,
+    },
+    ApplicationCompleted {
+        completed_on: NaiveDate,
+        released: Vec<Reservation>,
+    },
+    ApplicationTerminated {
+        reason: String,
+        terminated_on: NaiveDate,
+        released: Vec<Reservation>,
+    },
 }
 
 crate::stored_events!(ApplicationEvent, version 1, [
@@ -446,7 +566,13 @@ pub fn handle(state: &ApplicationState, command: ApplicationCommand) -> Result<V
                 return Err(DomainError::ApplicationExists { application: application_id });
             }
             submission.validate()?;
-            Ok(vec![E::ApplicationSubmitted { application_id, batch_id, batch_deadline, submitted_on: today, submission }])
+            Ok(vec![E::ApplicationSubmitted {
+                application_id,
+                batch_id,
+                batch_deadline,
+                submitted_on: today,
+                submission,
+            }])
         }
         C::Amend { submission, today } => {
             state.open("amend", &[Status::Submitted])?;
@@ -474,7 +600,15 @@ pub fn handle(state: &ApplicationState, command: ApplicationCommand) -> Result<V
                 Ok(vec![E::RuledIneligible { checked_by, checked_on: today, reasons }])
             }
         }
-        C::RecordAssessment { assessor, scores, recommended_rate, recommended_ceiling, duration_months, conditions, no_conflict_declared } => {
+        C::RecordAssessment {
+            assessor,
+            scores,
+            recommended_rate,
+            recommended_ceiling,
+            duration_months,
+            conditions,
+            no_conflict_declared,
+        } => {
             state.open("assess", &[Status::Eligible])?;
             if !no_conflict_declared {
                 return Err(DomainError::ConflictOfInterestNotDeclared);
@@ -484,7 +618,10 @@ pub fn handle(state: &ApplicationState, command: ApplicationCommand) -> Result<V
                 return Err(DomainError::RateAboveCeiling { rate: recommended_rate.to_string() });
             }
             if duration_months == 0 || duration_months > 36 {
-                return Err(DomainError::InvalidInput { field: "duration_months", reason: "1 to 36 months (a three-year scheme)".into() });
+                return Err(DomainError::InvalidInput {
+                    field: "duration_months",
+                    reason: "1 to 36 months (a three-year scheme)".into(),
+                });
             }
             Ok(vec![E::AssessmentRecorded {
                 assessor,
@@ -501,7 +638,10 @@ pub fn handle(state: &ApplicationState, command: ApplicationCommand) -> Result<V
             state.open("decide on", &[Status::Assessed, Status::Deferred])?;
             decision.check(state, &batch)?;
             if reasons.iter().all(|reason| reason.trim().is_empty()) {
-                return Err(DomainError::InvalidInput { field: "reasons", reason: "record why the application is rejected".into() });
+                return Err(DomainError::InvalidInput {
+                    field: "reasons",
+                    reason: "record why the application is rejected".into(),
+                });
             }
             Ok(vec![E::ApplicationRejected { meeting: decision, reasons }])
         }
@@ -509,9 +649,17 @@ pub fn handle(state: &ApplicationState, command: ApplicationCommand) -> Result<V
             state.open("decide on", &[Status::Assessed, Status::Deferred])?;
             decision.check(state, &batch)?;
             if to_batch.closed || Some(to_batch.deadline) <= state.batch_deadline {
-                return Err(DomainError::InvalidInput { field: "to_batch_id", reason: format!("{to_batch_id} is not a later open batch") });
+                return Err(DomainError::InvalidInput {
+                    field: "to_batch_id",
+                    reason: format!("{to_batch_id} is not a later open batch"),
+                });
             }
-            Ok(vec![E::ApplicationDeferred { meeting: decision, reason, to_batch_id, to_batch_deadline: to_batch.deadline }])
+            Ok(vec![E::ApplicationDeferred {
+                meeting: decision,
+                reason,
+                to_batch_id,
+                to_batch_deadline: to_batch.deadline,
+            }])
         }
         C::SignAgreement { signed_on, mut reporting_due_dates } => {
             state.open("sign the agreement of", &[Status::Approved])?;
@@ -519,12 +667,20 @@ pub fn handle(state: &ApplicationState, command: ApplicationCommand) -> Result<V
             reporting_due_dates.sort();
             reporting_due_dates.dedup();
             if reporting_due_dates.is_empty() {
-                return Err(DomainError::InvalidInput { field: "reporting_due_dates", reason: "an agreement requires regular progress reports (§21)".into() });
+                return Err(DomainError::InvalidInput {
+                    field: "reporting_due_dates",
+                    reason: "an agreement requires regular progress reports (§21)".into(),
+                });
             }
             if let Some(first) = reporting_due_dates.first()
                 && *first <= approval.start
             {
-                return Err(DomainError::DatesReversed { first: "project start", first_date: approval.start, second: "first report due", second_date: *first });
+                return Err(DomainError::DatesReversed {
+                    first: "project start",
+                    first_date: approval.start,
+                    second: "first report due",
+                    second_date: *first,
+                });
             }
             Ok(vec![E::AgreementSigned { signed_on, reporting_due_dates }])
         }
@@ -534,8 +690,12 @@ pub fn handle(state: &ApplicationState, command: ApplicationCommand) -> Result<V
                 return Err(DomainError::UnknownReport { due });
             }
             match state.reports.get(&due) {
-                Some(ReportState::Submitted) => return Err(DomainError::ReportNotAwaiting { due, state: "been submitted and awaits review" }),
-                Some(ReportState::Accepted) => return Err(DomainError::ReportNotAwaiting { due, state: "been accepted" }),
+                Some(ReportState::Submitted) => {
+                    return Err(DomainError::ReportNotAwaiting { due, state: "been submitted and awaits review" });
+                }
+                Some(ReportState::Accepted) => {
+                    return Err(DomainError::ReportNotAwaiting { due, state: "been accepted" });
+                }
                 Some(ReportState::RevisionRequested) | None => {}
             }
             Ok(vec![E::ProgressReportSubmitted { due, kpis, summary, submitted_on: today }])
@@ -642,7 +802,12 @@ pub fn decide_approval(
         }
     }
     if command.start > command.end {
-        return Err(DomainError::DatesReversed { first: "start", first_date: command.start, second: "end", second_date: command.end });
+        return Err(DomainError::DatesReversed {
+            first: "start",
+            first_date: command.start,
+            second: "end",
+            second_date: command.end,
+        });
     }
     if command.ceiling.cents() <= 0 {
         return Err(DomainError::InvalidInput { field: "ceiling", reason: "must be positive".into() });
@@ -654,7 +819,10 @@ pub fn decide_approval(
     if let Some(outside) = command.allocations.iter().find(|a| a.period < first || a.period > last || a.units == 0) {
         return Err(DomainError::InvalidInput {
             field: "allocations",
-            reason: format!("{} units of {} in {} fall outside the approved period or are zero", outside.units, outside.service_type, outside.period),
+            reason: format!(
+                "{} units of {} in {} fall outside the approved period or are zero",
+                outside.units, outside.service_type, outside.period
+            ),
         });
     }
     let application_id = state.id().to_string();
@@ -714,7 +882,11 @@ pub fn charge_usage(
         return Err(DomainError::ProgressReportOverdue { due });
     }
     if command.period < Period::of(approval.start) || command.period > Period::of(approval.end) {
-        return Err(DomainError::UsageOutsideApprovedPeriod { period: command.period.to_string(), start: approval.start, end: approval.end });
+        return Err(DomainError::UsageOutsideApprovedPeriod {
+            period: command.period.to_string(),
+            start: approval.start,
+            end: approval.end,
+        });
     }
     let allocated: u64 = approval
         .allocations
@@ -724,12 +896,21 @@ pub fn charge_usage(
         .sum();
     let used = state.units_used(&command.service_type, command.period);
     if used.saturating_add(command.units) > allocated {
-        return Err(DomainError::UnitsAboveAllocation { service_type: command.service_type.to_string(), requested: command.units, allocated, used });
+        return Err(DomainError::UnitsAboveAllocation {
+            service_type: command.service_type.to_string(),
+            requested: command.units,
+            allocated,
+            used,
+        });
     }
     let (gross, subsidy) = subsidy_for(command.units, command.rate_in_force, approval.rate)?;
     let disbursed_total = state.disbursed.checked_add(subsidy)?;
     if disbursed_total > approval.ceiling {
-        return Err(DomainError::CeilingExceeded { requested: subsidy.to_string(), ceiling: approval.ceiling.to_string(), disbursed: state.disbursed.to_string() });
+        return Err(DomainError::CeilingExceeded {
+            requested: subsidy.to_string(),
+            ceiling: approval.ceiling.to_string(),
+            disbursed: state.disbursed.to_string(),
+        });
     }
     let financial_year = FinancialYear::containing(command.period.first_day());
     let budget_event = funding::disburse(budget, state.id(), &command.usage_id, subsidy)?;
@@ -753,7 +934,11 @@ pub fn charge_usage(
 
 /// The financial year whose budget a usage line was paid from.
 pub fn usage_year(state: &ApplicationState, usage_id: &str) -> Result<FinancialYear, DomainError> {
-    state.usage.get(usage_id).map(|line| line.year).ok_or_else(|| DomainError::UnknownUsage { usage: usage_id.to_string() })
+    state
+        .usage
+        .get(usage_id)
+        .map(|line| line.year)
+        .ok_or_else(|| DomainError::UnknownUsage { usage: usage_id.to_string() })
 }
 
 pub fn reverse_disbursement(
@@ -768,7 +953,10 @@ pub fn reverse_disbursement(
         return Err(DomainError::AlreadyReversed { usage: usage_id.to_string() });
     }
     if reason.trim().is_empty() {
-        return Err(DomainError::InvalidInput { field: "reason", reason: "record why the disbursement is reversed".into() });
+        return Err(DomainError::InvalidInput {
+            field: "reason",
+            reason: "record why the disbursement is reversed".into(),
+        });
     }
     let budget_event = funding::reverse(budget, state.id(), usage_id, line.subsidy)?;
     Ok((
@@ -795,7 +983,10 @@ pub fn close_project(
     if let Some(reason) = &termination_reason
         && reason.trim().is_empty()
     {
-        return Err(DomainError::InvalidInput { field: "reason", reason: "record why the project is terminated".into() });
+        return Err(DomainError::InvalidInput {
+            field: "reason",
+            reason: "record why the project is terminated".into(),
+        });
     }
     let released = state.unused_reservations();
     let mut budget_events = Vec::with_capacity(released.len());
@@ -854,7 +1045,14 @@ pub fn apply(mut state: ApplicationState, event: &ApplicationEvent) -> Applicati
         E::UsageCharged { usage_id, service_type, period, units, subsidy, financial_year, disbursed_total, .. } => {
             state.usage.insert(
                 usage_id.clone(),
-                UsageLine { service_type: service_type.clone(), period: *period, units: *units, subsidy: *subsidy, year: *financial_year, reversed: false },
+                UsageLine {
+                    service_type: service_type.clone(),
+                    period: *period,
+                    units: *units,
+                    subsidy: *subsidy,
+                    year: *financial_year,
+                    reversed: false,
+                },
             );
             state.disbursed = *disbursed_total;
         }

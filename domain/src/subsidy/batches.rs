@@ -62,7 +62,10 @@ pub fn handle(state: &BatchCalendarState, command: BatchCommand) -> Result<Vec<B
                 && batch_id.len() <= 40
                 && batch_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
             if !valid {
-                return Err(DomainError::InvalidInput { field: "batch_id", reason: "letters, digits, - and _, at most 40".into() });
+                return Err(DomainError::InvalidInput {
+                    field: "batch_id",
+                    reason: "letters, digits, - and _, at most 40".into(),
+                });
             }
             if state.batches.contains_key(&batch_id) {
                 return Err(DomainError::BatchExists { batch: batch_id });
@@ -88,7 +91,10 @@ pub fn handle(state: &BatchCalendarState, command: BatchCommand) -> Result<Vec<B
 pub fn apply(mut state: BatchCalendarState, event: &BatchEvent) -> BatchCalendarState {
     match event {
         BatchEvent::BatchOpened { batch_id, deadline, committee_date } => {
-            state.batches.insert(batch_id.clone(), Batch { deadline: *deadline, committee_date: *committee_date, closed: false });
+            state.batches.insert(
+                batch_id.clone(),
+                Batch { deadline: *deadline, committee_date: *committee_date, closed: false },
+            );
         }
         BatchEvent::BatchClosed { batch_id, .. } => {
             if let Some(batch) = state.batches.get_mut(batch_id) {

@@ -44,18 +44,51 @@ pub struct Allocation {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CapacityCommand {
-    DeclareCapacity { service_type: ServiceType, period: Period, units: u64 },
+    DeclareCapacity {
+        service_type: ServiceType,
+        period: Period,
+        units: u64,
+    },
     /// By committee decision (§17): capacity not taken up goes to projects at market rates.
-    RedeployCapacity { service_type: ServiceType, period: Period, units: u64, decision_reference: String },
+    RedeployCapacity {
+        service_type: ServiceType,
+        period: Period,
+        units: u64,
+        decision_reference: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum CapacityEvent {
-    CapacityDeclared { service_type: ServiceType, period: Period, units: u64, subsidised_cap: u64 },
-    CapacityAllocated { application_id: String, service_type: ServiceType, period: Period, units: u64, allocated_total: u64, subsidised_cap: u64 },
-    CapacityReleased { application_id: String, service_type: ServiceType, period: Period, units: u64, allocated_total: u64 },
-    CapacityRedeployed { service_type: ServiceType, period: Period, units: u64, decision_reference: String, redeployed_total: u64 },
+    CapacityDeclared {
+        service_type: ServiceType,
+        period: Period,
+        units: u64,
+        subsidised_cap: u64,
+    },
+    CapacityAllocated {
+        application_id: String,
+        service_type: ServiceType,
+        period: Period,
+        units: u64,
+        allocated_total: u64,
+        subsidised_cap: u64,
+    },
+    CapacityReleased {
+        application_id: String,
+        service_type: ServiceType,
+        period: Period,
+        units: u64,
+        allocated_total: u64,
+    },
+    CapacityRedeployed {
+        service_type: ServiceType,
+        period: Period,
+        units: u64,
+        decision_reference: String,
+        redeployed_total: u64,
+    },
 }
 
 crate::stored_events!(CapacityEvent, version 1, [CapacityDeclared, CapacityAllocated, CapacityReleased, CapacityRedeployed]);
@@ -80,11 +113,13 @@ pub fn handle(state: &CapacityState, command: CapacityCommand) -> Result<Vec<Cap
         }
         CapacityCommand::RedeployCapacity { service_type, period, units, decision_reference } => {
             if decision_reference.trim().is_empty() {
-                return Err(DomainError::InvalidInput { field: "decision_reference", reason: "name the committee decision".into() });
+                return Err(DomainError::InvalidInput {
+                    field: "decision_reference",
+                    reason: "name the committee decision".into(),
+                });
             }
-            let slot = state.slots.get(&(service_type.clone(), period)).ok_or_else(|| DomainError::NoCapacityDeclared {
-                service_type: service_type.to_string(),
-                period: period.to_string(),
+            let slot = state.slots.get(&(service_type.clone(), period)).ok_or_else(|| {
+                DomainError::NoCapacityDeclared { service_type: service_type.to_string(), period: period.to_string() }
             })?;
             let untaken = slot.capacity.saturating_sub(slot.allocated).saturating_sub(slot.redeployed);
             if units == 0 || units > untaken {
@@ -107,7 +142,11 @@ pub fn handle(state: &CapacityState, command: CapacityCommand) -> Result<Vec<Cap
 }
 
 /// Allocates units to an approved application, month by month, each within the 90 % cap.
-pub fn allocate(state: &CapacityState, application_id: &str, allocations: &[Allocation]) -> Result<Vec<CapacityEvent>, DomainError> {
+pub fn allocate(
+    state: &CapacityState,
+    application_id: &str,
+    allocations: &[Allocation],
+) -> Result<Vec<CapacityEvent>, DomainError> {
     let mut taken: BTreeMap<(ServiceType, Period), u64> = BTreeMap::new();
     let mut events = Vec::with_capacity(allocations.len());
     for allocation in allocations {

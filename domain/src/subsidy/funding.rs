@@ -44,9 +44,16 @@ impl FundingYearState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FundingCommand {
-    RecordFundingReceived { year: FinancialYear, line: BudgetLine, amount: Money, received_on: NaiveDate },
+    RecordFundingReceived {
+        year: FinancialYear,
+        line: BudgetLine,
+        amount: Money,
+        received_on: NaiveDate,
+    },
     /// At year end: what was not committed goes to publicity, talent and the ecosystem (§17).
-    RedirectUnusedSubsidy { today: NaiveDate },
+    RedirectUnusedSubsidy {
+        today: NaiveDate,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,10 +144,12 @@ pub fn apply(mut state: FundingYearState, event: &FundingEvent) -> FundingYearSt
             state.year = Some(*year);
             state.received.insert(*line, *line_total);
         }
-        FundingEvent::SubsidyCommitted { committed_total, .. } | FundingEvent::SubsidyReleased { committed_total, .. } => {
+        FundingEvent::SubsidyCommitted { committed_total, .. }
+        | FundingEvent::SubsidyReleased { committed_total, .. } => {
             state.committed = *committed_total;
         }
-        FundingEvent::SubsidyDisbursed { disbursed_total, .. } | FundingEvent::DisbursementReversed { disbursed_total, .. } => {
+        FundingEvent::SubsidyDisbursed { disbursed_total, .. }
+        | FundingEvent::DisbursementReversed { disbursed_total, .. } => {
             state.disbursed = *disbursed_total;
         }
         FundingEvent::UnusedSubsidyRedirected { amount, .. } => {
@@ -162,7 +171,12 @@ impl crate::command_service::Aggregate for FundingYear {
 }
 
 /// Records subsidy paid out for a usage line.
-pub fn disburse(state: &FundingYearState, application_id: &str, usage_id: &str, amount: Money) -> Result<FundingEvent, DomainError> {
+pub fn disburse(
+    state: &FundingYearState,
+    application_id: &str,
+    usage_id: &str,
+    amount: Money,
+) -> Result<FundingEvent, DomainError> {
     Ok(FundingEvent::SubsidyDisbursed {
         application_id: application_id.to_string(),
         usage_id: usage_id.to_string(),
@@ -172,7 +186,12 @@ pub fn disburse(state: &FundingYearState, application_id: &str, usage_id: &str, 
 }
 
 /// Reverses a disbursement (a correction is a new event, never an edit).
-pub fn reverse(state: &FundingYearState, application_id: &str, usage_id: &str, amount: Money) -> Result<FundingEvent, DomainError> {
+pub fn reverse(
+    state: &FundingYearState,
+    application_id: &str,
+    usage_id: &str,
+    amount: Money,
+) -> Result<FundingEvent, DomainError> {
     Ok(FundingEvent::DisbursementReversed {
         application_id: application_id.to_string(),
         usage_id: usage_id.to_string(),

@@ -33,6 +33,8 @@ pub mod values;
 
 #[cfg(test)]
 mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use error::DomainError;
 

@@ -48,11 +48,16 @@ pub fn handle(state: &PriceScheduleState, command: PriceCommand) -> Result<Vec<P
                 return Err(DomainError::InvalidInput { field: "rate_per_unit", reason: "must be positive".into() });
             }
             if unit.trim().is_empty() || unit.len() > 40 {
-                return Err(DomainError::InvalidInput { field: "unit", reason: "name the unit, e.g. node-hour".into() });
+                return Err(DomainError::InvalidInput {
+                    field: "unit",
+                    reason: "name the unit, e.g. node-hour".into(),
+                });
             }
             let current = state.rates.get(&service_type).and_then(|rates| rates.get(&effective_from));
             if current == Some(&rate_per_unit) {
-                return Err(DomainError::NoChange(format!("{service_type} already costs {rate_per_unit} from {effective_from}")));
+                return Err(DomainError::NoChange(format!(
+                    "{service_type} already costs {rate_per_unit} from {effective_from}"
+                )));
             }
             Ok(vec![PriceEvent::ServiceRateSet { service_type, rate_per_unit, unit, effective_from }])
         }

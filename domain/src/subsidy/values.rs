@@ -80,11 +80,13 @@ impl fmt::Display for RateBps {
 }
 
 /// The subsidy of a usage line: units × service rate (cents per unit) × subsidy rate (bps)
-/// / 10,000, rounded half up to the cent. Computed in 128-bit integers, so no intermediate
-/// overflows; a result beyond `i64` is an error.
+/// / 10,000, rounded half up to the cent. Computed in checked 128-bit integers; a result
+/// beyond what an amount holds is an error, never a wrapped number.
 pub fn subsidy_for(units: u64, rate_cents_per_unit: Money, rate: RateBps) -> Result<(Money, Money), DomainError> {
-    let gross = i128::from(units) * i128::from(rate_cents_per_unit.cents());
-    let subsidy = (gross * i128::from(rate.bps()) + 5_000) / 10_000;
+    let gross =
+        i128::from(units).checked_mul(i128::from(rate_cents_per_unit.cents())).ok_or(DomainError::AmountOverflow)?;
+    let subsidy =
+        gross.checked_mul(i128::from(rate.bps())).ok_or(DomainError::AmountOverflow)?.saturating_add(5_000) / 10_000;
     let gross = i64::try_from(gross).map_err(|_| DomainError::AmountOverflow)?;
     let subsidy = i64::try_from(subsidy).map_err(|_| DomainError::AmountOverflow)?;
     Ok((Money(gross), Money(subsidy)))
@@ -180,7 +182,11 @@ impl Period {
     }
 
     pub fn next(self) -> Period {
-        if self.month == 12 { Period { year: self.year + 1, month: 1 } } else { Period { year: self.year, month: self.month + 1 } }
+        if self.month == 12 {
+            Period { year: self.year + 1, month: 1 }
+        } else {
+            Period { year: self.year, month: self.month + 1 }
+        }
     }
 
     /// Every month from `first` to `last`, both included.
@@ -288,10 +294,16 @@ impl ApplicantCategory {
     /// The sub-types the paper names for the category (§11 and its footnote 5).
     pub fn sub_types(self) -> &'static [&'static str] {
         match self {
-            ApplicantCategory::LocalInstitution => &["ugc_funded_university", "self_financing_degree_awarding_institution"],
-            ApplicantCategory::RndCentre => &["government_funded_rnd_centre", "innohk_centre", "hkpc", "hk_institute_of_biotechnology"],
+            ApplicantCategory::LocalInstitution => {
+                &["ugc_funded_university", "self_financing_degree_awarding_institution"]
+            }
+            ApplicantCategory::RndCentre => {
+                &["government_funded_rnd_centre", "innohk_centre", "hkpc", "hk_institute_of_biotechnology"]
+            }
             ApplicantCategory::GovernmentDepartment => &["bureau_or_department"],
-            ApplicantCategory::AiStartup => &["cyberport_incubatee_or_alumnus", "hkstp_incubatee_or_alumnus", "tsssu", "raise_plus"],
+            ApplicantCategory::AiStartup => {
+                &["cyberport_incubatee_or_alumnus", "hkstp_incubatee_or_alumnus", "tsssu", "raise_plus"]
+            }
             ApplicantCategory::StrategicEnterprise => &["strategic_enterprise"],
         }
     }
