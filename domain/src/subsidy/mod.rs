@@ -29,6 +29,7 @@ pub mod capacity;
 pub mod error;
 pub mod funding;
 pub mod prices;
+pub mod service;
 pub mod values;
 
 #[cfg(test)]
