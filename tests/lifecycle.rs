@@ -301,7 +301,7 @@ async fn an_application_runs_from_submission_to_completion_on_postgresql() {
     let (budget, _) = scheme.funding_state(FinancialYear::parse("2025-26").expect("year")).await.expect("budget");
     assert_eq!(budget.disbursed, Money::from_cents(4_462_500));
     assert_eq!(budget.committed, Money::from_cents(4_462_500), "the unused commitment was released");
-    assert_eq!(budget.subsidy_left(), Money::from_cents(857_000_000_00 - 4_462_500));
+    assert_eq!(budget.subsidy_left(), Money::from_cents(85_700_000_000 - 4_462_500));
 
     // Every event carries who did it; the chains verify.
     let store = scheme.commands().store();
