@@ -279,7 +279,7 @@ async fn the_verification_endpoint_reports_an_intact_log() {
 
 /// Every route the service registers, as the OpenAPI document should name it, with a concrete
 /// path to call.
-const EVERY_ROUTE: [(&str, &str, &str); 10] = [
+const EVERY_ROUTE: [(&str, &str, &str); 37] = [
     ("get", "/health/live", "/health/live"),
     ("get", "/health/ready", "/health/ready"),
     ("get", "/metrics", "/metrics"),
@@ -290,6 +290,41 @@ const EVERY_ROUTE: [(&str, &str, &str); 10] = [
     ("get", "/api/v1/projections", "/api/v1/projections"),
     ("get", "/api/v1/audit/verification", "/api/v1/audit/verification"),
     ("post", "/api/v1/projections/{name}/rebuild", "/api/v1/projections/audit_trail/rebuild"),
+    ("get", "/api/v1/batches", "/api/v1/batches"),
+    ("post", "/api/v1/batches", "/api/v1/batches"),
+    ("post", "/api/v1/batches/{batch_id}/closure", "/api/v1/batches/b1/closure"),
+    ("post", "/api/v1/funding-years/{year}/receipts", "/api/v1/funding-years/2025-26/receipts"),
+    ("post", "/api/v1/funding-years/{year}/redirection", "/api/v1/funding-years/2025-26/redirection"),
+    ("get", "/api/v1/funding-years/{year}", "/api/v1/funding-years/2025-26"),
+    ("post", "/api/v1/price-schedule/rates", "/api/v1/price-schedule/rates"),
+    ("get", "/api/v1/price-schedule", "/api/v1/price-schedule"),
+    ("post", "/api/v1/capacity", "/api/v1/capacity"),
+    ("get", "/api/v1/capacity", "/api/v1/capacity"),
+    ("post", "/api/v1/capacity/redeployments", "/api/v1/capacity/redeployments"),
+    ("post", "/api/v1/applications", "/api/v1/applications"),
+    ("get", "/api/v1/applications/{application_id}", "/api/v1/applications/a1"),
+    ("post", "/api/v1/applications/{application_id}/amendments", "/api/v1/applications/a1/amendments"),
+    ("post", "/api/v1/applications/{application_id}/withdrawal", "/api/v1/applications/a1/withdrawal"),
+    ("post", "/api/v1/applications/{application_id}/eligibility-check", "/api/v1/applications/a1/eligibility-check"),
+    ("post", "/api/v1/applications/{application_id}/assessment", "/api/v1/applications/a1/assessment"),
+    ("post", "/api/v1/applications/{application_id}/approval", "/api/v1/applications/a1/approval"),
+    ("post", "/api/v1/applications/{application_id}/rejection", "/api/v1/applications/a1/rejection"),
+    ("post", "/api/v1/applications/{application_id}/deferral", "/api/v1/applications/a1/deferral"),
+    ("post", "/api/v1/applications/{application_id}/agreement", "/api/v1/applications/a1/agreement"),
+    ("post", "/api/v1/applications/{application_id}/usage", "/api/v1/applications/a1/usage"),
+    ("post", "/api/v1/applications/{application_id}/progress-reports", "/api/v1/applications/a1/progress-reports"),
+    ("post", "/api/v1/applications/{application_id}/completion", "/api/v1/applications/a1/completion"),
+    ("post", "/api/v1/applications/{application_id}/termination", "/api/v1/applications/a1/termination"),
+    (
+        "post",
+        "/api/v1/applications/{application_id}/usage/{usage_id}/reversal",
+        "/api/v1/applications/a1/usage/u1/reversal",
+    ),
+    (
+        "post",
+        "/api/v1/applications/{application_id}/progress-reports/{due}/review",
+        "/api/v1/applications/a1/progress-reports/2025-10-15/review",
+    ),
 ];
 
 /// Follows a local `$ref` such as `#/components/schemas/EventPage`.

@@ -19,15 +19,48 @@ pub enum Action {
     ReadProjectionStatus,
     /// Ask for a read model to be rebuilt from the log.
     RebuildProjection,
+    /// Read the scheme's aggregates (applications, batches, funding years, prices, capacity).
+    ReadScheme,
+    OpenOrCloseBatch,
+    RecordFunding,
+    SetPrices,
+    DeclareCapacity,
+    RedeployCapacity,
+    SubmitApplication,
+    AmendOrWithdrawApplication,
+    CheckEligibility,
+    RecordAssessment,
+    RecordCommitteeDecision,
+    SignAgreement,
+    ChargeUsage,
+    SubmitProgressReport,
+    ReviewProgressReport,
+    CloseProject,
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 21] = [
         Action::ReadEventFeed,
         Action::ReadAuditTrail,
         Action::VerifyLog,
         Action::ReadProjectionStatus,
         Action::RebuildProjection,
+        Action::ReadScheme,
+        Action::OpenOrCloseBatch,
+        Action::RecordFunding,
+        Action::SetPrices,
+        Action::DeclareCapacity,
+        Action::RedeployCapacity,
+        Action::SubmitApplication,
+        Action::AmendOrWithdrawApplication,
+        Action::CheckEligibility,
+        Action::RecordAssessment,
+        Action::RecordCommitteeDecision,
+        Action::SignAgreement,
+        Action::ChargeUsage,
+        Action::SubmitProgressReport,
+        Action::ReviewProgressReport,
+        Action::CloseProject,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +70,22 @@ impl Action {
             Action::VerifyLog => "verify the event log",
             Action::ReadProjectionStatus => "read the projections' status",
             Action::RebuildProjection => "rebuild a projection",
+            Action::ReadScheme => "read the scheme's records",
+            Action::OpenOrCloseBatch => "open or close a batch",
+            Action::RecordFunding => "record funding",
+            Action::SetPrices => "set service rates",
+            Action::DeclareCapacity => "declare AISC capacity",
+            Action::RedeployCapacity => "redeploy capacity",
+            Action::SubmitApplication => "submit an application",
+            Action::AmendOrWithdrawApplication => "amend or withdraw an application",
+            Action::CheckEligibility => "check eligibility",
+            Action::RecordAssessment => "record an assessment",
+            Action::RecordCommitteeDecision => "record a committee decision",
+            Action::SignAgreement => "record a funding agreement",
+            Action::ChargeUsage => "charge usage and disburse subsidy",
+            Action::SubmitProgressReport => "submit a progress report",
+            Action::ReviewProgressReport => "review a progress report",
+            Action::CloseProject => "complete or terminate a project",
         }
     }
 
@@ -47,15 +96,30 @@ impl Action {
             Action::ReadEventFeed | Action::ReadAuditTrail | Action::VerifyLog | Action::ReadProjectionStatus => {
                 &[Auditor, Administrator]
             }
-            Action::RebuildProjection => &[Administrator],
+            Action::RebuildProjection | Action::SetPrices | Action::DeclareCapacity => &[Administrator],
+            Action::ReadScheme => {
+                &[IntakeOfficer, Assessor, CommitteeSecretariat, FinanceOfficer, Auditor, Administrator]
+            }
+            Action::OpenOrCloseBatch
+            | Action::RedeployCapacity
+            | Action::RecordCommitteeDecision
+            | Action::SignAgreement
+            | Action::CloseProject => &[CommitteeSecretariat],
+            Action::RecordFunding | Action::ChargeUsage => &[FinanceOfficer],
+            Action::SubmitApplication
+            | Action::AmendOrWithdrawApplication
+            | Action::CheckEligibility
+            | Action::SubmitProgressReport => &[IntakeOfficer],
+            Action::RecordAssessment | Action::ReviewProgressReport => &[Assessor],
         }
     }
 }
 
-/// Refuses with 403 unless one of the principal's roles allows `action`.
-pub fn require(principal: &Principal, action: Action) -> Result<(), ApiError> {
-    if action.allowed_roles().iter().any(|role| principal.has(*role)) {
-        return Ok(());
+/// Refuses with 403 unless one of the principal's roles allows `action`; returns that role,
+/// which the command's events record.
+pub fn require(principal: &Principal, action: Action) -> Result<Role, ApiError> {
+    if let Some(role) = action.allowed_roles().iter().find(|role| principal.has(**role)) {
+        return Ok(*role);
     }
     let allowed: Vec<&str> = action.allowed_roles().iter().map(|role| role.as_str()).collect();
     Err(ApiError::Forbidden(format!(

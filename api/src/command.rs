@@ -18,7 +18,7 @@ use crate::request_context::RequestId;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Headers a replayed response carries over from the first one.
-const REPLAYED_HEADERS: [&str; 3] = ["etag", "location", "content-type"];
+const REPLAYED_HEADERS: [&str; 4] = ["etag", "location", "x-stream-id", "content-type"];
 
 /// Who sends a command, and under which conditions.
 #[derive(Debug, Clone)]

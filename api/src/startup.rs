@@ -24,6 +24,8 @@ pub struct ServiceConfig {
     pub bind: String,
     pub workers: usize,
     pub shutdown_timeout: Duration,
+    /// Where commands take today's date from.
+    pub clock: aisc_adapters::clock::Clock,
 }
 
 impl ServiceConfig {
@@ -33,6 +35,7 @@ impl ServiceConfig {
             bind: bind.into(),
             workers: 2,
             shutdown_timeout: Duration::from_secs(10),
+            clock: aisc_adapters::clock::Clock::hong_kong(),
         }
     }
 }
@@ -72,7 +75,11 @@ impl Application {
         let store = PostgresEventStore::new(pool.clone());
         let (stop_projections, projections) = start_projections(&pool, &store);
         let pool_data = web::Data::new(pool.clone());
+        let scheme_data = web::Data::new(aisc_domain::subsidy::service::SchemeService::new(
+            aisc_domain::command_service::CommandService::new(store.clone(), aisc_adapters::TimeOrderedEventIds),
+        ));
         let store_data = web::Data::new(store);
+        let clock_data = web::Data::new(config.clock.clone());
         let server = HttpServer::new(move || {
             let (app, document) = App::new()
                 .into_utoipa_app()
@@ -85,6 +92,8 @@ impl Application {
             let document = web::Data::new(crate::openapi::OpenApiJson(document.to_json().unwrap_or_default()));
             app.app_data(pool_data.clone())
                 .app_data(store_data.clone())
+                .app_data(scheme_data.clone())
+                .app_data(clock_data.clone())
                 .app_data(document)
                 .wrap(actix_web::middleware::from_fn(crate::request_context::track_request))
                 .default_service(web::to(not_found))

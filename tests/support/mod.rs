@@ -180,6 +180,8 @@ pub struct TestApp {
     pub port: u16,
     pub database: TestDatabase,
     pub tokens: std::collections::BTreeMap<&'static str, String>,
+    /// The service's today; tests move it.
+    pub day: std::sync::Arc<std::sync::Mutex<chrono::NaiveDate>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -189,7 +191,10 @@ pub const ROLES: [&str; 6] =
 impl TestApp {
     pub async fn spawn() -> Self {
         let database = TestDatabase::create_with_pool_size(20).await;
-        let config = aisc_api::ServiceConfig::new(database.url.clone(), "127.0.0.1:0");
+        let day =
+            std::sync::Arc::new(std::sync::Mutex::new(chrono::NaiveDate::from_ymd_opt(2025, 5, 2).expect("date")));
+        let mut config = aisc_api::ServiceConfig::new(database.url.clone(), "127.0.0.1:0");
+        config.clock = aisc_adapters::clock::Clock::set_by(day.clone());
         let application =
             aisc_api::Application::build_with_pool(config, database.pool.clone()).expect("build application");
         let port = application.port();
@@ -200,7 +205,7 @@ impl TestApp {
             let token = aisc_api::auth::issue(&database.pool, &format!("{role}-1"), &roles).await.expect("issue token");
             tokens.insert(role, token);
         }
-        Self { port, database, tokens, server }
+        Self { port, database, tokens, day, server }
     }
 
     pub fn bearer(&self, role: &str) -> String {
@@ -209,6 +214,20 @@ impl TestApp {
 
     pub async fn get(&self, role: &str, path: &str) -> TestResponse {
         http(self.port, "GET", path, &[("Authorization", &self.bearer(role))], None).await
+    }
+
+    pub fn set_day(&self, year: i32, month: u32, day: u32) {
+        if let Ok(mut today) = self.day.lock() {
+            *today = chrono::NaiveDate::from_ymd_opt(year, month, day).expect("date");
+        }
+    }
+
+    /// POSTs a JSON body as `role`, with extra headers.
+    pub async fn post(&self, role: &str, path: &str, headers: &[(&str, &str)], body: &str) -> TestResponse {
+        let bearer = self.bearer(role);
+        let mut all = vec![("Authorization", bearer.as_str()), ("Content-Type", "application/json")];
+        all.extend_from_slice(headers);
+        http(self.port, "POST", path, &all, Some(body)).await
     }
 
     pub async fn stop(self) {

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod feed;
 pub mod operations;
+pub mod scheme;
 
 use serde::de::DeserializeOwned;
 
@@ -30,5 +31,6 @@ pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(operations::projection_status)
         .service(operations::rebuild_projection)
         .service(operations::verify_log)
-        .service(crate::openapi::openapi_json);
+        .service(crate::openapi::openapi_json)
+        .configure(scheme::configure);
 }

@@ -1,0 +1,447 @@
+//! Applications: submission to completion.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use aisc_adapters::clock::Clock;
+use aisc_domain::command_service::Written;
+use aisc_domain::subsidy::application::{ApplicationCommand, Approve, ChargeUsage};
+use aisc_domain::subsidy::values::Money;
+use chrono::NaiveDate;
+use sqlx::PgPool;
+
+use super::bodies::*;
+use super::{CommandAccepted, Scheme, command, command_failure, view};
+use crate::auth::Principal;
+use crate::authorization::{Action, require};
+use crate::command::{CommandContext, parse_json};
+use crate::problem::{ApiError, ProblemDocument};
+
+fn stream_of(application_id: &str) -> String {
+    format!("application-{application_id}")
+}
+
+fn check_id(application_id: &str) -> Result<(), ApiError> {
+    let valid = !application_id.is_empty()
+        && application_id.len() <= 64
+        && application_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if valid { Ok(()) } else { Err(ApiError::bad_field("application_id", "letters, digits and -, at most 64")) }
+}
+
+/// Runs a command on one application alone.
+async fn on_application(
+    scheme: &Scheme,
+    application_id: &str,
+    context: &CommandContext,
+    meta: &aisc_domain::command_service::CommandMetadata,
+    command: ApplicationCommand,
+) -> Result<(String, Written), ApiError> {
+    let written = scheme
+        .application(application_id, context.if_match, command, meta)
+        .await
+        .map_err(|error| command_failure(error, context.if_match.is_some()))?;
+    Ok((stream_of(application_id), written))
+}
+
+/// `POST /api/v1/applications`: submits an application into the earliest open batch.
+#[utoipa::path(tag = "applications", params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: submit once")), request_body = SubmissionBody,
+    responses((status = 201, body = CommandAccepted, headers(("Location" = String, description = "The application"))), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[post("/applications")]
+pub async fn submit(
+    request: HttpRequest,
+    payload: web::Payload,
+    pool: web::Data<PgPool>,
+    scheme: web::Data<Scheme>,
+    clock: web::Data<Clock>,
+) -> Result<HttpResponse, ApiError> {
+    let today = clock.today();
+    command(&request, payload, &pool, Action::SubmitApplication, true, |_, meta, body| async move {
+        let submission = parse_json::<SubmissionBody>(&body)?.into_domain()?;
+        let application_id = uuid::Uuid::new_v4().simple().to_string();
+        let written = scheme
+            .submit(&application_id, submission, today, &meta)
+            .await
+            .map_err(|error| command_failure(error, false))?;
+        Ok((stream_of(&application_id), written))
+    })
+    .await
+}
+
+/// `GET /api/v1/applications/{application_id}`: the application as it stands (`ETag` is its
+/// version), or as it stood at a past position or time with `as_of`.
+#[utoipa::path(tag = "applications", params(("application_id" = String, Path), ("as_of" = Option<String>, Query, description = "A position of $all, or an RFC 3339 time: the application as it stood then")),
+    responses((status = 200, description = "The application; ETag is its version", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[get("/applications/{application_id}")]
+pub async fn application(
+    request: HttpRequest,
+    path: web::Path<String>,
+    principal: Principal,
+    scheme: web::Data<Scheme>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadScheme)?;
+    let application_id = path.into_inner();
+    check_id(&application_id)?;
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Params {
+        as_of: Option<String>,
+    }
+    let params: Params = crate::routes::query(&request)?;
+    let stream = aisc_domain::subsidy::service::application_stream(&application_id)
+        .map_err(|error| command_failure(error, false))?;
+    let history = scheme.commands().load(&stream).await?;
+    let history = match params.as_of {
+        None => history,
+        Some(text) => {
+            let as_of = match text.parse::<u64>() {
+                Ok(position) => {
+                    aisc_domain::command_service::AsOf::Position(aisc_domain::event_store::Position(position))
+                }
+                Err(_) => aisc_domain::command_service::AsOf::Time(
+                    chrono::DateTime::parse_from_rfc3339(&text)
+                        .map_err(|_| {
+                            ApiError::bad_field(
+                                "as_of",
+                                "a position, or an RFC 3339 time such as 2025-07-01T00:00:00+08:00",
+                            )
+                        })?
+                        .with_timezone(&chrono::Utc),
+                ),
+            };
+            history.as_of(as_of)
+        }
+    };
+    let state = history.fold::<aisc_domain::subsidy::application::Application>().map_err(ApiError::internal)?;
+    if history.version.is_none() {
+        return Err(ApiError::NotFound(format!("no application {application_id}")));
+    }
+    Ok(view(&state, history.version))
+}
+
+macro_rules! application_command {
+    ($name:ident, $route:literal, $action:expr, $body:ty, $doc:literal, |$scheme:ident, $id:ident, $context:ident, $meta:ident, $parsed:ident, $today:ident| $run:expr) => {
+        #[doc = $doc]
+        #[utoipa::path(tag = "applications", params(("application_id" = String, Path), ("If-Match" = Option<String>, Header, description = "Only against this version (an ETag)"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")), request_body = $body,
+            responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+        #[post($route)]
+        pub async fn $name(request: HttpRequest, path: web::Path<String>, payload: web::Payload, pool: web::Data<PgPool>, scheme: web::Data<Scheme>, clock: web::Data<Clock>) -> Result<HttpResponse, ApiError> {
+            #[allow(unused_variables)]
+            let $today = clock.today();
+            let $id = path.into_inner();
+            check_id(&$id)?;
+            command(&request, payload, &pool, $action, false, |$context, $meta, body| async move {
+                let $parsed: $body = parse_json(&body)?;
+                let $scheme = scheme;
+                $run
+            })
+            .await
+        }
+    };
+}
+
+application_command!(
+    amend,
+    "/applications/{application_id}/amendments",
+    Action::AmendOrWithdrawApplication,
+    SubmissionBody,
+    "Amends the application while its batch is open.",
+    |scheme, id, context, meta, body, today| {
+        let submission = body.into_domain()?;
+        on_application(&scheme, &id, &context, &meta, ApplicationCommand::Amend { submission, today: today }).await
+    }
+);
+
+application_command!(
+    withdraw,
+    "/applications/{application_id}/withdrawal",
+    Action::AmendOrWithdrawApplication,
+    ReasonBody,
+    "Withdraws the application while its batch is open.",
+    |scheme, id, context, meta, body, today| {
+        on_application(
+            &scheme,
+            &id,
+            &context,
+            &meta,
+            ApplicationCommand::Withdraw { reason: body.reason, today: today },
+        )
+        .await
+    }
+);
+
+application_command!(
+    check_eligibility,
+    "/applications/{application_id}/eligibility-check",
+    Action::CheckEligibility,
+    EmptyBody,
+    "Rules on eligibility (§11, §13 fn 6): confirmed, or ineligible with reasons.",
+    |scheme, id, context, meta, _body, today| {
+        let checked_by = meta.actor.clone();
+        on_application(&scheme, &id, &context, &meta, ApplicationCommand::CheckEligibility { checked_by, today: today })
+            .await
+    }
+);
+
+application_command!(
+    assess,
+    "/applications/{application_id}/assessment",
+    Action::RecordAssessment,
+    AssessmentBody,
+    "Records Cyberport's preliminary assessment (§13 a–d); the caller is the assessor.",
+    |scheme, id, context, meta, body, today| {
+        let command = ApplicationCommand::RecordAssessment {
+            assessor: meta.actor.clone(),
+            scores: body.scores.into_domain(),
+            recommended_rate: rate(body.recommended_rate_bps, "recommended_rate_bps")?,
+            recommended_ceiling: cents(body.recommended_ceiling_cents, "recommended_ceiling_cents")?,
+            duration_months: body.duration_months,
+            conditions: body.conditions,
+            no_conflict_declared: body.no_conflict_declared,
+        };
+        on_application(&scheme, &id, &context, &meta, command).await
+    }
+);
+
+application_command!(
+    approve,
+    "/applications/{application_id}/approval",
+    Action::RecordCommitteeDecision,
+    ApprovalBody,
+    "Records the committee's approval; reserves budget and capacity in the same append.",
+    |scheme, id, context, meta, body, today| {
+        let command = Approve {
+            decision: body.meeting.into_domain(&meta.actor),
+            rate: rate(body.rate_bps, "rate_bps")?,
+            exceptional_reason: body.exceptional_reason,
+            allocations: body.allocations.into_iter().map(AllocationBody::into_domain).collect(),
+            ceiling: cents(body.ceiling_cents, "ceiling_cents")?,
+            start: body.start,
+            end: body.end,
+            conditions: body.conditions,
+        };
+        let written = scheme
+            .approve(&id, context.if_match, command, &meta)
+            .await
+            .map_err(|error| command_failure(error, context.if_match.is_some()))?;
+        Ok((stream_of(&id), written))
+    }
+);
+
+application_command!(
+    reject,
+    "/applications/{application_id}/rejection",
+    Action::RecordCommitteeDecision,
+    RejectionBody,
+    "Records the committee's rejection with its reasons.",
+    |scheme, id, context, meta, body, today| {
+        let decision = body.meeting.into_domain(&meta.actor);
+        let reasons = body.reasons;
+        let written = scheme
+            .reject_or_defer(
+                &id,
+                context.if_match,
+                None,
+                |batch, _| ApplicationCommand::Reject { decision: decision.clone(), reasons: reasons.clone(), batch },
+                &meta,
+            )
+            .await
+            .map_err(|error| command_failure(error, context.if_match.is_some()))?;
+        Ok((stream_of(&id), written))
+    }
+);
+
+application_command!(
+    defer,
+    "/applications/{application_id}/deferral",
+    Action::RecordCommitteeDecision,
+    DeferralBody,
+    "Defers the application to a later batch.",
+    |scheme, id, context, meta, body, today| {
+        let decision = body.meeting.into_domain(&meta.actor);
+        let (reason, to_batch_id) = (body.reason, body.to_batch_id);
+        let target = to_batch_id.clone();
+        let written = scheme
+            .reject_or_defer(
+                &id,
+                context.if_match,
+                Some(target),
+                |batch, later| ApplicationCommand::Defer {
+                    decision: decision.clone(),
+                    reason: reason.clone(),
+                    batch,
+                    to_batch_id: to_batch_id.clone(),
+                    to_batch: later.unwrap_or_else(|| aisc_domain::subsidy::batches::Batch {
+                        deadline: NaiveDate::MIN,
+                        committee_date: NaiveDate::MIN,
+                        closed: true,
+                    }),
+                },
+                &meta,
+            )
+            .await
+            .map_err(|error| command_failure(error, context.if_match.is_some()))?;
+        Ok((stream_of(&id), written))
+    }
+);
+
+application_command!(
+    sign_agreement,
+    "/applications/{application_id}/agreement",
+    Action::SignAgreement,
+    AgreementBody,
+    "Records the signed funding agreement and its reporting schedule (§21).",
+    |scheme, id, context, meta, body, today| {
+        on_application(
+            &scheme,
+            &id,
+            &context,
+            &meta,
+            ApplicationCommand::SignAgreement {
+                signed_on: body.signed_on,
+                reporting_due_dates: body.reporting_due_dates,
+            },
+        )
+        .await
+    }
+);
+
+application_command!(
+    charge_usage,
+    "/applications/{application_id}/usage",
+    Action::ChargeUsage,
+    UsageBody,
+    "Charges a month's usage at the rate in force and disburses the subsidy.",
+    |scheme, id, _context, meta, body, today| {
+        let command = ChargeUsage {
+            usage_id: body.usage_id,
+            service_type: body.service_type,
+            period: body.period,
+            units: body.units,
+            rate_in_force: Money::ZERO,
+            today: today,
+        };
+        let written = scheme.charge_usage(&id, command, &meta).await.map_err(|error| command_failure(error, false))?;
+        Ok((stream_of(&id), written))
+    }
+);
+
+application_command!(
+    submit_progress_report,
+    "/applications/{application_id}/progress-reports",
+    Action::SubmitProgressReport,
+    ProgressReportBody,
+    "Submits the progress report due on a date, with its KPI figures.",
+    |scheme, id, context, meta, body, today| {
+        let command = ApplicationCommand::SubmitProgressReport {
+            due: body.due,
+            kpis: body.kpis.into_domain(),
+            summary: body.summary,
+            today: today,
+        };
+        on_application(&scheme, &id, &context, &meta, command).await
+    }
+);
+
+application_command!(
+    complete,
+    "/applications/{application_id}/completion",
+    Action::CloseProject,
+    EmptyBody,
+    "Completes the project; the unused commitment is released.",
+    |scheme, id, _context, meta, _body, today| {
+        let written =
+            scheme.close_project(&id, today, None, &meta).await.map_err(|error| command_failure(error, false))?;
+        Ok((stream_of(&id), written))
+    }
+);
+
+application_command!(
+    terminate,
+    "/applications/{application_id}/termination",
+    Action::CloseProject,
+    ReasonBody,
+    "Terminates the project early; the unused commitment is released.",
+    |scheme, id, _context, meta, body, today| {
+        let written = scheme
+            .close_project(&id, today, Some(body.reason), &meta)
+            .await
+            .map_err(|error| command_failure(error, false))?;
+        Ok((stream_of(&id), written))
+    }
+);
+
+/// `POST /api/v1/applications/{application_id}/usage/{usage_id}/reversal`
+#[utoipa::path(tag = "applications", params(("application_id" = String, Path), ("usage_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = ReasonBody,
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[post("/applications/{application_id}/usage/{usage_id}/reversal")]
+pub async fn reverse_usage(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    pool: web::Data<PgPool>,
+    scheme: web::Data<Scheme>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, usage_id) = path.into_inner();
+    check_id(&id)?;
+    command(&request, payload, &pool, Action::ChargeUsage, false, |_, meta, body| async move {
+        let body: ReasonBody = parse_json(&body)?;
+        let written = scheme
+            .reverse_disbursement(&id, &usage_id, &body.reason, &meta)
+            .await
+            .map_err(|error| command_failure(error, false))?;
+        Ok((stream_of(&id), written))
+    })
+    .await
+}
+
+/// `POST /api/v1/applications/{application_id}/progress-reports/{due}/review`
+#[utoipa::path(tag = "applications", params(("application_id" = String, Path), ("due" = String, Path, example = "2025-10-15"), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)), request_body = ReviewBody,
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[post("/applications/{application_id}/progress-reports/{due}/review")]
+pub async fn review_progress_report(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    pool: web::Data<PgPool>,
+    scheme: web::Data<Scheme>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, due) = path.into_inner();
+    check_id(&id)?;
+    let due: NaiveDate = due.parse().map_err(|_| ApiError::bad_field("due", "a date such as 2025-10-15"))?;
+    command(&request, payload, &pool, Action::ReviewProgressReport, false, |context, meta, body| async move {
+        let body: ReviewBody = parse_json(&body)?;
+        let reviewed_by = meta.actor.clone();
+        on_application(
+            &scheme,
+            &id,
+            &context,
+            &meta,
+            ApplicationCommand::ReviewProgressReport {
+                due,
+                accepted: body.accepted,
+                comments: body.comments,
+                reviewed_by,
+            },
+        )
+        .await
+    })
+    .await
+}
+
+pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    config
+        .service(submit)
+        .service(application)
+        .service(amend)
+        .service(withdraw)
+        .service(check_eligibility)
+        .service(assess)
+        .service(approve)
+        .service(reject)
+        .service(defer)
+        .service(sign_agreement)
+        .service(charge_usage)
+        .service(reverse_usage)
+        .service(submit_progress_report)
+        .service(review_progress_report)
+        .service(complete)
+        .service(terminate);
+}

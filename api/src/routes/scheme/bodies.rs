@@ -1,0 +1,275 @@
+//! Request bodies of the scheme's commands, as staff tools send them, and their conversion to
+//! the domain's types. Money is in integer HK cents, rates in basis points, dates ISO 8601.
+
+use aisc_domain::subsidy::application::{Contact, Kpis, Meeting, RequestedResource, Scores, Submission, Undertakings};
+use aisc_domain::subsidy::capacity::Allocation;
+use aisc_domain::subsidy::values::{ApplicantCategory, Money, Period, RateBps, ServiceType};
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+use crate::problem::ApiError;
+
+/// An amount in HK cents that fits the ledger (at most 9,223,372,036,854,775,807).
+pub fn cents(value: u64, field: &str) -> Result<Money, ApiError> {
+    i64::try_from(value)
+        .map(Money::from_cents)
+        .map_err(|_| ApiError::bad_field(field, format!("{value} cents is more than the ledger holds")))
+}
+
+/// A rate in basis points, 1 to 10,000 (the domain then applies the 70 % and 90 % caps).
+pub fn rate(value: u32, field: &str) -> Result<RateBps, ApiError> {
+    RateBps::new(value).map_err(|error| ApiError::bad_field(field, error.to_string()))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceBody {
+    #[schema(value_type = String, example = "gpu_node_hour_h800")]
+    pub service_type: ServiceType,
+    #[schema(value_type = String, example = "2025-07")]
+    pub first_period: Period,
+    #[schema(value_type = String, example = "2025-12")]
+    pub last_period: Period,
+    pub units_per_month: u64,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UndertakingsBody {
+    pub land_in_hong_kong: bool,
+    pub professionals_to_employ: u32,
+    pub contribution: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactBody {
+    pub name: String,
+    pub email: String,
+}
+
+/// An application as submitted (or amended).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmissionBody {
+    pub organisation: String,
+    #[schema(value_type = String, example = "local_institution")]
+    pub category: ApplicantCategory,
+    /// e.g. ugc_funded_university, innohk_centre, cyberport_incubatee_or_alumnus.
+    pub sub_type: String,
+    pub project_title: String,
+    pub project_summary: String,
+    pub develops_ai_models: bool,
+    pub requested_resources: Vec<ResourceBody>,
+    /// Requested subsidy rate in basis points (7000 = 70 %).
+    pub requested_rate_bps: u32,
+    pub team_size: u32,
+    pub talents: u32,
+    pub mainland_or_overseas_team: bool,
+    /// Whether the same items receive other Government funding.
+    pub other_government_funding: bool,
+    pub undertakings: Option<UndertakingsBody>,
+    pub contact: ContactBody,
+}
+
+impl SubmissionBody {
+    pub fn into_domain(self) -> Result<Submission, ApiError> {
+        Ok(Submission {
+            organisation: self.organisation,
+            category: self.category,
+            sub_type: self.sub_type,
+            project_title: self.project_title,
+            project_summary: self.project_summary,
+            develops_ai_models: self.develops_ai_models,
+            requested_resources: self
+                .requested_resources
+                .into_iter()
+                .map(|r| RequestedResource {
+                    service_type: r.service_type,
+                    first_period: r.first_period,
+                    last_period: r.last_period,
+                    units_per_month: r.units_per_month,
+                })
+                .collect(),
+            requested_rate: rate(self.requested_rate_bps, "requested_rate_bps")?,
+            team_size: self.team_size,
+            talents: self.talents,
+            mainland_or_overseas_team: self.mainland_or_overseas_team,
+            other_government_funding: self.other_government_funding,
+            undertakings: self.undertakings.map(|u| Undertakings {
+                land_in_hong_kong: u.land_in_hong_kong,
+                professionals_to_employ: u.professionals_to_employ,
+                contribution: u.contribution,
+            }),
+            contact: Contact { name: self.contact.name, email: self.contact.email },
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScoresBody {
+    pub a_meets_hong_kong_needs: u8,
+    pub b_requirement_reasonable: u8,
+    pub c_feasibility_and_outcome: u8,
+    pub d_capability: u8,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssessmentBody {
+    pub scores: ScoresBody,
+    pub recommended_rate_bps: u32,
+    pub recommended_ceiling_cents: u64,
+    pub duration_months: u32,
+    #[serde(default)]
+    pub conditions: Vec<String>,
+    /// The assessor declares no conflict of interest with the applicant.
+    pub no_conflict_declared: bool,
+}
+
+impl ScoresBody {
+    pub fn into_domain(self) -> Scores {
+        Scores {
+            a_meets_hong_kong_needs: self.a_meets_hong_kong_needs,
+            b_requirement_reasonable: self.b_requirement_reasonable,
+            c_feasibility_and_outcome: self.c_feasibility_and_outcome,
+            d_capability: self.d_capability,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MeetingBody {
+    pub meeting_reference: String,
+    pub decided_on: NaiveDate,
+    pub members_present: Vec<String>,
+    #[serde(default)]
+    pub members_recused: Vec<String>,
+}
+
+impl MeetingBody {
+    pub fn into_domain(self, recorded_by: &str) -> Meeting {
+        Meeting {
+            recorded_by: recorded_by.to_string(),
+            meeting_reference: self.meeting_reference,
+            decided_on: self.decided_on,
+            members_present: self.members_present,
+            members_recused: self.members_recused,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationBody {
+    #[schema(value_type = String)]
+    pub service_type: ServiceType,
+    #[schema(value_type = String, example = "2025-07")]
+    pub period: Period,
+    pub units: u64,
+}
+
+impl AllocationBody {
+    pub fn into_domain(self) -> Allocation {
+        Allocation { service_type: self.service_type, period: self.period, units: self.units }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalBody {
+    pub meeting: MeetingBody,
+    pub rate_bps: u32,
+    /// Required above 7000 bps (70 %): why the case is special and exceptional (§13).
+    pub exceptional_reason: Option<String>,
+    pub allocations: Vec<AllocationBody>,
+    pub ceiling_cents: u64,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    #[serde(default)]
+    pub conditions: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectionBody {
+    pub meeting: MeetingBody,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeferralBody {
+    pub meeting: MeetingBody,
+    pub reason: String,
+    pub to_batch_id: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementBody {
+    pub signed_on: NaiveDate,
+    pub reporting_due_dates: Vec<NaiveDate>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBody {
+    /// The scheduler's id of the usage line (one charge per id).
+    pub usage_id: String,
+    #[schema(value_type = String)]
+    pub service_type: ServiceType,
+    #[schema(value_type = String, example = "2025-07")]
+    pub period: Period,
+    pub units: u64,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KpisBody {
+    pub ai_models_trained_or_deployed: u32,
+    pub talents_employed: u32,
+    pub mainland_or_overseas_collaborators: u32,
+    pub publications: u32,
+    pub patents: u32,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressReportBody {
+    pub due: NaiveDate,
+    pub kpis: KpisBody,
+    pub summary: String,
+}
+
+impl KpisBody {
+    pub fn into_domain(self) -> Kpis {
+        Kpis {
+            ai_models_trained_or_deployed: self.ai_models_trained_or_deployed,
+            talents_employed: self.talents_employed,
+            mainland_or_overseas_collaborators: self.mainland_or_overseas_collaborators,
+            publications: self.publications,
+            patents: self.patents,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    pub accepted: bool,
+    #[serde(default)]
+    pub comments: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyBody {}

@@ -1,0 +1,130 @@
+//! The scheme's commands and aggregate views over HTTP. Bodies are parsed once into the
+//! domain's types here (400 with the field for malformed values); the domain's refusals come
+//! back as 422 with their stable code.
+
+pub mod applications;
+pub mod bodies;
+pub mod setup;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use aisc_adapters::{PostgresEventStore, TimeOrderedEventIds};
+use aisc_domain::command_service::{CommandError, CommandMetadata, Written};
+use aisc_domain::event_store::ActualVersion;
+use aisc_domain::subsidy::DomainError;
+use aisc_domain::subsidy::service::SchemeService;
+use serde::Serialize;
+use sqlx::PgPool;
+
+use crate::authorization::{Action, require};
+use crate::command::{CommandContext, read_body, run_idempotent};
+use crate::problem::{ApiError, FieldProblem};
+
+pub type Scheme = SchemeService<PostgresEventStore, TimeOrderedEventIds>;
+
+/// What a command wrote.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CommandAccepted {
+    pub stream_id: String,
+    /// The stream's version after the command: the next `If-Match`.
+    pub version: Option<u64>,
+    /// The `$all` position written, for `after_position` on queries (read-your-writes).
+    pub position: Option<u64>,
+}
+
+pub fn domain_refusal(error: DomainError) -> ApiError {
+    match error {
+        DomainError::UnknownApplication { .. } | DomainError::UnknownBatch { .. } => {
+            ApiError::NotFound(error.to_string())
+        }
+        DomainError::InvalidInput { field, ref reason } => ApiError::Unprocessable {
+            code: error.code(),
+            detail: error.to_string(),
+            errors: vec![FieldProblem { field: field.to_string(), message: reason.clone() }],
+        },
+        other => ApiError::Unprocessable { code: other.code(), detail: other.to_string(), errors: vec![] },
+    }
+}
+
+pub fn command_failure(error: CommandError<DomainError>, if_match: bool) -> ApiError {
+    match error {
+        CommandError::Rejected(refusal) => domain_refusal(refusal),
+        CommandError::Conflict { actual, .. } => {
+            crate::metrics::record_append_conflict();
+            let current_version = match actual {
+                ActualVersion::Version(version) => Some(version),
+                ActualVersion::NoStream => None,
+            };
+            let detail = error.to_string();
+            if if_match {
+                ApiError::PreconditionFailed { detail, current_version }
+            } else {
+                ApiError::Conflict { detail, current_version }
+            }
+        }
+        CommandError::Codec(codec) => ApiError::internal(codec),
+        CommandError::Store(store) => store.into(),
+    }
+}
+
+/// Runs a command endpoint: authenticates, authorises `action`, reads the bounded body, makes
+/// the request idempotent under `Idempotency-Key`, and answers with what was written.
+pub async fn command<F, Fut>(
+    request: &HttpRequest,
+    payload: web::Payload,
+    pool: &PgPool,
+    action: Action,
+    created: bool,
+    run: F,
+) -> Result<HttpResponse, ApiError>
+where
+    F: FnOnce(CommandContext, CommandMetadata, web::Bytes) -> Fut,
+    Fut: Future<Output = Result<(String, Written), ApiError>>,
+{
+    let context = CommandContext::from_request(request).await?;
+    let role = require(&context.principal, action)?;
+    let body = read_body(payload).await?;
+    let meta = CommandMetadata {
+        actor: context.principal.name.clone(),
+        role: role.as_str().to_string(),
+        request_id: context.request_id.clone(),
+        correlation_id: context.correlation_id.clone(),
+        causation_id: None,
+    };
+    let context_for_run = context.clone();
+    let body_for_run = body.clone();
+    run_idempotent(pool, &context, request, &body, || async move {
+        let (stream_id, written) = run(context_for_run, meta, body_for_run).await?;
+        let mut response = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
+        response.insert_header(("X-Stream-Id", stream_id.clone()));
+        if created {
+            let location = match stream_id.strip_prefix("application-") {
+                Some(application_id) => format!("/api/v1/applications/{application_id}"),
+                None => "/api/v1/batches".to_string(),
+            };
+            response.insert_header(("Location", location));
+        }
+        if let Some(version) = written.version {
+            response.insert_header(("ETag", format!("\"{version}\"")));
+        }
+        Ok(response.json(CommandAccepted {
+            stream_id,
+            version: written.version,
+            position: written.position.map(|p| p.0),
+        }))
+    })
+    .await
+}
+
+/// A JSON view of an aggregate with its version as `ETag`.
+pub fn view(state: &impl Serialize, version: Option<u64>) -> HttpResponse {
+    let mut response = HttpResponse::Ok();
+    if let Some(version) = version {
+        response.insert_header(("ETag", format!("\"{version}\"")));
+    }
+    response.json(serde_json::json!({ "version": version, "state": state }))
+}
+
+pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    setup::configure(config);
+    applications::configure(config);
+}

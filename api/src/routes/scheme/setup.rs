@@ -1,0 +1,352 @@
+//! The scheme's set-up: batches, funding years, the price schedule and AISC capacity.
+
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use aisc_adapters::clock::Clock;
+use aisc_domain::command_service::CommandError;
+use aisc_domain::event_store::StreamId;
+use aisc_domain::subsidy::batches::{self, BatchCalendar, BatchCommand};
+use aisc_domain::subsidy::capacity::{self, Capacity, CapacityCommand};
+use aisc_domain::subsidy::funding::{BudgetLine, FundingCommand};
+use aisc_domain::subsidy::prices::{self, PriceCommand, PriceSchedule};
+use aisc_domain::subsidy::values::{FinancialYear, Period, ServiceType};
+use chrono::NaiveDate;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use super::bodies::cents;
+use super::{CommandAccepted, Scheme, command, command_failure, view};
+use crate::auth::Principal;
+use crate::authorization::{Action, require};
+use crate::command::parse_json;
+use crate::problem::{ApiError, ProblemDocument};
+
+fn year_of(text: &str) -> Result<FinancialYear, ApiError> {
+    FinancialYear::parse(text).map_err(|error| ApiError::bad_field("year", error.to_string()))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBatchBody {
+    pub batch_id: String,
+    pub deadline: NaiveDate,
+    pub committee_date: NaiveDate,
+}
+
+/// `POST /api/v1/batches`: opens a batch with its deadline and committee meeting date.
+#[utoipa::path(tag = "batches", request_body = OpenBatchBody, params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
+    responses((status = 201, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[post("/batches")]
+pub async fn open_batch(
+    request: HttpRequest,
+    payload: web::Payload,
+    pool: web::Data<PgPool>,
+    scheme: web::Data<Scheme>,
+) -> Result<HttpResponse, ApiError> {
+    command(&request, payload, &pool, Action::OpenOrCloseBatch, true, |_, meta, body| async move {
+        let body: OpenBatchBody = parse_json(&body)?;
+        let written = scheme
+            .batches(
+                BatchCommand::OpenBatch {
+                    batch_id: body.batch_id,
+                    deadline: body.deadline,
+                    committee_date: body.committee_date,
+                },
+                &meta,
+            )
+            .await
+            .map_err(|error| command_failure(error, false))?;
+        Ok((batches::STREAM.to_string(), written))
+    })
+    .await
+}
+
+/// `POST /api/v1/batches/{batch_id}/closure`: closes the batch after its deadline.
+#[utoipa::path(tag = "batches", params(("batch_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<Object>, description = "Empty"),
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[post("/batches/{batch_id}/closure")]
+pub async fn close_batch(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    pool: web::Data<PgPool>,
+    scheme: web::Data<Scheme>,
+    clock: web::Data<Clock>,
+) -> Result<HttpResponse, ApiError> {
+    let today = clock.today();
+    let batch_id = path.into_inner();
+    command(&request, payload, &pool, Action::OpenOrCloseBatch, false, |_, meta, _| async move {
+        let written = scheme
+            .batches(BatchCommand::CloseBatch { batch_id, today: today }, &meta)
+            .await
+            .map_err(|error| command_failure(error, false))?;
+        Ok((batches::STREAM.to_string(), written))
+    })
+    .await
+}
+
+/// `GET /api/v1/batches`: the batch calendar.
+#[utoipa::path(tag = "batches", responses((status = 200, description = "The batches with deadlines, committee dates and whether closed", body = Object), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[get("/batches")]
+pub async fn batch_calendar(principal: Principal, scheme: web::Data<Scheme>) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadScheme)?;
+    let stream = StreamId::parse(batches::STREAM).map_err(ApiError::internal)?;
+    let (state, version) = scheme.commands().state::<BatchCalendar>(&stream).await.map_err(read_failure)?;
+    Ok(view(&state, version))
+}
+
+fn read_failure(error: CommandError<()>) -> ApiError {
+    match error {
+        CommandError::Store(store) => store.into(),
+        CommandError::Codec(codec) => ApiError::internal(codec),
+        CommandError::Rejected(()) | CommandError::Conflict { .. } => {
+            ApiError::internal("unexpected outcome of a read")
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiptBody {
+    #[schema(value_type = String, example = "computing_power_subsidy")]
+    pub line: BudgetLine,
+    pub amount_cents: u64,
+    pub received_on: NaiveDate,
+}
+
+/// `POST /api/v1/funding-years/{year}/receipts`: funding received from the Government.
+#[utoipa::path(tag = "funding", params(("year" = String, Path, example = "2025-26"), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)), request_body = ReceiptBody,
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[post("/funding-years/{year}/receipts")]
+pub async fn record_receipt(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    pool: web::Data<PgPool>,
+    scheme: web::Data<Scheme>,
+) -> Result<HttpResponse, ApiError> {
+    let year = year_of(&path.into_inner())?;
+    command(&request, payload, &pool, Action::RecordFunding, false, |context, meta, body| async move {
+        let body: ReceiptBody = parse_json(&body)?;
+        let amount = cents(body.amount_cents, "amount_cents")?;
+        let written = scheme
+            .funding(
+                year,
+                FundingCommand::RecordFundingReceived { year, line: body.line, amount, received_on: body.received_on },
+                context.if_match,
+                &meta,
+            )
+            .await
+            .map_err(|error| command_failure(error, context.if_match.is_some()))?;
+        Ok((year.stream_name(), written))
+    })
+    .await
+}
+
+/// `POST /api/v1/funding-years/{year}/redirection`: after the year ends, its unused subsidy
+/// goes to publicity and talent (§17).
+#[utoipa::path(tag = "funding", params(("year" = String, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<Object>, description = "Empty"),
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[post("/funding-years/{year}/redirection")]
+pub async fn redirect_unused(
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    pool: web::Data<PgPool>,
+    scheme: web::Data<Scheme>,
+    clock: web::Data<Clock>,
+) -> Result<HttpResponse, ApiError> {
+    let today = clock.today();
+    let year = year_of(&path.into_inner())?;
+    command(&request, payload, &pool, Action::RecordFunding, false, |context, meta, _| async move {
+        let written = scheme
+            .funding(year, FundingCommand::RedirectUnusedSubsidy { today: today }, context.if_match, &meta)
+            .await
+            .map_err(|error| command_failure(error, context.if_match.is_some()))?;
+        Ok((year.stream_name(), written))
+    })
+    .await
+}
+
+/// `GET /api/v1/funding-years/{year}`: received, committed, disbursed, left.
+#[utoipa::path(tag = "funding", params(("year" = String, Path)), responses((status = 200, description = "The funding year; ETag is its version", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[get("/funding-years/{year}")]
+pub async fn funding_year(
+    path: web::Path<String>,
+    principal: Principal,
+    scheme: web::Data<Scheme>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadScheme)?;
+    let year = year_of(&path.into_inner())?;
+    let (state, version) = scheme.funding_state(year).await.map_err(|error| command_failure(error, false))?;
+    if version.is_none() {
+        return Err(ApiError::NotFound(format!("no funding is recorded for {year}")));
+    }
+    let left = state.subsidy_left();
+    Ok(view(
+        &serde_json::json!({ "year": state.year, "received": state.received, "committed": state.committed, "disbursed": state.disbursed, "redirected": state.redirected, "closed": state.closed, "subsidy_left": left }),
+        version,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateBody {
+    #[schema(value_type = String, example = "gpu_node_hour_h800")]
+    pub service_type: ServiceType,
+    pub rate_per_unit_cents: u64,
+    pub unit: String,
+    pub effective_from: NaiveDate,
+}
+
+/// `POST /api/v1/price-schedule/rates`: Cyberport's rate for a service from a date (§14).
+#[utoipa::path(tag = "prices", params(("Idempotency-Key" = Option<String>, Header)), request_body = RateBody,
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[post("/price-schedule/rates")]
+pub async fn set_rate(
+    request: HttpRequest,
+    payload: web::Payload,
+    pool: web::Data<PgPool>,
+    scheme: web::Data<Scheme>,
+) -> Result<HttpResponse, ApiError> {
+    command(&request, payload, &pool, Action::SetPrices, false, |_, meta, body| async move {
+        let body: RateBody = parse_json(&body)?;
+        let rate_per_unit = cents(body.rate_per_unit_cents, "rate_per_unit_cents")?;
+        let written = scheme
+            .prices(
+                PriceCommand::SetRate {
+                    service_type: body.service_type,
+                    rate_per_unit,
+                    unit: body.unit,
+                    effective_from: body.effective_from,
+                },
+                &meta,
+            )
+            .await
+            .map_err(|error| command_failure(error, false))?;
+        Ok((prices::STREAM.to_string(), written))
+    })
+    .await
+}
+
+/// `GET /api/v1/price-schedule`
+#[utoipa::path(tag = "prices", responses((status = 200, description = "Rates per service type by effective date", body = Object), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[get("/price-schedule")]
+pub async fn price_schedule(principal: Principal, scheme: web::Data<Scheme>) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadScheme)?;
+    let stream = StreamId::parse(prices::STREAM).map_err(ApiError::internal)?;
+    let (state, version) = scheme.commands().state::<PriceSchedule>(&stream).await.map_err(read_failure)?;
+    let rates: Vec<serde_json::Value> = state
+        .rates
+        .iter()
+        .flat_map(|(service, rates)| rates.iter().map(move |(from, rate)| serde_json::json!({ "service_type": service, "effective_from": from, "rate_per_unit_cents": rate })))
+        .collect();
+    Ok(view(&rates, version))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityBody {
+    #[schema(value_type = String)]
+    pub service_type: ServiceType,
+    #[schema(value_type = String, example = "2025-07")]
+    pub period: Period,
+    pub units: u64,
+}
+
+/// `POST /api/v1/capacity`: AISC capacity of a service in a month.
+#[utoipa::path(tag = "capacity", params(("Idempotency-Key" = Option<String>, Header)), request_body = CapacityBody,
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[post("/capacity")]
+pub async fn declare_capacity(
+    request: HttpRequest,
+    payload: web::Payload,
+    pool: web::Data<PgPool>,
+    scheme: web::Data<Scheme>,
+) -> Result<HttpResponse, ApiError> {
+    command(&request, payload, &pool, Action::DeclareCapacity, false, |_, meta, body| async move {
+        let body: CapacityBody = parse_json(&body)?;
+        let written = scheme
+            .capacity(
+                CapacityCommand::DeclareCapacity {
+                    service_type: body.service_type,
+                    period: body.period,
+                    units: body.units,
+                },
+                &meta,
+            )
+            .await
+            .map_err(|error| command_failure(error, false))?;
+        Ok((capacity::STREAM.to_string(), written))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedeploymentBody {
+    #[schema(value_type = String)]
+    pub service_type: ServiceType,
+    #[schema(value_type = String, example = "2025-07")]
+    pub period: Period,
+    pub units: u64,
+    pub decision_reference: String,
+}
+
+/// `POST /api/v1/capacity/redeployments`: capacity not taken up, at market rates (§17).
+#[utoipa::path(tag = "capacity", params(("Idempotency-Key" = Option<String>, Header)), request_body = RedeploymentBody,
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[post("/capacity/redeployments")]
+pub async fn redeploy_capacity(
+    request: HttpRequest,
+    payload: web::Payload,
+    pool: web::Data<PgPool>,
+    scheme: web::Data<Scheme>,
+) -> Result<HttpResponse, ApiError> {
+    command(&request, payload, &pool, Action::RedeployCapacity, false, |_, meta, body| async move {
+        let body: RedeploymentBody = parse_json(&body)?;
+        let written = scheme
+            .capacity(
+                CapacityCommand::RedeployCapacity {
+                    service_type: body.service_type,
+                    period: body.period,
+                    units: body.units,
+                    decision_reference: body.decision_reference,
+                },
+                &meta,
+            )
+            .await
+            .map_err(|error| command_failure(error, false))?;
+        Ok((capacity::STREAM.to_string(), written))
+    })
+    .await
+}
+
+/// `GET /api/v1/capacity`
+#[utoipa::path(tag = "capacity", responses((status = 200, description = "Capacity, allocations and redeployments per service and month", body = Object), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[get("/capacity")]
+pub async fn capacity_view(principal: Principal, scheme: web::Data<Scheme>) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadScheme)?;
+    let stream = StreamId::parse(capacity::STREAM).map_err(ApiError::internal)?;
+    let (state, version) = scheme.commands().state::<Capacity>(&stream).await.map_err(read_failure)?;
+    let slots: Vec<serde_json::Value> = state
+        .slots
+        .iter()
+        .map(|((service, period), slot)| serde_json::json!({ "service_type": service, "period": period, "capacity": slot.capacity, "subsidised_cap": slot.cap(), "allocated": slot.allocated, "redeployed": slot.redeployed }))
+        .collect();
+    Ok(view(&slots, version))
+}
+
+pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    config
+        .service(open_batch)
+        .service(close_batch)
+        .service(batch_calendar)
+        .service(record_receipt)
+        .service(redirect_unused)
+        .service(funding_year)
+        .service(set_rate)
+        .service(price_schedule)
+        .service(declare_capacity)
+        .service(redeploy_capacity)
+        .service(capacity_view);
+}

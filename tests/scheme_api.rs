@@ -1,0 +1,349 @@
+//! The scheme over HTTP, as a staff tool drives it: batch opening to completion, the role
+//! matrix of every command, optimistic concurrency, idempotent submission and bad inputs.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{ROLES, TestApp, http};
+
+fn submission() -> Value {
+    json!({
+        "organisation": "The Chinese University of Hong Kong",
+        "category": "local_institution",
+        "sub_type": "ugc_funded_university",
+        "project_title": "Medical imaging foundation model",
+        "project_summary": "Pre-training on de-identified scans.",
+        "develops_ai_models": true,
+        "requested_resources": [{"service_type": "gpu_node_hour_h800", "first_period": "2025-07", "last_period": "2025-12", "units_per_month": 1000}],
+        "requested_rate_bps": 7000,
+        "team_size": 14,
+        "talents": 9,
+        "mainland_or_overseas_team": false,
+        "other_government_funding": false,
+        "undertakings": null,
+        "contact": {"name": "Prof Wong", "email": "wong@cuhk.edu.hk"}
+    })
+}
+
+fn approval() -> Value {
+    let allocations: Vec<Value> = ["2025-07", "2025-08", "2025-09", "2025-10", "2025-11", "2025-12"]
+        .iter()
+        .map(|month| json!({"service_type": "gpu_node_hour_h800", "period": month, "units": 1000}))
+        .collect();
+    json!({
+        "meeting": {"meeting_reference": "AISC-COM-2025-06", "decided_on": "2025-06-15", "members_present": ["m1", "m2", "m3"], "members_recused": ["m4"]},
+        "rate_bps": 7000,
+        "exceptional_reason": null,
+        "allocations": allocations,
+        "ceiling_cents": 50_000_000,
+        "start": "2025-07-01",
+        "end": "2025-12-31",
+        "conditions": ["monthly utilisation report"]
+    })
+}
+
+#[track_caller]
+fn ok(response: &support::TestResponse) -> Value {
+    assert!(response.status < 300, "{} {}", response.status, response.body);
+    response.json()
+}
+
+/// Batch, funding, price and capacity, as the set-up roles record them.
+async fn set_up(app: &TestApp) {
+    ok(&app
+        .post(
+            "committee_secretariat",
+            "/api/v1/batches",
+            &[],
+            r#"{"batch_id": "2025-q2", "deadline": "2025-05-31", "committee_date": "2025-06-15"}"#,
+        )
+        .await);
+    ok(&app
+        .post(
+            "finance_officer",
+            "/api/v1/funding-years/2025-26/receipts",
+            &[],
+            r#"{"line": "computing_power_subsidy", "amount_cents": 85700000000, "received_on": "2025-04-01"}"#,
+        )
+        .await);
+    ok(&app.post("administrator", "/api/v1/price-schedule/rates", &[], r#"{"service_type": "gpu_node_hour_h800", "rate_per_unit_cents": 4250, "unit": "node-hour", "effective_from": "2025-04-01"}"#).await);
+    for month in ["2025-07", "2025-08", "2025-09", "2025-10", "2025-11", "2025-12"] {
+        let body = json!({"service_type": "gpu_node_hour_h800", "period": month, "units": 10000}).to_string();
+        ok(&app.post("administrator", "/api/v1/capacity", &[], &body).await);
+    }
+}
+
+/// Submitted (on 2025-05-02), eligible, batch closed, assessed: returns the application id.
+async fn assessed_application(app: &TestApp) -> String {
+    app.set_day(2025, 5, 2);
+    let submitted = app.post("intake_officer", "/api/v1/applications", &[], &submission().to_string()).await;
+    assert_eq!(submitted.status, 201, "{}", submitted.body);
+    let location = submitted.header("location").expect("Location").to_string();
+    let id = location.rsplit('/').next().expect("id").to_string();
+    app.set_day(2025, 6, 2);
+    ok(&app.post("intake_officer", &format!("/api/v1/applications/{id}/eligibility-check"), &[], "{}").await);
+    let _ = app.post("committee_secretariat", "/api/v1/batches/2025-q2/closure", &[], "{}").await;
+    let assessment = json!({"scores": {"a_meets_hong_kong_needs": 8, "b_requirement_reasonable": 7, "c_feasibility_and_outcome": 8, "d_capability": 9}, "recommended_rate_bps": 7000, "recommended_ceiling_cents": 50_000_000, "duration_months": 6, "no_conflict_declared": true});
+    ok(&app.post("assessor", &format!("/api/v1/applications/{id}/assessment"), &[], &assessment.to_string()).await);
+    id
+}
+
+#[tokio::test]
+async fn a_staff_tool_drives_an_application_from_batch_opening_to_completion() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    let id = assessed_application(&app).await;
+    let base = format!("/api/v1/applications/{id}");
+
+    let approved =
+        ok(&app.post("committee_secretariat", &format!("{base}/approval"), &[], &approval().to_string()).await);
+    assert_eq!(approved["stream_id"], format!("application-{id}"));
+    assert!(approved["position"].as_u64().is_some());
+    let agreement = r#"{"signed_on": "2025-06-30", "reporting_due_dates": ["2025-10-15", "2026-01-15"]}"#;
+    ok(&app.post("committee_secretariat", &format!("{base}/agreement"), &[], agreement).await);
+
+    app.set_day(2025, 8, 5);
+    let usage =
+        r#"{"usage_id": "sched-2025-07", "service_type": "gpu_node_hour_h800", "period": "2025-07", "units": 1000}"#;
+    ok(&app.post("finance_officer", &format!("{base}/usage"), &[], usage).await);
+    app.set_day(2025, 11, 5);
+    let october =
+        r#"{"usage_id": "sched-2025-10", "service_type": "gpu_node_hour_h800", "period": "2025-10", "units": 400}"#;
+    let blocked = app.post("finance_officer", &format!("{base}/usage"), &[], october).await;
+    assert_eq!(
+        (blocked.status, blocked.json()["code"].as_str()),
+        (422, Some("progress_report_overdue")),
+        "{}",
+        blocked.body
+    );
+    let report = json!({"due": "2025-10-15", "kpis": {"ai_models_trained_or_deployed": 1, "talents_employed": 9, "mainland_or_overseas_collaborators": 0, "publications": 2, "patents": 1}, "summary": "checkpoint one"});
+    ok(&app.post("intake_officer", &format!("{base}/progress-reports"), &[], &report.to_string()).await);
+    ok(&app
+        .post("assessor", &format!("{base}/progress-reports/2025-10-15/review"), &[], r#"{"accepted": true}"#)
+        .await);
+    ok(&app.post("finance_officer", &format!("{base}/usage"), &[], october).await);
+    ok(&app
+        .post(
+            "finance_officer",
+            &format!("{base}/usage/sched-2025-10/reversal"),
+            &[],
+            r#"{"reason": "double-metered"}"#,
+        )
+        .await);
+    app.set_day(2026, 1, 31);
+    let completed = ok(&app.post("committee_secretariat", &format!("{base}/completion"), &[], "{}").await);
+
+    let view = app.get("auditor", &base).await;
+    assert_eq!(view.status, 200);
+    assert_eq!(view.header("etag"), Some(format!("\"{}\"", completed["version"]).as_str()));
+    let state = view.json();
+    assert_eq!(state["state"]["status"], "completed");
+    // 1,000 node-hours at HK$42.50 and 70 %: HK$29,750.00.
+    assert_eq!(state["state"]["disbursed"], 2_975_000);
+    let year = app.get("finance_officer", "/api/v1/funding-years/2025-26").await.json();
+    assert_eq!(year["state"]["disbursed"], 2_975_000);
+    assert_eq!(year["state"]["committed"], 2_975_000, "the unused commitment was released");
+
+    // As it stood right after the approval.
+    let then = app.get("auditor", &format!("{base}?as_of={}", approved["position"])).await.json();
+    assert_eq!(then["state"]["status"], "approved");
+    // The audit trail names who did what.
+    let trail = app
+        .get(
+            "auditor",
+            &format!("/api/v1/audit-trail?stream_id=application-{id}&after_position={}", completed["position"]),
+        )
+        .await
+        .json();
+    let actors: Vec<&str> =
+        trail["entries"].as_array().expect("entries").iter().map(|e| e["actor"].as_str().unwrap_or("")).collect();
+    assert_eq!(actors.first(), Some(&"intake_officer-1"));
+    assert!(
+        actors.contains(&"assessor-1")
+            && actors.contains(&"committee_secretariat-1")
+            && actors.contains(&"finance_officer-1")
+    );
+    app.stop().await;
+}
+
+/// Every scheme command route with the only role that may use it.
+const COMMANDS: [(&str, &str); 17] = [
+    ("/api/v1/batches", "committee_secretariat"),
+    ("/api/v1/batches/2025-q2/closure", "committee_secretariat"),
+    ("/api/v1/funding-years/2025-26/receipts", "finance_officer"),
+    ("/api/v1/funding-years/2025-26/redirection", "finance_officer"),
+    ("/api/v1/price-schedule/rates", "administrator"),
+    ("/api/v1/capacity", "administrator"),
+    ("/api/v1/capacity/redeployments", "committee_secretariat"),
+    ("/api/v1/applications", "intake_officer"),
+    ("/api/v1/applications/x1/amendments", "intake_officer"),
+    ("/api/v1/applications/x1/withdrawal", "intake_officer"),
+    ("/api/v1/applications/x1/eligibility-check", "intake_officer"),
+    ("/api/v1/applications/x1/assessment", "assessor"),
+    ("/api/v1/applications/x1/approval", "committee_secretariat"),
+    ("/api/v1/applications/x1/agreement", "committee_secretariat"),
+    ("/api/v1/applications/x1/usage", "finance_officer"),
+    ("/api/v1/applications/x1/progress-reports", "intake_officer"),
+    ("/api/v1/applications/x1/completion", "committee_secretariat"),
+];
+
+#[tokio::test]
+async fn every_command_route_admits_only_its_role() {
+    let app = TestApp::spawn().await;
+    for (route, allowed) in COMMANDS {
+        for role in ROLES {
+            let response = app.post(role, route, &[], "{}").await;
+            if role == allowed {
+                assert_ne!(response.status, 403, "{role} may use {route}: {}", response.body);
+                assert_ne!(response.status, 401);
+            } else {
+                assert_eq!(response.status, 403, "{role} on {route}: {}", response.body);
+            }
+        }
+        assert_eq!(http(app.port, "POST", route, &[], Some("{}")).await.status, 401, "{route}");
+    }
+    for route in [
+        "/api/v1/batches",
+        "/api/v1/price-schedule",
+        "/api/v1/capacity",
+        "/api/v1/applications/x1",
+        "/api/v1/funding-years/2025-26",
+    ] {
+        for role in ROLES {
+            assert_ne!(app.get(role, route).await.status, 403, "every role reads {route}");
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_if_match_gets_412_and_of_two_concurrent_updates_exactly_one_wins() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    app.set_day(2025, 5, 2);
+    let submitted = app.post("intake_officer", "/api/v1/applications", &[], &submission().to_string()).await;
+    let id = submitted.header("location").expect("location").rsplit('/').next().expect("id").to_string();
+    let etag = app
+        .get("intake_officer", &format!("/api/v1/applications/{id}"))
+        .await
+        .header("etag")
+        .expect("etag")
+        .to_string();
+    assert_eq!(etag, "\"0\"");
+
+    let mut amended = submission();
+    amended["team_size"] = json!(20);
+    let path = format!("/api/v1/applications/{id}/amendments");
+    let first = app.post("intake_officer", &path, &[("If-Match", &etag)], &amended.to_string()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.header("etag"), Some("\"1\""));
+    amended["team_size"] = json!(21);
+    let stale = app.post("intake_officer", &path, &[("If-Match", &etag)], &amended.to_string()).await;
+    assert_eq!(stale.status, 412, "{}", stale.body);
+    assert_eq!(stale.json()["current_version"], 1);
+
+    // Two staff amend at once, both from version 1: exactly one wins.
+    let (mut left, mut right) = (submission(), submission());
+    left["team_size"] = json!(30);
+    right["team_size"] = json!(31);
+    let (left, right) = (left.to_string(), right.to_string());
+    let (a, b) = tokio::join!(
+        app.post("intake_officer", &path, &[("If-Match", "\"1\"")], &left),
+        app.post("intake_officer", &path, &[("If-Match", "\"1\"")], &right),
+    );
+    let statuses = [a.status, b.status];
+    assert!(statuses.contains(&200) && statuses.contains(&412), "{statuses:?} {} {}", a.body, b.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_submission_retried_with_its_idempotency_key_is_recorded_once() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    app.set_day(2025, 5, 2);
+    let key = [("Idempotency-Key", "intake-form-8812")];
+    let first = app.post("intake_officer", "/api/v1/applications", &key, &submission().to_string()).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let retry = app.post("intake_officer", "/api/v1/applications", &key, &submission().to_string()).await;
+    assert_eq!((retry.status, retry.body.as_str()), (201, first.body.as_str()));
+    assert_eq!(retry.header("location"), first.header("location"));
+    let submitted: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ApplicationSubmitted'")
+        .fetch_one(&app.database.pool)
+        .await
+        .expect("count");
+    assert_eq!(submitted, 1, "one set of events");
+    let mut other = submission();
+    other["team_size"] = json!(3);
+    let reused = app.post("intake_officer", "/api/v1/applications", &key, &other.to_string()).await;
+    assert_eq!((reused.status, reused.json()["code"].as_str()), (422, Some("idempotency_key_reused")));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_inputs_get_the_documented_status_and_a_problem_body() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    let id = assessed_application(&app).await;
+    let approval_path = format!("/api/v1/applications/{id}/approval");
+    let with = |field: &str, value: Value| {
+        let mut body = approval();
+        body[field] = value;
+        body.to_string()
+    };
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("malformed JSON", r#"{"rate_bps": 7000"#.to_string(), 400, "body"),
+        ("wrong type", with("rate_bps", json!("seventy")), 400, "rate_bps"),
+        (
+            "missing field",
+            {
+                let mut b = approval();
+                b.as_object_mut().expect("object").remove("ceiling_cents");
+                b.to_string()
+            },
+            400,
+            "ceiling_cents",
+        ),
+        ("unknown field", with("bonus", json!(1)), 400, "bonus"),
+        ("negative money", with("ceiling_cents", json!(-5)), 400, "ceiling_cents"),
+        ("overflowing money", with("ceiling_cents", json!(18_446_744_073_709_551_615_u64)), 400, "ceiling_cents"),
+        ("rate beyond 100 %", with("rate_bps", json!(12_000)), 400, "rate_bps"),
+        ("bad date", with("start", json!("2025-02-30")), 400, "start"),
+        (
+            "bad month",
+            {
+                let mut b = approval();
+                b["allocations"][0]["period"] = json!("2025-13");
+                b.to_string()
+            },
+            400,
+            "allocations[0].period",
+        ),
+        ("rate above 90 %", with("rate_bps", json!(9_500)), 422, "rate_above_ceiling"),
+        ("above 70 % without a reason", with("rate_bps", json!(8_000)), 422, "rate_needs_exceptional_case"),
+        ("dates reversed", with("end", json!("2025-06-30")), 422, "dates_reversed"),
+    ];
+    for (case, body, status, detail) in cases {
+        let response = app.post("committee_secretariat", &approval_path, &[], &body).await;
+        assert_eq!(response.status, status, "{case}: {}", response.body);
+        assert_eq!(response.header("content-type"), Some("application/problem+json"), "{case}");
+        let problem = response.json();
+        if status == 400 {
+            assert_eq!(problem["errors"][0]["field"], detail, "{case}: {problem}");
+        } else {
+            assert_eq!(problem["code"], detail, "{case}: {problem}");
+        }
+        assert!(!response.body.contains("sqlx") && !response.body.contains("panicked"), "{case}");
+    }
+    let unknown =
+        app.post("committee_secretariat", "/api/v1/applications/nosuch/approval", &[], &approval().to_string()).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert_eq!(app.get("auditor", "/api/v1/applications/nosuch").await.status, 404);
+    let huge = format!(r#"{{"reason": "{}"}}"#, "x".repeat(300_000));
+    assert_eq!(
+        app.post("intake_officer", &format!("/api/v1/applications/{id}/withdrawal"), &[], &huge).await.status,
+        413
+    );
+    let bad_year = app.post("finance_officer", "/api/v1/funding-years/2025-27/receipts", &[], "{}").await;
+    assert_eq!((bad_year.status, bad_year.json()["errors"][0]["field"].as_str()), (400, Some("year")));
+    app.stop().await;
+}
