@@ -167,7 +167,7 @@ async fn a_staff_tool_drives_an_application_from_batch_opening_to_completion() {
 }
 
 /// Every scheme command route with the only role that may use it.
-const COMMANDS: [(&str, &str); 17] = [
+const COMMANDS: [(&str, &str); 22] = [
     ("/api/v1/batches", "committee_secretariat"),
     ("/api/v1/batches/2025-q2/closure", "committee_secretariat"),
     ("/api/v1/funding-years/2025-26/receipts", "finance_officer"),
@@ -185,7 +185,34 @@ const COMMANDS: [(&str, &str); 17] = [
     ("/api/v1/applications/x1/usage", "finance_officer"),
     ("/api/v1/applications/x1/progress-reports", "intake_officer"),
     ("/api/v1/applications/x1/completion", "committee_secretariat"),
+    ("/api/v1/applications/x1/rejection", "committee_secretariat"),
+    ("/api/v1/applications/x1/deferral", "committee_secretariat"),
+    ("/api/v1/applications/x1/termination", "committee_secretariat"),
+    ("/api/v1/applications/x1/usage/u1/reversal", "finance_officer"),
+    ("/api/v1/applications/x1/progress-reports/2025-10-15/review", "assessor"),
 ];
+
+#[tokio::test]
+async fn every_command_refuses_malformed_unknown_and_oversized_bodies() {
+    let app = TestApp::spawn().await;
+    let huge = format!(r#"{{"reason": "{}"}}"#, "x".repeat(300_000));
+    for (route, role) in COMMANDS {
+        let malformed = app.post(role, route, &[], "{,").await;
+        assert_eq!(
+            (malformed.status, malformed.json()["errors"][0]["field"].as_str()),
+            (400, Some("body")),
+            "{route}: {}",
+            malformed.body
+        );
+        let unknown = app.post(role, route, &[], r#"{"surprise": true}"#).await;
+        assert_eq!(unknown.status, 400, "{route}: {}", unknown.body);
+        assert_eq!(unknown.header("content-type"), Some("application/problem+json"));
+        let not_json = app.post(role, route, &[], "[1, 2]").await;
+        assert_eq!(not_json.status, 400, "{route}: {}", not_json.body);
+        assert_eq!(app.post(role, route, &[], &huge).await.status, 413, "{route}");
+    }
+    app.stop().await;
+}
 
 #[tokio::test]
 async fn every_command_route_admits_only_its_role() {

@@ -73,6 +73,8 @@ pub async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, ApiError
 /// Parses a JSON body; a malformed document, a wrong type, a missing or unknown field is a
 /// 400 naming the field's path.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // No body at all reads as an empty object: commands without fields need none.
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let parsed: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();

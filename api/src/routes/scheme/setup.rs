@@ -61,7 +61,7 @@ pub async fn open_batch(
 }
 
 /// `POST /api/v1/batches/{batch_id}/closure`: closes the batch after its deadline.
-#[utoipa::path(tag = "batches", params(("batch_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<Object>, description = "Empty"),
+#[utoipa::path(tag = "batches", params(("batch_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<super::bodies::EmptyBody>, description = "No fields"),
     responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/batches/{batch_id}/closure")]
 pub async fn close_batch(
@@ -74,7 +74,8 @@ pub async fn close_batch(
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
     let batch_id = path.into_inner();
-    command(&request, payload, &pool, Action::OpenOrCloseBatch, false, |_, meta, _| async move {
+    command(&request, payload, &pool, Action::OpenOrCloseBatch, false, |_, meta, body| async move {
+        let _: super::bodies::EmptyBody = parse_json(&body)?;
         let written = scheme
             .batches(BatchCommand::CloseBatch { batch_id, today: today }, &meta)
             .await
@@ -144,7 +145,7 @@ pub async fn record_receipt(
 
 /// `POST /api/v1/funding-years/{year}/redirection`: after the year ends, its unused subsidy
 /// goes to publicity and talent (§17).
-#[utoipa::path(tag = "funding", params(("year" = String, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<Object>, description = "Empty"),
+#[utoipa::path(tag = "funding", params(("year" = String, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<super::bodies::EmptyBody>, description = "No fields"),
     responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/funding-years/{year}/redirection")]
 pub async fn redirect_unused(
@@ -157,7 +158,8 @@ pub async fn redirect_unused(
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
     let year = year_of(&path.into_inner())?;
-    command(&request, payload, &pool, Action::RecordFunding, false, |context, meta, _| async move {
+    command(&request, payload, &pool, Action::RecordFunding, false, |context, meta, body| async move {
+        let _: super::bodies::EmptyBody = parse_json(&body)?;
         let written = scheme
             .funding(year, FundingCommand::RedirectUnusedSubsidy { today: today }, context.if_match, &meta)
             .await
