@@ -145,7 +145,7 @@ application_command!(
     "Amends the application while its batch is open.",
     |scheme, id, context, meta, body, today| {
         let submission = body.into_domain()?;
-        on_application(&scheme, &id, &context, &meta, ApplicationCommand::Amend { submission, today: today }).await
+        on_application(&scheme, &id, &context, &meta, ApplicationCommand::Amend { submission, today }).await
     }
 );
 
@@ -161,7 +161,7 @@ application_command!(
             &id,
             &context,
             &meta,
-            ApplicationCommand::Withdraw { reason: body.reason, today: today },
+            ApplicationCommand::Withdraw { reason: body.reason, today },
         )
         .await
     }
@@ -175,7 +175,7 @@ application_command!(
     "Rules on eligibility (§11, §13 fn 6): confirmed, or ineligible with reasons.",
     |scheme, id, context, meta, _body, today| {
         let checked_by = meta.actor.clone();
-        on_application(&scheme, &id, &context, &meta, ApplicationCommand::CheckEligibility { checked_by, today: today })
+        on_application(&scheme, &id, &context, &meta, ApplicationCommand::CheckEligibility { checked_by, today })
             .await
     }
 );
@@ -316,7 +316,7 @@ application_command!(
             period: body.period,
             units: body.units,
             rate_in_force: Money::ZERO,
-            today: today,
+            today,
         };
         let written = scheme.charge_usage(&id, command, &meta).await.map_err(|error| command_failure(error, false))?;
         Ok((stream_of(&id), written))
@@ -334,7 +334,7 @@ application_command!(
             due: body.due,
             kpis: body.kpis.into_domain(),
             summary: body.summary,
-            today: today,
+            today,
         };
         on_application(&scheme, &id, &context, &meta, command).await
     }
