@@ -1,6 +1,8 @@
 //! Shared helpers of the end-to-end suites: a fresh, migrated database per test.
 #![allow(dead_code)]
 
+pub mod scheme;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aisc_adapters::database::MIGRATOR;

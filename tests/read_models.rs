@@ -1,0 +1,229 @@
+//! The applications read model and the batch queues on a generated scheme: built live while
+//! commands run equals rebuilt from scratch; filters, sorting, paging and work queues.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aisc_domain::event_store::{EventStore, Position};
+use aisc_domain::subsidy::application::ApplicationCommand;
+use aisc_domain::subsidy::batches::BatchCommand;
+use aisc_domain::subsidy::values::{ApplicantCategory, FinancialYear};
+use aisc_projections::applications::{self, ApplicationFilter, Applications, Sort};
+use aisc_projections::runner::wait_for_position;
+use aisc_projections::{Projection, ProjectionRunner};
+use sqlx::PgPool;
+use support::TestDatabase;
+use support::scheme::*;
+use tokio::sync::watch;
+
+const APPLICATIONS: usize = 120;
+
+fn category_of(n: usize) -> (ApplicantCategory, &'static str) {
+    match n % 4 {
+        0 => (ApplicantCategory::LocalInstitution, "ugc_funded_university"),
+        1 => (ApplicantCategory::RndCentre, "innohk_centre"),
+        2 => (ApplicantCategory::AiStartup, "cyberport_incubatee_or_alumnus"),
+        _ => (ApplicantCategory::GovernmentDepartment, "bureau_or_department"),
+    }
+}
+
+/// Drives `APPLICATIONS` applications to six different stages through the command service.
+async fn generate(scheme: &Scheme) -> Vec<String> {
+    let ids: Vec<String> = (0..APPLICATIONS).map(|n| format!("gen{n:04}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let mut application =
+            submission(&format!("Project {n:03} {}", if n % 10 == 0 { "Cantonese speech" } else { "vision" }));
+        let (category, sub_type) = category_of(n);
+        application.category = category;
+        application.sub_type = sub_type.into();
+        scheme
+            .submit(id, application, day(2025, 5, 2 + (n % 20) as u32), &meta("intake-1", "intake_officer"))
+            .await
+            .expect("submit");
+    }
+    for (n, id) in ids.iter().enumerate().filter(|(n, _)| n % 6 == 5) {
+        let _ = n;
+        scheme
+            .application(
+                id,
+                None,
+                ApplicationCommand::Withdraw { reason: "merged".into(), today: day(2025, 5, 25) },
+                &meta("intake-1", "intake_officer"),
+            )
+            .await
+            .expect("withdraw");
+    }
+    scheme
+        .batches(
+            BatchCommand::CloseBatch { batch_id: "2025-q2".into(), today: day(2025, 6, 1) },
+            &meta("sec-1", "committee_secretariat"),
+        )
+        .await
+        .expect("close");
+    for (n, id) in ids.iter().enumerate() {
+        if n % 6 == 0 || n % 6 == 5 {
+            continue;
+        }
+        scheme
+            .application(
+                id,
+                None,
+                ApplicationCommand::CheckEligibility { checked_by: "intake-1".into(), today: day(2025, 6, 2) },
+                &meta("intake-1", "intake_officer"),
+            )
+            .await
+            .expect("eligibility");
+    }
+    let assessable: Vec<&str> =
+        ids.iter().enumerate().filter(|(n, _)| (2..=4).contains(&(n % 6))).map(|(_, id)| id.as_str()).collect();
+    assess(scheme, &assessable).await;
+    for (n, id) in ids.iter().enumerate() {
+        match n % 6 {
+            3 => {
+                let mut approve = approval(hkd(100_000));
+                for allocation in &mut approve.allocations {
+                    allocation.units = 100;
+                }
+                scheme.approve(id, None, approve, &meta("sec-1", "committee_secretariat")).await.expect("approve");
+            }
+            4 => {
+                let decision = approval(hkd(1)).decision;
+                scheme
+                    .reject_or_defer(
+                        id,
+                        None,
+                        None,
+                        |batch, _| ApplicationCommand::Reject {
+                            decision: decision.clone(),
+                            reasons: vec!["not justified".into()],
+                            batch,
+                        },
+                        &meta("sec-1", "committee_secretariat"),
+                    )
+                    .await
+                    .expect("reject");
+            }
+            _ => {}
+        }
+    }
+    ids
+}
+
+async fn table(pool: &PgPool, sql: &'static str) -> Vec<String> {
+    let rows: Vec<(String,)> = sqlx::query_as(sql).fetch_all(pool).await.expect("table");
+    rows.into_iter().map(|(row,)| row).collect()
+}
+
+async fn snapshot(pool: &PgPool) -> (Vec<String>, Vec<String>) {
+    (
+        table(pool, "SELECT row_to_json(a)::text FROM (SELECT * FROM applications_view ORDER BY application_id) a")
+            .await,
+        table(pool, "SELECT row_to_json(b)::text FROM (SELECT * FROM batches_view ORDER BY batch_id) b").await,
+    )
+}
+
+#[tokio::test]
+async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_staff_queries() {
+    let database = TestDatabase::create_with_pool_size(20).await;
+    let scheme = scheme(&database).await;
+    let store: Arc<dyn EventStore> = Arc::new(scheme.commands().store().clone());
+    let projection: Arc<dyn Projection> = Arc::new(Applications);
+    let runner = ProjectionRunner::new(database.pool.clone(), store.clone(), projection.clone())
+        .with_standby_poll(Duration::from_millis(50));
+    let (stop, stopped) = watch::channel(false);
+    let live = tokio::spawn(async move { runner.run(stopped).await });
+
+    set_up(&scheme, hkd(857_000_000)).await;
+    generate(&scheme).await;
+    let head: i64 =
+        sqlx::query_scalar("SELECT max(global_position) FROM events").fetch_one(&database.pool).await.expect("head");
+    assert!(
+        wait_for_position(&database.pool, applications::NAME, Position(head as u64), Duration::from_secs(60))
+            .await
+            .expect("wait")
+    );
+    let _ = stop.send(true);
+    live.await.expect("runner");
+    let built_live = snapshot(&database.pool).await;
+    assert_eq!(built_live.0.len(), APPLICATIONS);
+
+    ProjectionRunner::new(database.pool.clone(), store, projection)
+        .rebuild(Duration::from_secs(60))
+        .await
+        .expect("rebuild");
+    assert_eq!(snapshot(&database.pool).await, built_live, "live equals rebuilt");
+
+    let pool = &database.pool;
+    let query = |filter: ApplicationFilter| async move { applications::list(pool, &filter).await.expect("list") };
+    let all = ApplicationFilter { limit: 500, ..ApplicationFilter::default() };
+    let (_, total) = query(all.clone()).await;
+    assert_eq!(total, APPLICATIONS as i64);
+    for (status, expected) in
+        [("submitted", 20), ("eligible", 20), ("assessed", 20), ("approved", 20), ("rejected", 20), ("withdrawn", 20)]
+    {
+        let (rows, count) = query(ApplicationFilter { status: Some(status.into()), ..all.clone() }).await;
+        assert_eq!((count, rows.len()), (expected, expected as usize), "{status}");
+        assert!(rows.iter().all(|row| row.status == status));
+    }
+    let (approved, _) = query(ApplicationFilter { status: Some("approved".into()), ..all.clone() }).await;
+    assert!(approved.iter().all(|row| row.ceiling_cents == Some(10_000_000)
+        && row.approved_rate_bps == Some(7_000)
+        && row.assessed_by.as_deref() == Some("assessor-1")));
+    let (startups, count) = query(ApplicationFilter { category: Some("ai_startup".into()), ..all.clone() }).await;
+    assert_eq!((count, startups.iter().all(|row| row.sub_type == "cyberport_incubatee_or_alumnus")), (30, true));
+    let (speech, count) = query(ApplicationFilter { text: Some("cantonese".into()), ..all.clone() }).await;
+    assert_eq!(count, 12);
+    assert!(speech.iter().all(|row| row.project_title.contains("Cantonese")));
+    let year = FinancialYear::parse("2025-26").expect("year");
+    assert_eq!(
+        query(ApplicationFilter { submitted_between: Some((year.first_day(), year.last_day())), ..all.clone() })
+            .await
+            .1,
+        APPLICATIONS as i64
+    );
+    assert_eq!(
+        query(ApplicationFilter {
+            submitted_between: Some((year.next().first_day(), year.next().last_day())),
+            ..all.clone()
+        })
+        .await
+        .1,
+        0
+    );
+
+    let (first_page, _) = query(ApplicationFilter {
+        sort: Sort::ProjectTitle,
+        descending: true,
+        limit: 25,
+        ..ApplicationFilter::default()
+    })
+    .await;
+    let (second_page, _) = query(ApplicationFilter {
+        sort: Sort::ProjectTitle,
+        descending: true,
+        limit: 25,
+        offset: 25,
+        ..ApplicationFilter::default()
+    })
+    .await;
+    let titles: Vec<&str> = first_page.iter().chain(&second_page).map(|row| row.project_title.as_str()).collect();
+    assert_eq!(titles.len(), 50);
+    assert!(titles.windows(2).all(|pair| pair[0] >= pair[1]), "sorted descending across pages");
+    assert!(titles[0].starts_with("Project 119"));
+
+    let queue = applications::batch_queue(pool, "2025-q2", day(2025, 6, 20)).await.expect("queue").expect("batch");
+    assert!(queue.closed);
+    assert_eq!(queue.awaiting_eligibility.len(), 20);
+    assert_eq!(queue.awaiting_assessment.len(), 20);
+    assert_eq!(queue.ready_for_committee.len(), 20);
+    assert_eq!(queue.decided.len(), 40);
+    assert_eq!(queue.counts.get("withdrawn"), Some(&20));
+    assert_eq!(queue.overdue.len(), 40, "not ready although the committee met on 2025-06-15");
+    let before_meeting =
+        applications::batch_queue(pool, "2025-q2", day(2025, 6, 10)).await.expect("queue").expect("batch");
+    assert!(before_meeting.overdue.is_empty());
+    assert!(applications::batch_queue(pool, "no-such", day(2025, 6, 10)).await.expect("queue").is_none());
+    database.drop_database().await;
+}

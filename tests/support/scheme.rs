@@ -1,0 +1,214 @@
+//! Fixtures of a small scheme, driven through the real command service: a batch, funding,
+//! a GPU price and capacity, and applications at each stage.
+#![allow(dead_code)]
+
+use aisc_adapters::{PostgresEventStore, TimeOrderedEventIds};
+use aisc_domain::command_service::{CommandMetadata, CommandService};
+use aisc_domain::subsidy::application::{
+    ApplicationCommand, Approve, ChargeUsage, Contact, Meeting, RequestedResource, Scores, Submission,
+};
+use aisc_domain::subsidy::batches::BatchCommand;
+use aisc_domain::subsidy::capacity::{Allocation, CapacityCommand};
+use aisc_domain::subsidy::funding::{BudgetLine, FundingCommand};
+use aisc_domain::subsidy::prices::PriceCommand;
+use aisc_domain::subsidy::service::SchemeService;
+use aisc_domain::subsidy::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
+use chrono::NaiveDate;
+
+use super::TestDatabase;
+
+pub type Scheme = SchemeService<PostgresEventStore, TimeOrderedEventIds>;
+
+pub fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(y, m, d).expect("date")
+}
+
+pub fn gpu() -> ServiceType {
+    ServiceType::parse("gpu_node_hour_h800").expect("service")
+}
+
+pub fn period(text: &str) -> Period {
+    Period::parse(text).expect("period")
+}
+
+pub fn hkd(dollars: i64) -> Money {
+    Money::from_cents(dollars * 100)
+}
+
+pub fn meta(actor: &str, role: &str) -> CommandMetadata {
+    CommandMetadata {
+        actor: actor.into(),
+        role: role.into(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        correlation_id: "lifecycle-test".into(),
+        causation_id: None,
+    }
+}
+
+pub fn submission(title: &str) -> Submission {
+    Submission {
+        organisation: "The Hong Kong University of Science and Technology".into(),
+        category: ApplicantCategory::LocalInstitution,
+        sub_type: "ugc_funded_university".into(),
+        project_title: title.into(),
+        project_summary: "Training a multilingual model for legal documents.".into(),
+        develops_ai_models: true,
+        requested_resources: vec![RequestedResource {
+            service_type: gpu(),
+            first_period: period("2025-07"),
+            last_period: period("2025-12"),
+            units_per_month: 1_000,
+        }],
+        requested_rate: RateBps::NORMAL_CAP,
+        team_size: 10,
+        talents: 6,
+        mainland_or_overseas_team: true,
+        other_government_funding: false,
+        undertakings: None,
+        contact: Contact { name: "Prof Lee".into(), email: "lee@ust.hk".into() },
+    }
+}
+
+pub async fn scheme(database: &TestDatabase) -> Scheme {
+    let store = PostgresEventStore::new(database.pool.clone());
+    SchemeService::new(CommandService::new(store, TimeOrderedEventIds))
+}
+
+/// A batch, funding for 2025-26, a GPU price and capacity for July to December 2025.
+pub async fn set_up(scheme: &Scheme, subsidy: Money) {
+    let admin = meta("admin-1", "administrator");
+    scheme
+        .batches(
+            BatchCommand::OpenBatch {
+                batch_id: "2025-q2".into(),
+                deadline: day(2025, 5, 31),
+                committee_date: day(2025, 6, 15),
+            },
+            &admin,
+        )
+        .await
+        .expect("batch");
+    let year = FinancialYear::parse("2025-26").expect("year");
+    scheme
+        .funding(
+            year,
+            FundingCommand::RecordFundingReceived {
+                year,
+                line: BudgetLine::ComputingPowerSubsidy,
+                amount: subsidy,
+                received_on: day(2025, 4, 1),
+            },
+            None,
+            &meta("finance-1", "finance_officer"),
+        )
+        .await
+        .expect("funding");
+    scheme
+        .prices(
+            PriceCommand::SetRate {
+                service_type: gpu(),
+                rate_per_unit: Money::from_cents(4_250),
+                unit: "node-hour".into(),
+                effective_from: day(2025, 4, 1),
+            },
+            &admin,
+        )
+        .await
+        .expect("price");
+    for month in Period::range(period("2025-07"), period("2025-12")) {
+        scheme
+            .capacity(CapacityCommand::DeclareCapacity { service_type: gpu(), period: month, units: 10_000 }, &admin)
+            .await
+            .expect("capacity");
+    }
+}
+
+/// Submitted and eligible, in batch 2025-q2.
+pub async fn submitted(scheme: &Scheme, application_id: &str) {
+    scheme
+        .submit(application_id, submission(application_id), day(2025, 5, 2), &meta("intake-1", "intake_officer"))
+        .await
+        .expect("submit");
+    scheme
+        .application(
+            application_id,
+            None,
+            ApplicationCommand::CheckEligibility { checked_by: "intake-1".into(), today: day(2025, 6, 2) },
+            &meta("intake-1", "intake_officer"),
+        )
+        .await
+        .expect("eligibility");
+}
+
+/// The batch closes and the applications are assessed: ready for the committee.
+pub async fn ready_for_committee(scheme: &Scheme, application_ids: &[&str]) {
+    scheme
+        .batches(
+            BatchCommand::CloseBatch { batch_id: "2025-q2".into(), today: day(2025, 6, 1) },
+            &meta("sec-1", "committee_secretariat"),
+        )
+        .await
+        .expect("close");
+    assess(scheme, application_ids).await;
+}
+
+/// Cyberport's assessment of each application, by assessor-1.
+pub async fn assess(scheme: &Scheme, application_ids: &[&str]) {
+    for application_id in application_ids {
+        scheme
+            .application(
+                application_id,
+                None,
+                ApplicationCommand::RecordAssessment {
+                    assessor: "assessor-1".into(),
+                    scores: Scores {
+                        a_meets_hong_kong_needs: 8,
+                        b_requirement_reasonable: 8,
+                        c_feasibility_and_outcome: 7,
+                        d_capability: 9,
+                    },
+                    recommended_rate: RateBps::NORMAL_CAP,
+                    recommended_ceiling: hkd(500_000),
+                    duration_months: 6,
+                    conditions: vec!["report utilisation monthly".into()],
+                    no_conflict_declared: true,
+                },
+                &meta("assessor-1", "assessor"),
+            )
+            .await
+            .expect("assessment");
+    }
+}
+
+pub fn approval(ceiling: Money) -> Approve {
+    Approve {
+        decision: Meeting {
+            recorded_by: "sec-1".into(),
+            meeting_reference: "AISC-COM-2025-06".into(),
+            decided_on: day(2025, 6, 15),
+            members_present: vec!["m1".into(), "m2".into(), "m3".into(), "m4".into()],
+            members_recused: vec!["m5".into()],
+        },
+        rate: RateBps::NORMAL_CAP,
+        exceptional_reason: None,
+        allocations: Period::range(period("2025-07"), period("2025-12"))
+            .into_iter()
+            .map(|p| Allocation { service_type: gpu(), period: p, units: 1_000 })
+            .collect(),
+        ceiling,
+        start: day(2025, 7, 1),
+        end: day(2025, 12, 31),
+        conditions: vec![],
+    }
+}
+
+pub fn usage(usage_id: &str, month: &str, units: u64, today: NaiveDate) -> ChargeUsage {
+    ChargeUsage {
+        usage_id: usage_id.into(),
+        service_type: gpu(),
+        period: period(month),
+        units,
+        rate_in_force: Money::ZERO,
+        today,
+    }
+}
