@@ -14,7 +14,7 @@ async fn append(app: &TestApp, stream: &str, count: usize) -> u64 {
     for n in 0..count {
         let event = NewEvent {
             event_id: uuid::Uuid::new_v4(),
-            event_type: "ApplicationSubmitted".into(),
+            event_type: "NoteRecorded".into(),
             schema_version: 1,
             data: json!({ "n": n }),
             metadata: json!({ "actor": "intake_officer-1", "role": "intake_officer", "request_id": format!("r-{n}") }),
@@ -28,7 +28,7 @@ async fn append(app: &TestApp, stream: &str, count: usize) -> u64 {
 /// Every query route, with the roles that may use it.
 const QUERY_ROUTES: [(&str, &[&str]); 5] = [
     ("/api/v1/events", &["auditor", "administrator"]),
-    ("/api/v1/streams/application-1", &["auditor", "administrator"]),
+    ("/api/v1/streams/note-1", &["auditor", "administrator"]),
     ("/api/v1/audit-trail", &["auditor", "administrator"]),
     ("/api/v1/projections", &["auditor", "administrator"]),
     ("/api/v1/audit/verification", &["auditor", "administrator"]),
@@ -59,7 +59,7 @@ async fn post(app: &TestApp, role: &str, path: &str, headers: &[(&str, &str)], b
 #[tokio::test]
 async fn every_route_answers_each_role_as_the_matrix_says() {
     let app = TestApp::spawn().await;
-    append(&app, "application-1", 2).await;
+    append(&app, "note-1", 2).await;
     for (route, allowed) in QUERY_ROUTES {
         for role in ROLES {
             let response = app.get(role, route).await;
@@ -123,8 +123,8 @@ async fn the_request_id_is_accepted_or_generated_and_always_returned() {
 #[tokio::test]
 async fn the_event_feed_pages_all_and_one_stream_in_the_eventstoredb_shape() {
     let app = TestApp::spawn().await;
-    append(&app, "application-1", 3).await;
-    append(&app, "application-2", 2).await;
+    append(&app, "note-1", 3).await;
+    append(&app, "note-2", 2).await;
 
     let first = app.get("auditor", "/api/v1/events?limit=2").await;
     assert_eq!(first.status, 200, "{}", first.body);
@@ -134,13 +134,13 @@ async fn the_event_feed_pages_all_and_one_stream_in_the_eventstoredb_shape() {
     for key in ["eventId", "eventType", "streamId", "eventNumber", "position", "created", "data", "metadata"] {
         assert!(events[0].get(key).is_some(), "{key} in {}", events[0]);
     }
-    assert_eq!(events[0]["streamId"], "application-1");
+    assert_eq!(events[0]["streamId"], "note-1");
     let next = page["next_after"].as_u64().expect("next_after");
     let rest = app.get("auditor", &format!("/api/v1/events?after={next}&limit=10")).await.json();
     assert_eq!(rest["events"].as_array().expect("events").len(), 3);
     assert_eq!(rest["more_pending"], false);
 
-    let stream = app.get("auditor", "/api/v1/streams/application-1?direction=backward&limit=2").await;
+    let stream = app.get("auditor", "/api/v1/streams/note-1?direction=backward&limit=2").await;
     assert_eq!(stream.status, 200);
     assert_eq!(stream.header("etag"), Some("\"2\""));
     let numbers: Vec<u64> = stream.json()["events"]
@@ -156,13 +156,13 @@ async fn the_event_feed_pages_all_and_one_stream_in_the_eventstoredb_shape() {
 #[tokio::test]
 async fn bad_queries_and_unknown_things_get_problem_details() {
     let app = TestApp::spawn().await;
-    append(&app, "application-1", 1).await;
+    append(&app, "note-1", 1).await;
     let cases: [(&str, u16, &str); 7] = [
         ("/api/v1/events?limit=0", 400, "limit"),
         ("/api/v1/events?limit=abc", 400, "limit"),
         ("/api/v1/events?after=-5", 400, "after"),
         ("/api/v1/events?colour=blue", 400, "colour"),
-        ("/api/v1/streams/application-404", 404, ""),
+        ("/api/v1/streams/note-404", 404, ""),
         ("/api/v1/audit-trail?recorded_from=yesterday", 400, "recorded_from"),
         ("/api/v1/no-such-resource", 404, ""),
     ];
@@ -182,9 +182,8 @@ async fn bad_queries_and_unknown_things_get_problem_details() {
 #[tokio::test]
 async fn the_audit_trail_answers_once_it_has_reached_a_given_position() {
     let app = TestApp::spawn().await;
-    let position = append(&app, "application-9", 3).await;
-    let response =
-        app.get("auditor", &format!("/api/v1/audit-trail?stream_id=application-9&after_position={position}")).await;
+    let position = append(&app, "note-9", 3).await;
+    let response = app.get("auditor", &format!("/api/v1/audit-trail?stream_id=note-9&after_position={position}")).await;
     assert_eq!(response.status, 200, "{}", response.body);
     let entries = response.json()["entries"].as_array().expect("entries").clone();
     assert_eq!(entries.len(), 3, "read-your-writes: all three are there");
@@ -268,7 +267,7 @@ async fn bad_command_bodies_get_400_with_the_field_and_oversized_ones_413() {
 #[tokio::test]
 async fn the_verification_endpoint_reports_an_intact_log() {
     let app = TestApp::spawn().await;
-    append(&app, "application-3", 4).await;
+    append(&app, "note-3", 4).await;
     let report = app.get("auditor", "/api/v1/audit/verification").await;
     assert_eq!(report.status, 200, "{}", report.body);
     let report = report.json();
@@ -279,13 +278,13 @@ async fn the_verification_endpoint_reports_an_intact_log() {
 
 /// Every route the service registers, as the OpenAPI document should name it, with a concrete
 /// path to call.
-const EVERY_ROUTE: [(&str, &str, &str); 37] = [
+const EVERY_ROUTE: [(&str, &str, &str); 39] = [
     ("get", "/health/live", "/health/live"),
     ("get", "/health/ready", "/health/ready"),
     ("get", "/metrics", "/metrics"),
     ("get", "/api/v1/openapi.json", "/api/v1/openapi.json"),
     ("get", "/api/v1/events", "/api/v1/events"),
-    ("get", "/api/v1/streams/{stream_id}", "/api/v1/streams/application-1"),
+    ("get", "/api/v1/streams/{stream_id}", "/api/v1/streams/note-1"),
     ("get", "/api/v1/audit-trail", "/api/v1/audit-trail"),
     ("get", "/api/v1/projections", "/api/v1/projections"),
     ("get", "/api/v1/audit/verification", "/api/v1/audit/verification"),
@@ -302,6 +301,8 @@ const EVERY_ROUTE: [(&str, &str, &str); 37] = [
     ("get", "/api/v1/capacity", "/api/v1/capacity"),
     ("post", "/api/v1/capacity/redeployments", "/api/v1/capacity/redeployments"),
     ("post", "/api/v1/applications", "/api/v1/applications"),
+    ("get", "/api/v1/applications", "/api/v1/applications"),
+    ("get", "/api/v1/batches/{batch_id}/queue", "/api/v1/batches/b1/queue"),
     ("get", "/api/v1/applications/{application_id}", "/api/v1/applications/a1"),
     ("post", "/api/v1/applications/{application_id}/amendments", "/api/v1/applications/a1/amendments"),
     ("post", "/api/v1/applications/{application_id}/withdrawal", "/api/v1/applications/a1/withdrawal"),
@@ -348,7 +349,7 @@ fn collect_refs(node: &serde_json::Value, refs: &mut Vec<String>) {
 #[tokio::test]
 async fn the_openapi_document_is_generated_from_the_code_and_covers_every_route() {
     let app = TestApp::spawn().await;
-    append(&app, "application-1", 1).await;
+    append(&app, "note-1", 1).await;
     let response = http(app.port, "GET", "/api/v1/openapi.json", &[], None).await;
     assert_eq!(response.status, 200);
     let document = response.json();

@@ -144,6 +144,26 @@ async fn a_staff_tool_drives_an_application_from_batch_opening_to_completion() {
     assert_eq!(year["state"]["disbursed"], 2_975_000);
     assert_eq!(year["state"]["committed"], 2_975_000, "the unused commitment was released");
 
+    // The read models have it once they reach the position the command returned.
+    let listed = app
+        .get("auditor", &format!("/api/v1/applications?status=completed&after_position={}", completed["position"]))
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let listed = listed.json();
+    assert_eq!(listed["total"], 1);
+    assert_eq!(listed["items"][0]["application_id"], id.as_str());
+    assert_eq!(listed["items"][0]["disbursed_cents"], 2_975_000);
+    let queue = app
+        .get(
+            "committee_secretariat",
+            &format!("/api/v1/batches/2025-q2/queue?after_position={}", completed["position"]),
+        )
+        .await;
+    assert_eq!(queue.status, 200, "{}", queue.body);
+    assert_eq!(queue.json()["decided"][0], id.as_str());
+    let bad_sort = app.get("auditor", "/api/v1/applications?sort=colour").await;
+    assert_eq!((bad_sort.status, bad_sort.json()["errors"][0]["field"].as_str()), (400, Some("sort")));
+
     // As it stood right after the approval.
     let then = app.get("auditor", &format!("{base}?as_of={}", approved["position"])).await.json();
     assert_eq!(then["state"]["status"], "approved");

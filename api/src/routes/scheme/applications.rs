@@ -156,14 +156,7 @@ application_command!(
     ReasonBody,
     "Withdraws the application while its batch is open.",
     |scheme, id, context, meta, body, today| {
-        on_application(
-            &scheme,
-            &id,
-            &context,
-            &meta,
-            ApplicationCommand::Withdraw { reason: body.reason, today },
-        )
-        .await
+        on_application(&scheme, &id, &context, &meta, ApplicationCommand::Withdraw { reason: body.reason, today }).await
     }
 );
 
@@ -175,8 +168,7 @@ application_command!(
     "Rules on eligibility (§11, §13 fn 6): confirmed, or ineligible with reasons.",
     |scheme, id, context, meta, _body, today| {
         let checked_by = meta.actor.clone();
-        on_application(&scheme, &id, &context, &meta, ApplicationCommand::CheckEligibility { checked_by, today })
-            .await
+        on_application(&scheme, &id, &context, &meta, ApplicationCommand::CheckEligibility { checked_by, today }).await
     }
 );
 
@@ -268,7 +260,7 @@ application_command!(
                     reason: reason.clone(),
                     batch,
                     to_batch_id: to_batch_id.clone(),
-                    to_batch: later.unwrap_or_else(|| aisc_domain::subsidy::batches::Batch {
+                    to_batch: later.unwrap_or(aisc_domain::subsidy::batches::Batch {
                         deadline: NaiveDate::MIN,
                         committee_date: NaiveDate::MIN,
                         closed: true,

@@ -4,6 +4,7 @@
 
 pub mod applications;
 pub mod bodies;
+pub mod queries;
 pub mod setup;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -126,5 +127,6 @@ pub fn view(state: &impl Serialize, version: Option<u64>) -> HttpResponse {
 
 pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
     setup::configure(config);
+    queries::configure(config);
     applications::configure(config);
 }

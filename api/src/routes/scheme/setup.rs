@@ -77,7 +77,7 @@ pub async fn close_batch(
     command(&request, payload, &pool, Action::OpenOrCloseBatch, false, |_, meta, body| async move {
         let _: super::bodies::EmptyBody = parse_json(&body)?;
         let written = scheme
-            .batches(BatchCommand::CloseBatch { batch_id, today: today }, &meta)
+            .batches(BatchCommand::CloseBatch { batch_id, today }, &meta)
             .await
             .map_err(|error| command_failure(error, false))?;
         Ok((batches::STREAM.to_string(), written))
@@ -161,7 +161,7 @@ pub async fn redirect_unused(
     command(&request, payload, &pool, Action::RecordFunding, false, |context, meta, body| async move {
         let _: super::bodies::EmptyBody = parse_json(&body)?;
         let written = scheme
-            .funding(year, FundingCommand::RedirectUnusedSubsidy { today: today }, context.if_match, &meta)
+            .funding(year, FundingCommand::RedirectUnusedSubsidy { today }, context.if_match, &meta)
             .await
             .map_err(|error| command_failure(error, context.if_match.is_some()))?;
         Ok((year.stream_name(), written))

@@ -1,0 +1,140 @@
+//! Queries staff open every day, answered from the read models: the applications list and a
+//! batch's work queues. `after_position` makes a query wait (bounded) until the read model
+//! has applied the position a command returned.
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use aisc_adapters::clock::Clock;
+use aisc_domain::event_store::Position;
+use aisc_domain::subsidy::values::FinancialYear;
+use aisc_projections::applications::{self, ApplicationFilter, Sort};
+use aisc_projections::runner::wait_for_position;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+use crate::auth::Principal;
+use crate::authorization::{Action, require};
+use crate::problem::{ApiError, ProblemDocument};
+use crate::routes::audit::READ_YOUR_WRITES_WAIT;
+
+async fn reached(pool: &PgPool, after_position: Option<u64>) -> Result<(), ApiError> {
+    if let Some(position) = after_position
+        && !wait_for_position(pool, applications::NAME, Position(position), READ_YOUR_WRITES_WAIT).await?
+    {
+        return Err(ApiError::Unavailable);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListParams {
+    /// submitted, eligible, ineligible, assessed, deferred, approved, rejected, agreement_signed, completed, terminated, withdrawn
+    status: Option<String>,
+    /// local_institution, rnd_centre, government_department, ai_startup, strategic_enterprise
+    category: Option<String>,
+    batch_id: Option<String>,
+    /// Submitted within this financial year, e.g. 2025-26.
+    financial_year: Option<String>,
+    /// Free text in the project title or the applicant's name.
+    q: Option<String>,
+    /// submitted_on (default), project_title, organisation, status
+    sort: Option<String>,
+    /// asc (default) or desc
+    order: Option<String>,
+    #[serde(default)]
+    offset: u32,
+    /// 1 to 500 (default 50)
+    limit: Option<u32>,
+    /// Answer once the read model has applied this position (read-your-writes).
+    after_position: Option<u64>,
+}
+
+/// `GET /api/v1/applications`: the applications list, filtered, sorted and paged.
+#[utoipa::path(tag = "applications", params(ListParams),
+    responses((status = 200, description = "{items, total, offset, limit}", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[get("/applications")]
+pub async fn list_applications(
+    request: HttpRequest,
+    principal: Principal,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadScheme)?;
+    let params: ListParams = crate::routes::query(&request)?;
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_field("limit", format!("must be between 1 and 500, not {limit}")));
+    }
+    let sort = match params.sort.as_deref() {
+        None | Some("submitted_on") => Sort::SubmittedOn,
+        Some("project_title") => Sort::ProjectTitle,
+        Some("organisation") => Sort::Organisation,
+        Some("status") => Sort::Status,
+        Some(other) => {
+            return Err(ApiError::bad_field(
+                "sort",
+                format!("{other:?} is not submitted_on, project_title, organisation or status"),
+            ));
+        }
+    };
+    let descending = match params.order.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => return Err(ApiError::bad_field("order", format!("{other:?} is not asc or desc"))),
+    };
+    let submitted_between = match params.financial_year.as_deref() {
+        None => None,
+        Some(text) => {
+            let year =
+                FinancialYear::parse(text).map_err(|error| ApiError::bad_field("financial_year", error.to_string()))?;
+            Some((year.first_day(), year.last_day()))
+        }
+    };
+    reached(&pool, params.after_position).await?;
+    let filter = ApplicationFilter {
+        status: params.status,
+        category: params.category,
+        batch_id: params.batch_id,
+        submitted_between,
+        text: params.q.filter(|text| !text.trim().is_empty()),
+        sort,
+        descending,
+        offset: params.offset,
+        limit,
+    };
+    let (items, total) = applications::list(&pool, &filter).await?;
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "items": items, "total": total, "offset": filter.offset, "limit": limit })))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct QueueParams {
+    after_position: Option<u64>,
+}
+
+/// `GET /api/v1/batches/{batch_id}/queue`: counts per stage and the work queues of a batch.
+#[utoipa::path(tag = "batches", params(("batch_id" = String, Path), QueueParams),
+    responses((status = 200, description = "Counts per stage; queues awaiting eligibility, awaiting assessment, ready for committee, decided; overdue", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[get("/batches/{batch_id}/queue")]
+pub async fn batch_queue(
+    request: HttpRequest,
+    path: web::Path<String>,
+    principal: Principal,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Clock>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadScheme)?;
+    let params: QueueParams = crate::routes::query(&request)?;
+    reached(&pool, params.after_position).await?;
+    let batch_id = path.into_inner();
+    let queue = applications::batch_queue(&pool, &batch_id, clock.today())
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no batch {batch_id}")))?;
+    Ok(HttpResponse::Ok().json(queue))
+}
+
+pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    config.service(list_applications).service(batch_queue);
+}
