@@ -52,6 +52,7 @@ pub struct PostgresEventStore {
     pool: PgPool,
     wake_notifier: mpsc::Sender<()>,
     subscription_poll: Duration,
+    held_back_wait: Duration,
 }
 
 impl PostgresEventStore {
@@ -59,12 +60,23 @@ impl PostgresEventStore {
     pub fn new(pool: PgPool) -> Self {
         let (wake_notifier, wakes) = mpsc::channel(1);
         tokio::spawn(run_notifier(pool.clone(), wakes));
-        Self { pool, wake_notifier, subscription_poll: Duration::from_millis(500) }
+        Self {
+            pool,
+            wake_notifier,
+            subscription_poll: Duration::from_millis(500),
+            held_back_wait: Duration::from_secs(2),
+        }
     }
 
     /// How long a caught-up subscription waits before reading again without a notification.
     pub fn with_subscription_poll(mut self, interval: Duration) -> Self {
         self.subscription_poll = interval;
+        self
+    }
+
+    /// How long `read_all` waits for events held back behind running transactions.
+    pub fn with_held_back_wait(mut self, wait: Duration) -> Self {
+        self.held_back_wait = wait;
         self
     }
 
@@ -430,7 +442,42 @@ impl EventStore for PostgresEventStore {
         Ok(version.filter(|v| *v >= 0).map(to_u64))
     }
 
+    /// Fills the page: events held back behind a transaction that is still running are
+    /// waited for (milliseconds, usually), up to the held-back wait; then the partial page is
+    /// returned with `held_back` set.
     async fn read_all(&self, after: Position, limit: usize) -> Result<AllSlice, StoreError> {
+        let limit = limit.clamp(1, 100_000);
+        let deadline = std::time::Instant::now() + self.held_back_wait;
+        let mut pause = Duration::from_millis(1);
+        let mut events: Vec<RecordedEvent> = Vec::new();
+        loop {
+            let cursor = events.last().map_or(after, |event| event.position);
+            let slice = self.read_all_once(cursor, limit - events.len()).await?;
+            events.extend(slice.events);
+            if events.len() >= limit || !slice.held_back || std::time::Instant::now() >= deadline {
+                return Ok(AllSlice { events, held_back: slice.held_back });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    async fn subscribe_all(&self, after: Position) -> Result<Box<dyn Subscription>, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(store_error)?;
+        // Listen before the first read, so no notification falls between the two.
+        listener.listen(EVENTS_CHANNEL).await.map_err(store_error)?;
+        Ok(Box::new(PostgresSubscription { store: self.clone(), listener, last: after, buffer: VecDeque::new() }))
+    }
+
+    #[tracing::instrument(skip(self), err(Debug))]
+    async fn verify(&self, range: PositionRange) -> Result<VerifyReport, StoreError> {
+        Verifier::new(&self.pool, range).run().await
+    }
+}
+
+impl PostgresEventStore {
+    /// One read of `$all` up to the visibility horizon.
+    async fn read_all_once(&self, after: Position, limit: usize) -> Result<AllSlice, StoreError> {
         // The horizon comes from the statement's own snapshot, the one the scan reads with.
         let sql = concat!(
             "WITH horizon AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint * 1048576 AS below) ",
@@ -459,18 +506,6 @@ impl EventStore for PostgresEventStore {
             false
         };
         Ok(AllSlice { events, held_back })
-    }
-
-    async fn subscribe_all(&self, after: Position) -> Result<Box<dyn Subscription>, StoreError> {
-        let mut listener = PgListener::connect_with(&self.pool).await.map_err(store_error)?;
-        // Listen before the first read, so no notification falls between the two.
-        listener.listen(EVENTS_CHANNEL).await.map_err(store_error)?;
-        Ok(Box::new(PostgresSubscription { store: self.clone(), listener, last: after, buffer: VecDeque::new() }))
-    }
-
-    #[tracing::instrument(skip(self), err(Debug))]
-    async fn verify(&self, range: PositionRange) -> Result<VerifyReport, StoreError> {
-        Verifier::new(&self.pool, range).run().await
     }
 }
 

@@ -13,8 +13,6 @@ use crate::problem::{ApiError, ProblemDocument};
 
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1_000;
-/// How long a page of `$all` waits for events held back behind running transactions.
-const HELD_BACK_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -75,16 +73,8 @@ pub async fn all_events(
     require(&principal, Action::ReadEventFeed)?;
     let query: AllQuery = super::query(&request)?;
     let limit = page_size(query.limit)?;
-    // Events committed above the visibility horizon wait for older transactions of the server
-    // to end (milliseconds); fill the page rather than hand out a short one at once.
-    let deadline = std::time::Instant::now() + HELD_BACK_WAIT;
-    let slice = loop {
-        let slice = store.read_all(Position(query.after), limit).await?;
-        if slice.events.len() == limit || !slice.held_back || std::time::Instant::now() >= deadline {
-            break slice;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    };
+    // The store waits briefly for events held back behind older running transactions.
+    let slice = store.read_all(Position(query.after), limit).await?;
     let next_after = slice.events.last().map_or(query.after, |event| event.position.0);
     let events: Vec<FeedEvent<'_>> = slice.events.iter().map(FeedEvent::from).collect();
     let more_pending = slice.held_back || events.len() == limit;
