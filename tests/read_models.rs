@@ -225,5 +225,40 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
         applications::batch_queue(pool, "2025-q2", day(2025, 6, 10)).await.expect("queue").expect("batch");
     assert!(before_meeting.overdue.is_empty());
     assert!(applications::batch_queue(pool, "no-such", day(2025, 6, 10)).await.expect("queue").is_none());
+
+    let kpi = aisc_projections::kpi::dashboard(
+        pool,
+        Some((year.to_string(), year.first_day(), year.last_day())),
+        day(2025, 7, 1),
+    )
+    .await
+    .expect("kpi");
+    assert_eq!((kpi.applications_received, kpi.applications_approved, kpi.applications_rejected), (120, 20, 20));
+    assert_eq!(kpi.approval_rate_bps, Some(5_000));
+    assert!(
+        kpi.median_days_to_decision.is_some_and(|days| (25..=45).contains(&days)),
+        "{:?}",
+        kpi.median_days_to_decision
+    );
+    let subsidy = kpi.budget.iter().find(|line| line.line == "computing_power_subsidy").expect("line");
+    assert_eq!((subsidy.received_cents, subsidy.committed_cents), (85_700_000_000, 200_000_000));
+    assert_eq!(subsidy.left_cents, 85_700_000_000 - 200_000_000);
+    let gpu_capacity = &kpi.capacity[0];
+    assert_eq!(
+        (gpu_capacity.capacity_units, gpu_capacity.subsidised_cap_units, gpu_capacity.allocated_units),
+        (60_000, 54_000, 12_000)
+    );
+    assert_eq!(kpi.utilisation_bps, Some(0));
+    assert_eq!(
+        (kpi.projects_developing_ai_models, kpi.mainland_or_overseas_teams, kpi.talents_involved),
+        (20, 20, 120)
+    );
+    assert_eq!(kpi.by_category["rnd_centre"].approved, 10);
+    assert_eq!(kpi.by_category["ai_startup"].received, 30);
+    assert_eq!(kpi.by_category["rnd_centre"].average_approved_rate_bps, Some(7_000));
+    let csv = aisc_projections::kpi::to_csv(&kpi);
+    assert!(csv.lines().any(|line| line == r#""2025-26","applications_approved","","20""#), "{csv}");
+    let whole = aisc_projections::kpi::dashboard(pool, None, day(2025, 7, 1)).await.expect("kpi");
+    assert_eq!((whole.scope.as_str(), whole.applications_received), ("scheme", 120));
     database.drop_database().await;
 }

@@ -6,6 +6,8 @@ use aisc_domain::command_service::EventCodec;
 use aisc_domain::event_store::RecordedEvent;
 use aisc_domain::subsidy::application::ApplicationEvent;
 use aisc_domain::subsidy::batches::BatchEvent;
+use aisc_domain::subsidy::capacity::CapacityEvent;
+use aisc_domain::subsidy::funding::{BudgetLine, FundingEvent};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -38,6 +40,8 @@ const TABLES: &[TableSpec] = &[
                   approved_rate_bps         integer,
                   ceiling_cents             bigint,
                   disbursed_cents           bigint  NOT NULL DEFAULT 0,
+                  units_allocated           bigint  NOT NULL DEFAULT 0,
+                  units_used                bigint  NOT NULL DEFAULT 0,
                   project_start             date,
                   project_end               date,
                   report_due_dates          date[]  NOT NULL DEFAULT '{}',
@@ -48,6 +52,29 @@ const TABLES: &[TableSpec] = &[
               CREATE INDEX applications_view_by_status ON {schema}.applications_view (status, submitted_on);
               CREATE INDEX applications_view_by_batch ON {schema}.applications_view (batch_id, status, submitted_on);
               CREATE INDEX applications_view_by_category ON {schema}.applications_view (category, submitted_on);",
+    },
+    TableSpec {
+        name: "budget_view",
+        ddl: "CREATE TABLE {schema}.budget_view (
+                  year             text   NOT NULL,
+                  line             text   NOT NULL,
+                  received_cents   bigint NOT NULL DEFAULT 0,
+                  committed_cents  bigint NOT NULL DEFAULT 0,
+                  disbursed_cents  bigint NOT NULL DEFAULT 0,
+                  redirected_cents bigint NOT NULL DEFAULT 0,
+                  PRIMARY KEY (year, line)
+              );",
+    },
+    TableSpec {
+        name: "capacity_view",
+        ddl: "CREATE TABLE {schema}.capacity_view (
+                  service_type text   NOT NULL,
+                  period       text   NOT NULL,
+                  capacity     bigint NOT NULL DEFAULT 0,
+                  allocated    bigint NOT NULL DEFAULT 0,
+                  redeployed   bigint NOT NULL DEFAULT 0,
+                  PRIMARY KEY (service_type, period)
+              );",
     },
     TableSpec {
         name: "batches_view",
@@ -96,7 +123,7 @@ impl Projection for Applications {
     }
 
     fn version(&self) -> i32 {
-        1
+        2
     }
 
     fn tables(&self) -> &'static [TableSpec] {
@@ -104,7 +131,11 @@ impl Projection for Applications {
     }
 
     fn handles(&self, event_type: &str) -> bool {
-        APPLICATION_EVENTS.contains(&event_type) || event_type == "BatchOpened" || event_type == "BatchClosed"
+        APPLICATION_EVENTS.contains(&event_type)
+            || FundingEvent::EVENT_TYPES.contains(&event_type)
+            || CapacityEvent::EVENT_TYPES.contains(&event_type)
+            || event_type == "BatchOpened"
+            || event_type == "BatchClosed"
     }
 
     async fn apply(
@@ -114,10 +145,12 @@ impl Projection for Applications {
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
         for event in events {
-            if event.stream.category() == "batches" {
-                apply_batch_event(connection, schema, event).await?;
-            } else if event.stream.category() == "application" {
-                apply_application_event(connection, schema, event).await?;
+            match event.stream.category() {
+                "batches" => apply_batch_event(connection, schema, event).await?,
+                "application" => apply_application_event(connection, schema, event).await?,
+                "budget" => apply_budget_event(connection, schema, event).await?,
+                "capacity" => apply_capacity_event(connection, schema, event).await?,
+                _ => {}
             }
         }
         Ok(())
@@ -220,8 +253,10 @@ async fn apply_application_event(
                 .await?;
         }
         E::ApplicationApproved { meeting, approval } => {
+            let allocated: u64 = approval.allocations.iter().map(|allocation| allocation.units).sum();
             sqlx::query(sqlx::AssertSqlSafe(update(
-                "status = 'approved', decided_on = $3, approved_rate_bps = $4, ceiling_cents = $5, project_start = $6, project_end = $7",
+                "status = 'approved', decided_on = $3, approved_rate_bps = $4, ceiling_cents = $5, project_start = $6, project_end = $7, \
+                 units_allocated = $8",
             )))
             .bind(&id)
             .bind(position)
@@ -230,6 +265,7 @@ async fn apply_application_event(
             .bind(approval.ceiling.cents())
             .bind(approval.start)
             .bind(approval.end)
+            .bind(to_i64(allocated))
             .execute(&mut *connection)
             .await?;
         }
@@ -261,11 +297,21 @@ async fn apply_application_event(
             .execute(&mut *connection)
             .await?;
         }
-        E::UsageCharged { disbursed_total, .. } | E::DisbursementReversed { disbursed_total, .. } => {
-            sqlx::query(sqlx::AssertSqlSafe(update("disbursed_cents = $3")))
+        E::UsageCharged { disbursed_total, units, .. } => {
+            sqlx::query(sqlx::AssertSqlSafe(update("disbursed_cents = $3, units_used = units_used + $4")))
                 .bind(&id)
                 .bind(position)
                 .bind(disbursed_total.cents())
+                .bind(to_i64(units))
+                .execute(&mut *connection)
+                .await?;
+        }
+        E::DisbursementReversed { disbursed_total, units, .. } => {
+            sqlx::query(sqlx::AssertSqlSafe(update("disbursed_cents = $3, units_used = units_used - $4")))
+                .bind(&id)
+                .bind(position)
+                .bind(disbursed_total.cents())
+                .bind(to_i64(units))
                 .execute(&mut *connection)
                 .await?;
         }
@@ -293,6 +339,82 @@ async fn apply_application_event(
             set_status(connection, &update("status = 'terminated', next_report_due = NULL"), &id, position).await?
         }
     }
+    Ok(())
+}
+
+fn line_name(line: BudgetLine) -> &'static str {
+    match line {
+        BudgetLine::ComputingPowerSubsidy => "computing_power_subsidy",
+        BudgetLine::CyberAndDataSecurity => "cyber_and_data_security",
+        BudgetLine::AiEcosystemDevelopment => "ai_ecosystem_development",
+    }
+}
+
+async fn apply_budget_event(
+    connection: &mut PgConnection,
+    schema: &str,
+    event: &RecordedEvent,
+) -> Result<(), ProjectionError> {
+    let decoded = FundingEvent::from_stored(&event.event_type, event.schema_version, &event.data)
+        .map_err(|error| bad(event, error))?;
+    let year = event.stream.as_str().trim_start_matches("budget-").to_string();
+    // Every budget fact but receipts concerns the computing power subsidy line.
+    let (line, column, value) = match decoded {
+        FundingEvent::FundingReceived { line, line_total, .. } => {
+            (line_name(line), "received_cents", line_total.cents())
+        }
+        FundingEvent::SubsidyCommitted { committed_total, .. }
+        | FundingEvent::SubsidyReleased { committed_total, .. } => {
+            ("computing_power_subsidy", "committed_cents", committed_total.cents())
+        }
+        FundingEvent::SubsidyDisbursed { disbursed_total, .. }
+        | FundingEvent::SubsidyDisbursementReversed { disbursed_total, .. } => {
+            ("computing_power_subsidy", "disbursed_cents", disbursed_total.cents())
+        }
+        FundingEvent::UnusedSubsidyRedirected { amount, .. } => {
+            ("computing_power_subsidy", "redirected_cents", amount.cents())
+        }
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {schema}.budget_view (year, line, {column}) VALUES ($1, $2, $3) \
+         ON CONFLICT (year, line) DO UPDATE SET {column} = EXCLUDED.{column}"
+    )))
+    .bind(year)
+    .bind(line)
+    .bind(value)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+async fn apply_capacity_event(
+    connection: &mut PgConnection,
+    schema: &str,
+    event: &RecordedEvent,
+) -> Result<(), ProjectionError> {
+    let decoded = CapacityEvent::from_stored(&event.event_type, event.schema_version, &event.data)
+        .map_err(|error| bad(event, error))?;
+    let (service, period, column, value) = match decoded {
+        CapacityEvent::CapacityDeclared { service_type, period, units, .. } => {
+            (service_type, period, "capacity", units)
+        }
+        CapacityEvent::CapacityAllocated { service_type, period, allocated_total, .. }
+        | CapacityEvent::CapacityReleased { service_type, period, allocated_total, .. } => {
+            (service_type, period, "allocated", allocated_total)
+        }
+        CapacityEvent::CapacityRedeployed { service_type, period, redeployed_total, .. } => {
+            (service_type, period, "redeployed", redeployed_total)
+        }
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {schema}.capacity_view (service_type, period, {column}) VALUES ($1, $2, $3) \
+         ON CONFLICT (service_type, period) DO UPDATE SET {column} = EXCLUDED.{column}"
+    )))
+    .bind(service.as_str())
+    .bind(period.to_string())
+    .bind(to_i64(value))
+    .execute(&mut *connection)
+    .await?;
     Ok(())
 }
 

@@ -524,6 +524,7 @@ pub enum ApplicationEvent {
     DisbursementReversed {
         usage_id: String,
         amount: Money,
+        units: u64,
         reason: String,
         disbursed_total: Money,
     },
@@ -963,6 +964,7 @@ pub fn reverse_disbursement(
         ApplicationEvent::DisbursementReversed {
             usage_id: usage_id.to_string(),
             amount: line.subsidy,
+            units: line.units,
             reason,
             disbursed_total: state.disbursed.checked_sub(line.subsidy)?,
         },

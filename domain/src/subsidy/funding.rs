@@ -63,12 +63,12 @@ pub enum FundingEvent {
     SubsidyCommitted { application_id: String, amount: Money, committed_total: Money, left: Money },
     SubsidyReleased { application_id: String, amount: Money, committed_total: Money, left: Money },
     SubsidyDisbursed { application_id: String, usage_id: String, amount: Money, disbursed_total: Money },
-    DisbursementReversed { application_id: String, usage_id: String, amount: Money, disbursed_total: Money },
+    SubsidyDisbursementReversed { application_id: String, usage_id: String, amount: Money, disbursed_total: Money },
     UnusedSubsidyRedirected { amount: Money, to: String },
 }
 
 crate::stored_events!(FundingEvent, version 1, [
-    FundingReceived, SubsidyCommitted, SubsidyReleased, SubsidyDisbursed, DisbursementReversed, UnusedSubsidyRedirected
+    FundingReceived, SubsidyCommitted, SubsidyReleased, SubsidyDisbursed, SubsidyDisbursementReversed, UnusedSubsidyRedirected
 ]);
 
 pub fn handle(state: &FundingYearState, command: FundingCommand) -> Result<Vec<FundingEvent>, DomainError> {
@@ -149,7 +149,7 @@ pub fn apply(mut state: FundingYearState, event: &FundingEvent) -> FundingYearSt
             state.committed = *committed_total;
         }
         FundingEvent::SubsidyDisbursed { disbursed_total, .. }
-        | FundingEvent::DisbursementReversed { disbursed_total, .. } => {
+        | FundingEvent::SubsidyDisbursementReversed { disbursed_total, .. } => {
             state.disbursed = *disbursed_total;
         }
         FundingEvent::UnusedSubsidyRedirected { amount, .. } => {
@@ -192,7 +192,7 @@ pub fn reverse(
     usage_id: &str,
     amount: Money,
 ) -> Result<FundingEvent, DomainError> {
-    Ok(FundingEvent::DisbursementReversed {
+    Ok(FundingEvent::SubsidyDisbursementReversed {
         application_id: application_id.to_string(),
         usage_id: usage_id.to_string(),
         amount,

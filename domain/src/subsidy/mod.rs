@@ -45,6 +45,9 @@ pub use error::DomainError;
 macro_rules! stored_events {
     ($enum:ident, version $version:literal, [$($variant:ident),+ $(,)?]) => {
         impl $enum {
+            /// Every stored type name of this event enum.
+            pub const EVENT_TYPES: &'static [&'static str] = &[$(stringify!($variant)),+];
+
             pub fn event_type(&self) -> &'static str {
                 match self {
                     $($enum::$variant { .. } => stringify!($variant),)+

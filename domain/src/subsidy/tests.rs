@@ -507,7 +507,7 @@ fn a_disbursement_is_reversed_by_a_new_event_and_only_once() {
     assert!(
         matches!(&reversal, E::DisbursementReversed { amount, disbursed_total, .. } if amount.cents() == 297_500 && disbursed_total.cents() == 0)
     );
-    assert!(matches!(budget_event, FundingEvent::DisbursementReversed { .. }));
+    assert!(matches!(budget_event, FundingEvent::SubsidyDisbursementReversed { .. }));
     events.push(reversal);
     let state = given(&events, app::apply);
     assert_eq!(state.disbursed, Money::ZERO);
