@@ -278,7 +278,7 @@ async fn the_verification_endpoint_reports_an_intact_log() {
 
 /// Every route the service registers, as the OpenAPI document should name it, with a concrete
 /// path to call.
-const EVERY_ROUTE: [(&str, &str, &str); 39] = [
+const EVERY_ROUTE: [(&str, &str, &str); 40] = [
     ("get", "/health/live", "/health/live"),
     ("get", "/health/ready", "/health/ready"),
     ("get", "/metrics", "/metrics"),
@@ -302,6 +302,7 @@ const EVERY_ROUTE: [(&str, &str, &str); 39] = [
     ("post", "/api/v1/capacity/redeployments", "/api/v1/capacity/redeployments"),
     ("post", "/api/v1/applications", "/api/v1/applications"),
     ("get", "/api/v1/applications", "/api/v1/applications"),
+    ("get", "/api/v1/kpis", "/api/v1/kpis"),
     ("get", "/api/v1/batches/{batch_id}/queue", "/api/v1/batches/b1/queue"),
     ("get", "/api/v1/applications/{application_id}", "/api/v1/applications/a1"),
     ("post", "/api/v1/applications/{application_id}/amendments", "/api/v1/applications/a1/amendments"),

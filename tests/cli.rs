@@ -328,3 +328,35 @@ async fn sigterm_lets_in_flight_requests_finish_before_the_service_exits() {
     assert!(status.success(), "{status:?}");
     database.drop_database().await;
 }
+
+#[tokio::test]
+async fn reports_kpi_writes_the_dashboard_as_csv_or_json() {
+    let database = support::TestDatabase::create().await;
+    let scheme = support::scheme::scheme(&database).await;
+    support::scheme::set_up(&scheme, support::scheme::hkd(857_000_000)).await;
+    support::scheme::submitted(&scheme, "k1").await;
+    support::scheme::ready_for_committee(&scheme, &["k1"]).await;
+    scheme
+        .approve(
+            "k1",
+            None,
+            support::scheme::approval(support::scheme::hkd(500_000)),
+            &support::scheme::meta("sec-1", "committee_secretariat"),
+        )
+        .await
+        .expect("approve");
+
+    let (ok, csv, stderr) = aisc(&["reports", "kpi", "--year", "2025-26", "--format", "csv"], &database.url);
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], r#""scope","metric","dimension","value""#);
+    assert!(lines.contains(&r#""2025-26","applications_approved","","1""#), "{csv}");
+    assert!(lines.contains(&r#""2025-26","committed_cents","computing_power_subsidy","50000000""#), "{csv}");
+    let (ok, json, _) = aisc(&["reports", "kpi", "--format", "json"], &database.url);
+    assert!(ok);
+    let dashboard: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!((dashboard["scope"].as_str(), dashboard["applications_received"].as_i64()), (Some("scheme"), Some(1)));
+    let (ok, _, stderr) = aisc(&["reports", "kpi", "--year", "2025"], &database.url);
+    assert!(!ok && stderr.lines().count() == 1 && stderr.contains("2025-26"), "{stderr}");
+    database.drop_database().await;
+}

@@ -50,6 +50,29 @@ pub enum Command {
     /// For reporting jobs: the read models' status, and rebuilds.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Reports for the Government and the Legislative Council.
+    #[command(subcommand)]
+    Reports(ReportsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportsCommand {
+    /// The KPI dashboard of a funding year (or the whole scheme) as CSV or JSON on standard output.
+    Kpi {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// A financial year such as 2025-26; the whole scheme when omitted.
+        #[arg(long)]
+        year: Option<String>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: ReportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReportFormat {
+    Csv,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,6 +283,29 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             export(&store, range).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reports(ReportsCommand::Kpi { database, year, format }) => {
+            let year = match year.as_deref() {
+                None => None,
+                Some(text) => {
+                    let year = aisc_domain::subsidy::values::FinancialYear::parse(text)
+                        .map_err(|error| CliError::Usage(error.to_string()))?;
+                    Some((year.to_string(), year.first_day(), year.last_day()))
+                }
+            };
+            let store = open_store(&database).await?;
+            bring_up_to_date(&store, aisc_projections::applications::NAME).await?;
+            let dashboard =
+                aisc_projections::kpi::dashboard(store.pool(), year, aisc_adapters::clock::today_in_hong_kong())
+                    .await?;
+            match format {
+                ReportFormat::Csv => print!("{}", aisc_projections::kpi::to_csv(&dashboard)),
+                ReportFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&dashboard).map_err(|error| CliError::Usage(error.to_string()))?
+                ),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Projections(ProjectionsCommand::Status { database }) => {
             let store = open_store(&database).await?;
             println!(
@@ -300,6 +346,36 @@ async fn open_pool(database: &DatabaseArgs) -> Result<sqlx::PgPool, CliError> {
 
 async fn open_store(database: &DatabaseArgs) -> Result<PostgresEventStore, CliError> {
     Ok(PostgresEventStore::new(open_pool(database).await?))
+}
+
+/// Applies the log to the read model: here if no service runs it, else waits for the service.
+async fn bring_up_to_date(store: &PostgresEventStore, name: &str) -> Result<(), CliError> {
+    let Some(runner) = runners(store).into_iter().find(|runner| runner.name() == name) else {
+        return Err(ProjectionError::Unknown(name.to_string()).into());
+    };
+    match runner.catch_up().await {
+        Ok(_) => Ok(()),
+        Err(ProjectionError::Busy(_)) => {
+            let head: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
+                .fetch_one(store.pool())
+                .await
+                .map_err(|error| CliError::Usage(format!("cannot read the log's head: {error}")))?;
+            let caught_up = aisc_projections::runner::wait_for_position(
+                store.pool(),
+                name,
+                Position(head as u64),
+                Duration::from_secs(60),
+            )
+            .await?;
+            if !caught_up {
+                return Err(CliError::Usage(format!(
+                    "the running service has not brought {name} up to date within a minute; try again"
+                )));
+            }
+            Ok(())
+        }
+        Err(other) => Err(other.into()),
+    }
 }
 
 fn runners(store: &PostgresEventStore) -> Vec<ProjectionRunner> {

@@ -136,5 +136,38 @@ pub async fn batch_queue(
 }
 
 pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    config.service(list_applications).service(batch_queue);
+    config.service(list_applications).service(batch_queue).service(kpis);
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct KpiParams {
+    /// A financial year such as 2025-26; the whole scheme when omitted.
+    year: Option<String>,
+    after_position: Option<u64>,
+}
+
+/// `GET /api/v1/kpis?year=`: the KPI dashboard for a funding year or the whole scheme.
+#[utoipa::path(tag = "reports", params(KpiParams),
+    responses((status = 200, description = "Applications, approval rate, days to decision, cash flow per budget line, capacity and the 90 % cap, utilisation, and the §18 indicators", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[get("/kpis")]
+pub async fn kpis(
+    request: HttpRequest,
+    principal: Principal,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Clock>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadScheme)?;
+    let params: KpiParams = crate::routes::query(&request)?;
+    let year = match params.year.as_deref() {
+        None => None,
+        Some(text) => {
+            let year = FinancialYear::parse(text).map_err(|error| ApiError::bad_field("year", error.to_string()))?;
+            Some((year.to_string(), year.first_day(), year.last_day()))
+        }
+    };
+    reached(&pool, params.after_position).await?;
+    let dashboard = aisc_projections::kpi::dashboard(&pool, year, clock.today()).await?;
+    Ok(HttpResponse::Ok().json(dashboard))
 }
