@@ -226,8 +226,9 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     assert!(before_meeting.overdue.is_empty());
     assert!(applications::batch_queue(pool, "no-such", day(2025, 6, 10)).await.expect("queue").is_none());
 
+    let mut connection = pool.acquire().await.expect("connection");
     let kpi = aisc_projections::kpi::dashboard(
-        pool,
+        &mut connection,
         Some((year.to_string(), year.first_day(), year.last_day())),
         day(2025, 7, 1),
     )
@@ -258,7 +259,25 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     assert_eq!(kpi.by_category["rnd_centre"].average_approved_rate_bps, Some(7_000));
     let csv = aisc_projections::kpi::to_csv(&kpi);
     assert!(csv.lines().any(|line| line == r#""2025-26","applications_approved","","20""#), "{csv}");
-    let whole = aisc_projections::kpi::dashboard(pool, None, day(2025, 7, 1)).await.expect("kpi");
+    let whole = aisc_projections::kpi::dashboard(&mut connection, None, day(2025, 7, 1)).await.expect("kpi");
     assert_eq!((whole.scope.as_str(), whole.applications_received), ("scheme", 120));
+    drop(connection);
+
+    // As it stood just before the first rejection: one approval, no rejection yet.
+    let before: i64 =
+        sqlx::query_scalar("SELECT min(global_position) - 1 FROM events WHERE event_type = 'ApplicationRejected'")
+            .fetch_one(pool)
+            .await
+            .expect("position");
+    let store: Arc<dyn EventStore> = Arc::new(aisc_adapters::PostgresEventStore::new(pool.clone()));
+    let then = aisc_projections::kpi::dashboard_as_of(pool, store, Position(before as u64), None, day(2025, 7, 1))
+        .await
+        .expect("as of");
+    assert_eq!((then.applications_received, then.applications_approved, then.applications_rejected), (120, 1, 0));
+    let scratch: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'as\\_of\\_%'")
+        .fetch_one(pool)
+        .await
+        .expect("schemas");
+    assert_eq!(scratch, 0, "the scratch schema is dropped");
     database.drop_database().await;
 }

@@ -169,6 +169,9 @@ async fn a_staff_tool_drives_an_application_from_batch_opening_to_completion() {
     assert_eq!((kpis["applications_received"].as_i64(), kpis["applications_approved"].as_i64()), (Some(1), Some(1)));
     assert_eq!(kpis["utilisation_bps"], 1_666, "1,000 of 6,000 allocated node-hours used");
     assert_eq!(app.get("auditor", "/api/v1/kpis?year=2025").await.status, 400);
+    let then = app.get("auditor", &format!("/api/v1/kpis?year=2025-26&as_of={}", approved["position"])).await;
+    assert_eq!(then.status, 200, "{}", then.body);
+    assert_eq!(then.json()["utilisation_bps"], 0, "as it stood at the approval: nothing used yet");
     let bad_sort = app.get("auditor", "/api/v1/applications?sort=colour").await;
     assert_eq!((bad_sort.status, bad_sort.json()["errors"][0]["field"].as_str()), (400, Some("sort")));
 

@@ -294,8 +294,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             };
             let store = open_store(&database).await?;
             bring_up_to_date(&store, aisc_projections::applications::NAME).await?;
+            let mut connection = store
+                .pool()
+                .acquire()
+                .await
+                .map_err(|error| CliError::Usage(format!("cannot reach the database: {error}")))?;
             let dashboard =
-                aisc_projections::kpi::dashboard(store.pool(), year, aisc_adapters::clock::today_in_hong_kong())
+                aisc_projections::kpi::dashboard(&mut connection, year, aisc_adapters::clock::today_in_hong_kong())
                     .await?;
             match format {
                 ReportFormat::Csv => print!("{}", aisc_projections::kpi::to_csv(&dashboard)),

@@ -7,7 +7,13 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use serde::Serialize;
-use sqlx::{PgPool, Row};
+use std::sync::Arc;
+
+use aisc_domain::event_store::{EventStore, Position};
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::applications::Applications;
+use crate::runner::ProjectionRunner;
 
 use crate::projection::ProjectionError;
 
@@ -68,7 +74,7 @@ pub struct KpiDashboard {
 /// The dashboard for the applications submitted in `year` (all years when `None`), with
 /// reports overdue on `today`.
 pub async fn dashboard(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     year: Option<(String, NaiveDate, NaiveDate)>,
     today: NaiveDate,
 ) -> Result<KpiDashboard, ProjectionError> {
@@ -97,7 +103,7 @@ pub async fn dashboard(
     .bind(first)
     .bind(last)
     .bind(today)
-    .fetch_one(pool)
+    .fetch_one(&mut *connection)
     .await?;
     let (received, approved, rejected): (i64, i64, i64) =
         (totals.try_get("received")?, totals.try_get("approved")?, totals.try_get("rejected")?);
@@ -115,7 +121,7 @@ pub async fn dashboard(
     )))
     .bind(first)
     .bind(last)
-    .fetch_all(pool)
+    .fetch_all(&mut *connection)
     .await?;
     for row in rows {
         by_category.insert(
@@ -135,7 +141,7 @@ pub async fn dashboard(
            FROM budget_view WHERE $1::text IS NULL OR year = $1 GROUP BY line ORDER BY line",
     )
     .bind(year.as_ref().map(|(name, _, _)| name.clone()))
-    .fetch_all(pool)
+    .fetch_all(&mut *connection)
     .await?;
     let mut budget = Vec::with_capacity(budget_rows.len());
     for row in budget_rows {
@@ -163,7 +169,7 @@ pub async fn dashboard(
     )
     .bind(first_month)
     .bind(last_month)
-    .fetch_all(pool)
+    .fetch_all(&mut *connection)
     .await?;
     let mut capacity = Vec::with_capacity(capacity_rows.len());
     for row in capacity_rows {
@@ -195,6 +201,35 @@ pub async fn dashboard(
         talents_involved: totals.try_get("talents")?,
         overdue_progress_reports: totals.try_get("overdue")?,
     })
+}
+
+/// The dashboard as it stood at `position`: the applications read model is replayed from the
+/// log up to that position into a scratch schema, queried there, and dropped.
+pub async fn dashboard_as_of(
+    pool: &PgPool,
+    store: Arc<dyn EventStore>,
+    position: Position,
+    year: Option<(String, NaiveDate, NaiveDate)>,
+    today: NaiveDate,
+) -> Result<KpiDashboard, ProjectionError> {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.subsec_nanos());
+    let schema = format!("as_of_{}_{nanos}", position.0);
+    let runner = ProjectionRunner::new(pool.clone(), store, Arc::new(Applications));
+    let replayed = runner.replay_into(&schema, Some(position)).await;
+    let outcome = match replayed {
+        Ok(_) => {
+            let mut connection = pool.acquire().await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET search_path = {schema}"))).execute(&mut *connection).await?;
+            let result = dashboard(&mut connection, year, today).await;
+            // The connection goes back to the pool: give it its usual search path again.
+            sqlx::raw_sql("RESET search_path").execute(&mut *connection).await?;
+            result
+        }
+        Err(error) => Err(error),
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(pool).await?;
+    outcome
 }
 
 /// A spreadsheet cell that cannot run as a formula: text starting with `=`, `+`, `-`, `@`, a

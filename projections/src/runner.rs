@@ -290,36 +290,51 @@ impl ProjectionRunner {
         self.projection.apply(connection, schema, &handled).await
     }
 
-    /// Replays the whole log into a fresh schema and swaps it in. Caller holds the lock.
-    async fn rebuild_locked(&self) -> Result<Position, ProjectionError> {
-        let name = self.projection.name();
-        let schema = format!("rebuild_{name}");
-        let started = Instant::now();
+    /// Creates the projection's tables in `schema` and applies the log to them in bounded
+    /// batches (each its own short transaction), up to `until` (inclusive) or the end.
+    /// Returns the last position applied and the number of events read.
+    pub async fn replay_into(&self, schema: &str, until: Option<Position>) -> Result<(Position, u64), ProjectionError> {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")))
             .execute(&self.pool)
             .await?;
         for table in self.projection.tables() {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(table.ddl.replace("{schema}", &schema))).execute(&self.pool).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(table.ddl.replace("{schema}", schema))).execute(&self.pool).await?;
         }
-        // Bounded batches, each its own short transaction: memory does not grow with the log,
-        // and no long transaction holds back readers of $all.
         let mut position = Position::START;
         let mut replayed = 0_u64;
         loop {
             let slice = self.store.read_all(position, self.batch_size.max(1_000)).await?;
-            let Some(last) = slice.events.last() else {
-                if slice.held_back {
+            let within: Vec<RecordedEvent> = slice
+                .events
+                .iter()
+                .filter(|event| until.is_none_or(|until| event.position <= until))
+                .cloned()
+                .collect();
+            let Some(last) = within.last() else {
+                if slice.held_back && slice.events.is_empty() {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                     continue;
                 }
                 break;
             };
             position = last.position;
-            replayed += slice.events.len() as u64;
+            replayed += within.len() as u64;
             let mut transaction = self.pool.begin().await?;
-            self.apply_handled(&mut transaction, &schema, &slice.events).await?;
+            self.apply_handled(&mut transaction, schema, &within).await?;
             transaction.commit().await?;
+            if within.len() < slice.events.len() {
+                break;
+            }
         }
+        Ok((position, replayed))
+    }
+
+    /// Replays the whole log into a fresh schema and swaps it in. Caller holds the lock.
+    async fn rebuild_locked(&self) -> Result<Position, ProjectionError> {
+        let name = self.projection.name();
+        let schema = format!("rebuild_{name}");
+        let started = Instant::now();
+        let (mut position, mut replayed) = self.replay_into(&schema, None).await?;
 
         let mut transaction = self.pool.begin().await?;
         // Whatever was appended since the replay's last page goes in with the swap.

@@ -146,6 +146,8 @@ struct KpiParams {
     /// A financial year such as 2025-26; the whole scheme when omitted.
     year: Option<String>,
     after_position: Option<u64>,
+    /// A position of $all: the dashboard as it stood then, replayed from the log.
+    as_of: Option<u64>,
 }
 
 /// `GET /api/v1/kpis?year=`: the KPI dashboard for a funding year or the whole scheme.
@@ -157,6 +159,7 @@ pub async fn kpis(
     principal: Principal,
     pool: web::Data<PgPool>,
     clock: web::Data<Clock>,
+    store: web::Data<aisc_adapters::PostgresEventStore>,
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
     let params: KpiParams = crate::routes::query(&request)?;
@@ -167,7 +170,22 @@ pub async fn kpis(
             Some((year.to_string(), year.first_day(), year.last_day()))
         }
     };
-    reached(&pool, params.after_position).await?;
-    let dashboard = aisc_projections::kpi::dashboard(&pool, year, clock.today()).await?;
+    let dashboard = match params.as_of {
+        Some(position) => {
+            aisc_projections::kpi::dashboard_as_of(
+                &pool,
+                std::sync::Arc::new(store.get_ref().clone()),
+                Position(position),
+                year,
+                clock.today(),
+            )
+            .await?
+        }
+        None => {
+            reached(&pool, params.after_position).await?;
+            let mut connection = pool.acquire().await?;
+            aisc_projections::kpi::dashboard(&mut connection, year, clock.today()).await?
+        }
+    };
     Ok(HttpResponse::Ok().json(dashboard))
 }
