@@ -18,7 +18,7 @@ use support::TestDatabase;
 use support::scheme::*;
 use tokio::sync::watch;
 
-const APPLICATIONS: usize = 1_200;
+const APPLICATIONS: usize = 3_000;
 
 fn category_of(n: usize) -> (ApplicantCategory, &'static str) {
     match n % 4 {
@@ -84,7 +84,7 @@ async fn generate(scheme: &Scheme) -> Vec<String> {
             3 => {
                 let mut approve = approval(hkd(100_000));
                 for allocation in &mut approve.allocations {
-                    allocation.units = 40;
+                    allocation.units = 16;
                 }
                 scheme.approve(id, None, approve, &meta("sec-1", "committee_secretariat")).await.expect("approve");
             }
@@ -169,12 +169,12 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     let (_, total) = query(all.clone()).await;
     assert_eq!(total, APPLICATIONS as i64);
     for (status, expected) in [
-        ("submitted", 200),
-        ("eligible", 200),
-        ("assessed", 200),
-        ("approved", 200),
-        ("rejected", 200),
-        ("withdrawn", 200),
+        ("submitted", 500),
+        ("eligible", 500),
+        ("assessed", 500),
+        ("approved", 500),
+        ("rejected", 500),
+        ("withdrawn", 500),
     ] {
         let (rows, count) = query(ApplicationFilter { status: Some(status.into()), ..all.clone() }).await;
         assert_eq!((count, rows.len()), (expected, expected as usize), "{status}");
@@ -185,9 +185,9 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
         && row.approved_rate_bps == Some(7_000)
         && row.assessed_by.as_deref() == Some("assessor-1")));
     let (startups, count) = query(ApplicationFilter { category: Some("ai_startup".into()), ..all.clone() }).await;
-    assert_eq!((count, startups.iter().all(|row| row.sub_type == "cyberport_incubatee_or_alumnus")), (300, true));
+    assert_eq!((count, startups.iter().all(|row| row.sub_type == "cyberport_incubatee_or_alumnus")), (750, true));
     let (speech, count) = query(ApplicationFilter { text: Some("cantonese".into()), ..all.clone() }).await;
-    assert_eq!(count, 120);
+    assert_eq!(count, 300);
     assert!(speech.iter().all(|row| row.project_title.contains("Cantonese")));
     let year = FinancialYear::parse("2025-26").expect("year");
     assert_eq!(
@@ -224,16 +224,16 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     let titles: Vec<&str> = first_page.iter().chain(&second_page).map(|row| row.project_title.as_str()).collect();
     assert_eq!(titles.len(), 50);
     assert!(titles.windows(2).all(|pair| pair[0] >= pair[1]), "sorted descending across pages");
-    assert!(titles[0].starts_with("Project 1199"));
+    assert!(titles[0].starts_with("Project 2999"));
 
     let queue = applications::batch_queue(pool, "2025-q2", day(2025, 6, 20)).await.expect("queue").expect("batch");
     assert!(queue.closed);
-    assert_eq!(queue.awaiting_eligibility.len(), 200);
-    assert_eq!(queue.awaiting_assessment.len(), 200);
-    assert_eq!(queue.ready_for_committee.len(), 200);
-    assert_eq!(queue.decided.len(), 400);
-    assert_eq!(queue.counts.get("withdrawn"), Some(&200));
-    assert_eq!(queue.overdue.len(), 400, "not ready although the committee met on 2025-06-15");
+    assert_eq!(queue.awaiting_eligibility.len(), 500);
+    assert_eq!(queue.awaiting_assessment.len(), 500);
+    assert_eq!(queue.ready_for_committee.len(), 500);
+    assert_eq!(queue.decided.len(), 1_000);
+    assert_eq!(queue.counts.get("withdrawn"), Some(&500));
+    assert_eq!(queue.overdue.len(), 1_000, "not ready although the committee met on 2025-06-15");
     let before_meeting =
         applications::batch_queue(pool, "2025-q2", day(2025, 6, 10)).await.expect("queue").expect("batch");
     assert!(before_meeting.overdue.is_empty());
@@ -247,7 +247,7 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     )
     .await
     .expect("kpi");
-    assert_eq!((kpi.applications_received, kpi.applications_approved, kpi.applications_rejected), (1_200, 200, 200));
+    assert_eq!((kpi.applications_received, kpi.applications_approved, kpi.applications_rejected), (3_000, 500, 500));
     assert_eq!(kpi.approval_rate_bps, Some(5_000));
     assert!(
         kpi.median_days_to_decision.is_some_and(|days| (25..=45).contains(&days)),
@@ -255,8 +255,8 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
         kpi.median_days_to_decision
     );
     let subsidy = kpi.budget.iter().find(|line| line.line == "computing_power_subsidy").expect("line");
-    assert_eq!((subsidy.received_cents, subsidy.committed_cents), (85_700_000_000, 2_000_000_000));
-    assert_eq!(subsidy.left_cents, 85_700_000_000 - 2_000_000_000);
+    assert_eq!((subsidy.received_cents, subsidy.committed_cents), (85_700_000_000, 5_000_000_000));
+    assert_eq!(subsidy.left_cents, 85_700_000_000 - 5_000_000_000);
     let gpu_capacity = &kpi.capacity[0];
     assert_eq!(
         (gpu_capacity.capacity_units, gpu_capacity.subsidised_cap_units, gpu_capacity.allocated_units),
@@ -265,15 +265,15 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     assert_eq!(kpi.utilisation_bps, Some(0));
     assert_eq!(
         (kpi.projects_developing_ai_models, kpi.mainland_or_overseas_teams, kpi.talents_involved),
-        (200, 200, 1_200)
+        (500, 500, 3_000)
     );
-    assert_eq!(kpi.by_category["rnd_centre"].approved, 100);
-    assert_eq!(kpi.by_category["ai_startup"].received, 300);
+    assert_eq!(kpi.by_category["rnd_centre"].approved, 250);
+    assert_eq!(kpi.by_category["ai_startup"].received, 750);
     assert_eq!(kpi.by_category["rnd_centre"].average_approved_rate_bps, Some(7_000));
     let csv = aisc_projections::kpi::to_csv(&kpi);
-    assert!(csv.lines().any(|line| line == r#""2025-26","applications_approved","","200""#), "{csv}");
+    assert!(csv.lines().any(|line| line == r#""2025-26","applications_approved","","500""#), "{csv}");
     let whole = aisc_projections::kpi::dashboard(&mut connection, None, day(2025, 7, 1)).await.expect("kpi");
-    assert_eq!((whole.scope.as_str(), whole.applications_received), ("scheme", 1_200));
+    assert_eq!((whole.scope.as_str(), whole.applications_received), ("scheme", 3_000));
     drop(connection);
 
     // As it stood just before the first rejection: one approval, no rejection yet.
@@ -286,7 +286,7 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     let then = aisc_projections::kpi::dashboard_as_of(pool, store, Position(before as u64), None, day(2025, 7, 1))
         .await
         .expect("as of");
-    assert_eq!((then.applications_received, then.applications_approved, then.applications_rejected), (1_200, 1, 0));
+    assert_eq!((then.applications_received, then.applications_approved, then.applications_rejected), (3_000, 1, 0));
     let scratch: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'as\\_of\\_%'")
         .fetch_one(pool)
         .await

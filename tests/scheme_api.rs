@@ -172,6 +172,9 @@ async fn a_staff_tool_drives_an_application_from_batch_opening_to_completion() {
     let then = app.get("auditor", &format!("/api/v1/kpis?year=2025-26&as_of={}", approved["position"])).await;
     assert_eq!(then.status, 200, "{}", then.body);
     assert_eq!(then.json()["utilisation_bps"], 0, "as it stood at the approval: nothing used yet");
+    let long_ago = app.get("auditor", "/api/v1/kpis?as_of=2000-01-01T00:00:00Z").await;
+    assert_eq!((long_ago.status, long_ago.json()["applications_received"].as_i64()), (200, Some(0)));
+    assert_eq!(app.get("auditor", "/api/v1/kpis?as_of=yesterday").await.status, 400);
     let bad_sort = app.get("auditor", "/api/v1/applications?sort=colour").await;
     assert_eq!((bad_sort.status, bad_sort.json()["errors"][0]["field"].as_str()), (400, Some("sort")));
 

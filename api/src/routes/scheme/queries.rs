@@ -146,8 +146,9 @@ struct KpiParams {
     /// A financial year such as 2025-26; the whole scheme when omitted.
     year: Option<String>,
     after_position: Option<u64>,
-    /// A position of $all: the dashboard as it stood then, replayed from the log.
-    as_of: Option<u64>,
+    /// A position of $all, or an RFC 3339 time: the dashboard as it stood then, replayed from
+    /// the log.
+    as_of: Option<String>,
 }
 
 /// `GET /api/v1/kpis?year=`: the KPI dashboard for a funding year or the whole scheme.
@@ -170,7 +171,25 @@ pub async fn kpis(
             Some((year.to_string(), year.first_day(), year.last_day()))
         }
     };
-    let dashboard = match params.as_of {
+    let as_of = match params.as_of.as_deref() {
+        None => None,
+        Some(text) => Some(match text.parse::<u64>() {
+            Ok(position) => position,
+            Err(_) => {
+                let moment = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
+                    ApiError::bad_field("as_of", "a position, or an RFC 3339 time such as 2025-07-01T00:00:00+08:00")
+                })?;
+                // The last event recorded at or before that moment.
+                let position: i64 =
+                    sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events WHERE recorded_at <= $1")
+                        .bind(moment.with_timezone(&chrono::Utc))
+                        .fetch_one(pool.get_ref())
+                        .await?;
+                u64::try_from(position).unwrap_or_default()
+            }
+        }),
+    };
+    let dashboard = match as_of {
         Some(position) => {
             aisc_projections::kpi::dashboard_as_of(
                 &pool,
