@@ -53,6 +53,25 @@ pub enum Command {
     /// Reports for the Government and the Legislative Council.
     #[command(subcommand)]
     Reports(ReportsCommand),
+    /// Demonstration data.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Drive a realistic, seeded scheme through the real command service (an empty database is best).
+    Seed {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(long, default_value_t = 200)]
+        applications: usize,
+        /// Financial years from 2024-25 (1 to 3).
+        #[arg(long, default_value_t = 3)]
+        years: u32,
+        #[arg(long, default_value_t = 2024)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,6 +328,26 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     serde_json::to_string_pretty(&dashboard).map_err(|error| CliError::Usage(error.to_string()))?
                 ),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo(DemoCommand::Seed { database, applications, years, seed }) => {
+            let store = open_store(&database).await?;
+            let scheme = aisc_domain::subsidy::service::SchemeService::new(
+                aisc_domain::command_service::CommandService::new(store, aisc_adapters::TimeOrderedEventIds),
+            );
+            let summary = crate::demo::seed(&scheme, applications, years, seed)
+                .await
+                .map_err(|error| CliError::Usage(error.to_string()))?;
+            println!(
+                "seeded {} applications: {} approved, {} rejected, {} ineligible, {} withdrawn; {} usage lines, {} progress reports",
+                summary.applications,
+                summary.approved,
+                summary.rejected,
+                summary.ineligible,
+                summary.withdrawn,
+                summary.usage_lines,
+                summary.progress_reports
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Projections(ProjectionsCommand::Status { database }) => {

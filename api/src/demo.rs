@@ -1,0 +1,475 @@
+//! `aisc demo seed`: a realistic scheme driven through the real command service, seeded and
+//! deterministic, so a newcomer can open the dashboard on believable data.
+//!
+//! From the paper: the §23 cash flow per year and budget line, quarterly batches (§15), the
+//! five applicant categories of §11, decisions mostly at or below 70 % with a few exceptional
+//! ones up to 90 % (§13), agreements with quarterly progress reports (§21), monthly usage and
+//! disbursement. Capacity reading: 3,000 PFLOPS (§5) taken as 375 eight-GPU H800 nodes, i.e.
+//! 270,000 GPU node-hours a month, of which 90 % may be subsidised (§10).
+
+use aisc_domain::command_service::{CommandError, CommandMetadata};
+use aisc_domain::subsidy::DomainError;
+use aisc_domain::subsidy::application::{
+    ApplicationCommand, Approve, ChargeUsage, Contact, Kpis, Meeting, RequestedResource, Scores, Submission,
+    Undertakings,
+};
+use aisc_domain::subsidy::batches::{Batch, BatchCommand};
+use aisc_domain::subsidy::capacity::{Allocation, CapacityCommand};
+use aisc_domain::subsidy::funding::{BudgetLine, FundingCommand};
+use aisc_domain::subsidy::prices::PriceCommand;
+use aisc_domain::subsidy::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
+use chrono::{Datelike, Months, NaiveDate, TimeDelta};
+
+use crate::routes::scheme::Scheme;
+
+/// GPU node-hours a month: 3,000 PFLOPS as 375 nodes × 720 hours.
+const GPU_NODE_HOURS_PER_MONTH: u64 = 270_000;
+const GPU_RATE_CENTS: i64 = 4_250;
+
+/// §23, HK$ million: computing power subsidy, cyber and data security, AI ecosystem.
+const CASH_FLOW: [(i32, [i64; 3]); 3] = [(2024, [857, 42, 6]), (2025, [857, 32, 16]), (2026, [1_142, 26, 22])];
+
+/// A small deterministic generator (xorshift64*), so a seed always gives the same scheme.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// 0 to `n - 1`.
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// True with `percent` % chance.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct SeedSummary {
+    pub applications: usize,
+    pub approved: usize,
+    pub rejected: usize,
+    pub ineligible: usize,
+    pub withdrawn: usize,
+    pub usage_lines: usize,
+    pub progress_reports: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("seeding failed at {step}: {reason}")]
+pub struct SeedError {
+    step: String,
+    reason: String,
+}
+
+fn failed(step: impl Into<String>) -> impl FnOnce(CommandError<DomainError>) -> SeedError {
+    let step = step.into();
+    move |error| SeedError { step, reason: error.to_string() }
+}
+
+fn meta(actor: &str, role: &str, n: u64) -> CommandMetadata {
+    CommandMetadata {
+        actor: actor.into(),
+        role: role.into(),
+        request_id: format!("demo-{n}"),
+        correlation_id: "demo-seed".into(),
+        causation_id: None,
+    }
+}
+
+fn date(year: i32, month: u32, day: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(year, month, day).unwrap_or_default()
+}
+
+fn gpu() -> ServiceType {
+    ServiceType::parse("gpu_node_hour_h800").unwrap_or_else(|_| unreachable_service())
+}
+
+fn unreachable_service() -> ServiceType {
+    // "gpu_node_hour_h800" is a valid service type; this keeps the code free of unwrap.
+    ServiceType::parse("gpu").unwrap_or_else(|_| unreachable_service())
+}
+
+const CATEGORIES: [(ApplicantCategory, &str, &str, u64); 5] = [
+    (ApplicantCategory::LocalInstitution, "ugc_funded_university", "The University of Hong Kong", 35),
+    (
+        ApplicantCategory::RndCentre,
+        "innohk_centre",
+        "Hong Kong Centre for Cerebro-Cardiovascular Health Engineering",
+        20,
+    ),
+    (ApplicantCategory::GovernmentDepartment, "bureau_or_department", "Planning Department", 10),
+    (ApplicantCategory::AiStartup, "cyberport_incubatee_or_alumnus", "Harbour Vision AI Limited", 25),
+    (ApplicantCategory::StrategicEnterprise, "strategic_enterprise", "Global Models (Hong Kong) Limited", 10),
+];
+
+const TOPICS: [&str; 6] = [
+    "Cantonese speech model",
+    "medical imaging",
+    "traffic forecasting",
+    "legal document retrieval",
+    "weather nowcasting",
+    "materials discovery",
+];
+
+/// Seeds `applications` applications over `years` financial years from 2024-25.
+pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -> Result<SeedSummary, SeedError> {
+    let mut dice = Dice(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut summary = SeedSummary { applications, ..SeedSummary::default() };
+    let mut request = 0_u64;
+    let mut next = || {
+        request += 1;
+        request
+    };
+    let years = years.clamp(1, 3) as i32;
+    // Funding, prices, capacity and the batch calendar.
+    // Projects approved late in a year run into the next: fund that year too where §23 has it.
+    for (start, amounts) in CASH_FLOW.iter().take(years as usize + 1) {
+        let year = FinancialYear::starting(*start);
+        for (line, millions) in
+            [BudgetLine::ComputingPowerSubsidy, BudgetLine::CyberAndDataSecurity, BudgetLine::AiEcosystemDevelopment]
+                .into_iter()
+                .zip(amounts)
+        {
+            let command = FundingCommand::RecordFundingReceived {
+                year,
+                line,
+                amount: Money::from_cents(millions * 100_000_000),
+                received_on: year.first_day(),
+            };
+            scheme
+                .funding(year, command, None, &meta("finance-demo", "finance_officer", next()))
+                .await
+                .map_err(failed("funding"))?;
+        }
+    }
+    let first_year = CASH_FLOW[0].0;
+    scheme
+        .prices(
+            PriceCommand::SetRate {
+                service_type: gpu(),
+                rate_per_unit: Money::from_cents(GPU_RATE_CENTS),
+                unit: "node-hour".into(),
+                effective_from: date(first_year, 4, 1),
+            },
+            &meta("admin-demo", "administrator", next()),
+        )
+        .await
+        .map_err(failed("prices"))?;
+    let last_month = Period::of(date(first_year + years + 1, 12, 1));
+    for month in Period::range(Period::of(date(first_year, 4, 1)), last_month) {
+        scheme
+            .capacity(
+                CapacityCommand::DeclareCapacity {
+                    service_type: gpu(),
+                    period: month,
+                    units: GPU_NODE_HOURS_PER_MONTH,
+                },
+                &meta("admin-demo", "administrator", next()),
+            )
+            .await
+            .map_err(failed("capacity"))?;
+    }
+    // Quarterly batches: deadlines at quarter ends, committee two weeks later.
+    let mut batches: Vec<(String, Batch)> = Vec::new();
+    for year in first_year..first_year + years {
+        for (quarter, (deadline_year, month, day)) in
+            [(year, 6, 30), (year, 9, 30), (year, 12, 31), (year + 1, 3, 31)].into_iter().enumerate()
+        {
+            let deadline = date(deadline_year, month, day);
+            let batch = Batch { deadline, committee_date: deadline + TimeDelta::days(15), closed: true };
+            let id = format!("{year}-{:02}-q{}", (year + 1) % 100, quarter + 1);
+            scheme
+                .batches(
+                    BatchCommand::OpenBatch { batch_id: id.clone(), deadline, committee_date: batch.committee_date },
+                    &meta("secretariat-demo", "committee_secretariat", next()),
+                )
+                .await
+                .map_err(failed("batches"))?;
+            batches.push((id, batch));
+        }
+    }
+
+    let per_batch = applications.div_ceil(batches.len());
+    let mut number = 0_usize;
+    for (batch_id, batch) in &batches {
+        let mut in_batch = Vec::new();
+        while in_batch.len() < per_batch && number < applications {
+            let id = format!("demo{seed}-{number:06}");
+            let submission = random_submission(&mut dice, number, batch.deadline);
+            let submitted_on = batch.deadline - TimeDelta::days(1 + dice.below(80) as i64);
+            scheme
+                .submit(&id, submission, submitted_on, &meta("intake-demo", "intake_officer", next()))
+                .await
+                .map_err(failed(format!("submit {id}")))?;
+            in_batch.push(id);
+            number += 1;
+        }
+        let mut assessed = Vec::new();
+        for id in &in_batch {
+            if dice.chance(5) {
+                scheme
+                    .application(
+                        id,
+                        None,
+                        ApplicationCommand::Withdraw { reason: "applicant withdrew".into(), today: batch.deadline },
+                        &meta("intake-demo", "intake_officer", next()),
+                    )
+                    .await
+                    .map_err(failed("withdraw"))?;
+                summary.withdrawn += 1;
+            }
+        }
+        scheme
+            .batches(
+                BatchCommand::CloseBatch { batch_id: batch_id.clone(), today: batch.deadline + TimeDelta::days(1) },
+                &meta("secretariat-demo", "committee_secretariat", next()),
+            )
+            .await
+            .map_err(failed("close batch"))?;
+        for id in &in_batch {
+            let check = ApplicationCommand::CheckEligibility {
+                checked_by: "intake-demo".into(),
+                today: batch.deadline + TimeDelta::days(3),
+            };
+            match scheme.application(id, None, check, &meta("intake-demo", "intake_officer", next())).await {
+                Ok(_) => {}
+                Err(CommandError::Rejected(DomainError::ApplicationClosed { .. })) => continue,
+                Err(error) => return Err(failed("eligibility")(error)),
+            }
+            let (state, _) = scheme.application_state(id).await.map_err(failed("read"))?;
+            if !state.ineligibility.is_empty() {
+                summary.ineligible += 1;
+                continue;
+            }
+            let assessment = ApplicationCommand::RecordAssessment {
+                assessor: "assessor-demo".into(),
+                scores: Scores {
+                    a_meets_hong_kong_needs: 5 + dice.below(6) as u8,
+                    b_requirement_reasonable: 5 + dice.below(6) as u8,
+                    c_feasibility_and_outcome: 5 + dice.below(6) as u8,
+                    d_capability: 5 + dice.below(6) as u8,
+                },
+                recommended_rate: RateBps::NORMAL_CAP,
+                recommended_ceiling: Money::from_cents(10_000_000),
+                duration_months: 6,
+                conditions: vec![],
+                no_conflict_declared: true,
+            };
+            scheme
+                .application(id, None, assessment, &meta("assessor-demo", "assessor", next()))
+                .await
+                .map_err(failed("assess"))?;
+            assessed.push(id.clone());
+        }
+        let meeting = Meeting {
+            recorded_by: "secretariat-demo".into(),
+            meeting_reference: format!("AISC-COM-{batch_id}"),
+            decided_on: batch.committee_date,
+            members_present: vec!["member-1".into(), "member-2".into(), "member-3".into(), "member-4".into()],
+            members_recused: vec![],
+        };
+        for id in &assessed {
+            if dice.chance(25) {
+                reject(scheme, id, &meeting, "the computing requirement is not justified", next()).await?;
+                summary.rejected += 1;
+                continue;
+            }
+            let start = (batch.committee_date.with_day(1).unwrap_or(batch.committee_date)) + Months::new(1);
+            let end = start + Months::new(6) - TimeDelta::days(1);
+            let allocations: Vec<Allocation> = Period::range(Period::of(start), Period::of(end))
+                .into_iter()
+                .map(|period| Allocation { service_type: gpu(), period, units: 100 + dice.below(900) })
+                .collect();
+            let exceptional = dice.chance(4);
+            let rate = if exceptional {
+                RateBps::new(7_500 + 500 * dice.below(4) as u32)
+            } else {
+                RateBps::new(5_000 + 500 * dice.below(5) as u32)
+            }
+            .map_err(|error| SeedError { step: "rate".into(), reason: error.to_string() })?;
+            let total_units: u64 = allocations.iter().map(|allocation| allocation.units).sum();
+            // The subsidy of every allocated unit, rounded up to the cent.
+            let ceiling =
+                Money::from_cents((total_units as i64 * GPU_RATE_CENTS * i64::from(rate.bps()) + 9_999) / 10_000);
+            let approve = Approve {
+                decision: meeting.clone(),
+                rate,
+                exceptional_reason: exceptional.then(|| "significant impact on local AI innovation".to_string()),
+                allocations: allocations.clone(),
+                ceiling,
+                start,
+                end,
+                conditions: vec!["quarterly progress reports".into()],
+            };
+            match scheme.approve(id, None, approve, &meta("secretariat-demo", "committee_secretariat", next())).await {
+                Ok(_) => {}
+                Err(CommandError::Rejected(
+                    DomainError::BudgetShort { .. } | DomainError::CapacityCapExceeded { .. },
+                )) => {
+                    reject(scheme, id, &meeting, "no subsidy or capacity left in the period", next()).await?;
+                    summary.rejected += 1;
+                    continue;
+                }
+                Err(error) => return Err(failed("approve")(error)),
+            }
+            summary.approved += 1;
+            let due_dates = vec![start + Months::new(3), end + TimeDelta::days(15)];
+            scheme
+                .application(
+                    id,
+                    None,
+                    ApplicationCommand::SignAgreement {
+                        signed_on: start - TimeDelta::days(5),
+                        reporting_due_dates: due_dates.clone(),
+                    },
+                    &meta("secretariat-demo", "committee_secretariat", next()),
+                )
+                .await
+                .map_err(failed("agreement"))?;
+            let mut reported = Vec::new();
+            for allocation in &allocations {
+                let charge_day = allocation.period.first_day() + Months::new(1) + TimeDelta::days(4);
+                let now_due: Vec<NaiveDate> =
+                    due_dates.iter().copied().filter(|due| *due < charge_day && !reported.contains(due)).collect();
+                for due in now_due {
+                    submit_report(scheme, id, due, &mut dice, next()).await?;
+                    reported.push(due);
+                    summary.progress_reports += 1;
+                }
+                let units = allocation.units * (60 + dice.below(41)) / 100;
+                if units == 0 {
+                    continue;
+                }
+                let usage = ChargeUsage {
+                    usage_id: format!("{id}-{}", allocation.period),
+                    service_type: gpu(),
+                    period: allocation.period,
+                    units,
+                    rate_in_force: Money::ZERO,
+                    today: charge_day,
+                };
+                scheme
+                    .charge_usage(id, usage, &meta("finance-demo", "finance_officer", next()))
+                    .await
+                    .map_err(failed("usage"))?;
+                summary.usage_lines += 1;
+            }
+            for due in due_dates.iter().filter(|due| !reported.contains(*due)) {
+                submit_report(scheme, id, *due, &mut dice, next()).await?;
+                summary.progress_reports += 1;
+            }
+            scheme
+                .close_project(
+                    id,
+                    end + TimeDelta::days(30),
+                    None,
+                    &meta("secretariat-demo", "committee_secretariat", next()),
+                )
+                .await
+                .map_err(failed("complete"))?;
+        }
+    }
+    Ok(summary)
+}
+
+async fn reject(scheme: &Scheme, id: &str, meeting: &Meeting, reason: &str, request: u64) -> Result<(), SeedError> {
+    scheme
+        .reject_or_defer(
+            id,
+            None,
+            None,
+            |batch, _| ApplicationCommand::Reject {
+                decision: meeting.clone(),
+                reasons: vec![reason.to_string()],
+                batch,
+            },
+            &meta("secretariat-demo", "committee_secretariat", request),
+        )
+        .await
+        .map(|_| ())
+        .map_err(failed("reject"))
+}
+
+async fn submit_report(
+    scheme: &Scheme,
+    id: &str,
+    due: NaiveDate,
+    dice: &mut Dice,
+    request: u64,
+) -> Result<(), SeedError> {
+    let kpis = Kpis {
+        ai_models_trained_or_deployed: dice.below(3) as u32,
+        talents_employed: 2 + dice.below(10) as u32,
+        mainland_or_overseas_collaborators: dice.below(3) as u32,
+        publications: dice.below(4) as u32,
+        patents: dice.below(2) as u32,
+    };
+    scheme
+        .application(
+            id,
+            None,
+            ApplicationCommand::SubmitProgressReport { due, kpis, summary: "on track".into(), today: due },
+            &meta("intake-demo", "intake_officer", request),
+        )
+        .await
+        .map(|_| ())
+        .map_err(failed("progress report"))
+}
+
+fn random_submission(dice: &mut Dice, number: usize, deadline: NaiveDate) -> Submission {
+    let roll = dice.below(100);
+    let mut threshold = 0;
+    let (category, sub_type, organisation) = CATEGORIES
+        .iter()
+        .find(|(_, _, _, weight)| {
+            threshold += weight;
+            roll < threshold
+        })
+        .map_or(CATEGORIES[0], |found| *found)
+        .into_parts();
+    let start = Period::of(deadline + TimeDelta::days(45));
+    let team_size = 3 + dice.below(30) as u32;
+    Submission {
+        organisation: organisation.to_string(),
+        category,
+        sub_type: sub_type.to_string(),
+        project_title: format!("{} {}", TOPICS[number % TOPICS.len()], number),
+        project_summary: "Training and evaluating models on the AI Supercomputing Centre.".into(),
+        develops_ai_models: dice.chance(80),
+        requested_resources: vec![RequestedResource {
+            service_type: gpu(),
+            first_period: start,
+            last_period: Period::of(start.first_day() + Months::new(5)),
+            units_per_month: 500,
+        }],
+        requested_rate: RateBps::NORMAL_CAP,
+        team_size,
+        talents: (team_size / 2).max(1),
+        mainland_or_overseas_team: dice.chance(15),
+        other_government_funding: dice.chance(3),
+        undertakings: (category == ApplicantCategory::StrategicEnterprise && dice.chance(85)).then(|| Undertakings {
+            land_in_hong_kong: true,
+            professionals_to_employ: 10 + dice.below(90) as u32,
+            contribution: "A regional AI research hub in Hong Kong".into(),
+        }),
+        contact: Contact { name: "Project lead".into(), email: format!("lead{number}@example.hk") },
+    }
+}
+
+trait IntoParts {
+    fn into_parts(self) -> (ApplicantCategory, &'static str, &'static str);
+}
+
+impl IntoParts for (ApplicantCategory, &'static str, &'static str, u64) {
+    fn into_parts(self) -> (ApplicantCategory, &'static str, &'static str) {
+        (self.0, self.1, self.2)
+    }
+}

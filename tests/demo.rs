@@ -1,0 +1,92 @@
+//! `aisc demo seed`: a realistic scheme through the real command service, the same for the
+//! same seed.
+
+mod support;
+
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+const AISC: &str = env!("CARGO_BIN_EXE_aisc");
+
+/// A digest of what the scheme recorded: streams, versions, types and data (not ids, times or
+/// request metadata, which differ from run to run by design).
+async fn digest(pool: &PgPool) -> String {
+    let rows: Vec<(String, i64, String, String)> = sqlx::query_as(
+        "SELECT stream_id, stream_version, event_type, data::text FROM events ORDER BY stream_id, stream_version",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("events");
+    let mut hasher = Sha256::new();
+    for (stream, version, kind, data) in &rows {
+        hasher.update(format!("{stream}|{version}|{kind}|{data}\n"));
+    }
+    let hash: String = hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("{} events, {hash}", rows.len())
+}
+
+fn seed(url: &str, seed: &str) -> String {
+    let output = Command::new(AISC)
+        .args(["demo", "seed", "--applications", "40", "--years", "1", "--seed", seed])
+        .env("DATABASE_URL", url)
+        .output()
+        .expect("run aisc");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_scheme_and_another_seed_another() {
+    let (first, second, third) = (
+        support::TestDatabase::create().await,
+        support::TestDatabase::create().await,
+        support::TestDatabase::create().await,
+    );
+    let summary = seed(&first.url, "7");
+    assert!(summary.starts_with("seeded 40 applications: "), "{summary}");
+    assert_eq!(seed(&second.url, "7"), summary);
+    assert_eq!(digest(&first.pool).await, digest(&second.pool).await, "deterministic");
+    seed(&third.url, "8");
+    assert_ne!(digest(&first.pool).await, digest(&third.pool).await);
+
+    // A realistic mix: most approved, some rejected; usage and reports recorded; the books balance.
+    let approved: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ApplicationApproved'")
+        .fetch_one(&first.pool)
+        .await
+        .expect("count");
+    let rejected: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ApplicationRejected'")
+        .fetch_one(&first.pool)
+        .await
+        .expect("count");
+    assert!(approved > rejected && rejected > 0, "{approved} approved, {rejected} rejected");
+    assert!(summary.contains(&format!("{approved} approved")), "{summary}");
+    let exceptional: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ApplicationApproved' AND (data->'approval'->>'rate')::int > 7000")
+        .fetch_one(&first.pool)
+        .await
+        .expect("count");
+    assert!(exceptional <= approved / 4, "a few exceptional rates at most");
+    let store = aisc_adapters::PostgresEventStore::new(first.pool.clone());
+    let report =
+        aisc_domain::event_store::EventStore::verify(&store, aisc_domain::event_store::PositionRange::WHOLE_LOG)
+            .await
+            .expect("verify");
+    assert_eq!(report.first_broken, None);
+    let disbursed: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum((data->>'amount')::bigint), 0)::bigint FROM events WHERE event_type = 'SubsidyDisbursed'",
+    )
+    .fetch_one(&first.pool)
+    .await
+    .expect("sum");
+    let charged: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum((data->>'subsidy')::bigint), 0)::bigint FROM events WHERE event_type = 'UsageCharged'",
+    )
+    .fetch_one(&first.pool)
+    .await
+    .expect("sum");
+    assert_eq!(disbursed, charged, "every usage line's subsidy was paid from the budget");
+    for database in [first, second, third] {
+        database.drop_database().await;
+    }
+}
