@@ -89,12 +89,7 @@ fn date(year: i32, month: u32, day: u32) -> NaiveDate {
 }
 
 fn gpu() -> ServiceType {
-    ServiceType::parse("gpu_node_hour_h800").unwrap_or_else(|_| unreachable_service())
-}
-
-fn unreachable_service() -> ServiceType {
-    // "gpu_node_hour_h800" is a valid service type; this keeps the code free of unwrap.
-    ServiceType::parse("gpu").unwrap_or_else(|_| unreachable_service())
+    ServiceType::parse("gpu_node_hour_h800").expect("a constant, valid service type")
 }
 
 const CATEGORIES: [(ApplicantCategory, &str, &str, u64); 5] = [
