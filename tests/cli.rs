@@ -85,8 +85,10 @@ async fn serve_creates_its_database_answers_health_and_stops_gracefully_on_sigte
     let port = port_receiver.recv_timeout(Duration::from_secs(30)).expect("the service reports its port");
 
     assert_eq!(support::http_get(port, "/health/live").await.expect("live").0, 200);
+    support::wait_until_ready(port).await;
     let (status, body) = support::http_get(port, "/health/ready").await.expect("ready");
     assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"read_models\":\"built\""), "{body}");
 
     let mut admin = PgConnection::connect(&support::admin_url()).await.expect("admin");
     let created: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")

@@ -43,8 +43,8 @@ async fn generate(scheme: &Scheme) -> Vec<String> {
             .await
             .expect("submit");
     }
-    for (n, id) in ids.iter().enumerate().filter(|(n, _)| n % 6 == 5) {
-        let _ = n;
+    // Every sixth application is withdrawn.
+    for id in ids.iter().skip(5).step_by(6) {
         scheme
             .application(
                 id,

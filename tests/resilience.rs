@@ -25,6 +25,7 @@ async fn a_database_outage_gives_quick_503s_and_the_service_recovers_by_itself()
     let application = aisc_api::Application::build_with_pool(service, pool).expect("build");
     let port = application.port();
     let server = tokio::spawn(application.run_until_stopped());
+    support::wait_until_ready(port).await;
 
     let ok = http(port, "GET", "/api/v1/events", &[("Authorization", &bearer)], None).await;
     assert_eq!(ok.status, 200, "{}", ok.body);
@@ -52,7 +53,7 @@ async fn a_database_outage_gives_quick_503s_and_the_service_recovers_by_itself()
         assert!(Instant::now() < deadline, "no recovery: {} {}", response.status, response.body);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(http(port, "GET", "/health/ready", &[], None).await.status, 200);
+    support::wait_until_ready(port).await;
 
     server.abort();
     drop(proxy);

@@ -135,6 +135,11 @@ fn one_line(error: &sqlx::Error) -> String {
     text.replace('\n', " ")
 }
 
+/// Whether the database answers a trivial query: the readiness probe.
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::redacted;

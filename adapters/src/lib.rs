@@ -2,6 +2,7 @@
 //! [`EventStore`](aisc_domain::event_store::EventStore) port, and the database set-up the
 //! service needs at start-up.
 
+pub mod access;
 pub mod clock;
 pub mod database;
 pub mod event_hash;

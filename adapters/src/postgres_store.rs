@@ -476,6 +476,26 @@ impl EventStore for PostgresEventStore {
 }
 
 impl PostgresEventStore {
+    /// The position of the last event recorded so far (0 for an empty log).
+    pub async fn head_position(&self) -> Result<Position, StoreError> {
+        let head: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(Position(u64::try_from(head).unwrap_or_default()))
+    }
+
+    /// The position of the last event recorded at or before `moment` (0 if none was).
+    pub async fn last_position_at(&self, moment: chrono::DateTime<chrono::Utc>) -> Result<Position, StoreError> {
+        let position: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events WHERE recorded_at <= $1")
+                .bind(moment)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(Position(u64::try_from(position).unwrap_or_default()))
+    }
+
     /// One read of `$all` up to the visibility horizon.
     async fn read_all_once(&self, after: Position, limit: usize) -> Result<AllSlice, StoreError> {
         // The horizon comes from the statement's own snapshot, the one the scan reads with.

@@ -4,9 +4,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use aisc_adapters::access;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 
 /// The staff roles of the scheme's back office.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -84,22 +84,9 @@ pub enum TokenError {
 }
 
 /// A token's listing entry (never the token itself).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenInfo {
-    pub name: String,
-    pub roles: Vec<String>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
-}
+pub type TokenInfo = access::TokenRecord;
 
-pub fn hash_token(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
-/// A new random token: `aisc_` and 64 hex digits (two v4 UUIDs' worth of randomness).
-fn new_token() -> String {
-    format!("aisc_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
-}
+pub use aisc_adapters::access::hash_token;
 
 /// Issues a token for `name` with `roles`; returns the token, which is not stored.
 pub async fn issue(pool: &PgPool, name: &str, roles: &[Role]) -> Result<String, TokenError> {
@@ -110,60 +97,30 @@ pub async fn issue(pool: &PgPool, name: &str, roles: &[Role]) -> Result<String, 
     if roles.is_empty() {
         return Err(TokenError::Invalid("a token needs at least one role".into()));
     }
-    let token = new_token();
+    let token = access::new_token();
     let role_names: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
-    // A revoked token's name may be reused: its old row gives way to the new one.
-    let inserted = sqlx::query(
-        "INSERT INTO api_tokens (name, token_hash, roles) VALUES ($1, $2, $3) \
-         ON CONFLICT (name) DO UPDATE SET token_hash = EXCLUDED.token_hash, roles = EXCLUDED.roles, \
-         created_at = now(), revoked_at = NULL WHERE api_tokens.revoked_at IS NOT NULL",
-    )
-    .bind(name)
-    .bind(hash_token(&token))
-    .bind(&role_names)
-    .execute(pool)
-    .await?;
-    if inserted.rows_affected() == 0 {
+    if !access::store_token(pool, name, &token, &role_names).await? {
         return Err(TokenError::NameTaken(name.to_string()));
     }
     Ok(token)
 }
 
 pub async fn revoke(pool: &PgPool, name: &str) -> Result<(), TokenError> {
-    let revoked = sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL")
-        .bind(name)
-        .execute(pool)
-        .await?;
-    if revoked.rows_affected() == 0 {
+    if !access::revoke_token(pool, name).await? {
         return Err(TokenError::UnknownName(name.to_string()));
     }
     Ok(())
 }
 
 pub async fn list(pool: &PgPool) -> Result<Vec<TokenInfo>, TokenError> {
-    let rows =
-        sqlx::query("SELECT name, roles, created_at, revoked_at FROM api_tokens ORDER BY name").fetch_all(pool).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(TokenInfo {
-                name: row.try_get("name")?,
-                roles: row.try_get("roles")?,
-                created_at: row.try_get("created_at")?,
-                revoked_at: row.try_get("revoked_at")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(TokenError::from)
+    Ok(access::list_tokens(pool).await?)
 }
 
 /// The principal a bearer token stands for, if it is known and not revoked.
 pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Principal>, sqlx::Error> {
-    let row: Option<(String, Vec<String>)> =
-        sqlx::query_as("SELECT name, roles FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-            .bind(hash_token(token))
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.map(|(name, roles)| Principal { name, roles: roles.iter().filter_map(|role| role.parse().ok()).collect() }))
+    let found = access::find_token(pool, token).await?;
+    Ok(found
+        .map(|(name, roles)| Principal { name, roles: roles.iter().filter_map(|role| role.parse().ok()).collect() }))
 }
 
 /// Parses `intake_officer,assessor`.
@@ -191,7 +148,7 @@ mod tests {
 
     #[test]
     fn tokens_are_long_random_and_only_their_hash_is_kept() {
-        let (a, b) = (new_token(), new_token());
+        let (a, b) = (access::new_token(), access::new_token());
         assert_ne!(a, b);
         assert_eq!(a.len(), 5 + 64);
         assert_eq!(hash_token(&a).len(), 32);

@@ -400,17 +400,12 @@ async fn bring_up_to_date(store: &PostgresEventStore, name: &str) -> Result<(), 
     match runner.catch_up().await {
         Ok(_) => Ok(()),
         Err(ProjectionError::Busy(_)) => {
-            let head: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
-                .fetch_one(store.pool())
+            let head = store
+                .head_position()
                 .await
                 .map_err(|error| CliError::Usage(format!("cannot read the log's head: {error}")))?;
-            let caught_up = aisc_projections::runner::wait_for_position(
-                store.pool(),
-                name,
-                Position(head as u64),
-                Duration::from_secs(60),
-            )
-            .await?;
+            let caught_up =
+                aisc_projections::runner::wait_for_position(store.pool(), name, head, Duration::from_secs(60)).await?;
             if !caught_up {
                 return Err(CliError::Usage(format!(
                     "the running service has not brought {name} up to date within a minute; try again"

@@ -5,6 +5,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use aisc_adapters::access;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -119,16 +120,7 @@ where
     let request_hash = hasher.finalize().to_vec();
     let principal = &context.principal.name;
 
-    let claimed = sqlx::query(
-        "INSERT INTO idempotent_requests (principal, key, request_hash, status, content_type, headers, body) \
-         VALUES ($1, $2, $3, 0, '', '{}', '') ON CONFLICT (principal, key) DO NOTHING",
-    )
-    .bind(principal)
-    .bind(key)
-    .bind(&request_hash)
-    .execute(pool)
-    .await?;
-    if claimed.rows_affected() == 0 {
+    if !access::claim_key(pool, principal, key, &request_hash).await? {
         return replay(pool, principal, key, &request_hash).await;
     }
 
@@ -142,41 +134,20 @@ where
     let keep = status.is_success() || status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST;
     if keep {
         let (response, body) = split_body(response).await?;
-        sqlx::query(
-            "UPDATE idempotent_requests SET status = $3, content_type = $4, headers = $5, body = $6 \
-             WHERE principal = $1 AND key = $2",
-        )
-        .bind(principal)
-        .bind(key)
-        .bind(i16::try_from(response.status().as_u16()).unwrap_or(500))
-        .bind(header_text(response.headers(), "content-type"))
-        .bind(kept_headers(response.headers()))
-        .bind(body.to_vec())
-        .execute(pool)
-        .await?;
+        let status = i16::try_from(response.status().as_u16()).unwrap_or(500);
+        let content_type = header_text(response.headers(), "content-type");
+        access::keep_response(pool, principal, key, status, &content_type, kept_headers(response.headers()), &body)
+            .await?;
         Ok(rebuild(response, body))
     } else {
-        sqlx::query("DELETE FROM idempotent_requests WHERE principal = $1 AND key = $2 AND status = 0")
-            .bind(principal)
-            .bind(key)
-            .execute(pool)
-            .await?;
+        access::release_key(pool, principal, key).await?;
         Ok(response)
     }
 }
 
-/// A kept response: request hash, status (0 while running), content type, headers, body.
-type StoredResponse = (Vec<u8>, i16, String, serde_json::Value, Vec<u8>);
-
 async fn replay(pool: &PgPool, principal: &str, key: &str, request_hash: &[u8]) -> Result<HttpResponse, ApiError> {
-    let stored: Option<StoredResponse> = sqlx::query_as(
-        "SELECT request_hash, status, content_type, headers, body FROM idempotent_requests WHERE principal = $1 AND key = $2",
-    )
-    .bind(principal)
-    .bind(key)
-    .fetch_optional(pool)
-    .await?;
-    let Some((stored_hash, status, content_type, headers, body)) = stored else {
+    let stored = access::kept_response(pool, principal, key).await?;
+    let Some(access::KeptResponse { request_hash: stored_hash, status, content_type, headers, body }) = stored else {
         return Err(ApiError::Conflict {
             detail: "the first request with this Idempotency-Key was abandoned; retry".into(),
             current_version: None,

@@ -150,6 +150,11 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
                 ApiError::Unavailable
             }
+            // A read model queried before its first build on a new database.
+            sqlx::Error::Database(ref database) if database.code().as_deref() == Some("42P01") => {
+                tracing::warn!(error = %error, "a read model is not built yet");
+                ApiError::Unavailable
+            }
             other => ApiError::internal(other),
         }
     }

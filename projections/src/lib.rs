@@ -16,3 +16,20 @@ use std::sync::Arc;
 pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![Arc::new(audit_trail::AuditTrail), Arc::new(applications::Applications)]
 }
+
+/// Whether every read model has been built at its current version (until then, its queries
+/// have nothing to answer from).
+pub async fn all_built(pool: &sqlx::PgPool) -> Result<bool, ProjectionError> {
+    let projections = all();
+    let names: Vec<&str> = projections.iter().map(|projection| projection.name()).collect();
+    let versions: Vec<i32> = projections.iter().map(|projection| projection.version()).collect();
+    let built: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM projection_checkpoints c \
+         JOIN unnest($1::text[], $2::int[]) AS p(name, version) ON c.name = p.name AND c.version = p.version",
+    )
+    .bind(&names)
+    .bind(&versions)
+    .fetch_one(pool)
+    .await?;
+    Ok(usize::try_from(built).unwrap_or_default() == projections.len())
+}

@@ -207,6 +207,7 @@ impl TestApp {
             let token = aisc_api::auth::issue(&database.pool, &format!("{role}-1"), &roles).await.expect("issue token");
             tokens.insert(role, token);
         }
+        wait_until_ready(port).await;
         Self { port, database, tokens, day, server }
     }
 
@@ -295,5 +296,17 @@ impl OutageProxy {
 impl Drop for OutageProxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// Waits until the service says it is ready (its read models are built).
+pub async fn wait_until_ready(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok((200, _)) = http_get(port, "/health/ready").await {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the service did not become ready within 30 s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }

@@ -180,12 +180,7 @@ pub async fn kpis(
                     ApiError::bad_field("as_of", "a position, or an RFC 3339 time such as 2025-07-01T00:00:00+08:00")
                 })?;
                 // The last event recorded at or before that moment.
-                let position: i64 =
-                    sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events WHERE recorded_at <= $1")
-                        .bind(moment.with_timezone(&chrono::Utc))
-                        .fetch_one(pool.get_ref())
-                        .await?;
-                u64::try_from(position).unwrap_or_default()
+                store.last_position_at(moment.with_timezone(&chrono::Utc)).await?.0
             }
         }),
     };
