@@ -278,7 +278,7 @@ async fn the_verification_endpoint_reports_an_intact_log() {
 
 /// Every route the service registers, as the OpenAPI document should name it, with a concrete
 /// path to call.
-const EVERY_ROUTE: [(&str, &str, &str); 40] = [
+const EVERY_ROUTE: [(&str, &str, &str); 41] = [
     ("get", "/health/live", "/health/live"),
     ("get", "/health/ready", "/health/ready"),
     ("get", "/metrics", "/metrics"),
@@ -298,6 +298,7 @@ const EVERY_ROUTE: [(&str, &str, &str); 40] = [
     ("post", "/api/v1/price-schedule/rates", "/api/v1/price-schedule/rates"),
     ("get", "/api/v1/price-schedule", "/api/v1/price-schedule"),
     ("post", "/api/v1/capacity", "/api/v1/capacity"),
+    ("post", "/api/v1/usage-imports", "/api/v1/usage-imports"),
     ("get", "/api/v1/capacity", "/api/v1/capacity"),
     ("post", "/api/v1/capacity/redeployments", "/api/v1/capacity/redeployments"),
     ("post", "/api/v1/applications", "/api/v1/applications"),

@@ -433,6 +433,21 @@ impl EventStore for PostgresEventStore {
         rows.iter().map(recorded_event).collect()
     }
 
+    async fn read_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version"
+        );
+        let names: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
+        let mut rows = sqlx::query(sql).bind(&names).fetch(&self.pool);
+        let mut events = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(store_error)? {
+            events.push(recorded_event(&row)?);
+        }
+        Ok(events)
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, StoreError> {
         let version: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
             .bind(stream.as_str())

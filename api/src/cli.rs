@@ -56,6 +56,42 @@ pub enum Command {
     /// Demonstration data.
     #[command(subcommand)]
     Demo(DemoCommand),
+    /// Bulk imports.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    /// Import a CSV file of usage lines (`project,service_type,units,period`) as one operation;
+    /// prints what was written line by line (JSON) and exits 1 if a line was refused.
+    Usage {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The CSV file.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// all-or-nothing: one refused line and nothing is written; partial: the accepted
+        /// lines are written and the refused ones listed.
+        #[arg(long, value_enum, default_value = "all-or-nothing")]
+        mode: ImportModeArg,
+        /// Names the import; running it again charges only the lines not yet charged.
+        /// Default: derived from the file's content.
+        #[arg(long)]
+        import_id: Option<String>,
+        /// Who imports (recorded as the actor of every charge).
+        #[arg(long)]
+        actor: String,
+        /// Lines appended per transaction.
+        #[arg(long, default_value_t = crate::routes::scheme::imports::IMPORT_BATCH_LINES)]
+        batch_lines: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ImportModeArg {
+    AllOrNothing,
+    Partial,
 }
 
 #[derive(Debug, Subcommand)]
@@ -329,6 +365,51 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 ),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(ImportCommand::Usage { database, file, mode, import_id, actor, batch_lines }) => {
+            let csv = std::fs::read(&file)
+                .map_err(|error| CliError::Usage(format!("cannot read {}: {error}", file.display())))?;
+            let text = std::str::from_utf8(&csv)
+                .map_err(|error| CliError::Usage(format!("{} is not UTF-8: {error}", file.display())))?;
+            let import_id = import_id.unwrap_or_else(|| crate::routes::scheme::imports::import_id_of(&csv));
+            let store = open_store(&database).await?;
+            let scheme = aisc_domain::subsidy::service::SchemeService::new(
+                aisc_domain::command_service::CommandService::new(store, aisc_adapters::TimeOrderedEventIds),
+            );
+            let request_id = uuid::Uuid::new_v4().to_string();
+            let meta = aisc_domain::command_service::CommandMetadata {
+                actor: actor.trim().to_string(),
+                role: crate::auth::Role::FinanceOfficer.as_str().to_string(),
+                correlation_id: import_id.clone(),
+                request_id,
+                causation_id: None,
+            };
+            if meta.actor.is_empty() {
+                return Err(CliError::Usage("--actor must name who imports".into()));
+            }
+            let import = aisc_domain::subsidy::service::UsageImportRequest {
+                import_id: &import_id,
+                csv: text,
+                mode: match mode {
+                    ImportModeArg::AllOrNothing => aisc_domain::subsidy::usage_import::ImportMode::AllOrNothing,
+                    ImportModeArg::Partial => aisc_domain::subsidy::usage_import::ImportMode::Partial,
+                },
+                today: aisc_adapters::clock::today_in_hong_kong(),
+                batch_lines,
+            };
+            let report =
+                scheme.import_usage(import, &meta).await.map_err(|error| CliError::Usage(error.to_string()))?;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &report).map_err(|error| CliError::Usage(error.to_string()))?;
+            writeln!(out)?;
+            if report.refused.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for refusal in &report.refused {
+                    eprintln!("line {}: {}: {}", refusal.line, refusal.code, refusal.message);
+                }
+                Ok(ExitCode::from(1))
+            }
         }
         Command::Demo(DemoCommand::Seed { database, applications, years, seed }) => {
             let store = open_store(&database).await?;

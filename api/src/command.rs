@@ -59,12 +59,17 @@ impl CommandContext {
 }
 
 /// Reads the body, refusing more than [`MAX_BODY_BYTES`] with 413.
-pub async fn read_body(mut payload: web::Payload) -> Result<web::Bytes, ApiError> {
+pub async fn read_body(payload: web::Payload) -> Result<web::Bytes, ApiError> {
+    read_body_within(payload, MAX_BODY_BYTES).await
+}
+
+/// Reads the body, refusing more than `limit` bytes with 413.
+pub async fn read_body_within(mut payload: web::Payload, limit: usize) -> Result<web::Bytes, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|error| ApiError::bad_field("body", error.to_string()))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
         }
         body.extend_from_slice(&chunk);
     }

@@ -322,6 +322,71 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
     }
 }
 
+/// Bulk paths (a usage import): many streams loaded in one read, and decisions made over them
+/// appended in one transaction at the versions they were loaded at. No retry here: what a
+/// conflict means for a batch is the caller's decision.
+impl<S: EventStore, I: EventIds> CommandService<S, I> {
+    pub async fn load_many(&self, streams: &[StreamId]) -> Result<BTreeMap<StreamId, StreamHistory>, StoreError> {
+        let mut histories: BTreeMap<StreamId, StreamHistory> =
+            streams.iter().map(|stream| (stream.clone(), StreamHistory::default())).collect();
+        for event in self.store.read_streams(streams).await? {
+            if let Some(history) = histories.get_mut(&event.stream) {
+                history.version = Some(event.stream_version);
+                history.events.push(event);
+            }
+        }
+        Ok(histories)
+    }
+
+    /// Appends each decision at the version its stream was loaded at (`None`: no stream yet).
+    /// Results come back in the order of `decided`.
+    pub async fn append_at<E>(
+        &self,
+        decided: Vec<(Decided, Option<u64>)>,
+        metadata: &CommandMetadata,
+    ) -> Result<Vec<Written>, CommandError<E>> {
+        let metadata = serde_json::to_value(metadata).map_err(|error| {
+            CommandError::Codec(CodecError {
+                action: "encode",
+                event_type: "metadata".into(),
+                reason: error.to_string(),
+            })
+        })?;
+        let appends: Vec<StreamAppend> = decided
+            .into_iter()
+            .filter(|(decision, _)| !decision.events.is_empty())
+            .map(|(decision, loaded_version)| StreamAppend {
+                expected: loaded_version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
+                events: decision
+                    .events
+                    .into_iter()
+                    .map(|(event_type, schema_version, data)| NewEvent {
+                        event_id: self.ids.next_id(),
+                        event_type: event_type.to_owned(),
+                        schema_version,
+                        data,
+                        metadata: metadata.clone(),
+                    })
+                    .collect(),
+                stream: decision.stream,
+            })
+            .collect();
+        if appends.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self.store.append_multi(appends).await {
+            Ok(results) => Ok(results
+                .into_iter()
+                .map(|result| Written { version: Some(result.last_version), position: Some(result.position) })
+                .collect()),
+            Err(StoreError::WrongExpectedVersion { stream, expected, actual }) => {
+                Err(CommandError::Conflict { stream, expected, actual })
+            }
+            Err(other) => Err(CommandError::Store(other)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;

@@ -306,6 +306,28 @@ pub trait EventStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Every event of several streams, in stream then version order: bulk paths load many
+    /// small streams in one read. Unknown streams read as empty.
+    async fn read_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        const PAGE: usize = 1_000;
+        let mut events = Vec::new();
+        for stream in streams {
+            let mut from = 0;
+            loop {
+                let page = self.read_stream(stream, Some(from), ReadDirection::Forward, PAGE).await?;
+                let full = page.len() == PAGE;
+                if let Some(last) = page.last() {
+                    from = last.stream_version + 1;
+                }
+                events.extend(page);
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(events)
+    }
+
     /// The stream's last version, or `None` when it has no event.
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, StoreError>;
 

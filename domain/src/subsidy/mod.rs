@@ -30,6 +30,7 @@ pub mod error;
 pub mod funding;
 pub mod prices;
 pub mod service;
+pub mod usage_import;
 pub mod values;
 
 #[cfg(test)]

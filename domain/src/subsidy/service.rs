@@ -2,7 +2,7 @@
 //! the streams its decision reads, decides purely, and appends to every stream it changes at
 //! the version it read (so two approvals racing for the last dollars cannot both win).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 
@@ -12,9 +12,10 @@ use super::capacity::{self, Capacity, CapacityCommand};
 use super::error::DomainError;
 use super::funding::{self, FundingCommand, FundingYear, FundingYearState};
 use super::prices::{self, PriceCommand, PriceSchedule};
+use super::usage_import::{self, ImportMode, ImportStates, LineError, LineOutcome};
 use super::values::FinancialYear;
 use crate::command_service::{
-    Aggregate, CommandError, CommandMetadata, CommandService, Decided, EventIds, Histories, Written,
+    Aggregate, CommandError, CommandMetadata, CommandService, Decided, EventIds, Histories, StreamHistory, Written,
 };
 use crate::event_store::{EventStore, StreamId};
 
@@ -318,6 +319,133 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
         Ok(written[0])
     }
 
+    /// Imports a file of usage lines as one operation: every line is parsed and decided first
+    /// (a refused line is reported with its number); in all-or-nothing mode one refused line
+    /// means nothing is written, in partial mode the accepted lines are written. Accepted
+    /// lines are appended in batches of `batch_lines`, each batch one transaction over its
+    /// applications and funding years. A batch that meets a concurrent change decides again on
+    /// fresh state; lines an earlier run of the same import id wrote are recognised, so an
+    /// interrupted import is finished by running it again.
+    pub async fn import_usage(
+        &self,
+        request: UsageImportRequest<'_>,
+        meta: &CommandMetadata,
+    ) -> SchemeResult<UsageImportReport> {
+        usage_import::check_import_id(request.import_id).map_err(rejected)?;
+        let batch_lines = request.batch_lines.max(1);
+        let (lines, format_errors) = usage_import::parse(request.csv);
+        let mut written_lines: BTreeSet<usize> = BTreeSet::new();
+        let mut positions: (Option<u64>, Option<u64>) = (None, None);
+        let mut batches = 0;
+        let mut attempt = 1;
+        loop {
+            let (mut states, mut versions) = self.import_states(&lines).await?;
+            let mut refused = format_errors.clone();
+            let mut already_imported = Vec::new();
+            let mut charges = Vec::new();
+            for line in &lines {
+                match usage_import::decide_line(&mut states, request.import_id, line, request.today) {
+                    LineOutcome::Charge { event, disbursement } => charges.push((line, event, disbursement)),
+                    LineOutcome::AlreadyImported if written_lines.contains(&line.line) => {}
+                    LineOutcome::AlreadyImported => already_imported.push(line.line),
+                    LineOutcome::Refused(error) => refused.push(error),
+                }
+            }
+            refused.sort_by_key(|error| error.line);
+            let report = |written_lines: &BTreeSet<usize>, refused: Vec<LineError>, batches, positions: (_, _)| {
+                UsageImportReport {
+                    import_id: request.import_id.to_string(),
+                    mode: request.mode,
+                    lines: lines.len() + format_errors.len(),
+                    written: written_lines.len(),
+                    written_lines: usage_import::line_ranges(written_lines.iter().copied()),
+                    already_imported: already_imported.len(),
+                    already_imported_lines: usage_import::line_ranges(already_imported.iter().copied()),
+                    refused,
+                    batches,
+                    first_position: positions.0,
+                    last_position: positions.1,
+                }
+            };
+            if request.mode == ImportMode::AllOrNothing && !refused.is_empty() {
+                return Ok(report(&written_lines, refused, batches, positions));
+            }
+            let mut conflicted = None;
+            for batch in charges.chunks(batch_lines) {
+                let mut charged: BTreeMap<StreamId, Vec<application::ApplicationEvent>> = BTreeMap::new();
+                let mut disbursed: BTreeMap<StreamId, Vec<funding::FundingEvent>> = BTreeMap::new();
+                for (line, event, disbursement) in batch {
+                    charged.entry(application_stream(&line.application_id)?).or_default().push(event.clone());
+                    disbursed.entry(budget_stream(line.financial_year())?).or_default().push(disbursement.clone());
+                }
+                let loaded = |stream: &StreamId| versions.get(stream).copied().flatten();
+                let mut decided = Vec::with_capacity(charged.len() + disbursed.len());
+                for (stream, events) in charged {
+                    let version = loaded(&stream);
+                    decided.push((Decided::new(stream, &events)?, version));
+                }
+                for (stream, events) in disbursed {
+                    let version = loaded(&stream);
+                    decided.push((Decided::new(stream, &events)?, version));
+                }
+                let streams: Vec<StreamId> = decided.iter().map(|(d, _)| d.stream.clone()).collect();
+                match self.commands.append_at::<DomainError>(decided, meta).await {
+                    Ok(results) => {
+                        for (stream, result) in streams.into_iter().zip(&results) {
+                            versions.insert(stream, result.version);
+                        }
+                        let batch_positions = results.iter().filter_map(|r| r.position.map(|p| p.0));
+                        for position in batch_positions {
+                            positions.0 = Some(positions.0.map_or(position, |first: u64| first.min(position)));
+                            positions.1 = Some(positions.1.map_or(position, |last: u64| last.max(position)));
+                        }
+                        written_lines.extend(batch.iter().map(|(line, _, _)| line.line));
+                        batches += 1;
+                    }
+                    Err(conflict @ CommandError::Conflict { .. }) => {
+                        conflicted = Some(conflict);
+                        break;
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
+            match conflicted {
+                None => return Ok(report(&written_lines, refused, batches, positions)),
+                Some(conflict) if attempt >= IMPORT_ATTEMPTS => return Err(conflict),
+                Some(_) => attempt += 1,
+            }
+        }
+    }
+
+    /// The applications, funding years and price schedule the lines are decided against, and
+    /// the version each stream was loaded at.
+    async fn import_states(
+        &self,
+        lines: &[usage_import::UsageLine],
+    ) -> SchemeResult<(ImportStates, BTreeMap<StreamId, Option<u64>>)> {
+        let mut states = ImportStates::default();
+        let mut versions = BTreeMap::new();
+        let application_ids: BTreeSet<&str> = lines.iter().map(|line| line.application_id.as_str()).collect();
+        let application_streams =
+            application_ids.iter().map(|id| application_stream(id)).collect::<SchemeResult<Vec<_>>>()?;
+        let mut histories = self.commands.load_many(&application_streams).await.map_err(CommandError::Store)?;
+        let years: BTreeSet<FinancialYear> = lines.iter().map(usage_import::UsageLine::financial_year).collect();
+        for year in years {
+            let stream = budget_stream(year)?;
+            let history = self.commands.load(&stream).await.map_err(CommandError::Store)?;
+            states.budgets.insert(year, history.fold::<FundingYear>()?);
+            versions.insert(stream, history.version);
+        }
+        states.prices =
+            self.commands.load(&stream(prices::STREAM)?).await.map_err(CommandError::Store)?.fold::<PriceSchedule>()?;
+        for (id, stream) in application_ids.into_iter().zip(application_streams) {
+            let history: StreamHistory = histories.remove(&stream).unwrap_or_default();
+            states.applications.insert(id.to_string(), history.fold::<Application>()?);
+            versions.insert(stream, history.version);
+        }
+        Ok((states, versions))
+    }
+
     pub async fn application_state(&self, application_id: &str) -> SchemeResult<(ApplicationState, Option<u64>)> {
         let target = application_stream(application_id)?;
         let history = self.commands.load(&target).await.map_err(CommandError::Store)?;
@@ -336,4 +464,38 @@ fn known(app_state: ApplicationState, application_id: &str) -> SchemeResult<Appl
         return Err(rejected(DomainError::UnknownApplication { application: application_id.to_string() }));
     }
     Ok(app_state)
+}
+
+/// How many times an import decides again after meeting a concurrent change.
+const IMPORT_ATTEMPTS: usize = 3;
+
+/// A usage import as the caller asks for it.
+#[derive(Debug, Clone, Copy)]
+pub struct UsageImportRequest<'a> {
+    pub import_id: &'a str,
+    pub csv: &'a str,
+    pub mode: ImportMode,
+    pub today: NaiveDate,
+    /// Lines appended per transaction.
+    pub batch_lines: usize,
+}
+
+/// What an import did, line by line (line numbers count the header as line 1).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UsageImportReport {
+    pub import_id: String,
+    pub mode: ImportMode,
+    /// Usage lines in the file (the header and blank lines not counted).
+    pub lines: usize,
+    /// Lines charged by this run, and which.
+    pub written: usize,
+    pub written_lines: Vec<[usize; 2]>,
+    /// Lines an earlier run of the same import id charged, and which.
+    pub already_imported: usize,
+    pub already_imported_lines: Vec<[usize; 2]>,
+    pub refused: Vec<LineError>,
+    /// Transactions the written lines went in.
+    pub batches: usize,
+    pub first_position: Option<u64>,
+    pub last_position: Option<u64>,
 }

@@ -4,6 +4,7 @@
 
 pub mod applications;
 pub mod bodies;
+pub mod imports;
 pub mod queries;
 pub mod setup;
 
@@ -129,4 +130,5 @@ pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
     setup::configure(config);
     queries::configure(config);
     applications::configure(config);
+    imports::configure(config);
 }

@@ -1,0 +1,98 @@
+//! Bulk usage import: Cyberport's scheduler posts a month of usage lines as CSV.
+
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use aisc_adapters::clock::Clock;
+use aisc_domain::command_service::CommandMetadata;
+use aisc_domain::subsidy::service::{UsageImportReport, UsageImportRequest};
+use aisc_domain::subsidy::usage_import::ImportMode;
+use sha2::{Digest, Sha256};
+
+use super::{Scheme, command_failure, domain_refusal};
+use crate::authorization::{Action, require};
+use crate::command::{CommandContext, read_body_within};
+use crate::problem::{ApiError, FieldProblem, ProblemDocument};
+
+/// Largest import file accepted: a month of lines for every project of the scheme fits.
+pub const MAX_IMPORT_BYTES: usize = 32 * 1024 * 1024;
+
+/// Lines appended per transaction.
+pub const IMPORT_BATCH_LINES: usize = 2_000;
+
+/// The import id when the caller gives none: derived from the file, so posting the same file
+/// again is recognised as the same import and charges nothing twice.
+pub fn import_id_of(csv: &[u8]) -> String {
+    let digest = Sha256::digest(csv);
+    let hex: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
+    format!("file-{hex}")
+}
+
+/// A report for the caller: 200 when lines were written (or were already), 422 with every
+/// refused line when an all-or-nothing import wrote nothing.
+pub fn import_response(report: UsageImportReport) -> Result<HttpResponse, ApiError> {
+    if report.mode == ImportMode::AllOrNothing && !report.refused.is_empty() && report.written == 0 {
+        return Err(ApiError::Unprocessable {
+            code: "import_refused",
+            detail: format!(
+                "{} of {} lines refused; nothing was written (import {})",
+                report.refused.len(),
+                report.lines,
+                report.import_id
+            ),
+            errors: report
+                .refused
+                .iter()
+                .map(|refusal| FieldProblem {
+                    field: format!("line {}", refusal.line),
+                    message: format!("{}: {}", refusal.code, refusal.message),
+                })
+                .collect(),
+        });
+    }
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// `POST /api/v1/usage-imports`: imports a CSV file of usage lines
+/// (`project,service_type,units,period`) as one operation.
+#[utoipa::path(tag = "applications",
+    params(
+        ("mode" = Option<String>, Query, description = "all_or_nothing (default): one refused line and nothing is written; partial: the accepted lines are written and the refused ones listed"),
+        ("import_id" = Option<String>, Query, description = "Names the import (letters, digits, -); running it again charges only the lines not yet charged. Default: derived from the file"),
+    ),
+    request_body(content = String, content_type = "text/csv", description = "Header `project,service_type,units,period`, then one line per charge, e.g. `3f2a…,gpu_node_hour_h800,1200,2025-07`"),
+    responses((status = 200, description = "What was written, line by line", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, description = "Refused lines, each with its number; nothing written", body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[post("/usage-imports")]
+pub async fn import_usage(
+    request: HttpRequest,
+    payload: web::Payload,
+    scheme: web::Data<Scheme>,
+    clock: web::Data<Clock>,
+) -> Result<HttpResponse, ApiError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Params {
+        mode: Option<String>,
+        import_id: Option<String>,
+    }
+    let context = CommandContext::from_request(&request).await?;
+    let role = require(&context.principal, Action::ChargeUsage)?;
+    let params: Params = crate::routes::query(&request)?;
+    let mode = ImportMode::parse(params.mode.as_deref().unwrap_or("all_or_nothing")).map_err(domain_refusal)?;
+    let body = read_body_within(payload, MAX_IMPORT_BYTES).await?;
+    let csv = std::str::from_utf8(&body).map_err(|error| ApiError::bad_field("body", format!("not UTF-8: {error}")))?;
+    let import_id = params.import_id.unwrap_or_else(|| import_id_of(&body));
+    let meta = CommandMetadata {
+        actor: context.principal.name.clone(),
+        role: role.as_str().to_string(),
+        request_id: context.request_id.clone(),
+        correlation_id: context.correlation_id.clone(),
+        causation_id: None,
+    };
+    let import =
+        UsageImportRequest { import_id: &import_id, csv, mode, today: clock.today(), batch_lines: IMPORT_BATCH_LINES };
+    let report = scheme.import_usage(import, &meta).await.map_err(|error| command_failure(error, false))?;
+    import_response(report)
+}
+
+pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    config.service(import_usage);
+}

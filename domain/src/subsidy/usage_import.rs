@@ -1,0 +1,353 @@
+//! Bulk usage import: a month of Cyberport's scheduler lines (`project,service_type,units,period`)
+//! for many projects as one operation. Parsing and deciding are pure; the service loads the
+//! streams, decides every line here, and appends the accepted ones in batches.
+//!
+//! Readings: `project` is the application id; each line becomes one charge with the usage id
+//! `{import_id}-{line}`, so importing the same file again under the same import id recognises
+//! the lines already charged instead of charging them twice (an interrupted import resumes).
+//! Lines are decided in file order against the effect of the lines accepted before them (the
+//! allocation and the ceiling are cumulative). Two lines for the same project, service and
+//! month are both charged: the scheduler may report one month in several lines.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::application::{self, ApplicationState, ChargeUsage};
+use super::error::DomainError;
+use super::funding::{self, FundingEvent, FundingYearState};
+use super::prices::PriceScheduleState;
+use super::values::{FinancialYear, Period, ServiceType};
+
+/// The header the file must start with.
+pub const HEADER: [&str; 4] = ["project", "service_type", "units", "period"];
+
+/// Whether one invalid line refuses the whole import, or the valid lines are written anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportMode {
+    AllOrNothing,
+    Partial,
+}
+
+impl ImportMode {
+    pub fn parse(text: &str) -> Result<Self, DomainError> {
+        match text {
+            "all_or_nothing" => Ok(Self::AllOrNothing),
+            "partial" => Ok(Self::Partial),
+            other => Err(DomainError::InvalidInput {
+                field: "mode",
+                reason: format!("{other:?} is neither all_or_nothing nor partial"),
+            }),
+        }
+    }
+}
+
+/// A well-formed line of the file (line numbers count the header as line 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageLine {
+    pub line: usize,
+    pub application_id: String,
+    pub service_type: ServiceType,
+    pub units: u64,
+    pub period: Period,
+}
+
+impl UsageLine {
+    pub fn usage_id(&self, import_id: &str) -> String {
+        usage_id(import_id, self.line)
+    }
+
+    pub fn financial_year(&self) -> FinancialYear {
+        FinancialYear::containing(self.period.first_day())
+    }
+}
+
+pub fn usage_id(import_id: &str, line: usize) -> String {
+    format!("{import_id}-{line}")
+}
+
+/// Why a line was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LineError {
+    pub line: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl LineError {
+    fn new(line: usize, project: Option<&str>, error: &DomainError) -> Self {
+        Self { line, project: project.map(str::to_owned), code: error.code(), message: error.to_string() }
+    }
+
+    fn format(line: usize, project: Option<&str>, message: String) -> Self {
+        Self { line, project: project.map(str::to_owned), code: "invalid_line", message }
+    }
+}
+
+/// An import id: letters, digits and `-` (it prefixes every usage id it creates).
+pub fn check_import_id(import_id: &str) -> Result<(), DomainError> {
+    let valid = !import_id.is_empty()
+        && import_id.len() <= 48
+        && import_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidInput { field: "import_id", reason: "letters, digits and -, at most 48".into() })
+    }
+}
+
+/// Parses the file: the well-formed lines, and an error for each malformed one. An empty or
+/// headerless file is one error on line 1. Blank lines are skipped.
+pub fn parse(text: &str) -> (Vec<UsageLine>, Vec<LineError>) {
+    let mut lines = Vec::new();
+    let mut errors = Vec::new();
+    let mut numbered = text.lines().enumerate().map(|(index, raw)| (index + 1, raw.trim_end_matches('\r')));
+    let header_ok = numbered.next().is_some_and(|(_, header)| {
+        let fields = split_fields(header).unwrap_or_default();
+        fields.len() == HEADER.len() && fields.iter().zip(HEADER).all(|(field, name)| field.trim() == name)
+    });
+    if !header_ok {
+        errors.push(LineError::format(1, None, format!("the first line must be the header {}", HEADER.join(","))));
+        return (lines, errors);
+    }
+    for (line, raw) in numbered {
+        if raw.trim().is_empty() {
+            continue;
+        }
+        match parse_line(line, raw) {
+            Ok(parsed) => lines.push(parsed),
+            Err(error) => errors.push(error),
+        }
+    }
+    if lines.is_empty() && errors.is_empty() {
+        errors.push(LineError::format(1, None, "the file holds no usage line".into()));
+    }
+    (lines, errors)
+}
+
+fn parse_line(line: usize, raw: &str) -> Result<UsageLine, LineError> {
+    let fields = split_fields(raw).map_err(|message| LineError::format(line, None, message))?;
+    if fields.len() != HEADER.len() {
+        return Err(LineError::format(line, None, format!("{} fields, expected {}", fields.len(), HEADER.len())));
+    }
+    let project = fields[0].trim();
+    let valid_project =
+        !project.is_empty() && project.len() <= 64 && project.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !valid_project {
+        return Err(LineError::format(
+            line,
+            Some(project),
+            format!("project {project:?} is not an application id (letters, digits and -, at most 64)"),
+        ));
+    }
+    let service_type = ServiceType::parse(fields[1].trim()).map_err(|e| LineError::new(line, Some(project), &e))?;
+    let units_text = fields[2].trim();
+    let units = match units_text.parse::<u64>() {
+        Ok(units) if units > 0 => units,
+        _ => {
+            return Err(LineError::format(
+                line,
+                Some(project),
+                format!("units {units_text:?} is not a positive whole number"),
+            ));
+        }
+    };
+    let period = Period::parse(fields[3].trim()).map_err(|e| LineError::new(line, Some(project), &e))?;
+    Ok(UsageLine { line, application_id: project.to_string(), service_type, units, period })
+}
+
+/// Splits a CSV line (RFC 4180 quoting, no line breaks inside a field).
+fn split_fields(raw: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = raw.chars().peekable();
+    let mut quoted = false;
+    let mut was_quoted = false;
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') if field.trim().is_empty() && !was_quoted => {
+                field.clear();
+                quoted = true;
+                was_quoted = true;
+            }
+            (false, ',') => {
+                fields.push(std::mem::take(&mut field));
+                was_quoted = false;
+            }
+            (false, '"') => return Err("a quote inside an unquoted field".into()),
+            (false, c) if was_quoted && !c.is_whitespace() => {
+                return Err("text after a closing quote".into());
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if quoted {
+        return Err("an unclosed quote".into());
+    }
+    fields.push(field);
+    Ok(fields)
+}
+
+/// What deciding a line gave.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineOutcome {
+    /// The line's charge and its disbursement from the usage month's funding year.
+    Charge {
+        event: application::ApplicationEvent,
+        disbursement: FundingEvent,
+    },
+    /// Charged by an earlier run of the same import.
+    AlreadyImported,
+    Refused(LineError),
+}
+
+/// The states the lines are decided against, changed as lines are accepted.
+#[derive(Debug, Default)]
+pub struct ImportStates {
+    pub applications: BTreeMap<String, ApplicationState>,
+    pub budgets: BTreeMap<FinancialYear, FundingYearState>,
+    pub prices: PriceScheduleState,
+}
+
+/// Decides one line against the states and, when it is charged, applies its events to them.
+pub fn decide_line(states: &mut ImportStates, import_id: &str, line: &UsageLine, today: NaiveDate) -> LineOutcome {
+    let refuse =
+        |error: DomainError| LineOutcome::Refused(LineError::new(line.line, Some(&line.application_id), &error));
+    let Some(state) = states.applications.get(&line.application_id) else {
+        return refuse(DomainError::UnknownApplication { application: line.application_id.clone() });
+    };
+    if state.status == application::Status::New {
+        return refuse(DomainError::UnknownApplication { application: line.application_id.clone() });
+    }
+    let usage_id = line.usage_id(import_id);
+    if state.usage.contains_key(&usage_id) {
+        return LineOutcome::AlreadyImported;
+    }
+    let rate = match states.prices.rate_in_force(&line.service_type, line.period.first_day()) {
+        Ok(rate) => rate,
+        Err(error) => return refuse(error),
+    };
+    let year = line.financial_year();
+    let budget = states.budgets.entry(year).or_default();
+    let charge = ChargeUsage {
+        usage_id,
+        service_type: line.service_type.clone(),
+        period: line.period,
+        units: line.units,
+        rate_in_force: rate,
+        today,
+    };
+    match application::charge_usage(state, budget, charge) {
+        Ok((event, disbursement)) => {
+            *budget = funding::apply(std::mem::take(budget), &disbursement);
+            if let Some(state) = states.applications.remove(&line.application_id) {
+                states.applications.insert(line.application_id.clone(), application::apply(state, &event));
+            }
+            LineOutcome::Charge { event, disbursement }
+        }
+        Err(error) => refuse(error),
+    }
+}
+
+/// Line numbers as inclusive ranges (`[[2, 5], [7, 7]]`): says exactly which lines, compactly.
+pub fn line_ranges(lines: impl IntoIterator<Item = usize>) -> Vec<[usize; 2]> {
+    let mut ranges: Vec<[usize; 2]> = Vec::new();
+    for line in lines {
+        match ranges.last_mut() {
+            Some(last) if last[1] + 1 == line => last[1] = line,
+            _ => ranges.push([line, line]),
+        }
+    }
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_formed_lines_parse_with_their_line_numbers() {
+        let text = "project,service_type,units,period\r\nabc-1,gpu_node_hour,120,2025-07\n\n\"abc-2\", cpu_core_hour ,5,2025-08\n";
+        let (lines, errors) = parse(text);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].line, 2);
+        assert_eq!(lines[0].application_id, "abc-1");
+        assert_eq!(lines[0].units, 120);
+        assert_eq!(lines[1].line, 4, "the blank line 3 still counts");
+        assert_eq!(lines[1].service_type.as_str(), "cpu_core_hour");
+        assert_eq!(lines[1].period.to_string(), "2025-08");
+    }
+
+    #[test]
+    fn every_malformed_line_is_named_by_its_number_and_reason() {
+        let text = [
+            "project,service_type,units,period",
+            "ok-1,gpu_node_hour,1,2025-07",
+            "ok-2,GPU,1,2025-07",
+            "ok-3,gpu_node_hour,0,2025-07",
+            "ok-4,gpu_node_hour,-3,2025-07",
+            "ok-5,gpu_node_hour,1,2025-13",
+            "ok 6,gpu_node_hour,1,2025-07",
+            "ok-7,gpu_node_hour,1",
+            "\"ok-8,gpu_node_hour,1,2025-07",
+            "ok-9,gpu_node_hour,1.5,2025-07",
+        ]
+        .join("\n");
+        let (lines, errors) = parse(&text);
+        assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), vec![2]);
+        let numbered: Vec<(usize, &str)> = errors.iter().map(|e| (e.line, e.code)).collect();
+        assert_eq!(
+            numbered,
+            vec![
+                (3, "invalid_service_type"),
+                (4, "invalid_line"),
+                (5, "invalid_line"),
+                (6, "invalid_period"),
+                (7, "invalid_line"),
+                (8, "invalid_line"),
+                (9, "invalid_line"),
+                (10, "invalid_line"),
+            ]
+        );
+        assert!(errors[1].message.contains("positive"), "{}", errors[1].message);
+        assert_eq!(errors[0].project.as_deref(), Some("ok-2"));
+    }
+
+    #[test]
+    fn a_file_without_the_header_or_without_lines_is_refused_on_line_one() {
+        for text in ["", "abc-1,gpu_node_hour,1,2025-07\n", "project,units\n", "project,service_type,units,period\n\n"]
+        {
+            let (lines, errors) = parse(text);
+            assert!(lines.is_empty(), "{text:?}");
+            assert_eq!(errors.len(), 1, "{text:?}");
+            assert_eq!(errors[0].line, 1, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn line_ranges_are_exact_and_compact() {
+        assert_eq!(line_ranges([2, 3, 4, 6, 9, 10]), vec![[2, 4], [6, 6], [9, 10]]);
+        assert!(line_ranges(std::iter::empty()).is_empty());
+    }
+
+    #[test]
+    fn import_ids_and_modes_are_checked() {
+        assert!(check_import_id("2025-07-run-3").is_ok());
+        assert!(check_import_id("").is_err());
+        assert!(check_import_id("a b").is_err());
+        assert!(check_import_id(&"x".repeat(49)).is_err());
+        assert_eq!(ImportMode::parse("partial").ok(), Some(ImportMode::Partial));
+        assert!(ImportMode::parse("some").is_err());
+    }
+}

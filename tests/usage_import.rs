@@ -1,0 +1,307 @@
+//! Bulk usage import on PostgreSQL: every line validated and refused with its number, nothing
+//! written in all-or-nothing mode, exactly the accepted lines in partial mode, batches, a rerun
+//! that charges nothing twice, a race with single charges, and the HTTP and CLI paths.
+
+mod support;
+
+use std::process::Command;
+
+use aisc_adapters::PostgresEventStore;
+use aisc_domain::event_store::{EventStore, PositionRange, ReadDirection, StreamId};
+use aisc_domain::subsidy::application::ApplicationCommand;
+use aisc_domain::subsidy::service::{UsageImportReport, UsageImportRequest};
+use aisc_domain::subsidy::usage_import::ImportMode;
+use aisc_domain::subsidy::values::{FinancialYear, Money};
+use chrono::NaiveDate;
+use support::TestDatabase;
+use support::scheme::*;
+
+const AISC: &str = env!("CARGO_BIN_EXE_aisc");
+const GPU: &str = "gpu_node_hour_h800";
+
+/// Three applications with signed agreements (1,000 GPU node-hours a month, July to December
+/// 2025, 70 % of HK$42.50 a node-hour, a progress report due on `report_due`) and one
+/// submitted and eligible, not approved.
+async fn scheme_with_agreements(database: &TestDatabase, report_due: NaiveDate) -> Scheme {
+    let scheme = scheme(database).await;
+    set_up(&scheme, hkd(857_000_000)).await;
+    for id in ["a1", "a2", "a3", "a4"] {
+        submitted(&scheme, id).await;
+    }
+    ready_for_committee(&scheme, &["a1", "a2", "a3"]).await;
+    for id in ["a1", "a2", "a3"] {
+        scheme
+            .approve(id, None, approval(hkd(500_000)), &meta("sec-1", "committee_secretariat"))
+            .await
+            .expect("approve");
+        scheme
+            .application(
+                id,
+                None,
+                ApplicationCommand::SignAgreement {
+                    signed_on: day(2025, 6, 30),
+                    reporting_due_dates: vec![report_due],
+                },
+                &meta("sec-1", "committee_secretariat"),
+            )
+            .await
+            .expect("agreement");
+    }
+    scheme
+}
+
+fn today() -> NaiveDate {
+    day(2025, 8, 5)
+}
+
+fn request<'a>(import_id: &'a str, csv: &'a str, mode: ImportMode, batch_lines: usize) -> UsageImportRequest<'a> {
+    UsageImportRequest { import_id, csv, mode, today: today(), batch_lines }
+}
+
+async fn import(scheme: &Scheme, request: UsageImportRequest<'_>) -> UsageImportReport {
+    scheme.import_usage(request, &meta("fin-1", "finance_officer")).await.expect("import")
+}
+
+/// Lines 2 and 3 are valid; 4 to 7 each fail for a different reason (a4 is not approved).
+const MIXED: &str = "project,service_type,units,period
+a1,gpu_node_hour_h800,400,2025-07
+a2,gpu_node_hour_h800,300,2025-07
+a3,gpu_node_hour_h800,abc,2025-07
+nobody,gpu_node_hour_h800,10,2025-07
+a1,gpu_node_hour_h800,700,2025-07
+a4,gpu_node_hour_h800,10,2025-07
+";
+
+fn refused_codes(report: &UsageImportReport) -> Vec<(usize, &'static str)> {
+    report.refused.iter().map(|refusal| (refusal.line, refusal.code)).collect()
+}
+
+const MIXED_REFUSALS: [(usize, &str); 4] =
+    [(4, "invalid_line"), (5, "unknown_application"), (6, "units_above_allocation"), (7, "wrong_stage")];
+
+async fn disbursed(scheme: &Scheme) -> Money {
+    scheme.funding_state(FinancialYear::parse("2025-26").expect("year")).await.expect("funding").0.disbursed
+}
+
+#[tokio::test]
+async fn an_invalid_line_refuses_the_whole_import_with_its_line_number_and_nothing_is_written() {
+    let database = TestDatabase::create().await;
+    let scheme = scheme_with_agreements(&database, day(2026, 1, 15)).await;
+    let store = PostgresEventStore::new(database.pool.clone());
+    let head_before = store.head_position().await.expect("head");
+
+    let report = import(&scheme, request("july-1", MIXED, ImportMode::AllOrNothing, 100)).await;
+
+    assert_eq!(refused_codes(&report), MIXED_REFUSALS.to_vec());
+    assert_eq!(report.lines, 6);
+    assert_eq!((report.written, report.batches), (0, 0));
+    assert!(report.written_lines.is_empty());
+    assert!(report.refused[2].message.contains("700"), "{}", report.refused[2].message);
+    assert_eq!(store.head_position().await.expect("head"), head_before, "nothing was appended");
+    assert_eq!(disbursed(&scheme).await, Money::ZERO);
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn partial_mode_writes_exactly_the_accepted_lines_and_a_rerun_charges_nothing_twice() {
+    let database = TestDatabase::create().await;
+    let scheme = scheme_with_agreements(&database, day(2026, 1, 15)).await;
+
+    let report = import(&scheme, request("july-1", MIXED, ImportMode::Partial, 100)).await;
+    assert_eq!(report.written, 2);
+    assert_eq!(report.written_lines, vec![[2, 3]]);
+    assert_eq!(refused_codes(&report), MIXED_REFUSALS.to_vec());
+    assert_eq!(report.batches, 1);
+    assert!(report.first_position.is_some() && report.first_position <= report.last_position);
+
+    let (a1, _) = scheme.application_state("a1").await.expect("a1");
+    let charged = a1.usage.get("july-1-2").expect("line 2 charged to a1 under its usage id");
+    assert_eq!(charged.units, 400);
+    // 400 + 300 node-hours at HK$42.50, 70 % subsidised.
+    assert_eq!(disbursed(&scheme).await, Money::from_cents(700 * 4_250 * 70 / 100));
+
+    let rerun = import(&scheme, request("july-1", MIXED, ImportMode::Partial, 100)).await;
+    assert_eq!((rerun.written, rerun.already_imported), (0, 2));
+    assert_eq!(rerun.already_imported_lines, vec![[2, 3]]);
+    assert_eq!(refused_codes(&rerun), MIXED_REFUSALS.to_vec());
+    assert_eq!(disbursed(&scheme).await, Money::from_cents(700 * 4_250 * 70 / 100), "nothing charged twice");
+
+    // The allocation is cumulative across imports and within a file: 400 + 600 fits, 1 more does not.
+    let august =
+        "project,service_type,units,period\na1,gpu_node_hour_h800,600,2025-07\na1,gpu_node_hour_h800,1,2025-07\n";
+    let more = import(&scheme, request("july-2", august, ImportMode::Partial, 100)).await;
+    assert_eq!(more.written_lines, vec![[2, 2]]);
+    assert_eq!(refused_codes(&more), vec![(3, "units_above_allocation")]);
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn lines_are_appended_in_batches_each_one_transaction_and_the_log_verifies() {
+    let database = TestDatabase::create().await;
+    let scheme = scheme_with_agreements(&database, day(2026, 1, 15)).await;
+    let mut csv = String::from("project,service_type,units,period\n");
+    for month in ["2025-07", "2025-08", "2025-09", "2025-10", "2025-11", "2025-12"] {
+        for (n, id) in ["a1", "a2", "a3"].iter().enumerate() {
+            csv.push_str(&format!("{id},{GPU},{},{month}\n", 100 * (n + 1)));
+        }
+    }
+    let import_day =
+        UsageImportRequest { today: day(2026, 1, 5), ..request("h2-2025", &csv, ImportMode::AllOrNothing, 4) };
+    let report = import(&scheme, import_day).await;
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    assert_eq!(report.written, 18);
+    assert_eq!(report.written_lines, vec![[2, 19]]);
+    assert_eq!(report.batches, 5, "18 lines in batches of 4");
+
+    let store = PostgresEventStore::new(database.pool.clone());
+    let budget = StreamId::parse("budget-2025-26").expect("stream");
+    let disbursements = store.read_stream(&budget, None, ReadDirection::Forward, 1_000).await.expect("budget");
+    let disbursements: Vec<_> = disbursements.iter().filter(|e| e.event_type == "SubsidyDisbursed").collect();
+    assert_eq!(disbursements.len(), 18);
+    // Each batch is one transaction: its events share the transaction's part of the position.
+    let mut transactions: Vec<u64> = disbursements.iter().map(|event| event.position.0 >> 20).collect();
+    transactions.dedup();
+    assert_eq!(transactions.len(), 5);
+    let units: u64 = (1..=3).map(|n| 100 * n * 6).sum();
+    assert_eq!(disbursed(&scheme).await, Money::from_cents(units as i64 * 4_250 * 70 / 100));
+    let verified = store.verify(PositionRange::default()).await.expect("verify");
+    assert!(verified.first_broken.is_none(), "{verified:?}");
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_import_racing_single_charges_on_the_same_funding_year_charges_every_line_once() {
+    let database = TestDatabase::create().await;
+    let scheme = std::sync::Arc::new(scheme_with_agreements(&database, day(2026, 1, 15)).await);
+    let mut csv = String::from("project,service_type,units,period\n");
+    for month in ["2025-07", "2025-08", "2025-09"] {
+        for id in ["a1", "a2"] {
+            csv.push_str(&format!("{id},{GPU},100,{month}\n"));
+        }
+    }
+    let singles = {
+        let scheme = scheme.clone();
+        tokio::spawn(async move {
+            for (n, month) in ["2025-07", "2025-08", "2025-09", "2025-10"].iter().enumerate() {
+                scheme
+                    .charge_usage(
+                        "a3",
+                        usage(&format!("single-{n}"), month, 50, today()),
+                        &meta("fin-2", "finance_officer"),
+                    )
+                    .await
+                    .expect("single charge");
+            }
+        })
+    };
+    let report = import(&scheme, request("race", &csv, ImportMode::AllOrNothing, 1)).await;
+    singles.await.expect("singles");
+    assert!(report.refused.is_empty(), "{:?}", report.refused);
+    assert_eq!(report.written + report.already_imported, 6);
+    assert_eq!(report.written, 6);
+    let total_units = 6 * 100 + 4 * 50;
+    assert_eq!(disbursed(&scheme).await, Money::from_cents(total_units * 4_250 * 70 / 100));
+    for id in ["a1", "a2"] {
+        let (state, _) = scheme.application_state(id).await.expect("state");
+        assert_eq!(state.usage.len(), 3, "{id}");
+    }
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn the_http_path_answers_422_with_each_refused_line_or_the_report() {
+    let app = support::TestApp::spawn().await;
+    let scheme = scheme(&app.database).await;
+    set_up(&scheme, hkd(857_000_000)).await;
+    for id in ["a1", "a2"] {
+        submitted(&scheme, id).await;
+    }
+    ready_for_committee(&scheme, &["a1", "a2"]).await;
+    for id in ["a1", "a2"] {
+        scheme
+            .approve(id, None, approval(hkd(500_000)), &meta("sec-1", "committee_secretariat"))
+            .await
+            .expect("approve");
+        scheme
+            .application(
+                id,
+                None,
+                ApplicationCommand::SignAgreement {
+                    signed_on: day(2025, 6, 30),
+                    reporting_due_dates: vec![day(2026, 1, 15)],
+                },
+                &meta("sec-1", "committee_secretariat"),
+            )
+            .await
+            .expect("agreement");
+    }
+    app.set_day(2025, 8, 5);
+    let csv =
+        "project,service_type,units,period\na1,gpu_node_hour_h800,400,2025-07\na2,gpu_node_hour_h800,-1,2025-07\n";
+    let headers = [("Content-Type", "text/csv")];
+
+    let refused = app.post("finance_officer", "/api/v1/usage-imports", &headers, csv).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let problem = refused.json();
+    assert_eq!(problem["code"], "import_refused");
+    assert_eq!(problem["errors"][0]["field"], "line 3");
+    assert!(problem["errors"][0]["message"].as_str().unwrap_or_default().contains("units"), "{problem}");
+    assert_eq!(disbursed(&scheme).await, Money::ZERO);
+
+    let forbidden = app.post("intake_officer", "/api/v1/usage-imports", &headers, csv).await;
+    assert_eq!(forbidden.status, 403);
+    let bad_mode = app.post("finance_officer", "/api/v1/usage-imports?mode=some", &headers, csv).await;
+    assert_eq!(bad_mode.status, 422, "{}", bad_mode.body);
+
+    let partial = app.post("finance_officer", "/api/v1/usage-imports?mode=partial", &headers, csv).await;
+    assert_eq!(partial.status, 200, "{}", partial.body);
+    let report = partial.json();
+    assert_eq!(report["written"], 1);
+    assert_eq!(report["written_lines"], serde_json::json!([[2, 2]]));
+    assert_eq!(report["refused"][0]["line"], 3);
+    // Without an import id, the same file is the same import: posting it again charges nothing.
+    let again = app.post("finance_officer", "/api/v1/usage-imports?mode=partial", &headers, csv).await.json();
+    assert_eq!((again["written"].clone(), again["already_imported"].clone()), (0.into(), 1.into()));
+    assert_eq!(again["import_id"], report["import_id"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_cli_prints_the_report_and_exits_1_naming_the_refused_line() {
+    let database = TestDatabase::create().await;
+    // The command line imports on the real date: a report due in 2099 is not overdue then.
+    let scheme = scheme_with_agreements(&database, day(2099, 1, 15)).await;
+    let directory = std::env::temp_dir().join(format!("aisc-import-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&directory).expect("directory");
+    let file = directory.join("usage.csv");
+    std::fs::write(&file, "project,service_type,units,period\na1,gpu_node_hour_h800,400,2025-07\na2,cpu,1,2025-07\n")
+        .expect("write");
+    let run = |mode: &str| {
+        let output = Command::new(AISC)
+            .args(["import", "usage", "--file", file.to_str().unwrap_or_default(), "--actor", "scheduler-feed"])
+            .args(["--mode", mode, "--import-id", "cli-1"])
+            .env("DATABASE_URL", &database.url)
+            .output()
+            .expect("run aisc");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run("all-or-nothing");
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("line 3: no_rate_in_force"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["written"], 0);
+
+    let (code, stdout, _) = run("partial");
+    assert_eq!(code, Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["written_lines"], serde_json::json!([[2, 2]]));
+    let (a1, _) = scheme.application_state("a1").await.expect("a1");
+    let charged = a1.usage.get("cli-1-2").expect("charged");
+    assert_eq!(charged.units, 400);
+    let _ = std::fs::remove_dir_all(&directory);
+    database.drop_database().await;
+}
