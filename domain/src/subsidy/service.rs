@@ -345,7 +345,10 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
             let mut charges = Vec::new();
             for line in &lines {
                 match usage_import::decide_line(&mut states, request.import_id, line, request.today) {
-                    LineOutcome::Charge { event, disbursement } => charges.push((line, event, disbursement)),
+                    LineOutcome::Charge(charge) => {
+                        let (event, disbursement) = *charge;
+                        charges.push((line, event, disbursement));
+                    }
                     LineOutcome::AlreadyImported if written_lines.contains(&line.line) => {}
                     LineOutcome::AlreadyImported => already_imported.push(line.line),
                     LineOutcome::Refused(error) => refused.push(error),

@@ -202,10 +202,7 @@ fn split_fields(raw: &str) -> Result<Vec<String>, String> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum LineOutcome {
     /// The line's charge and its disbursement from the usage month's funding year.
-    Charge {
-        event: application::ApplicationEvent,
-        disbursement: FundingEvent,
-    },
+    Charge(Box<(application::ApplicationEvent, FundingEvent)>),
     /// Charged by an earlier run of the same import.
     AlreadyImported,
     Refused(LineError),
@@ -253,7 +250,7 @@ pub fn decide_line(states: &mut ImportStates, import_id: &str, line: &UsageLine,
             if let Some(state) = states.applications.remove(&line.application_id) {
                 states.applications.insert(line.application_id.clone(), application::apply(state, &event));
             }
-            LineOutcome::Charge { event, disbursement }
+            LineOutcome::Charge(Box::new((event, disbursement)))
         }
         Err(error) => refuse(error),
     }
