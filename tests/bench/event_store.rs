@@ -4,15 +4,16 @@
 //! Run: `cargo bench --bench event_store` (uses `DATABASE_URL`'s server, default the local
 //! one; creates and drops its own database). Writes the table to `docs/BENCHMARKS.md`.
 
+mod common;
+
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aisc_adapters::PostgresEventStore;
 use aisc_adapters::database::MIGRATOR;
 use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, Position, StreamId};
+use common::{Throughput, machine, measure, sample_data, sample_metadata};
 use futures_util::StreamExt;
-use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
@@ -21,29 +22,6 @@ const WINDOW: Duration = Duration::from_secs(5);
 const READ_EVENTS: usize = 1_000_000;
 const BENCH_DATABASE: &str = "aisc_bench";
 
-#[derive(Clone, Copy)]
-struct Throughput {
-    events_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn sample_data(n: u64) -> serde_json::Value {
-    json!({
-        "application_id": format!("app-{n}"),
-        "service_type": "gpu_node_hour_h800",
-        "units": 128,
-        "rate_cents": 4_250,
-        "subsidy_bps": 7_000,
-        "subsidy_cents": 380_800,
-        "period": "2025-07",
-    })
-}
-
-fn sample_metadata() -> serde_json::Value {
-    json!({ "actor": "bench", "role": "finance_officer", "request_id": Uuid::new_v4().to_string() })
-}
-
 fn new_event(n: u64) -> NewEvent {
     NewEvent {
         event_id: Uuid::new_v4(),
@@ -51,43 +29,6 @@ fn new_event(n: u64) -> NewEvent {
         schema_version: 1,
         data: sample_data(n),
         metadata: sample_metadata(),
-    }
-}
-
-/// Runs `workers` loops of `call` for the window; returns calls/s × `events_per_call`.
-async fn measure<F, Fut>(workers: usize, events_per_call: usize, call: F) -> Throughput
-where
-    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let call = Arc::new(call);
-    let started = Instant::now();
-    let mut handles = Vec::new();
-    for worker in 0..workers {
-        let call = call.clone();
-        handles.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut n = 0_u64;
-            while started.elapsed() < WINDOW {
-                let t = Instant::now();
-                call(worker, n).await;
-                latencies.push(t.elapsed());
-                n += 1;
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for handle in handles {
-        latencies.extend(handle.await.expect("worker"));
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort();
-    let pick = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)].as_secs_f64() * 1e3;
-    Throughput {
-        events_per_sec: (latencies.len() * events_per_call) as f64 / elapsed,
-        p50_ms: pick(0.50),
-        p99_ms: pick(0.99),
     }
 }
 
@@ -101,41 +42,16 @@ async fn fresh_database(admin_url: &str) -> PgPool {
     let options = admin_url.parse::<PgConnectOptions>().expect("url").database(BENCH_DATABASE);
     let pool = PgPoolOptions::new().max_connections(40).connect_with(options).await.expect("connect");
     MIGRATOR.run(&pool).await.expect("migrate");
-    sqlx::raw_sql(
-        "CREATE TABLE raw_events (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES); \
-         CREATE SEQUENCE raw_positions;",
-    )
-    .execute(&pool)
-    .await
-    .expect("raw table");
+    common::create_raw_table(&pool).await;
     pool
 }
 
 async fn raw_insert(pool: PgPool, workers: usize) -> Throughput {
-    measure(workers, 1, move |worker, n| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query(
-                "INSERT INTO raw_events (global_position, stream_id, stream_version, event_id, event_type, \
-                 schema_version, data, metadata, recorded_at, hash) \
-                 VALUES (nextval('raw_positions'), $1, $2, $3, 'UsageCharged', 1, $4, $5, now(), $6)",
-            )
-            .bind(format!("raw-{workers}-{worker}"))
-            .bind(n as i64)
-            .bind(Uuid::new_v4())
-            .bind(sample_data(n))
-            .bind(sample_metadata())
-            .bind(vec![0_u8; 32])
-            .execute(&pool)
-            .await
-            .expect("raw insert");
-        }
-    })
-    .await
+    common::raw_insert(WINDOW, pool, workers).await
 }
 
 async fn store_append(store: PostgresEventStore, workers: usize, batch: usize) -> Throughput {
-    measure(workers, batch, move |worker, n| {
+    measure(WINDOW, workers, batch, move |worker, n| {
         let store = store.clone();
         async move {
             // Distinct streams: each call opens a new one, as submissions of new applications do.
@@ -200,17 +116,6 @@ async fn copy_out_rate(pool: &PgPool, expected: usize) -> f64 {
     lines as f64 / started.elapsed().as_secs_f64()
 }
 
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let memory_gib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|text| {
-            text.lines().next().and_then(|line| line.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
-    format!("{cores} cores, {memory_gib:.0} GiB")
-}
-
 #[tokio::main]
 async fn main() {
     let admin_url =
@@ -227,32 +132,28 @@ async fn main() {
         let batch = store_append(store.clone(), workers, 10).await;
         eprintln!(
             "{workers:>2} workers: raw {:.0}/s, append {:.0}/s, append x10 {:.0}/s",
-            raw.events_per_sec, single.events_per_sec, batch.events_per_sec
+            raw.per_sec, single.per_sec, batch.per_sec
         );
         rows.push(format!(
             "| raw single-row INSERT transactions | {workers} | {:.0} | {:.2} | {:.2} | — |",
-            raw.events_per_sec, raw.p50_ms, raw.p99_ms
+            raw.per_sec, raw.p50_ms, raw.p99_ms
         ));
         rows.push(format!(
             "| store `append`, 1 event per call, distinct streams | {workers} | {:.0} | {:.2} | {:.2} | {:.2} |",
-            single.events_per_sec,
+            single.per_sec,
             single.p50_ms,
             single.p99_ms,
-            single.events_per_sec / raw.events_per_sec
+            single.per_sec / raw.per_sec
         ));
         rows.push(format!(
             "| store `append`, 10 events per call | {workers} | {:.0} | {:.2} | {:.2} | {:.2} |",
-            batch.events_per_sec,
+            batch.per_sec,
             batch.p50_ms,
             batch.p99_ms,
-            batch.events_per_sec / raw.events_per_sec
+            batch.per_sec / raw.per_sec
         ));
         if workers == 8 {
-            ratios.push((
-                "append at 8 tasks / raw INSERT at 8 connections",
-                single.events_per_sec / raw.events_per_sec,
-                0.80,
-            ));
+            ratios.push(("append at 8 tasks / raw INSERT at 8 connections", single.per_sec / raw.per_sec, 0.80));
         }
     }
 
@@ -297,7 +198,7 @@ async fn main() {
         );
     }
     println!("{report}");
-    write_report(&report);
+    common::write_section("## Event store (issue 2)", &report);
 
     pool.close().await;
     if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
@@ -310,24 +211,4 @@ async fn main() {
 async fn count_bench_events(pool: &PgPool) -> usize {
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.expect("count");
     count as usize
-}
-
-/// Replaces this benchmark's section of docs/BENCHMARKS.md, keeping the others.
-fn write_report(section: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/BENCHMARKS.md");
-    let existing = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n\nFigures are ratios measured in one run on one database; absolute numbers vary with the shared machine.\n".to_string());
-    let heading = "## Event store (issue 2)";
-    let mut kept = String::new();
-    let mut skipping = false;
-    for line in existing.lines() {
-        if line.starts_with("## ") {
-            skipping = line == heading;
-        }
-        if !skipping {
-            kept.push_str(line);
-            kept.push('\n');
-        }
-    }
-    let updated = format!("{}\n\n{section}", kept.trim_end());
-    std::fs::write(&path, updated).expect("write docs/BENCHMARKS.md");
 }
