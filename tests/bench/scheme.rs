@@ -328,7 +328,7 @@ fn submission_body(fixture: &Fixture, n: u64) -> Value {
     json!({
         "organisation": format!("Benchmark Lab {}", n % 97),
         "category": "ai_startup",
-        "sub_type": "cyberport_incubatee",
+        "sub_type": "cyberport_incubatee_or_alumnus",
         "project_title": format!("Load test project {n}"),
         "project_summary": "A generated submission of the benchmark.",
         "develops_ai_models": true,
@@ -369,7 +369,10 @@ async fn usage_projects(scheme: &Scheme, fixture: &Fixture, port: u16, token: &s
             .expect("eligibility");
     }
     scheme
-        .batches(BatchCommand::CloseBatch { batch_id: fixture.batch_id.clone(), today: deadline }, &secretariat)
+        .batches(
+            BatchCommand::CloseBatch { batch_id: fixture.batch_id.clone(), today: deadline + TimeDelta::days(1) },
+            &secretariat,
+        )
         .await
         .expect("close");
     let service = ServiceType::parse(BENCH_SERVICE).expect("service");
