@@ -532,11 +532,13 @@ impl PostgresEventStore {
         drop(rows);
         let held_back = if (events.len() as i64) < limit_i64 {
             let last_returned = events.last().map_or(after_i64, |event| event.position.0 as i64);
-            sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM events WHERE global_position > $1)")
-                .bind(last_returned)
+            // `max` reads one entry at the end of the primary key; an `EXISTS (… > $1)` gets a
+            // generic plan that scans the whole table when nothing is beyond (the caught-up case).
+            let head: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
                 .fetch_one(&self.pool)
                 .await
-                .map_err(store_error)?
+                .map_err(store_error)?;
+            head > last_returned
         } else {
             false
         };
