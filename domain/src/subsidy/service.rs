@@ -339,21 +339,22 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
         let mut batches = 0;
         let mut attempt = 1;
         loop {
-            let (mut states, mut versions) = self.import_states(&lines).await?;
+            let (initial, mut versions) = self.import_states(&lines).await?;
+            // First pass: decide every line to know the refusals before writing anything. The
+            // events are dropped here and decided again batch by batch below (the decisions
+            // are pure, so they come out the same), so memory holds one batch of events.
+            let mut states = initial.clone();
             let mut refused = format_errors.clone();
             let mut already_imported = Vec::new();
-            let mut charges = Vec::new();
             for line in &lines {
                 match usage_import::decide_line(&mut states, request.import_id, line, request.today) {
-                    LineOutcome::Charge(charge) => {
-                        let (event, disbursement) = *charge;
-                        charges.push((line, event, disbursement));
-                    }
+                    LineOutcome::Charge(_) => {}
                     LineOutcome::AlreadyImported if written_lines.contains(&line.line) => {}
                     LineOutcome::AlreadyImported => already_imported.push(line.line),
                     LineOutcome::Refused(error) => refused.push(error),
                 }
             }
+            drop(states);
             refused.sort_by_key(|error| error.line);
             let report = |written_lines: &BTreeSet<usize>, refused: Vec<LineError>, batches, positions: (_, _)| {
                 UsageImportReport {
@@ -373,37 +374,29 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
             if request.mode == ImportMode::AllOrNothing && !refused.is_empty() {
                 return Ok(report(&written_lines, refused, batches, positions));
             }
+            // Second pass: decide again from the loaded states and append every full batch.
+            let mut states = initial;
+            let mut batch: Vec<(&usage_import::UsageLine, Box<ImportCharge>)> = Vec::with_capacity(batch_lines);
             let mut conflicted = None;
-            for batch in charges.chunks(batch_lines) {
-                let mut charged: BTreeMap<StreamId, Vec<application::ApplicationEvent>> = BTreeMap::new();
-                let mut disbursed: BTreeMap<StreamId, Vec<funding::FundingEvent>> = BTreeMap::new();
-                for (line, event, disbursement) in batch {
-                    charged.entry(application_stream(&line.application_id)?).or_default().push(event.clone());
-                    disbursed.entry(budget_stream(line.financial_year())?).or_default().push(disbursement.clone());
+            let mut lines_left = lines.iter().peekable();
+            while let Some(line) = lines_left.next() {
+                if let LineOutcome::Charge(charge) =
+                    usage_import::decide_line(&mut states, request.import_id, line, request.today)
+                {
+                    batch.push((line, charge));
                 }
-                let loaded = |stream: &StreamId| versions.get(stream).copied().flatten();
-                let mut decided = Vec::with_capacity(charged.len() + disbursed.len());
-                for (stream, events) in charged {
-                    let version = loaded(&stream);
-                    decided.push((Decided::new(stream, &events)?, version));
+                if batch.len() < batch_lines && lines_left.peek().is_some() || batch.is_empty() {
+                    continue;
                 }
-                for (stream, events) in disbursed {
-                    let version = loaded(&stream);
-                    decided.push((Decided::new(stream, &events)?, version));
-                }
-                let streams: Vec<StreamId> = decided.iter().map(|(d, _)| d.stream.clone()).collect();
-                match self.commands.append_at::<DomainError>(decided, meta).await {
-                    Ok(results) => {
-                        for (stream, result) in streams.into_iter().zip(&results) {
-                            versions.insert(stream, result.version);
-                        }
-                        let batch_positions = results.iter().filter_map(|r| r.position.map(|p| p.0));
-                        for position in batch_positions {
+                match self.append_import_batch(&batch, &mut versions, meta).await {
+                    Ok(written) => {
+                        for position in written.iter().filter_map(|w| w.position.map(|p| p.0)) {
                             positions.0 = Some(positions.0.map_or(position, |first: u64| first.min(position)));
                             positions.1 = Some(positions.1.map_or(position, |last: u64| last.max(position)));
                         }
-                        written_lines.extend(batch.iter().map(|(line, _, _)| line.line));
+                        written_lines.extend(batch.iter().map(|(line, _)| line.line));
                         batches += 1;
+                        batch.clear();
                     }
                     Err(conflict @ CommandError::Conflict { .. }) => {
                         conflicted = Some(conflict);
@@ -418,6 +411,38 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
                 Some(_) => attempt += 1,
             }
         }
+    }
+
+    /// Appends one batch of charges in one transaction: each application's charges and each
+    /// funding year's disbursements at the version last loaded or written.
+    async fn append_import_batch(
+        &self,
+        batch: &[(&usage_import::UsageLine, Box<ImportCharge>)],
+        versions: &mut BTreeMap<StreamId, Option<u64>>,
+        meta: &CommandMetadata,
+    ) -> SchemeResult<Vec<Written>> {
+        let mut charged: BTreeMap<StreamId, Vec<application::ApplicationEvent>> = BTreeMap::new();
+        let mut disbursed: BTreeMap<StreamId, Vec<funding::FundingEvent>> = BTreeMap::new();
+        for (line, charge) in batch {
+            charged.entry(application_stream(&line.application_id)?).or_default().push(charge.0.clone());
+            disbursed.entry(budget_stream(line.financial_year())?).or_default().push(charge.1.clone());
+        }
+        let loaded = |stream: &StreamId| versions.get(stream).copied().flatten();
+        let mut decided = Vec::with_capacity(charged.len() + disbursed.len());
+        for (stream, events) in charged {
+            let version = loaded(&stream);
+            decided.push((Decided::new(stream, &events)?, version));
+        }
+        for (stream, events) in disbursed {
+            let version = loaded(&stream);
+            decided.push((Decided::new(stream, &events)?, version));
+        }
+        let streams: Vec<StreamId> = decided.iter().map(|(decision, _)| decision.stream.clone()).collect();
+        let written = self.commands.append_at::<DomainError>(decided, meta).await?;
+        for (stream, result) in streams.into_iter().zip(&written) {
+            versions.insert(stream, result.version);
+        }
+        Ok(written)
     }
 
     /// The applications, funding years and price schedule the lines are decided against, and
@@ -468,6 +493,9 @@ fn known(app_state: ApplicationState, application_id: &str) -> SchemeResult<Appl
     }
     Ok(app_state)
 }
+
+/// A line's charge to its application and disbursement from its funding year.
+type ImportCharge = (application::ApplicationEvent, funding::FundingEvent);
 
 /// How many times an import decides again after meeting a concurrent change.
 const IMPORT_ATTEMPTS: usize = 3;

@@ -209,7 +209,7 @@ pub enum LineOutcome {
 }
 
 /// The states the lines are decided against, changed as lines are accepted.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ImportStates {
     pub applications: BTreeMap<String, ApplicationState>,
     pub budgets: BTreeMap<FinancialYear, FundingYearState>,
