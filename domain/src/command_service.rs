@@ -6,7 +6,9 @@
 //! loads them all and appends to all of them in one atomic multi-stream append, each at the
 //! version it was loaded at, so two decisions racing for the same budget cannot both win.
 
-use std::collections::BTreeMap;
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -37,9 +39,9 @@ pub struct CodecError {
     pub reason: String,
 }
 
-/// A stream's state folded from its events.
-pub trait Aggregate {
-    type State: Default;
+/// A stream's state folded from its events. A stream is folded by one aggregate type.
+pub trait Aggregate: 'static {
+    type State: Default + Clone + Send + Sync + 'static;
     type Event: EventCodec;
     fn apply(state: Self::State, event: &Self::Event) -> Self::State;
 }
@@ -107,18 +109,71 @@ impl StreamHistory {
     }
 }
 
-/// The loaded histories of the streams a multi-stream decision reads.
-#[derive(Debug, Clone, Default)]
-pub struct Histories(BTreeMap<StreamId, StreamHistory>);
+/// Streams with at least this many events keep their folded state between commands: the hot
+/// ones (capacity, funding years, batches, prices, busy applications) whose every command
+/// would otherwise read and fold a history that only grows.
+const CACHE_MIN_EVENTS: u64 = 32;
+
+/// Streams whose folded state the service keeps, at most.
+const CACHE_MAX_STREAMS: usize = 4_096;
+
+/// A stream's state folded up to a version, kept between commands. Valid for ever: the log is
+/// append-only, so the state at a version never changes.
+#[derive(Clone)]
+struct FoldedState {
+    version: u64,
+    aggregate: TypeId,
+    state: Arc<dyn Any + Send + Sync>,
+}
+
+impl std::fmt::Debug for FoldedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FoldedState(version {})", self.version)
+    }
+}
+
+/// The loaded histories of the streams a multi-stream decision reads: for a stream whose
+/// folded state was kept, that state and the events after it.
+#[derive(Debug, Default)]
+pub struct Histories {
+    streams: BTreeMap<StreamId, StreamHistory>,
+    bases: BTreeMap<StreamId, FoldedState>,
+    folded: Mutex<Vec<(StreamId, FoldedState)>>,
+}
 
 impl Histories {
+    /// The stream's version as loaded, and the events loaded (after the kept state, if any).
     pub fn get(&self, stream: &StreamId) -> Option<&StreamHistory> {
-        self.0.get(stream)
+        self.streams.get(stream)
     }
 
     /// The state of `stream` (a stream not loaded or without events folds to the default).
     pub fn state<A: Aggregate>(&self, stream: &StreamId) -> Result<A::State, CodecError> {
-        self.0.get(stream).map_or_else(|| Ok(A::State::default()), StreamHistory::fold::<A>)
+        let Some(history) = self.streams.get(stream) else { return Ok(A::State::default()) };
+        let start = match self.bases.get(stream) {
+            None => A::State::default(),
+            Some(base) => base
+                .state
+                .downcast_ref::<A::State>()
+                .filter(|_| base.aggregate == TypeId::of::<A>())
+                .cloned()
+                .ok_or_else(|| CodecError {
+                    action: "fold",
+                    event_type: stream.to_string(),
+                    reason: "the stream's kept state belongs to another aggregate".into(),
+                })?,
+        };
+        let state = history.events.iter().try_fold(start, |state, recorded| {
+            let event = A::Event::from_stored(&recorded.event_type, recorded.schema_version, &recorded.data)?;
+            Ok::<_, CodecError>(A::apply(state, &event))
+        })?;
+        if let Some(version) = history.version.filter(|version| version + 1 >= CACHE_MIN_EVENTS)
+            && let Ok(mut folded) = self.folded.lock()
+        {
+            let kept = FoldedState { version, aggregate: TypeId::of::<A>(), state: Arc::new(state.clone()) };
+            folded.push((stream.clone(), kept));
+        }
+        Ok(state)
     }
 }
 
@@ -168,11 +223,12 @@ pub struct CommandService<S, I> {
     store: S,
     ids: I,
     max_attempts: usize,
+    kept: Mutex<HashMap<StreamId, FoldedState>>,
 }
 
 impl<S: EventStore, I: EventIds> CommandService<S, I> {
     pub fn new(store: S, ids: I) -> Self {
-        Self { store, ids, max_attempts: 5 }
+        Self { store, ids, max_attempts: 5, kept: Mutex::new(HashMap::new()) }
     }
 
     pub fn with_max_attempts(mut self, attempts: usize) -> Self {
@@ -186,7 +242,13 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
 
     /// Every event of a stream, page by page.
     pub async fn load(&self, stream: &StreamId) -> Result<StreamHistory, StoreError> {
-        let mut history = StreamHistory::default();
+        self.load_after(stream, None).await
+    }
+
+    /// The events of a stream after `version` (all of them for `None`); the history's version
+    /// is the stream's.
+    async fn load_after(&self, stream: &StreamId, version: Option<u64>) -> Result<StreamHistory, StoreError> {
+        let mut history = StreamHistory { version, events: Vec::new() };
         loop {
             let from = history.version.map_or(0, |version| version + 1);
             let page = self.store.read_stream(stream, Some(from), ReadDirection::Forward, LOAD_PAGE).await?;
@@ -255,8 +317,13 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
         loop {
             let mut histories = Histories::default();
             for stream in streams {
-                let history = self.load(stream).await.map_err(CommandError::Store)?;
-                histories.0.insert(stream.clone(), history);
+                let kept = self.kept.lock().ok().and_then(|kept| kept.get(stream).cloned());
+                let history =
+                    self.load_after(stream, kept.as_ref().map(|k| k.version)).await.map_err(CommandError::Store)?;
+                if let Some(kept) = kept {
+                    histories.bases.insert(stream.clone(), kept);
+                }
+                histories.streams.insert(stream.clone(), history);
             }
             if let Some((stream, expected)) = &if_match {
                 let actual = histories.get(stream).and_then(|history| history.version);
@@ -268,7 +335,9 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
                     });
                 }
             }
-            let decided = decide(&histories)?;
+            let decided = decide(&histories);
+            self.keep(&histories);
+            let decided = decided?;
             let appends: Vec<StreamAppend> = decided
                 .into_iter()
                 .filter(|decision| !decision.events.is_empty())
@@ -317,6 +386,24 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => attempt += 1,
                 Err(other) => return Err(CommandError::Store(other)),
+            }
+        }
+    }
+}
+
+impl<S, I> CommandService<S, I> {
+    /// Keeps the states a decision folded, for the next command on the same streams.
+    fn keep(&self, histories: &Histories) {
+        let (Ok(mut folded), Ok(mut kept)) = (histories.folded.lock(), self.kept.lock()) else { return };
+        for (stream, state) in folded.drain(..) {
+            if kept.len() >= CACHE_MAX_STREAMS && !kept.contains_key(&stream) {
+                // Full: make room by forgetting one stream (it is folded again when next used).
+                if let Some(forgotten) = kept.keys().next().cloned() {
+                    kept.remove(&forgotten);
+                }
+            }
+            if kept.get(&stream).is_none_or(|existing| existing.version < state.version) {
+                kept.insert(stream, state);
             }
         }
     }
@@ -416,6 +503,7 @@ mod tests {
     struct MemoryStore {
         events: Mutex<Vec<RecordedEvent>>,
         rival_writes: AtomicUsize,
+        events_read: AtomicUsize,
     }
 
     impl MemoryStore {
@@ -491,12 +579,14 @@ mod tests {
             limit: usize,
         ) -> Result<Vec<RecordedEvent>, StoreError> {
             let events = self.events.lock().expect("lock");
-            Ok(events
+            let page: Vec<RecordedEvent> = events
                 .iter()
                 .filter(|e| &e.stream == stream && e.stream_version >= from.unwrap_or(0))
                 .take(limit)
                 .cloned()
-                .collect())
+                .collect();
+            self.events_read.fetch_add(page.len(), Ordering::SeqCst);
+            Ok(page)
         }
 
         async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, StoreError> {
@@ -705,5 +795,71 @@ mod tests {
         .expect("multi");
         assert_eq!(written.iter().map(|w| w.version).collect::<Vec<_>>(), vec![Some(0), Some(1)]);
         assert_eq!(block_on(service.state::<Counter>(&b)).expect("state").0, 5);
+    }
+
+    /// Folds the same events as [`Counter`], differently.
+    struct Doubler;
+
+    impl Aggregate for Doubler {
+        type State = i64;
+        type Event = Added;
+        fn apply(state: i64, event: &Added) -> i64 {
+            state + 2 * event.0
+        }
+    }
+
+    fn hot_counter(service: &CommandService<MemoryStore, SequentialIds>, events: usize) {
+        for _ in 0..events {
+            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(1))).expect("add");
+        }
+    }
+
+    #[test]
+    fn a_hot_stream_is_read_only_after_its_kept_state() {
+        let service = service();
+        hot_counter(&service, 40);
+        service.store().events_read.store(0, Ordering::SeqCst);
+        let seen = AtomicUsize::new(0);
+        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), |total: &i64| {
+            seen.store(*total as usize, Ordering::SeqCst);
+            add(1)(total)
+        }))
+        .expect("add");
+        assert_eq!(seen.load(Ordering::SeqCst), 40, "decided on the whole history");
+        assert_eq!(service.store().events_read.load(Ordering::SeqCst), 1, "read only the event after the kept state");
+        // A cold stream is read whole every time.
+        let cold = StreamId::parse("counter-cold").expect("stream");
+        block_on(service.execute::<Counter, _, _>(&cold, None, &metadata(), add(1))).expect("cold");
+        service.store().events_read.store(0, Ordering::SeqCst);
+        block_on(service.execute::<Counter, _, _>(&cold, None, &metadata(), add(1))).expect("cold");
+        assert_eq!(service.store().events_read.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_kept_state_behind_another_writer_catches_up_before_deciding_again() {
+        let service = service();
+        hot_counter(&service, 40);
+        // A rival adds 100 just before our append: the conflict loads the tail after the kept
+        // state, rival's event included, and decides again on 140.
+        service.store().rival_writes.store(1, Ordering::SeqCst);
+        let seen = Mutex::new(Vec::new());
+        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), |total: &i64| {
+            seen.lock().expect("lock").push(*total);
+            add(1)(total)
+        }))
+        .expect("add");
+        assert_eq!(*seen.lock().expect("lock"), vec![40, 140]);
+        assert_eq!(block_on(service.state::<Counter>(&counter())).expect("state").0, 141);
+        let next = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(1))).expect("add");
+        assert_eq!(next.version, Some(42));
+        assert_eq!(block_on(service.state::<Counter>(&counter())).expect("state").0, 142);
+    }
+
+    #[test]
+    fn a_kept_state_is_never_served_to_another_aggregate() {
+        let service = service();
+        hot_counter(&service, 40);
+        let other = block_on(service.execute::<Doubler, String, _>(&counter(), None, &metadata(), |_| Ok(vec![])));
+        assert!(matches!(other, Err(CommandError::Codec(_))), "{other:?}");
     }
 }
