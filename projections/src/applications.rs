@@ -11,6 +11,8 @@ use aisc_domain::subsidy::funding::{BudgetLine, FundingEvent};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::Serialize;
+use std::collections::BTreeMap;
+
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
 use crate::projection::{Projection, ProjectionError, TableSpec};
@@ -138,207 +140,422 @@ impl Projection for Applications {
             || event_type == "BatchClosed"
     }
 
+    /// Folds the batch in memory per row, then writes each table with one or two statements:
+    /// a batch costs a handful of round trips whatever its size.
     async fn apply(
         &self,
         connection: &mut PgConnection,
         schema: &str,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
+        let mut changes = BatchChanges::default();
         for event in events {
             match event.stream.category() {
-                "batches" => apply_batch_event(connection, schema, event).await?,
-                "application" => apply_application_event(connection, schema, event).await?,
-                "budget" => apply_budget_event(connection, schema, event).await?,
-                "capacity" => apply_capacity_event(connection, schema, event).await?,
+                "batches" => changes.batch_event(event)?,
+                "application" => changes.application_event(event)?,
+                "budget" => changes.budget_event(event)?,
+                "capacity" => changes.capacity_event(event)?,
                 _ => {}
             }
         }
+        changes.write(connection, schema).await
+    }
+}
+
+/// A new application row, from its submission.
+#[derive(Debug, Clone)]
+struct NewApplication {
+    batch_id: String,
+    submitted_on: NaiveDate,
+    organisation: String,
+    category: String,
+    sub_type: String,
+    project_title: String,
+    develops_ai_models: bool,
+    mainland_or_overseas_team: bool,
+    team_size: i32,
+    talents: i32,
+    requested_rate_bps: i32,
+}
+
+/// What a batch's events change in one application row; `None` leaves a column as it is.
+#[derive(Debug, Clone, Default)]
+struct ApplicationChange {
+    last_position: i64,
+    status: Option<&'static str>,
+    batch_id: Option<String>,
+    organisation: Option<String>,
+    category: Option<String>,
+    sub_type: Option<String>,
+    project_title: Option<String>,
+    develops_ai_models: Option<bool>,
+    mainland_or_overseas_team: Option<bool>,
+    team_size: Option<i32>,
+    talents: Option<i32>,
+    requested_rate_bps: Option<i32>,
+    assessed_by: Option<String>,
+    total_score: Option<i32>,
+    decided_on: Option<NaiveDate>,
+    approved_rate_bps: Option<i32>,
+    ceiling_cents: Option<i64>,
+    project_start: Option<NaiveDate>,
+    project_end: Option<NaiveDate>,
+    units_allocated: Option<i64>,
+    disbursed_cents: Option<i64>,
+    units_used_delta: i64,
+    report_due_dates: Option<Vec<NaiveDate>>,
+    reports_submitted: Vec<NaiveDate>,
+}
+
+/// Totals of a funding year's line, or of a service type's month: the last value of each.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals([Option<i64>; 4]);
+
+/// A batch of events folded per row, in log order.
+#[derive(Debug, Default)]
+struct BatchChanges {
+    batches_opened: Vec<(String, NaiveDate, NaiveDate)>,
+    batches_closed: Vec<String>,
+    new_applications: BTreeMap<String, NewApplication>,
+    applications: BTreeMap<String, ApplicationChange>,
+    budget: BTreeMap<(String, &'static str), Totals>,
+    capacity: BTreeMap<(String, String), Totals>,
+}
+
+fn clamp_i32(value: u32) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+fn dates_text(dates: &[NaiveDate]) -> String {
+    dates.iter().map(NaiveDate::to_string).collect::<Vec<_>>().join(",")
+}
+
+impl BatchChanges {
+    fn batch_event(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        match BatchEvent::from_stored(&event.event_type, event.schema_version, &event.data)
+            .map_err(|error| bad(event, error))?
+        {
+            BatchEvent::BatchOpened { batch_id, deadline, committee_date } => {
+                self.batches_opened.push((batch_id, deadline, committee_date))
+            }
+            BatchEvent::BatchClosed { batch_id, .. } => self.batches_closed.push(batch_id),
+        }
+        Ok(())
+    }
+
+    fn application_event(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        use ApplicationEvent as E;
+        let decoded = ApplicationEvent::from_stored(&event.event_type, event.schema_version, &event.data)
+            .map_err(|error| bad(event, error))?;
+        let id = event.stream.as_str().trim_start_matches("application-").to_string();
+        if let E::ApplicationSubmitted { batch_id, submitted_on, submission, .. } = &decoded {
+            self.new_applications.insert(
+                id.clone(),
+                NewApplication {
+                    batch_id: batch_id.clone(),
+                    submitted_on: *submitted_on,
+                    organisation: submission.organisation.clone(),
+                    category: submission.category.as_str().to_string(),
+                    sub_type: submission.sub_type.clone(),
+                    project_title: submission.project_title.clone(),
+                    develops_ai_models: submission.develops_ai_models,
+                    mainland_or_overseas_team: submission.mainland_or_overseas_team,
+                    team_size: clamp_i32(submission.team_size),
+                    talents: clamp_i32(submission.talents),
+                    requested_rate_bps: clamp_i32(submission.requested_rate.bps()),
+                },
+            );
+        }
+        let change = self.applications.entry(id).or_default();
+        change.last_position = to_i64(event.position.0);
+        match decoded {
+            E::ApplicationSubmitted { .. } => {}
+            E::ApplicationAmended { submission, .. } => {
+                change.organisation = Some(submission.organisation);
+                change.category = Some(submission.category.as_str().to_string());
+                change.sub_type = Some(submission.sub_type);
+                change.project_title = Some(submission.project_title);
+                change.develops_ai_models = Some(submission.develops_ai_models);
+                change.mainland_or_overseas_team = Some(submission.mainland_or_overseas_team);
+                change.team_size = Some(clamp_i32(submission.team_size));
+                change.talents = Some(clamp_i32(submission.talents));
+                change.requested_rate_bps = Some(clamp_i32(submission.requested_rate.bps()));
+            }
+            E::AssessmentRecorded { assessor, total_score, .. } => {
+                change.status = Some("assessed");
+                change.assessed_by = Some(assessor);
+                change.total_score = Some(clamp_i32(total_score));
+            }
+            E::ApplicationApproved { meeting, approval } => {
+                change.status = Some("approved");
+                change.decided_on = Some(meeting.decided_on);
+                change.approved_rate_bps = Some(clamp_i32(approval.rate.bps()));
+                change.ceiling_cents = Some(approval.ceiling.cents());
+                change.project_start = Some(approval.start);
+                change.project_end = Some(approval.end);
+                change.units_allocated = Some(to_i64(approval.allocations.iter().map(|a| a.units).sum()));
+            }
+            E::ApplicationRejected { meeting, .. } => {
+                change.status = Some("rejected");
+                change.decided_on = Some(meeting.decided_on);
+            }
+            E::ApplicationDeferred { to_batch_id, .. } => {
+                change.status = Some("deferred");
+                change.batch_id = Some(to_batch_id);
+            }
+            E::AgreementSigned { reporting_due_dates, .. } => {
+                change.status = Some("agreement_signed");
+                change.report_due_dates = Some(reporting_due_dates);
+            }
+            E::UsageCharged { disbursed_total, units, .. } => {
+                change.disbursed_cents = Some(disbursed_total.cents());
+                change.units_used_delta += to_i64(units);
+            }
+            E::DisbursementReversed { disbursed_total, units, .. } => {
+                change.disbursed_cents = Some(disbursed_total.cents());
+                change.units_used_delta -= to_i64(units);
+            }
+            E::ProgressReportSubmitted { due, .. } => change.reports_submitted.push(due),
+            E::ApplicationWithdrawn { .. } => change.status = Some("withdrawn"),
+            E::EligibilityConfirmed { .. } => change.status = Some("eligible"),
+            E::RuledIneligible { .. } => change.status = Some("ineligible"),
+            E::ProgressReportReviewed { .. } => {}
+            E::ApplicationCompleted { .. } => change.status = Some("completed"),
+            E::ApplicationTerminated { .. } => change.status = Some("terminated"),
+        }
+        Ok(())
+    }
+
+    fn budget_event(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        let decoded = FundingEvent::from_stored(&event.event_type, event.schema_version, &event.data)
+            .map_err(|error| bad(event, error))?;
+        let year = event.stream.as_str().trim_start_matches("budget-").to_string();
+        // Every budget fact but receipts concerns the computing power subsidy line.
+        let (line, column, value) = match decoded {
+            FundingEvent::FundingReceived { line, line_total, .. } => (line_name(line), 0, line_total.cents()),
+            FundingEvent::SubsidyCommitted { committed_total, .. }
+            | FundingEvent::SubsidyReleased { committed_total, .. } => {
+                ("computing_power_subsidy", 1, committed_total.cents())
+            }
+            FundingEvent::SubsidyDisbursed { disbursed_total, .. }
+            | FundingEvent::SubsidyDisbursementReversed { disbursed_total, .. } => {
+                ("computing_power_subsidy", 2, disbursed_total.cents())
+            }
+            FundingEvent::UnusedSubsidyRedirected { amount, .. } => ("computing_power_subsidy", 3, amount.cents()),
+        };
+        self.budget.entry((year, line)).or_default().0[column] = Some(value);
+        Ok(())
+    }
+
+    fn capacity_event(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
+        let decoded = CapacityEvent::from_stored(&event.event_type, event.schema_version, &event.data)
+            .map_err(|error| bad(event, error))?;
+        let (service, period, column, value) = match decoded {
+            CapacityEvent::CapacityDeclared { service_type, period, units, .. } => (service_type, period, 0, units),
+            CapacityEvent::CapacityAllocated { service_type, period, allocated_total, .. }
+            | CapacityEvent::CapacityReleased { service_type, period, allocated_total, .. } => {
+                (service_type, period, 1, allocated_total)
+            }
+            CapacityEvent::CapacityRedeployed { service_type, period, redeployed_total, .. } => {
+                (service_type, period, 2, redeployed_total)
+            }
+        };
+        self.capacity.entry((service.as_str().to_string(), period.to_string())).or_default().0[column] =
+            Some(to_i64(value));
+        Ok(())
+    }
+
+    async fn write(self, connection: &mut PgConnection, schema: &str) -> Result<(), ProjectionError> {
+        if !self.batches_opened.is_empty() {
+            let (ids, deadlines, committees): (Vec<String>, Vec<NaiveDate>, Vec<NaiveDate>) =
+                self.batches_opened.into_iter().fold((vec![], vec![], vec![]), |mut all, (id, deadline, committee)| {
+                    all.0.push(id);
+                    all.1.push(deadline);
+                    all.2.push(committee);
+                    all
+                });
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {schema}.batches_view (batch_id, deadline, committee_date) \
+                 SELECT * FROM unnest($1::text[], $2::date[], $3::date[])"
+            )))
+            .bind(ids)
+            .bind(deadlines)
+            .bind(committees)
+            .execute(&mut *connection)
+            .await?;
+        }
+        if !self.batches_closed.is_empty() {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE {schema}.batches_view SET closed = true WHERE batch_id = ANY($1)"
+            )))
+            .bind(self.batches_closed)
+            .execute(&mut *connection)
+            .await?;
+        }
+        write_new_applications(connection, schema, self.new_applications).await?;
+        write_application_changes(connection, schema, self.applications).await?;
+        let budget = self.budget.into_iter().map(|((year, line), totals)| ((year, line.to_string()), totals)).collect();
+        write_totals(connection, schema, "budget_view", ["year", "line"], BUDGET_COLUMNS, budget).await?;
+        write_totals(connection, schema, "capacity_view", ["service_type", "period"], CAPACITY_COLUMNS, self.capacity)
+            .await?;
         Ok(())
     }
 }
 
-async fn apply_batch_event(
+const BUDGET_COLUMNS: [&str; 4] = ["received_cents", "committed_cents", "disbursed_cents", "redirected_cents"];
+/// The fourth is unused: capacity rows have three totals.
+const CAPACITY_COLUMNS: [&str; 4] = ["capacity", "allocated", "redeployed", ""];
+
+async fn write_new_applications(
     connection: &mut PgConnection,
     schema: &str,
-    event: &RecordedEvent,
+    rows: BTreeMap<String, NewApplication>,
 ) -> Result<(), ProjectionError> {
-    let decoded = BatchEvent::from_stored(&event.event_type, event.schema_version, &event.data)
-        .map_err(|error| bad(event, error))?;
-    match decoded {
-        BatchEvent::BatchOpened { batch_id, deadline, committee_date } => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO {schema}.batches_view (batch_id, deadline, committee_date) VALUES ($1, $2, $3)"
-            )))
-            .bind(batch_id)
-            .bind(deadline)
-            .bind(committee_date)
-            .execute(&mut *connection)
-            .await?;
-        }
-        BatchEvent::BatchClosed { batch_id, .. } => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE {schema}.batches_view SET closed = true WHERE batch_id = $1"
-            )))
-            .bind(batch_id)
-            .execute(&mut *connection)
-            .await?;
-        }
+    if rows.is_empty() {
+        return Ok(());
     }
+    let ids: Vec<&String> = rows.keys().collect();
+    let column = |pick: fn(&NewApplication) -> String| rows.values().map(pick).collect::<Vec<String>>();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {schema}.applications_view (application_id, last_position, status, batch_id, organisation, category, \
+         sub_type, project_title, develops_ai_models, mainland_or_overseas_team, team_size, talents, requested_rate_bps, submitted_on) \
+         SELECT id, 0, 'submitted', batch, organisation, category, sub_type, title, ai, team, size, talents, rate, submitted \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[], $8::boolean[], \
+         $9::int[], $10::int[], $11::int[], $12::date[]) \
+         AS u(id, batch, organisation, category, sub_type, title, ai, team, size, talents, rate, submitted)"
+    )))
+    .bind(ids.clone())
+    .bind(column(|row| row.batch_id.clone()))
+    .bind(column(|row| row.organisation.clone()))
+    .bind(column(|row| row.category.clone()))
+    .bind(column(|row| row.sub_type.clone()))
+    .bind(column(|row| row.project_title.clone()))
+    .bind(rows.values().map(|row| row.develops_ai_models).collect::<Vec<_>>())
+    .bind(rows.values().map(|row| row.mainland_or_overseas_team).collect::<Vec<_>>())
+    .bind(rows.values().map(|row| row.team_size).collect::<Vec<_>>())
+    .bind(rows.values().map(|row| row.talents).collect::<Vec<_>>())
+    .bind(rows.values().map(|row| row.requested_rate_bps).collect::<Vec<_>>())
+    .bind(rows.values().map(|row| row.submitted_on).collect::<Vec<_>>())
+    .execute(&mut *connection)
+    .await?;
     Ok(())
 }
 
-async fn apply_application_event(
+/// One UPDATE for every changed row: a column the batch did not touch keeps its value; the
+/// next report due is recomputed from the due dates and the reports submitted.
+async fn write_application_changes(
     connection: &mut PgConnection,
     schema: &str,
-    event: &RecordedEvent,
+    changes: BTreeMap<String, ApplicationChange>,
 ) -> Result<(), ProjectionError> {
-    use ApplicationEvent as E;
-    let decoded = ApplicationEvent::from_stored(&event.event_type, event.schema_version, &event.data)
-        .map_err(|error| bad(event, error))?;
-    let id = event.stream.as_str().trim_start_matches("application-").to_string();
-    let position = to_i64(event.position.0);
-    // Every change sets the row's last position; each arm adds its own columns.
-    let update = |assignments: &str| {
-        format!("UPDATE {schema}.applications_view SET last_position = $2, {assignments} WHERE application_id = $1")
-    };
-    match decoded {
-        E::ApplicationSubmitted { batch_id, submitted_on, submission, .. } => {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO {schema}.applications_view (application_id, last_position, status, batch_id, organisation, category, sub_type, \
-                 project_title, develops_ai_models, mainland_or_overseas_team, team_size, talents, requested_rate_bps, submitted_on) \
-                 VALUES ($1, $2, 'submitted', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
-            )))
-            .bind(&id)
-            .bind(position)
-            .bind(batch_id)
-            .bind(submission.organisation)
-            .bind(submission.category.as_str())
-            .bind(submission.sub_type)
-            .bind(submission.project_title)
-            .bind(submission.develops_ai_models)
-            .bind(submission.mainland_or_overseas_team)
-            .bind(i32::try_from(submission.team_size).unwrap_or(i32::MAX))
-            .bind(i32::try_from(submission.talents).unwrap_or(i32::MAX))
-            .bind(i32::try_from(submission.requested_rate.bps()).unwrap_or(i32::MAX))
-            .bind(submitted_on)
-            .execute(&mut *connection)
-            .await?;
-        }
-        E::ApplicationAmended { submission, .. } => {
-            sqlx::query(sqlx::AssertSqlSafe(update(
-                "organisation = $3, category = $4, sub_type = $5, project_title = $6, develops_ai_models = $7, \
-                 mainland_or_overseas_team = $8, team_size = $9, talents = $10, requested_rate_bps = $11",
-            )))
-            .bind(&id)
-            .bind(position)
-            .bind(submission.organisation)
-            .bind(submission.category.as_str())
-            .bind(submission.sub_type)
-            .bind(submission.project_title)
-            .bind(submission.develops_ai_models)
-            .bind(submission.mainland_or_overseas_team)
-            .bind(i32::try_from(submission.team_size).unwrap_or(i32::MAX))
-            .bind(i32::try_from(submission.talents).unwrap_or(i32::MAX))
-            .bind(i32::try_from(submission.requested_rate.bps()).unwrap_or(i32::MAX))
-            .execute(&mut *connection)
-            .await?;
-        }
-        E::AssessmentRecorded { assessor, total_score, .. } => {
-            sqlx::query(sqlx::AssertSqlSafe(update("status = 'assessed', assessed_by = $3, total_score = $4")))
-                .bind(&id)
-                .bind(position)
-                .bind(assessor)
-                .bind(i32::try_from(total_score).unwrap_or(i32::MAX))
-                .execute(&mut *connection)
-                .await?;
-        }
-        E::ApplicationApproved { meeting, approval } => {
-            let allocated: u64 = approval.allocations.iter().map(|allocation| allocation.units).sum();
-            sqlx::query(sqlx::AssertSqlSafe(update(
-                "status = 'approved', decided_on = $3, approved_rate_bps = $4, ceiling_cents = $5, project_start = $6, project_end = $7, \
-                 units_allocated = $8",
-            )))
-            .bind(&id)
-            .bind(position)
-            .bind(meeting.decided_on)
-            .bind(i32::try_from(approval.rate.bps()).unwrap_or(i32::MAX))
-            .bind(approval.ceiling.cents())
-            .bind(approval.start)
-            .bind(approval.end)
-            .bind(to_i64(allocated))
-            .execute(&mut *connection)
-            .await?;
-        }
-        E::ApplicationRejected { meeting, .. } => {
-            set_status_on(
-                connection,
-                &update("status = 'rejected', decided_on = $3"),
-                &id,
-                position,
-                meeting.decided_on,
-            )
-            .await?;
-        }
-        E::ApplicationDeferred { to_batch_id, .. } => {
-            sqlx::query(sqlx::AssertSqlSafe(update("status = 'deferred', batch_id = $3")))
-                .bind(&id)
-                .bind(position)
-                .bind(to_batch_id)
-                .execute(&mut *connection)
-                .await?;
-        }
-        E::AgreementSigned { reporting_due_dates, .. } => {
-            sqlx::query(sqlx::AssertSqlSafe(update(
-                "status = 'agreement_signed', report_due_dates = $3, next_report_due = (SELECT min(d) FROM unnest($3::date[]) d)",
-            )))
-            .bind(&id)
-            .bind(position)
-            .bind(reporting_due_dates)
-            .execute(&mut *connection)
-            .await?;
-        }
-        E::UsageCharged { disbursed_total, units, .. } => {
-            sqlx::query(sqlx::AssertSqlSafe(update("disbursed_cents = $3, units_used = units_used + $4")))
-                .bind(&id)
-                .bind(position)
-                .bind(disbursed_total.cents())
-                .bind(to_i64(units))
-                .execute(&mut *connection)
-                .await?;
-        }
-        E::DisbursementReversed { disbursed_total, units, .. } => {
-            sqlx::query(sqlx::AssertSqlSafe(update("disbursed_cents = $3, units_used = units_used - $4")))
-                .bind(&id)
-                .bind(position)
-                .bind(disbursed_total.cents())
-                .bind(to_i64(units))
-                .execute(&mut *connection)
-                .await?;
-        }
-        E::ProgressReportSubmitted { due, .. } => {
-            sqlx::query(sqlx::AssertSqlSafe(update(
-                "reports_submitted = array_append(reports_submitted, $3), \
-                 next_report_due = (SELECT min(d) FROM unnest(report_due_dates) d WHERE d <> ALL (array_append(reports_submitted, $3)))",
-            )))
-            .bind(&id)
-            .bind(position)
-            .bind(due)
-            .execute(&mut *connection)
-            .await?;
-        }
-        E::ApplicationWithdrawn { .. } => {
-            set_status(connection, &update("status = 'withdrawn'"), &id, position).await?
-        }
-        E::EligibilityConfirmed { .. } => set_status(connection, &update("status = 'eligible'"), &id, position).await?,
-        E::RuledIneligible { .. } => set_status(connection, &update("status = 'ineligible'"), &id, position).await?,
-        E::ProgressReportReviewed { .. } => set_status(connection, &update("status = status"), &id, position).await?,
-        E::ApplicationCompleted { .. } => {
-            set_status(connection, &update("status = 'completed', next_report_due = NULL"), &id, position).await?
-        }
-        E::ApplicationTerminated { .. } => {
-            set_status(connection, &update("status = 'terminated', next_report_due = NULL"), &id, position).await?
-        }
+    if changes.is_empty() {
+        return Ok(());
     }
+    let rows: Vec<&ApplicationChange> = changes.values().collect();
+    let texts = |pick: fn(&ApplicationChange) -> Option<String>| rows.iter().map(|c| pick(c)).collect::<Vec<_>>();
+    let ints = |pick: fn(&ApplicationChange) -> Option<i32>| rows.iter().map(|c| pick(c)).collect::<Vec<_>>();
+    let bigints = |pick: fn(&ApplicationChange) -> Option<i64>| rows.iter().map(|c| pick(c)).collect::<Vec<_>>();
+    let bools = |pick: fn(&ApplicationChange) -> Option<bool>| rows.iter().map(|c| pick(c)).collect::<Vec<_>>();
+    let dates = |pick: fn(&ApplicationChange) -> Option<NaiveDate>| rows.iter().map(|c| pick(c)).collect::<Vec<_>>();
+    let new_dues = "coalesce(string_to_array(u.dues, ',')::date[], v.report_due_dates)";
+    let new_reports = "v.reports_submitted || coalesce(string_to_array(u.reports, ',')::date[], '{}')";
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {schema}.applications_view v SET \
+           last_position = u.last_position, status = coalesce(u.status, v.status), batch_id = coalesce(u.batch_id, v.batch_id), \
+           organisation = coalesce(u.organisation, v.organisation), category = coalesce(u.category, v.category), \
+           sub_type = coalesce(u.sub_type, v.sub_type), project_title = coalesce(u.project_title, v.project_title), \
+           develops_ai_models = coalesce(u.ai, v.develops_ai_models), \
+           mainland_or_overseas_team = coalesce(u.team, v.mainland_or_overseas_team), \
+           team_size = coalesce(u.team_size, v.team_size), talents = coalesce(u.talents, v.talents), \
+           requested_rate_bps = coalesce(u.requested_rate, v.requested_rate_bps), \
+           assessed_by = coalesce(u.assessed_by, v.assessed_by), total_score = coalesce(u.total_score, v.total_score), \
+           decided_on = coalesce(u.decided_on, v.decided_on), approved_rate_bps = coalesce(u.approved_rate, v.approved_rate_bps), \
+           ceiling_cents = coalesce(u.ceiling, v.ceiling_cents), project_start = coalesce(u.start, v.project_start), \
+           project_end = coalesce(u.finish, v.project_end), units_allocated = coalesce(u.allocated, v.units_allocated), \
+           disbursed_cents = coalesce(u.disbursed, v.disbursed_cents), units_used = v.units_used + u.used_delta, \
+           report_due_dates = {new_dues}, reports_submitted = {new_reports}, \
+           next_report_due = CASE WHEN coalesce(u.status, v.status) IN ('completed', 'terminated') THEN NULL \
+             ELSE (SELECT min(d) FROM unnest({new_dues}) d WHERE d <> ALL ({new_reports})) END \
+         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], \
+           $9::boolean[], $10::boolean[], $11::int[], $12::int[], $13::int[], $14::text[], $15::int[], $16::date[], \
+           $17::int[], $18::bigint[], $19::date[], $20::date[], $21::bigint[], $22::bigint[], $23::bigint[], \
+           $24::text[], $25::text[]) \
+           AS u(application_id, last_position, status, batch_id, organisation, category, sub_type, project_title, \
+           ai, team, team_size, talents, requested_rate, assessed_by, total_score, decided_on, \
+           approved_rate, ceiling, start, finish, allocated, disbursed, used_delta, dues, reports) \
+         WHERE v.application_id = u.application_id"
+    )))
+    .bind(changes.keys().collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.last_position).collect::<Vec<_>>())
+    .bind(rows.iter().map(|c| c.status).collect::<Vec<_>>())
+    .bind(texts(|c| c.batch_id.clone()))
+    .bind(texts(|c| c.organisation.clone()))
+    .bind(texts(|c| c.category.clone()))
+    .bind(texts(|c| c.sub_type.clone()))
+    .bind(texts(|c| c.project_title.clone()))
+    .bind(bools(|c| c.develops_ai_models))
+    .bind(bools(|c| c.mainland_or_overseas_team))
+    .bind(ints(|c| c.team_size))
+    .bind(ints(|c| c.talents))
+    .bind(ints(|c| c.requested_rate_bps))
+    .bind(texts(|c| c.assessed_by.clone()))
+    .bind(ints(|c| c.total_score))
+    .bind(dates(|c| c.decided_on))
+    .bind(ints(|c| c.approved_rate_bps))
+    .bind(bigints(|c| c.ceiling_cents))
+    .bind(dates(|c| c.project_start))
+    .bind(dates(|c| c.project_end))
+    .bind(bigints(|c| c.units_allocated))
+    .bind(bigints(|c| c.disbursed_cents))
+    .bind(rows.iter().map(|c| c.units_used_delta).collect::<Vec<_>>())
+    .bind(texts(|c| c.report_due_dates.as_deref().map(dates_text)))
+    .bind(texts(|c| (!c.reports_submitted.is_empty()).then(|| dates_text(&c.reports_submitted))))
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Upserts rows of totals keyed by two text columns: missing rows are created at zero, then
+/// each total the batch set takes its last value.
+async fn write_totals(
+    connection: &mut PgConnection,
+    schema: &str,
+    table: &str,
+    keys: [&str; 2],
+    columns: [&str; 4],
+    totals: BTreeMap<(String, String), Totals>,
+) -> Result<(), ProjectionError> {
+    if totals.is_empty() {
+        return Ok(());
+    }
+    let firsts: Vec<&String> = totals.keys().map(|(first, _)| first).collect();
+    let seconds: Vec<&String> = totals.keys().map(|(_, second)| second).collect();
+    let [first, second] = keys;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {schema}.{table} ({first}, {second}) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING"
+    )))
+    .bind(&firsts)
+    .bind(&seconds)
+    .execute(&mut *connection)
+    .await?;
+    let used: Vec<(usize, &str)> = columns.iter().copied().enumerate().filter(|(_, name)| !name.is_empty()).collect();
+    let assignments: Vec<String> =
+        used.iter().map(|(n, name)| format!("{name} = coalesce(u.t{n}, t.{name})")).collect();
+    let arrays: Vec<String> = used.iter().map(|(n, _)| format!("${}::bigint[]", n + 3)).collect();
+    let aliases: Vec<String> = used.iter().map(|(n, _)| format!("t{n}")).collect();
+    let mut update = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {schema}.{table} t SET {} FROM unnest($1::text[], $2::text[], {}) AS u(k1, k2, {}) \
+         WHERE t.{first} = u.k1 AND t.{second} = u.k2",
+        assignments.join(", "),
+        arrays.join(", "),
+        aliases.join(", ")
+    )))
+    .bind(&firsts)
+    .bind(&seconds);
+    for (n, _) in &used {
+        update = update.bind(totals.values().map(|row| row.0[*n]).collect::<Vec<_>>());
+    }
+    update.execute(&mut *connection).await?;
     Ok(())
 }
 
@@ -348,95 +565,6 @@ fn line_name(line: BudgetLine) -> &'static str {
         BudgetLine::CyberAndDataSecurity => "cyber_and_data_security",
         BudgetLine::AiEcosystemDevelopment => "ai_ecosystem_development",
     }
-}
-
-async fn apply_budget_event(
-    connection: &mut PgConnection,
-    schema: &str,
-    event: &RecordedEvent,
-) -> Result<(), ProjectionError> {
-    let decoded = FundingEvent::from_stored(&event.event_type, event.schema_version, &event.data)
-        .map_err(|error| bad(event, error))?;
-    let year = event.stream.as_str().trim_start_matches("budget-").to_string();
-    // Every budget fact but receipts concerns the computing power subsidy line.
-    let (line, column, value) = match decoded {
-        FundingEvent::FundingReceived { line, line_total, .. } => {
-            (line_name(line), "received_cents", line_total.cents())
-        }
-        FundingEvent::SubsidyCommitted { committed_total, .. }
-        | FundingEvent::SubsidyReleased { committed_total, .. } => {
-            ("computing_power_subsidy", "committed_cents", committed_total.cents())
-        }
-        FundingEvent::SubsidyDisbursed { disbursed_total, .. }
-        | FundingEvent::SubsidyDisbursementReversed { disbursed_total, .. } => {
-            ("computing_power_subsidy", "disbursed_cents", disbursed_total.cents())
-        }
-        FundingEvent::UnusedSubsidyRedirected { amount, .. } => {
-            ("computing_power_subsidy", "redirected_cents", amount.cents())
-        }
-    };
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {schema}.budget_view (year, line, {column}) VALUES ($1, $2, $3) \
-         ON CONFLICT (year, line) DO UPDATE SET {column} = EXCLUDED.{column}"
-    )))
-    .bind(year)
-    .bind(line)
-    .bind(value)
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
-}
-
-async fn apply_capacity_event(
-    connection: &mut PgConnection,
-    schema: &str,
-    event: &RecordedEvent,
-) -> Result<(), ProjectionError> {
-    let decoded = CapacityEvent::from_stored(&event.event_type, event.schema_version, &event.data)
-        .map_err(|error| bad(event, error))?;
-    let (service, period, column, value) = match decoded {
-        CapacityEvent::CapacityDeclared { service_type, period, units, .. } => {
-            (service_type, period, "capacity", units)
-        }
-        CapacityEvent::CapacityAllocated { service_type, period, allocated_total, .. }
-        | CapacityEvent::CapacityReleased { service_type, period, allocated_total, .. } => {
-            (service_type, period, "allocated", allocated_total)
-        }
-        CapacityEvent::CapacityRedeployed { service_type, period, redeployed_total, .. } => {
-            (service_type, period, "redeployed", redeployed_total)
-        }
-    };
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "INSERT INTO {schema}.capacity_view (service_type, period, {column}) VALUES ($1, $2, $3) \
-         ON CONFLICT (service_type, period) DO UPDATE SET {column} = EXCLUDED.{column}"
-    )))
-    .bind(service.as_str())
-    .bind(period.to_string())
-    .bind(to_i64(value))
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
-}
-
-async fn set_status(connection: &mut PgConnection, sql: &str, id: &str, position: i64) -> Result<(), ProjectionError> {
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).bind(id).bind(position).execute(&mut *connection).await?;
-    Ok(())
-}
-
-async fn set_status_on(
-    connection: &mut PgConnection,
-    sql: &str,
-    id: &str,
-    position: i64,
-    day: NaiveDate,
-) -> Result<(), ProjectionError> {
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .bind(id)
-        .bind(position)
-        .bind(day)
-        .execute(&mut *connection)
-        .await?;
-    Ok(())
 }
 
 /// One row of the applications list.

@@ -457,10 +457,8 @@ where
         let failures = counted.clone();
         async move {
             let (status, answer) = client.lock().await.post_json(&path, &body).await;
-            if !(200..300).contains(&status) {
-                if failures.fetch_add(1, Ordering::Relaxed) < 3 {
-                    eprintln!("  {status} {path}: {answer}");
-                }
+            if !(200..300).contains(&status) && failures.fetch_add(1, Ordering::Relaxed) < 3 {
+                eprintln!("  {status} {path}: {answer}");
             }
         }
     })
@@ -534,10 +532,10 @@ async fn projection_lag(
                     )
                     .await;
                 n += 1;
-                if status == 201 {
-                    if let Some(position) = body["position"].as_i64() {
-                        let _ = sender.send((position, Instant::now()));
-                    }
+                if status == 201
+                    && let Some(position) = body["position"].as_i64()
+                {
+                    let _ = sender.send((position, Instant::now()));
                 }
             }
         }));
