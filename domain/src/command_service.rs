@@ -425,6 +425,49 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
         Ok(histories)
     }
 
+    /// Keeps a state a bulk path folded itself (from the states it loaded and the events it
+    /// appended), so the next command reads only what comes after `version`.
+    pub fn remember<A: Aggregate>(&self, stream: &StreamId, version: Option<u64>, state: &A::State) {
+        let Some(version) = version.filter(|version| version + 1 >= CACHE_MIN_EVENTS) else { return };
+        let histories = Histories::default();
+        if let Ok(mut folded) = histories.folded.lock() {
+            let kept = FoldedState { version, aggregate: TypeId::of::<A>(), state: Arc::new(state.clone()) };
+            folded.push((stream.clone(), kept));
+        }
+        self.keep(&histories);
+    }
+
+    /// The current state of each stream and its version: streams with a kept state read only
+    /// the events after it, the others are read together in one query.
+    pub async fn current_states<A: Aggregate, E>(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<Vec<(A::State, Option<u64>)>, CommandError<E>> {
+        let mut histories = Histories::default();
+        let mut cold = Vec::new();
+        for stream in streams {
+            let kept = self.kept.lock().ok().and_then(|kept| kept.get(stream).cloned());
+            match kept {
+                Some(kept) if kept.aggregate == TypeId::of::<A>() => {
+                    let history = self.load_after(stream, Some(kept.version)).await.map_err(CommandError::Store)?;
+                    histories.bases.insert(stream.clone(), kept);
+                    histories.streams.insert(stream.clone(), history);
+                }
+                _ => cold.push(stream.clone()),
+            }
+        }
+        histories.streams.extend(self.load_many(&cold).await.map_err(CommandError::Store)?);
+        let states = streams
+            .iter()
+            .map(|stream| {
+                let version = histories.get(stream).and_then(|history| history.version);
+                Ok((histories.state::<A>(stream)?, version))
+            })
+            .collect::<Result<Vec<_>, CodecError>>();
+        self.keep(&histories);
+        Ok(states?)
+    }
+
     /// Appends each decision at the version its stream was loaded at (`None`: no stream yet).
     /// Results come back in the order of `decided`.
     pub async fn append_at<E>(

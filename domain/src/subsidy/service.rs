@@ -15,7 +15,7 @@ use super::prices::{self, PriceCommand, PriceSchedule};
 use super::usage_import::{self, ImportMode, ImportStates, LineError, LineOutcome};
 use super::values::FinancialYear;
 use crate::command_service::{
-    Aggregate, CommandError, CommandMetadata, CommandService, Decided, EventIds, Histories, StreamHistory, Written,
+    Aggregate, CommandError, CommandMetadata, CommandService, Decided, EventIds, Histories, Written,
 };
 use crate::event_store::{EventStore, StreamId};
 
@@ -406,7 +406,18 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
                 }
             }
             match conflicted {
-                None => return Ok(report(&written_lines, refused, batches, positions)),
+                None => {
+                    // The states now stand at the versions written: the next import starts there.
+                    for (id, state) in &states.applications {
+                        let stream = application_stream(id)?;
+                        self.commands.remember::<Application>(&stream, versions.get(&stream).copied().flatten(), state);
+                    }
+                    for (year, state) in &states.budgets {
+                        let stream = budget_stream(*year)?;
+                        self.commands.remember::<FundingYear>(&stream, versions.get(&stream).copied().flatten(), state);
+                    }
+                    return Ok(report(&written_lines, refused, batches, positions));
+                }
                 Some(conflict) if attempt >= IMPORT_ATTEMPTS => return Err(conflict),
                 Some(_) => attempt += 1,
             }
@@ -456,20 +467,23 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
         let application_ids: BTreeSet<&str> = lines.iter().map(|line| line.application_id.as_str()).collect();
         let application_streams =
             application_ids.iter().map(|id| application_stream(id)).collect::<SchemeResult<Vec<_>>>()?;
-        let mut histories = self.commands.load_many(&application_streams).await.map_err(CommandError::Store)?;
-        let years: BTreeSet<FinancialYear> = lines.iter().map(usage_import::UsageLine::financial_year).collect();
-        for year in years {
-            let stream = budget_stream(year)?;
-            let history = self.commands.load(&stream).await.map_err(CommandError::Store)?;
-            states.budgets.insert(year, history.fold::<FundingYear>()?);
-            versions.insert(stream, history.version);
+        let application_states = self.commands.current_states::<Application, DomainError>(&application_streams).await?;
+        let years: Vec<FinancialYear> =
+            lines.iter().map(usage_import::UsageLine::financial_year).collect::<BTreeSet<_>>().into_iter().collect();
+        let year_streams = years.iter().map(|year| budget_stream(*year)).collect::<SchemeResult<Vec<_>>>()?;
+        let year_states = self.commands.current_states::<FundingYear, DomainError>(&year_streams).await?;
+        for ((year, stream), (state, version)) in years.into_iter().zip(year_streams).zip(year_states) {
+            states.budgets.insert(year, state);
+            versions.insert(stream, version);
         }
-        states.prices =
-            self.commands.load(&stream(prices::STREAM)?).await.map_err(CommandError::Store)?.fold::<PriceSchedule>()?;
-        for (id, stream) in application_ids.into_iter().zip(application_streams) {
-            let history: StreamHistory = histories.remove(&stream).unwrap_or_default();
-            states.applications.insert(id.to_string(), history.fold::<Application>()?);
-            versions.insert(stream, history.version);
+        let schedule = stream(prices::STREAM)?;
+        let mut schedule_state = self.commands.current_states::<PriceSchedule, DomainError>(&[schedule]).await?;
+        states.prices = schedule_state.pop().map(|(state, _)| state).unwrap_or_default();
+        for ((id, stream), (state, version)) in
+            application_ids.into_iter().zip(application_streams).zip(application_states)
+        {
+            states.applications.insert(id.to_string(), state);
+            versions.insert(stream, version);
         }
         Ok((states, versions))
     }
