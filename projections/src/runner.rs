@@ -260,6 +260,7 @@ impl ProjectionRunner {
             return Ok(from);
         };
         let mut transaction = self.pool.begin().await?;
+        skip_flush_wait(&mut transaction).await?;
         self.apply_handled(&mut transaction, LIVE_SCHEMA, batch).await?;
         let moved = sqlx::query(
             "UPDATE projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND position = $2",
@@ -320,6 +321,7 @@ impl ProjectionRunner {
             position = last.position;
             replayed += within.len() as u64;
             let mut transaction = self.pool.begin().await?;
+            skip_flush_wait(&mut transaction).await?;
             self.apply_handled(&mut transaction, schema, &within).await?;
             transaction.commit().await?;
             if within.len() < slice.events.len() {
@@ -382,6 +384,14 @@ impl ProjectionRunner {
             .await?;
         Ok(locked.then_some(connection))
     }
+}
+
+/// A read model's batch does not wait for its WAL to reach the disk. Safe: the batch and its
+/// checkpoint commit together, so a crash loses both and the runner applies the batch again;
+/// and the rebuild's swap commits synchronously, which flushes every batch before it.
+async fn skip_flush_wait(transaction: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), ProjectionError> {
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut **transaction).await?;
+    Ok(())
 }
 
 /// Releases every advisory lock of the connection; a connection that cannot say so is closed,
