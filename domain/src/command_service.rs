@@ -240,6 +240,20 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
         &self.store
     }
 
+    /// A decision's encoded events as new events of the store, each with a fresh id.
+    fn new_events(&self, events: Vec<(&'static str, u32, Value)>, metadata: &Value) -> Vec<NewEvent> {
+        events
+            .into_iter()
+            .map(|(event_type, schema_version, data)| NewEvent {
+                event_id: self.ids.next_id(),
+                event_type: event_type.to_owned(),
+                schema_version,
+                data,
+                metadata: metadata.clone(),
+            })
+            .collect()
+    }
+
     /// Every event of a stream, page by page.
     pub async fn load(&self, stream: &StreamId) -> Result<StreamHistory, StoreError> {
         self.load_after(stream, None).await
@@ -345,17 +359,7 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
                     expected: histories
                         .get(&decision.stream)
                         .map_or(ExpectedVersion::NoStream, StreamHistory::expected),
-                    events: decision
-                        .events
-                        .into_iter()
-                        .map(|(event_type, schema_version, data)| NewEvent {
-                            event_id: self.ids.next_id(),
-                            event_type: event_type.to_owned(),
-                            schema_version,
-                            data,
-                            metadata: metadata.clone(),
-                        })
-                        .collect(),
+                    events: self.new_events(decision.events, &metadata),
                     stream: decision.stream,
                 })
                 .collect();
@@ -487,17 +491,7 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
             .filter(|(decision, _)| !decision.events.is_empty())
             .map(|(decision, loaded_version)| StreamAppend {
                 expected: loaded_version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
-                events: decision
-                    .events
-                    .into_iter()
-                    .map(|(event_type, schema_version, data)| NewEvent {
-                        event_id: self.ids.next_id(),
-                        event_type: event_type.to_owned(),
-                        schema_version,
-                        data,
-                        metadata: metadata.clone(),
-                    })
-                    .collect(),
+                events: self.new_events(decision.events, &metadata),
                 stream: decision.stream,
             })
             .collect();

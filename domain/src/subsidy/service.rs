@@ -512,7 +512,7 @@ fn known(app_state: ApplicationState, application_id: &str) -> SchemeResult<Appl
 type ImportCharge = (application::ApplicationEvent, funding::FundingEvent);
 
 /// How many times an import decides again after meeting a concurrent change.
-const IMPORT_ATTEMPTS: usize = 3;
+const IMPORT_ATTEMPTS: usize = 8;
 
 /// A usage import as the caller asks for it.
 #[derive(Debug, Clone, Copy)]
