@@ -10,12 +10,10 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use aisc_adapters::PostgresEventStore;
-use aisc_adapters::database::MIGRATOR;
 use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, Position, StreamId};
 use common::{Throughput, machine, measure, sample_data, sample_metadata};
 use futures_util::StreamExt;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use uuid::Uuid;
 
 const WINDOW: Duration = Duration::from_secs(5);
@@ -30,20 +28,6 @@ fn new_event(n: u64) -> NewEvent {
         data: sample_data(n),
         metadata: sample_metadata(),
     }
-}
-
-async fn fresh_database(admin_url: &str) -> PgPool {
-    let mut admin = PgConnection::connect(admin_url).await.expect("connect to PostgreSQL");
-    for statement in
-        [format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"), format!("CREATE DATABASE {BENCH_DATABASE}")]
-    {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.expect("create bench database");
-    }
-    let options = admin_url.parse::<PgConnectOptions>().expect("url").database(BENCH_DATABASE);
-    let pool = PgPoolOptions::new().max_connections(40).connect_with(options).await.expect("connect");
-    MIGRATOR.run(&pool).await.expect("migrate");
-    common::create_raw_table(&pool).await;
-    pool
 }
 
 async fn raw_insert(pool: PgPool, workers: usize) -> Throughput {
@@ -120,7 +104,7 @@ async fn copy_out_rate(pool: &PgPool, expected: usize) -> f64 {
 async fn main() {
     let admin_url =
         std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
-    let pool = fresh_database(&admin_url).await;
+    let (pool, _) = common::fresh_database(&admin_url, BENCH_DATABASE).await;
     let store = PostgresEventStore::new(pool.clone());
     let server: String = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await.expect("version");
 
@@ -200,12 +184,7 @@ async fn main() {
     println!("{report}");
     common::write_section("## Event store (issue 2)", &report);
 
-    pool.close().await;
-    if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")))
-            .execute(&mut admin)
-            .await;
-    }
+    common::drop_database(&admin_url, pool, BENCH_DATABASE).await;
 }
 
 async fn count_bench_events(pool: &PgPool) -> usize {

@@ -23,7 +23,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aisc_adapters::clock::today_in_hong_kong;
-use aisc_adapters::database::MIGRATOR;
 use aisc_adapters::{PostgresEventStore, TimeOrderedEventIds};
 use aisc_api::auth::Role;
 use aisc_domain::command_service::{CommandMetadata, CommandService};
@@ -38,7 +37,7 @@ use chrono::{Datelike, Months, NaiveDate, TimeDelta};
 use common::{Throughput, machine, measure, quantile_ms};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sqlx::postgres::{PgConnectOptions, PgPoolCopyExt, PgPoolOptions};
+use sqlx::postgres::PgPoolCopyExt;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -585,21 +584,6 @@ async fn count_events(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(pool).await.expect("count")
 }
 
-async fn fresh_database(admin_url: &str) -> (PgPool, String) {
-    let mut admin = PgConnection::connect(admin_url).await.expect("connect to PostgreSQL");
-    for statement in
-        [format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)"), format!("CREATE DATABASE {BENCH_DATABASE}")]
-    {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.expect("create bench database");
-    }
-    let options = admin_url.parse::<PgConnectOptions>().expect("url").database(BENCH_DATABASE);
-    let pool = PgPoolOptions::new().max_connections(40).connect_with(options).await.expect("connect");
-    MIGRATOR.run(&pool).await.expect("migrate");
-    common::create_raw_table(&pool).await;
-    let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
-    (pool, format!("{base}/{BENCH_DATABASE}"))
-}
-
 fn verdict(met: bool) -> &'static str {
     if met { "yes" } else { "**no**" }
 }
@@ -612,7 +596,7 @@ async fn main() {
     let window = Duration::from_secs(env_number("AISC_BENCH_WINDOW_SECS", 5));
     // The log the final rebuild replays holds at least this many events.
     let rebuild_events = env_number("AISC_BENCH_REBUILD_EVENTS", 1_000_000) as i64;
-    let (pool, database_url) = fresh_database(&admin_url).await;
+    let (pool, database_url) = common::fresh_database(&admin_url, BENCH_DATABASE).await;
     let postgres: String = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await.expect("version");
     let mut rows: Vec<String> = Vec::new();
     let mut targets: Vec<(String, String, String, bool)> = Vec::new();
@@ -896,10 +880,5 @@ async fn main() {
     println!("{report}");
     common::write_section(HEADING, &report);
 
-    pool.close().await;
-    if let Ok(mut admin) = PgConnection::connect(&admin_url).await {
-        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")))
-            .execute(&mut admin)
-            .await;
-    }
+    common::drop_database(&admin_url, pool, BENCH_DATABASE).await;
 }

@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aisc_adapters::database::MIGRATOR;
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 #[derive(Clone, Copy, Debug)]
@@ -157,4 +159,29 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A fresh, migrated database named `name` on `admin_url`'s server, with the raw table; its
+/// pool and URL.
+pub async fn fresh_database(admin_url: &str, name: &str) -> (PgPool, String) {
+    let mut admin = PgConnection::connect(admin_url).await.expect("connect to PostgreSQL");
+    for statement in [format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"), format!("CREATE DATABASE {name}")] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.expect("create bench database");
+    }
+    let options = admin_url.parse::<PgConnectOptions>().expect("url").database(name);
+    let pool = PgPoolOptions::new().max_connections(40).connect_with(options).await.expect("connect");
+    MIGRATOR.run(&pool).await.expect("migrate");
+    create_raw_table(&pool).await;
+    let (base, _) = admin_url.rsplit_once('/').expect("a database URL");
+    (pool, format!("{base}/{name}"))
+}
+
+/// Drops the benchmark's database once its pool is closed.
+pub async fn drop_database(admin_url: &str, pool: PgPool, name: &str) {
+    pool.close().await;
+    if let Ok(mut admin) = PgConnection::connect(admin_url).await {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+            .execute(&mut admin)
+            .await;
+    }
 }
