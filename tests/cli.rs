@@ -338,13 +338,8 @@ async fn reports_kpi_writes_the_dashboard_as_csv_or_json() {
     support::scheme::set_up(&scheme, support::scheme::hkd(857_000_000)).await;
     support::scheme::submitted(&scheme, "k1").await;
     support::scheme::ready_for_committee(&scheme, &["k1"]).await;
-    scheme
-        .approve(
-            "k1",
-            None,
-            support::scheme::approval(support::scheme::hkd(500_000)),
-            &support::scheme::meta("sec-1", "committee_secretariat"),
-        )
+    let approve = support::scheme::approval("k1", support::scheme::hkd(500_000));
+    support::scheme::act(&scheme, &approve, "sec-1", "committee_secretariat", support::scheme::committee_day())
         .await
         .expect("approve");
 

@@ -62,10 +62,15 @@ async fn the_same_seed_gives_the_same_scheme_and_another_seed_another() {
         .expect("count");
     assert!(approved > rejected && rejected > 0, "{approved} approved, {rejected} rejected");
     assert!(summary.contains(&format!("{approved} approved")), "{summary}");
-    let exceptional: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'ApplicationApproved' AND (data->'approval'->>'rate')::int > 7000")
-        .fetch_one(&first.pool)
-        .await
-        .expect("count");
+    // Approvals are stored flat (schema version 2): the approved rate is at the top of the data.
+    let (rated, exceptional): (i64, i64) = sqlx::query_as(
+        "SELECT count(data->>'rate'), count(*) FILTER (WHERE (data->>'rate')::int > 7000) \
+         FROM events WHERE event_type = 'ApplicationApproved'",
+    )
+    .fetch_one(&first.pool)
+    .await
+    .expect("count");
+    assert_eq!(rated, approved, "every approval's rate is where the check reads it");
     assert!(exceptional <= approved / 4, "a few exceptional rates at most");
     let store = aisc_adapters::PostgresEventStore::new(first.pool.clone());
     let report =

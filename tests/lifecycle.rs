@@ -6,7 +6,9 @@ mod support;
 use aisc_domain::command_service::CommandError;
 use aisc_domain::event_store::{EventStore, PositionRange, ReadDirection, StreamId};
 use aisc_domain::subsidy::DomainError;
-use aisc_domain::subsidy::application::{ApplicationCommand, Kpis, Status};
+use aisc_domain::subsidy::application::{
+    CloseProject, Kpis, ReverseDisbursement, ReviewProgressReport, SignAgreement, Status, SubmitProgressReport,
+};
 use aisc_domain::subsidy::values::{FinancialYear, Money};
 use support::TestDatabase;
 use support::scheme::*;
@@ -19,36 +21,30 @@ async fn an_application_runs_from_submission_to_completion_on_postgresql() {
     let id = "7f3e2a10";
     submitted(&scheme, id).await;
     ready_for_committee(&scheme, &[id]).await;
+    let secretariat = ("sec-1", "committee_secretariat");
 
     // The assessor cannot record the decision.
-    let mut by_assessor = approval(hkd(500_000));
-    by_assessor.decision.recorded_by = "assessor-1".into();
-    let refused = scheme.approve(id, None, by_assessor, &meta("assessor-1", "committee_secretariat")).await;
+    let approve = approval(id, hkd(500_000));
+    let refused = act(&scheme, &approve, "assessor-1", "committee_secretariat", committee_day()).await;
     assert!(matches!(refused, Err(CommandError::Rejected(DomainError::AssessorCannotDecide { .. }))), "{refused:?}");
 
-    scheme.approve(id, None, approval(hkd(500_000)), &meta("sec-1", "committee_secretariat")).await.expect("approve");
+    act(&scheme, &approve, secretariat.0, secretariat.1, committee_day()).await.expect("approve");
     // No disbursement before the agreement.
-    let early =
-        scheme.charge_usage(id, usage("u1", "2025-07", 100, day(2025, 8, 1)), &meta("fin-1", "finance_officer")).await;
+    let (fin, finance) = ("fin-1", "finance_officer");
+    let early = act(&scheme, &usage(id, "u1", "2025-07", 100), fin, finance, day(2025, 8, 1)).await;
     assert!(matches!(early, Err(CommandError::Rejected(DomainError::AgreementNotSigned))), "{early:?}");
 
-    scheme
-        .application(
-            id,
-            None,
-            ApplicationCommand::SignAgreement {
-                signed_on: day(2025, 6, 30),
-                reporting_due_dates: vec![day(2025, 10, 15), day(2026, 1, 15)],
-            },
-            &meta("sec-1", "committee_secretariat"),
-        )
-        .await
-        .expect("agreement");
-    let finance = meta("fin-1", "finance_officer");
-    scheme.charge_usage(id, usage("u-2025-07", "2025-07", 1_000, day(2025, 8, 5)), &finance).await.expect("july");
-    scheme.charge_usage(id, usage("u-2025-08", "2025-08", 800, day(2025, 9, 5)), &finance).await.expect("august");
+    let agreement = SignAgreement {
+        application_id: id.into(),
+        signed_on: day(2025, 6, 30),
+        reporting_due_dates: vec![day(2025, 10, 15), day(2026, 1, 15)],
+    };
+    act(&scheme, &agreement, secretariat.0, secretariat.1, day(2025, 6, 30)).await.expect("agreement");
+    act(&scheme, &usage(id, "u-2025-07", "2025-07", 1_000), fin, finance, day(2025, 8, 5)).await.expect("july");
+    act(&scheme, &usage(id, "u-2025-08", "2025-08", 800), fin, finance, day(2025, 9, 5)).await.expect("august");
     // The report due 2025-10-15 is overdue on 2025-11-05: disbursement waits for it.
-    let blocked = scheme.charge_usage(id, usage("u-2025-10", "2025-10", 500, day(2025, 11, 5)), &finance).await;
+    let october = usage(id, "u-2025-10", "2025-10", 500);
+    let blocked = act(&scheme, &october, fin, finance, day(2025, 11, 5)).await;
     assert!(matches!(blocked, Err(CommandError::Rejected(DomainError::ProgressReportOverdue { .. }))), "{blocked:?}");
     let kpis = Kpis {
         ai_models_trained_or_deployed: 1,
@@ -57,40 +53,29 @@ async fn an_application_runs_from_submission_to_completion_on_postgresql() {
         publications: 1,
         patents: 0,
     };
-    scheme
-        .application(
-            id,
-            None,
-            ApplicationCommand::SubmitProgressReport {
-                due: day(2025, 10, 15),
-                kpis,
-                summary: "first checkpoint".into(),
-                today: day(2025, 11, 5),
-            },
-            &meta("intake-1", "intake_officer"),
-        )
-        .await
-        .expect("report");
-    scheme
-        .application(
-            id,
-            None,
-            ApplicationCommand::ReviewProgressReport {
-                due: day(2025, 10, 15),
-                accepted: true,
-                comments: String::new(),
-                reviewed_by: "reviewer-1".into(),
-            },
-            &meta("assessor-2", "assessor"),
-        )
-        .await
-        .expect("review");
-    scheme.charge_usage(id, usage("u-2025-10", "2025-10", 500, day(2025, 11, 5)), &finance).await.expect("october");
-    scheme.reverse_disbursement(id, "u-2025-08", "metering error in August", &finance).await.expect("reversal");
-    let written = scheme
-        .close_project(id, day(2026, 1, 31), None, &meta("sec-1", "committee_secretariat"))
-        .await
-        .expect("complete");
+    let report = SubmitProgressReport {
+        application_id: id.into(),
+        due: day(2025, 10, 15),
+        kpis,
+        summary: "first checkpoint".into(),
+    };
+    act(&scheme, &report, "intake-1", "intake_officer", day(2025, 11, 5)).await.expect("report");
+    let review = ReviewProgressReport {
+        application_id: id.into(),
+        due: day(2025, 10, 15),
+        accepted: true,
+        comments: String::new(),
+    };
+    act(&scheme, &review, "assessor-2", "assessor", day(2025, 11, 5)).await.expect("review");
+    act(&scheme, &october, fin, finance, day(2025, 11, 5)).await.expect("october");
+    let reversal = ReverseDisbursement {
+        application_id: id.into(),
+        usage_id: "u-2025-08".into(),
+        reason: "metering error in August".into(),
+    };
+    act(&scheme, &reversal, fin, finance, day(2025, 11, 5)).await.expect("reversal");
+    let completion = CloseProject { application_id: id.into(), termination_reason: None };
+    let written = act(&scheme, &completion, secretariat.0, secretariat.1, day(2026, 1, 31)).await.expect("complete");
     assert!(written.position.is_some());
 
     let (state, version) = scheme.application_state(id).await.expect("state");
@@ -115,7 +100,7 @@ async fn an_application_runs_from_submission_to_completion_on_postgresql() {
     assert_eq!(report.first_broken, None);
 
     // A completed application takes no more commands.
-    let after = scheme.charge_usage(id, usage("u-2025-11", "2025-11", 1, day(2025, 12, 5)), &finance).await;
+    let after = act(&scheme, &usage(id, "u-2025-11", "2025-11", 1), fin, finance, day(2025, 12, 5)).await;
     assert!(matches!(after, Err(CommandError::Rejected(DomainError::ApplicationClosed { .. }))), "{after:?}");
     database.drop_database().await;
 }
@@ -130,10 +115,10 @@ async fn two_approvals_racing_for_the_last_dollars_cannot_both_win() {
     submitted(&scheme, "b2").await;
     ready_for_committee(&scheme, &["a1", "b2"]).await;
     {
-        let secretariat = meta("sec-1", "committee_secretariat");
+        let (a1, b2) = (approval("a1", hkd(500_000)), approval("b2", hkd(500_000)));
         let (first, second) = tokio::join!(
-            scheme.approve("a1", None, approval(hkd(500_000)), &secretariat),
-            scheme.approve("b2", None, approval(hkd(500_000)), &secretariat),
+            act(&scheme, &a1, "sec-1", "committee_secretariat", committee_day()),
+            act(&scheme, &b2, "sec-1", "committee_secretariat", committee_day()),
         );
         let outcomes = [first, second];
         let winners = outcomes.iter().filter(|outcome| outcome.is_ok()).count();

@@ -11,7 +11,7 @@ use aisc_adapters::PostgresEventStore;
 use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
 use aisc_projections::audit_trail::{self, AuditQuery, AuditTrail};
 use aisc_projections::runner::wait_for_position;
-use aisc_projections::{Projection, ProjectionError, ProjectionRunner, TableSpec};
+use aisc_projections::{Interest, Projection, ProjectionError, ProjectionRunner, TableSpec};
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
@@ -42,8 +42,8 @@ impl Projection for TypeCounts {
     fn tables(&self) -> &'static [TableSpec] {
         TYPE_COUNT_TABLES
     }
-    fn handles(&self, event_type: &str) -> bool {
-        event_type != "Ignored"
+    fn interest(&self, event_type: &str) -> Option<Interest> {
+        Some(if event_type == "Ignored" { Interest::Ignores } else { Interest::Handles })
     }
     async fn apply(
         &self,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aisc_domain::event_store::{EventStore, Position};
-use aisc_domain::subsidy::application::ApplicationCommand;
-use aisc_domain::subsidy::batches::BatchCommand;
+use aisc_domain::subsidy::application::{CheckEligibility, RejectApplication, SubmitApplication, WithdrawApplication};
+use aisc_domain::subsidy::batches::CloseBatch;
 use aisc_domain::subsidy::values::{ApplicantCategory, FinancialYear};
 use aisc_projections::applications::{self, ApplicationFilter, Applications, Sort};
 use aisc_projections::runner::wait_for_position;
@@ -38,43 +38,22 @@ async fn generate(scheme: &Scheme) -> Vec<String> {
         let (category, sub_type) = category_of(n);
         application.category = category;
         application.sub_type = sub_type.into();
-        scheme
-            .submit(id, application, day(2025, 5, 2 + (n % 20) as u32), &meta("intake-1", "intake_officer"))
-            .await
-            .expect("submit");
+        let submit = SubmitApplication { application_id: id.clone(), submission: application };
+        act(scheme, &submit, "intake-1", "intake_officer", day(2025, 5, 2 + (n % 20) as u32)).await.expect("submit");
     }
     // Every sixth application is withdrawn.
     for id in ids.iter().skip(5).step_by(6) {
-        scheme
-            .application(
-                id,
-                None,
-                ApplicationCommand::Withdraw { reason: "merged".into(), today: day(2025, 5, 25) },
-                &meta("intake-1", "intake_officer"),
-            )
-            .await
-            .expect("withdraw");
+        let withdraw = WithdrawApplication { application_id: id.clone(), reason: "merged".into() };
+        act(scheme, &withdraw, "intake-1", "intake_officer", day(2025, 5, 25)).await.expect("withdraw");
     }
-    scheme
-        .batches(
-            BatchCommand::CloseBatch { batch_id: "2025-q2".into(), today: day(2025, 6, 1) },
-            &meta("sec-1", "committee_secretariat"),
-        )
-        .await
-        .expect("close");
+    let close = CloseBatch { batch_id: "2025-q2".into() };
+    act(scheme, &close, "sec-1", "committee_secretariat", day(2025, 6, 1)).await.expect("close");
     for (n, id) in ids.iter().enumerate() {
         if n % 6 == 0 || n % 6 == 5 {
             continue;
         }
-        scheme
-            .application(
-                id,
-                None,
-                ApplicationCommand::CheckEligibility { checked_by: "intake-1".into(), today: day(2025, 6, 2) },
-                &meta("intake-1", "intake_officer"),
-            )
-            .await
-            .expect("eligibility");
+        let check = CheckEligibility { application_id: id.clone() };
+        act(scheme, &check, "intake-1", "intake_officer", day(2025, 6, 2)).await.expect("eligibility");
     }
     let assessable: Vec<&str> =
         ids.iter().enumerate().filter(|(n, _)| (2..=4).contains(&(n % 6))).map(|(_, id)| id.as_str()).collect();
@@ -82,28 +61,19 @@ async fn generate(scheme: &Scheme) -> Vec<String> {
     for (n, id) in ids.iter().enumerate() {
         match n % 6 {
             3 => {
-                let mut approve = approval(hkd(100_000));
+                let mut approve = approval(id, hkd(100_000));
                 for allocation in &mut approve.allocations {
                     allocation.units = 16;
                 }
-                scheme.approve(id, None, approve, &meta("sec-1", "committee_secretariat")).await.expect("approve");
+                act(scheme, &approve, "sec-1", "committee_secretariat", committee_day()).await.expect("approve");
             }
             4 => {
-                let decision = approval(hkd(1)).decision;
-                scheme
-                    .reject_or_defer(
-                        id,
-                        None,
-                        None,
-                        |batch, _| ApplicationCommand::Reject {
-                            decision: decision.clone(),
-                            reasons: vec!["not justified".into()],
-                            batch,
-                        },
-                        &meta("sec-1", "committee_secretariat"),
-                    )
-                    .await
-                    .expect("reject");
+                let reject = RejectApplication {
+                    application_id: id.clone(),
+                    meeting: meeting(),
+                    reasons: vec!["not justified".into()],
+                };
+                act(scheme, &reject, "sec-1", "committee_secretariat", committee_day()).await.expect("reject");
             }
             _ => {}
         }

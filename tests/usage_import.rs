@@ -8,7 +8,7 @@ use std::process::Command;
 
 use aisc_adapters::PostgresEventStore;
 use aisc_domain::event_store::{EventStore, PositionRange, ReadDirection, StreamId};
-use aisc_domain::subsidy::application::ApplicationCommand;
+use aisc_domain::subsidy::application::SignAgreement;
 use aisc_domain::subsidy::service::{UsageImportReport, UsageImportRequest};
 use aisc_domain::subsidy::usage_import::ImportMode;
 use aisc_domain::subsidy::values::{FinancialYear, Money};
@@ -30,22 +30,14 @@ async fn scheme_with_agreements(database: &TestDatabase, report_due: NaiveDate) 
     }
     ready_for_committee(&scheme, &["a1", "a2", "a3"]).await;
     for id in ["a1", "a2", "a3"] {
-        scheme
-            .approve(id, None, approval(hkd(500_000)), &meta("sec-1", "committee_secretariat"))
-            .await
-            .expect("approve");
-        scheme
-            .application(
-                id,
-                None,
-                ApplicationCommand::SignAgreement {
-                    signed_on: day(2025, 6, 30),
-                    reporting_due_dates: vec![report_due],
-                },
-                &meta("sec-1", "committee_secretariat"),
-            )
-            .await
-            .expect("agreement");
+        let approve = approval(id, hkd(500_000));
+        act(&scheme, &approve, "sec-1", "committee_secretariat", committee_day()).await.expect("approve");
+        let agreement = SignAgreement {
+            application_id: id.into(),
+            signed_on: day(2025, 6, 30),
+            reporting_due_dates: vec![report_due],
+        };
+        act(&scheme, &agreement, "sec-1", "committee_secretariat", day(2025, 6, 30)).await.expect("agreement");
     }
     scheme
 }
@@ -183,14 +175,8 @@ async fn an_import_racing_single_charges_on_the_same_funding_year_charges_every_
         let scheme = scheme.clone();
         tokio::spawn(async move {
             for (n, month) in ["2025-07", "2025-08", "2025-09", "2025-10"].iter().enumerate() {
-                scheme
-                    .charge_usage(
-                        "a3",
-                        usage(&format!("single-{n}"), month, 50, today()),
-                        &meta("fin-2", "finance_officer"),
-                    )
-                    .await
-                    .expect("single charge");
+                let charge = usage("a3", &format!("single-{n}"), month, 50);
+                act(&scheme, &charge, "fin-2", "finance_officer", today()).await.expect("single charge");
             }
         })
     };
@@ -218,22 +204,14 @@ async fn the_http_path_answers_422_with_each_refused_line_or_the_report() {
     }
     ready_for_committee(&scheme, &["a1", "a2"]).await;
     for id in ["a1", "a2"] {
-        scheme
-            .approve(id, None, approval(hkd(500_000)), &meta("sec-1", "committee_secretariat"))
-            .await
-            .expect("approve");
-        scheme
-            .application(
-                id,
-                None,
-                ApplicationCommand::SignAgreement {
-                    signed_on: day(2025, 6, 30),
-                    reporting_due_dates: vec![day(2026, 1, 15)],
-                },
-                &meta("sec-1", "committee_secretariat"),
-            )
-            .await
-            .expect("agreement");
+        let approve = approval(id, hkd(500_000));
+        act(&scheme, &approve, "sec-1", "committee_secretariat", committee_day()).await.expect("approve");
+        let agreement = SignAgreement {
+            application_id: id.into(),
+            signed_on: day(2025, 6, 30),
+            reporting_due_dates: vec![day(2026, 1, 15)],
+        };
+        act(&scheme, &agreement, "sec-1", "committee_secretariat", day(2025, 6, 30)).await.expect("agreement");
     }
     app.set_day(2025, 8, 5);
     let csv =

@@ -416,7 +416,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let scheme = aisc_domain::subsidy::service::SchemeService::new(
                 aisc_domain::command_service::CommandService::new(store, aisc_adapters::TimeOrderedEventIds),
             );
-            let summary = crate::demo::seed(&scheme, applications, years, seed)
+            let summary = aisc_domain::demo::seed(&scheme, applications, years, seed)
                 .await
                 .map_err(|error| CliError::Usage(error.to_string()))?;
             println!(

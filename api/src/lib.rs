@@ -4,7 +4,6 @@ pub mod auth;
 pub mod authorization;
 pub mod cli;
 pub mod command;
-pub mod demo;
 pub mod event_feed;
 pub mod health;
 pub mod metrics;

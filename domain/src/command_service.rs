@@ -1,10 +1,13 @@
-//! The one command service: load a stream, fold its state, decide, append at the expected
-//! version, and on a conflict load again and decide again (a bounded number of times).
+//! The one command service and the one shape of a decision.
 //!
-//! Generic over the [`EventStore`] port; decisions stay pure functions of the loaded state.
-//! A decision that spans several streams (a committee approval reserving budget and capacity)
-//! loads them all and appends to all of them in one atomic multi-stream append, each at the
-//! version it was loaded at, so two decisions racing for the same budget cannot both win.
+//! A [`Decision`] names the streams it reads (its consistency boundary), folds them into the
+//! typed state it decides on, and decides purely from that state and the outside facts it is
+//! given, returning the events for each stream. The service runs every decision the same way:
+//! load the boundary, fold, decide, append to every stream written at the version it was read
+//! at (one atomic multi-stream append), and on a conflict load again and decide again, a
+//! bounded number of times. Two decisions racing for the same budget therefore cannot both win.
+//!
+//! Generic over the [`EventStore`] port.
 
 use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, HashMap};
@@ -14,6 +17,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+pub use crate::codec::{CodecError, EventCodec};
 use crate::event_store::{
     ActualVersion, EventStore, ExpectedVersion, NewEvent, Position, ReadDirection, RecordedEvent, StoreError,
     StreamAppend, StreamId,
@@ -21,23 +25,6 @@ use crate::event_store::{
 
 /// Events read per page while loading a stream.
 const LOAD_PAGE: usize = 1_000;
-
-/// An event type of the domain, as it is stored: a stable type name, a schema version and
-/// its data as JSON.
-pub trait EventCodec: Sized {
-    fn event_type(&self) -> &'static str;
-    fn schema_version(&self) -> u32;
-    fn to_data(&self) -> Result<Value, CodecError>;
-    fn from_stored(event_type: &str, schema_version: u32, data: &Value) -> Result<Self, CodecError>;
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("cannot {action} event {event_type}: {reason}")]
-pub struct CodecError {
-    pub action: &'static str,
-    pub event_type: String,
-    pub reason: String,
-}
 
 /// A stream's state folded from its events. A stream is folded by one aggregate type.
 pub trait Aggregate: 'static {
@@ -177,6 +164,86 @@ impl Histories {
     }
 }
 
+/// A decision: what a command decides, from the streams it reads and the outside facts it is
+/// given. Pure: everything it decides on arrives through [`Decision::state`] and `facts`.
+pub trait Decision: Sync {
+    /// The folded states it decides on (a struct or tuple of aggregate states).
+    type State;
+    /// Facts from outside the log it needs (today's date, who acts).
+    type Facts: Sync;
+    /// Every event it may write, across the streams it writes.
+    type Event: EventCodec;
+    /// Its refusals.
+    type Error;
+
+    /// The stream the command is about: `If-Match` refers to it, and the caller is answered
+    /// with its version. Always read.
+    fn subject(&self) -> Result<StreamId, Self::Error>;
+
+    /// The streams it reads besides the subject: its consistency boundary, which includes
+    /// every stream it writes. Called with what has been loaded so far; a decision whose
+    /// boundary depends on a stream's state (the funding year of a usage line it reverses)
+    /// names the further stream once that state is loaded, and the service reads until the
+    /// boundary stops growing.
+    fn boundary(&self, loaded: &Histories) -> Result<Vec<StreamId>, Self::Error>;
+
+    /// Folds the loaded streams into its state.
+    fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError>;
+
+    /// The decision itself: the events for each stream (in order), or a refusal. Nothing is
+    /// written when it returns no event.
+    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<(StreamId, Self::Event)>, Self::Error>;
+}
+
+/// The common case of a decision on one stream folded by one aggregate: implement this and
+/// the stream's events become a [`Decision`] with the boundary of that stream alone.
+pub trait StreamDecision: Sync {
+    type Aggregate: Aggregate;
+    type Facts: Sync;
+    type Error;
+
+    fn stream(&self) -> Result<StreamId, Self::Error>;
+
+    fn decide(
+        &self,
+        state: &<Self::Aggregate as Aggregate>::State,
+        facts: &Self::Facts,
+    ) -> Result<Vec<<Self::Aggregate as Aggregate>::Event>, Self::Error>;
+}
+
+impl<D: StreamDecision> Decision for D
+where
+    <D::Aggregate as Aggregate>::Event: EventCodec,
+{
+    type State = <D::Aggregate as Aggregate>::State;
+    type Facts = D::Facts;
+    type Event = <D::Aggregate as Aggregate>::Event;
+    type Error = D::Error;
+
+    fn subject(&self) -> Result<StreamId, Self::Error> {
+        self.stream()
+    }
+
+    fn boundary(&self, _loaded: &Histories) -> Result<Vec<StreamId>, Self::Error> {
+        Ok(Vec::new())
+    }
+
+    fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError> {
+        match self.stream() {
+            Ok(stream) => loaded.state::<D::Aggregate>(&stream),
+            Err(_) => Ok(Self::State::default()),
+        }
+    }
+
+    fn decide(&self, state: &Self::State, facts: &Self::Facts) -> Result<Vec<(StreamId, Self::Event)>, Self::Error> {
+        let stream = self.stream()?;
+        Ok(StreamDecision::decide(self, state, facts)?.into_iter().map(|event| (stream.clone(), event)).collect())
+    }
+}
+
+/// How many times the boundary may grow after the subject is loaded.
+const BOUNDARY_ROUNDS: usize = 3;
+
 /// New events a decision produced for one stream, encoded for the store.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decided {
@@ -185,6 +252,19 @@ pub struct Decided {
 }
 
 impl Decided {
+    /// Groups a decision's events by stream, streams in the order they first appear.
+    pub fn group<E: EventCodec>(events: &[(StreamId, E)]) -> Result<Vec<Self>, CodecError> {
+        let mut grouped: Vec<Decided> = Vec::new();
+        for (stream, event) in events {
+            let encoded = (event.event_type(), event.schema_version(), event.to_data()?);
+            match grouped.iter_mut().find(|decided| &decided.stream == stream) {
+                Some(decided) => decided.events.push(encoded),
+                None => grouped.push(Decided { stream: stream.clone(), events: vec![encoded] }),
+            }
+        }
+        Ok(grouped)
+    }
+
     pub fn new<E: EventCodec>(stream: StreamId, events: &[E]) -> Result<Self, CodecError> {
         let events = events
             .iter()
@@ -283,105 +363,70 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
         Ok((history.fold::<A>()?, history.version))
     }
 
-    /// Runs a decision on one stream. With `if_match`, only against that version (no retry);
-    /// without it, a conflict loads again and decides again.
-    pub async fn execute<A, E, F>(
+    /// Runs a decision: loads its boundary, folds, decides, and appends every stream it
+    /// writes at the version read. With `if_match`, only against that version of the subject
+    /// (no retry); without it, a conflict loads again and decides again, up to the bound.
+    /// Answers what was written to the subject.
+    pub async fn run<D: Decision>(
         &self,
-        stream: &StreamId,
+        decision: &D,
+        facts: &D::Facts,
         if_match: Option<u64>,
         metadata: &CommandMetadata,
-        decide: F,
-    ) -> Result<Written, CommandError<E>>
-    where
-        A: Aggregate,
-        F: Fn(&A::State) -> Result<Vec<A::Event>, E>,
-    {
-        let streams = std::slice::from_ref(stream);
-        let if_match = if_match.map(|version| (stream.clone(), version));
-        let written = self
-            .execute_multi(streams, if_match, metadata, |histories| {
-                let state = histories.state::<A>(stream)?;
-                let events = decide(&state).map_err(CommandError::Rejected)?;
-                Ok(vec![Decided::new(stream.clone(), &events)?])
-            })
-            .await?;
-        Ok(written.into_iter().next().unwrap_or(Written { version: None, position: None }))
-    }
-
-    /// Runs a decision over several streams and appends to all of them atomically, each at the
-    /// version it was loaded at. Results come back in the order of `streams`.
-    pub async fn execute_multi<E, F>(
-        &self,
-        streams: &[StreamId],
-        if_match: Option<(StreamId, u64)>,
-        metadata: &CommandMetadata,
-        decide: F,
-    ) -> Result<Vec<Written>, CommandError<E>>
-    where
-        F: Fn(&Histories) -> Result<Vec<Decided>, CommandError<E>>,
-    {
-        let metadata = serde_json::to_value(metadata).map_err(|error| {
-            CommandError::Codec(CodecError {
-                action: "encode",
-                event_type: "metadata".into(),
-                reason: error.to_string(),
-            })
-        })?;
+    ) -> Result<Written, CommandError<D::Error>> {
+        let subject = decision.subject().map_err(CommandError::Rejected)?;
+        let metadata = encode_metadata(metadata)?;
         let mut attempt = 1;
         loop {
-            let mut histories = Histories::default();
-            for stream in streams {
-                let kept = self.kept.lock().ok().and_then(|kept| kept.get(stream).cloned());
-                let history =
-                    self.load_after(stream, kept.as_ref().map(|k| k.version)).await.map_err(CommandError::Store)?;
-                if let Some(kept) = kept {
-                    histories.bases.insert(stream.clone(), kept);
-                }
-                histories.streams.insert(stream.clone(), history);
+            let histories = self.load_boundary(decision, &subject).await?;
+            let version_read = histories.get(&subject).and_then(|history| history.version);
+            if let Some(expected) = if_match
+                && version_read != Some(expected)
+            {
+                return Err(CommandError::Conflict {
+                    stream: subject,
+                    expected: ExpectedVersion::Exact(expected),
+                    actual: version_read.map_or(ActualVersion::NoStream, ActualVersion::Version),
+                });
             }
-            if let Some((stream, expected)) = &if_match {
-                let actual = histories.get(stream).and_then(|history| history.version);
-                if actual != Some(*expected) {
-                    return Err(CommandError::Conflict {
-                        stream: stream.clone(),
-                        expected: ExpectedVersion::Exact(*expected),
-                        actual: actual.map_or(ActualVersion::NoStream, ActualVersion::Version),
-                    });
-                }
-            }
-            let decided = decide(&histories);
+            let decided = decision
+                .state(&histories)
+                .map_err(CommandError::Codec)
+                .and_then(|state| decision.decide(&state, facts).map_err(CommandError::Rejected));
             self.keep(&histories);
-            let decided = decided?;
-            let appends: Vec<StreamAppend> = decided
-                .into_iter()
-                .filter(|decision| !decision.events.is_empty())
-                .map(|decision| StreamAppend {
-                    expected: histories
-                        .get(&decision.stream)
-                        .map_or(ExpectedVersion::NoStream, StreamHistory::expected),
+            let decided = Decided::group(&decided?)?;
+            let mut appends = Vec::with_capacity(decided.len());
+            for decision in decided {
+                let Some(history) = histories.get(&decision.stream) else {
+                    return Err(CommandError::Codec(CodecError {
+                        action: "append",
+                        event_type: decision.events.first().map_or("", |event| event.0).to_string(),
+                        reason: format!("stream {} is outside the decision's boundary", decision.stream),
+                    }));
+                };
+                appends.push(StreamAppend {
+                    expected: history.expected(),
                     events: self.new_events(decision.events, &metadata),
                     stream: decision.stream,
-                })
-                .collect();
-            let unchanged =
-                |stream: &StreamId| Written { version: histories.get(stream).and_then(|h| h.version), position: None };
+                });
+            }
             if appends.is_empty() {
-                return Ok(streams.iter().map(unchanged).collect());
+                return Ok(Written { version: version_read, position: None });
             }
             let appended: Vec<StreamId> = appends.iter().map(|append| append.stream.clone()).collect();
             match self.store.append_multi(appends).await {
                 Ok(results) => {
-                    let by_stream: BTreeMap<&StreamId, Written> = appended
-                        .iter()
-                        .zip(results)
-                        .map(|(stream, result)| {
-                            (stream, Written { version: Some(result.last_version), position: Some(result.position) })
-                        })
-                        .collect();
-                    return Ok(streams
-                        .iter()
-                        .map(|stream| by_stream.get(stream).copied().unwrap_or(unchanged(stream)))
-                        .collect());
+                    let subject_result = appended.iter().zip(&results).find(|(stream, _)| **stream == subject);
+                    return Ok(match subject_result {
+                        Some((_, result)) => {
+                            Written { version: Some(result.last_version), position: Some(result.position) }
+                        }
+                        // The subject was only read: answer its version and the position written.
+                        None => Written {
+                            version: version_read,
+                            position: results.iter().map(|result| result.position).max(),
+                        },
+                    });
                 }
                 Err(StoreError::WrongExpectedVersion { stream, expected, actual })
                     if if_match.is_some() || attempt >= self.max_attempts =>
@@ -393,6 +438,49 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
             }
         }
     }
+
+    /// Loads the subject, then the boundary, until the boundary stops growing.
+    async fn load_boundary<D: Decision>(
+        &self,
+        decision: &D,
+        subject: &StreamId,
+    ) -> Result<Histories, CommandError<D::Error>> {
+        let mut histories = Histories::default();
+        let mut wanted = vec![subject.clone()];
+        for _ in 0..=BOUNDARY_ROUNDS {
+            for stream in wanted {
+                let kept = self.kept.lock().ok().and_then(|kept| kept.get(&stream).cloned());
+                let history =
+                    self.load_after(&stream, kept.as_ref().map(|k| k.version)).await.map_err(CommandError::Store)?;
+                if let Some(kept) = kept {
+                    histories.bases.insert(stream.clone(), kept);
+                }
+                histories.streams.insert(stream, history);
+            }
+            wanted = decision
+                .boundary(&histories)
+                .map_err(CommandError::Rejected)?
+                .into_iter()
+                .filter(|stream| !histories.streams.contains_key(stream))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if wanted.is_empty() {
+                return Ok(histories);
+            }
+        }
+        Err(CommandError::Codec(CodecError {
+            action: "load",
+            event_type: subject.to_string(),
+            reason: format!("the decision's boundary kept growing after {BOUNDARY_ROUNDS} rounds"),
+        }))
+    }
+}
+
+fn encode_metadata<E>(metadata: &CommandMetadata) -> Result<Value, CommandError<E>> {
+    serde_json::to_value(metadata).map_err(|error| {
+        CommandError::Codec(CodecError { action: "encode", event_type: "metadata".into(), reason: error.to_string() })
+    })
 }
 
 impl<S, I> CommandService<S, I> {
@@ -479,13 +567,7 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
         decided: Vec<(Decided, Option<u64>)>,
         metadata: &CommandMetadata,
     ) -> Result<Vec<Written>, CommandError<E>> {
-        let metadata = serde_json::to_value(metadata).map_err(|error| {
-            CommandError::Codec(CodecError {
-                action: "encode",
-                event_type: "metadata".into(),
-                reason: error.to_string(),
-            })
-        })?;
+        let metadata = encode_metadata(metadata)?;
         let appends: Vec<StreamAppend> = decided
             .into_iter()
             .filter(|(decision, _)| !decision.events.is_empty())
@@ -535,12 +617,15 @@ mod tests {
     }
 
     /// An in-memory store with EventStoreDB's expected-version semantics; it can let a rival
-    /// writer slip in before the next append, to provoke a conflict.
+    /// writer slip in before the next append (to the first stream appended, or to
+    /// `rival_stream`), to provoke a conflict.
     #[derive(Default)]
     struct MemoryStore {
         events: Mutex<Vec<RecordedEvent>>,
         rival_writes: AtomicUsize,
+        rival_stream: Mutex<Option<StreamId>>,
         events_read: AtomicUsize,
+        appends: AtomicUsize,
     }
 
     impl MemoryStore {
@@ -564,16 +649,28 @@ mod tests {
             });
             AppendResult { first_version: version, last_version: version, position }
         }
+
+        /// The events stored in `stream`, decoded.
+        fn added(&self, stream: &StreamId) -> Vec<Added> {
+            let events = self.events.lock().expect("lock");
+            events
+                .iter()
+                .filter(|e| &e.stream == stream)
+                .map(|e| Added::from_stored(&e.event_type, e.schema_version, &e.data).expect("decode"))
+                .collect()
+        }
     }
 
     #[async_trait]
     impl EventStore for MemoryStore {
         async fn append_multi(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+            self.appends.fetch_add(1, Ordering::SeqCst);
             let mut events = self.events.lock().expect("lock");
             if self.rival_writes.load(Ordering::SeqCst) > 0 {
                 self.rival_writes.fetch_sub(1, Ordering::SeqCst);
                 let rival = Added(100).encode(Uuid::from_u128(events.len() as u128 + 1000));
-                Self::push(&mut events, &appends[0].stream, rival);
+                let target = self.rival_stream.lock().expect("lock").clone();
+                Self::push(&mut events, target.as_ref().unwrap_or(&appends[0].stream), rival);
             }
             for append in &appends {
                 let actual = Self::version(&events, &append.stream);
@@ -677,7 +774,7 @@ mod tests {
         }
     }
 
-    /// A running total that refuses to go above 1,000.
+    /// A running total.
     struct Counter;
 
     impl Aggregate for Counter {
@@ -688,15 +785,190 @@ mod tests {
         }
     }
 
-    fn add(amount: i64) -> impl Fn(&i64) -> Result<Vec<Added>, String> {
-        move |total| {
-            if total + amount > 1_000 {
-                Err(format!("total {total} + {amount} would exceed 1000"))
-            } else if amount == 0 {
+    /// Adds `amount` to a counter, refusing to take it above 1,000; adding 0 decides nothing.
+    /// Remembers every total it decided on.
+    struct Add {
+        stream: StreamId,
+        amount: i64,
+        seen: Mutex<Vec<i64>>,
+    }
+
+    impl Add {
+        fn seen(&self) -> Vec<i64> {
+            self.seen.lock().expect("lock").clone()
+        }
+    }
+
+    fn add(amount: i64) -> Add {
+        add_to(counter(), amount)
+    }
+
+    fn add_to(stream: StreamId, amount: i64) -> Add {
+        Add { stream, amount, seen: Mutex::new(Vec::new()) }
+    }
+
+    impl StreamDecision for Add {
+        type Aggregate = Counter;
+        type Facts = ();
+        type Error = String;
+
+        fn stream(&self) -> Result<StreamId, String> {
+            Ok(self.stream.clone())
+        }
+
+        fn decide(&self, total: &i64, _facts: &()) -> Result<Vec<Added>, String> {
+            self.seen.lock().expect("lock").push(*total);
+            if total + self.amount > 1_000 {
+                Err(format!("total {total} + {} would exceed 1000", self.amount))
+            } else if self.amount == 0 {
                 Ok(vec![])
             } else {
-                Ok(vec![Added(amount)])
+                Ok(vec![Added(self.amount)])
             }
+        }
+    }
+
+    /// Folds the same events as [`Counter`], differently.
+    struct Doubler;
+
+    impl Aggregate for Doubler {
+        type State = i64;
+        type Event = Added;
+        fn apply(state: i64, event: &Added) -> i64 {
+            state + 2 * event.0
+        }
+    }
+
+    /// Reads a counter stream as a [`Doubler`] and decides nothing.
+    struct ReadDoubled(StreamId);
+
+    impl StreamDecision for ReadDoubled {
+        type Aggregate = Doubler;
+        type Facts = ();
+        type Error = String;
+
+        fn stream(&self) -> Result<StreamId, String> {
+            Ok(self.0.clone())
+        }
+
+        fn decide(&self, _total: &i64, _facts: &()) -> Result<Vec<Added>, String> {
+            Ok(vec![])
+        }
+    }
+
+    /// A decision over two counters: it reads `read` (besides its subject) and writes the
+    /// events `write` makes of the two totals.
+    struct Pair {
+        subject: StreamId,
+        read: StreamId,
+        write: fn(&Pair, i64, i64) -> Vec<(StreamId, Added)>,
+        seen: Mutex<Vec<(i64, i64)>>,
+    }
+
+    impl Pair {
+        fn new(subject: &StreamId, read: &StreamId, write: fn(&Pair, i64, i64) -> Vec<(StreamId, Added)>) -> Self {
+            Pair { subject: subject.clone(), read: read.clone(), write, seen: Mutex::new(Vec::new()) }
+        }
+
+        fn seen(&self) -> Vec<(i64, i64)> {
+            self.seen.lock().expect("lock").clone()
+        }
+    }
+
+    impl Decision for Pair {
+        type State = (i64, i64);
+        type Facts = ();
+        type Event = Added;
+        type Error = String;
+
+        fn subject(&self) -> Result<StreamId, String> {
+            Ok(self.subject.clone())
+        }
+
+        fn boundary(&self, _loaded: &Histories) -> Result<Vec<StreamId>, String> {
+            Ok(vec![self.read.clone()])
+        }
+
+        fn state(&self, loaded: &Histories) -> Result<(i64, i64), CodecError> {
+            Ok((loaded.state::<Counter>(&self.subject)?, loaded.state::<Counter>(&self.read)?))
+        }
+
+        fn decide(&self, (subject, read): &(i64, i64), _facts: &()) -> Result<Vec<(StreamId, Added)>, String> {
+            self.seen.lock().expect("lock").push((*subject, *read));
+            Ok((self.write)(self, *subject, *read))
+        }
+    }
+
+    /// A decision whose boundary is known only once its subject is loaded: the subject's
+    /// total names the further counter it adds 1 to (`counter-{total}`).
+    struct FollowTotal {
+        subject: StreamId,
+        boundaries: Mutex<Vec<Vec<StreamId>>>,
+    }
+
+    impl FollowTotal {
+        fn further(&self, loaded: &Histories) -> Result<Option<StreamId>, CodecError> {
+            let total = loaded.state::<Counter>(&self.subject)?;
+            Ok((total > 0).then(|| StreamId::parse(format!("counter-{total}")).expect("stream")))
+        }
+    }
+
+    impl Decision for FollowTotal {
+        type State = Option<(StreamId, i64)>;
+        type Facts = ();
+        type Event = Added;
+        type Error = String;
+
+        fn subject(&self) -> Result<StreamId, String> {
+            Ok(self.subject.clone())
+        }
+
+        fn boundary(&self, loaded: &Histories) -> Result<Vec<StreamId>, String> {
+            let boundary: Vec<StreamId> = self.further(loaded).map_err(|e| e.to_string())?.into_iter().collect();
+            self.boundaries.lock().expect("lock").push(boundary.clone());
+            Ok(boundary)
+        }
+
+        fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError> {
+            match self.further(loaded)? {
+                Some(stream) => {
+                    let total = loaded.state::<Counter>(&stream)?;
+                    Ok(Some((stream, total)))
+                }
+                None => Ok(None),
+            }
+        }
+
+        fn decide(&self, state: &Self::State, _facts: &()) -> Result<Vec<(StreamId, Added)>, String> {
+            let (stream, total) = state.clone().ok_or("the subject names no further counter")?;
+            Ok(vec![(stream, Added(total + 1))])
+        }
+    }
+
+    /// A decision whose boundary names a new stream every time it is asked.
+    struct Endless;
+
+    impl Decision for Endless {
+        type State = ();
+        type Facts = ();
+        type Event = Added;
+        type Error = String;
+
+        fn subject(&self) -> Result<StreamId, String> {
+            Ok(counter())
+        }
+
+        fn boundary(&self, loaded: &Histories) -> Result<Vec<StreamId>, String> {
+            let known = (0..).take_while(|n| loaded.get(&numbered(*n)).is_some()).count();
+            Ok(vec![numbered(known)])
+        }
+
+        fn state(&self, _loaded: &Histories) -> Result<(), CodecError> {
+            Ok(())
+        }
+
+        fn decide(&self, _state: &(), _facts: &()) -> Result<Vec<(StreamId, Added)>, String> {
+            Ok(vec![(counter(), Added(1))])
         }
     }
 
@@ -726,16 +998,35 @@ mod tests {
         StreamId::parse("counter-1").expect("stream")
     }
 
+    fn named(name: &str) -> StreamId {
+        StreamId::parse(name).expect("stream")
+    }
+
+    fn numbered(n: usize) -> StreamId {
+        StreamId::parse(format!("endless-{n}")).expect("stream")
+    }
+
+    /// Runs a decision without `If-Match`.
+    fn run<D: Decision<Facts = ()>>(
+        service: &CommandService<MemoryStore, SequentialIds>,
+        decision: &D,
+    ) -> Result<Written, CommandError<D::Error>> {
+        block_on(service.run(decision, &(), None, &metadata()))
+    }
+
+    fn total(service: &CommandService<MemoryStore, SequentialIds>, stream: &StreamId) -> (i64, Option<u64>) {
+        block_on(service.state::<Counter>(stream)).expect("state")
+    }
+
     #[test]
     fn a_command_appends_at_the_loaded_version_with_its_metadata() {
         let service = service();
-        let first = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5))).expect("first");
+        let first = run(&service, &add(5)).expect("first");
         assert_eq!(first.version, Some(0));
-        let second = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(7))).expect("second");
+        let second = run(&service, &add(7)).expect("second");
         assert_eq!(second.version, Some(1));
         assert!(second.position > first.position);
-        let (total, version) = block_on(service.state::<Counter>(&counter())).expect("state");
-        assert_eq!((total, version), (12, Some(1)));
+        assert_eq!(total(&service, &counter()), (12, Some(1)));
         let stored = service.store().events.lock().expect("lock")[0].metadata.clone();
         assert_eq!(stored["actor"], "alice");
         assert_eq!(stored["role"], "finance_officer");
@@ -743,12 +1034,20 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_decision_is_a_decision_on_its_stream_alone() {
+        let decision = add(5);
+        assert_eq!(Decision::subject(&decision), Ok(counter()));
+        assert_eq!(Decision::boundary(&decision, &Histories::default()), Ok(vec![]));
+        assert_eq!(Decision::decide(&decision, &3, &()), Ok(vec![(counter(), Added(5))]));
+        assert_eq!(StreamDecision::decide(&decision, &3, &()), Ok(vec![Added(5)]));
+    }
+
+    #[test]
     fn a_history_replays_as_it_stood_at_a_position() {
         let service = service();
         let mut positions = Vec::new();
         for amount in [5, 7, 11] {
-            let written =
-                block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(amount))).expect("add");
+            let written = run(&service, &add(amount)).expect("add");
             positions.push(written.position.expect("position"));
         }
         let history = block_on(service.load(&counter())).expect("load");
@@ -763,91 +1062,195 @@ mod tests {
     #[test]
     fn a_refusal_writes_nothing() {
         let service = service();
-        let refused = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5_000)));
+        let refused = run(&service, &add(5_000));
         assert!(matches!(refused, Err(CommandError::Rejected(message)) if message.contains("exceed")));
         assert!(service.store().events.lock().expect("lock").is_empty());
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), 0);
     }
 
     #[test]
     fn a_command_that_decides_nothing_writes_nothing() {
         let service = service();
-        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5))).expect("first");
-        let unchanged =
-            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(0))).expect("no-op");
+        run(&service, &add(5)).expect("first");
+        let unchanged = run(&service, &add(0)).expect("no-op");
         assert_eq!(unchanged, Written { version: Some(0), position: None });
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), 1);
     }
 
     #[test]
     fn a_stale_if_match_is_a_conflict_and_is_not_retried() {
         let service = service();
-        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5))).expect("first");
-        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(5))).expect("second");
-        let stale = block_on(service.execute::<Counter, _, _>(&counter(), Some(0), &metadata(), add(5)));
+        run(&service, &add(5)).expect("first");
+        run(&service, &add(5)).expect("second");
+        let stale = add(5);
+        let outcome = block_on(service.run(&stale, &(), Some(0), &metadata()));
         assert_eq!(
-            stale,
+            outcome,
             Err(CommandError::Conflict {
                 stream: counter(),
                 expected: ExpectedVersion::Exact(0),
                 actual: ActualVersion::Version(1)
             })
         );
-        let current =
-            block_on(service.execute::<Counter, _, _>(&counter(), Some(1), &metadata(), add(5))).expect("current");
+        assert!(stale.seen().is_empty(), "a stale If-Match is refused before deciding");
+        let current = block_on(service.run(&add(5), &(), Some(1), &metadata())).expect("current");
         assert_eq!(current.version, Some(2));
+        // A rival writing between our read and our append: with If-Match, no second attempt.
+        service.store().rival_writes.store(1, Ordering::SeqCst);
+        let raced = add(5);
+        let outcome = block_on(service.run(&raced, &(), Some(2), &metadata()));
+        assert!(matches!(outcome, Err(CommandError::Conflict { .. })), "{outcome:?}");
+        assert_eq!(raced.seen(), vec![15], "decided once");
+        assert_eq!(total(&service, &counter()), (115, Some(3)));
     }
 
     #[test]
     fn a_conflict_without_if_match_decides_again_on_the_new_state() {
         let service = service();
-        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(850))).expect("first");
+        run(&service, &add(850)).expect("first");
         // A rival adds 100 just before our append: we must decide again, on 950, and refuse.
         service.store().rival_writes.store(1, Ordering::SeqCst);
-        let decisions = AtomicUsize::new(0);
-        let outcome = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), |total: &i64| {
-            decisions.fetch_add(1, Ordering::SeqCst);
-            add(100)(total)
-        }));
-        assert_eq!(decisions.load(Ordering::SeqCst), 2, "decided again after the conflict");
+        let decision = add(100);
+        let outcome = run(&service, &decision);
+        assert_eq!(decision.seen(), vec![850, 950], "decided again after the conflict");
         assert!(matches!(outcome, Err(CommandError::Rejected(_))), "{outcome:?}");
-        assert_eq!(block_on(service.state::<Counter>(&counter())).expect("state").0, 950);
+        assert_eq!(total(&service, &counter()).0, 950);
     }
 
     #[test]
     fn retries_are_bounded() {
         let service = service().with_max_attempts(3);
         service.store().rival_writes.store(10, Ordering::SeqCst);
-        let outcome = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(1)));
+        let decision = add(1);
+        let outcome = run(&service, &decision);
         assert!(matches!(outcome, Err(CommandError::Conflict { .. })), "{outcome:?}");
         assert_eq!(service.store().rival_writes.load(Ordering::SeqCst), 7, "three attempts, no more");
+        assert_eq!(decision.seen().len(), 3);
     }
 
     #[test]
     fn a_multi_stream_decision_appends_to_every_stream_it_names() {
         let service = service();
-        let (a, b) = (StreamId::parse("counter-a").expect("a"), StreamId::parse("counter-b").expect("b"));
-        let written = block_on(service.execute_multi::<String, _>(&[a.clone(), b.clone()], None, &metadata(), |h| {
-            let total_a = h.state::<Counter>(&a)?;
-            Ok(vec![Decided::new(a.clone(), &[Added(1)])?, Decided::new(b.clone(), &[Added(total_a + 2), Added(3)])?])
-        }))
-        .expect("multi");
-        assert_eq!(written.iter().map(|w| w.version).collect::<Vec<_>>(), vec![Some(0), Some(1)]);
-        assert_eq!(block_on(service.state::<Counter>(&b)).expect("state").0, 5);
+        let (a, b) = (named("counter-a"), named("counter-b"));
+        run(&service, &add_to(b.clone(), 4)).expect("b exists");
+        let appends_before = service.store().appends.load(Ordering::SeqCst);
+        let decision = Pair::new(&a, &b, |pair, subject, _| {
+            vec![
+                (pair.subject.clone(), Added(1)),
+                (pair.read.clone(), Added(subject + 2)),
+                (pair.read.clone(), Added(3)),
+            ]
+        });
+        let written = run(&service, &decision).expect("multi");
+        assert_eq!(written.version, Some(0), "answers the subject's version");
+        assert_eq!(decision.seen(), vec![(0, 4)], "decided on both streams");
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), appends_before + 1, "one atomic append");
+        assert_eq!(total(&service, &a), (1, Some(0)));
+        assert_eq!(total(&service, &b), (9, Some(2)));
+        assert_eq!(service.store().added(&b), vec![Added(4), Added(2), Added(3)], "in the order decided");
+        assert_eq!(written.position, Some(Position(2)), "the position of the subject's event");
     }
 
-    /// Folds the same events as [`Counter`], differently.
-    struct Doubler;
+    #[test]
+    fn a_multi_stream_conflict_on_any_written_stream_decides_again() {
+        let service = service();
+        let (a, b) = (named("counter-a"), named("counter-b"));
+        run(&service, &add_to(b.clone(), 4)).expect("b exists");
+        // The rival writes to b, which the decision writes: the append at b's version fails.
+        *service.store().rival_stream.lock().expect("lock") = Some(b.clone());
+        service.store().rival_writes.store(1, Ordering::SeqCst);
+        let decision =
+            Pair::new(&a, &b, |pair, _, read| vec![(pair.subject.clone(), Added(read)), (pair.read.clone(), Added(1))]);
+        run(&service, &decision).expect("decided again");
+        assert_eq!(decision.seen(), vec![(0, 4), (0, 104)]);
+        assert_eq!(service.store().added(&a), vec![Added(104)], "nothing of the first attempt was written");
+        assert_eq!(total(&service, &b).0, 105);
+    }
 
-    impl Aggregate for Doubler {
-        type State = i64;
-        type Event = Added;
-        fn apply(state: i64, event: &Added) -> i64 {
-            state + 2 * event.0
-        }
+    #[test]
+    fn a_stream_only_read_is_not_version_checked() {
+        let service = service();
+        let (a, b) = (named("counter-a"), named("counter-b"));
+        run(&service, &add_to(b.clone(), 4)).expect("b exists");
+        // A rival writes to b, which the decision only reads: no conflict, no second decision.
+        *service.store().rival_stream.lock().expect("lock") = Some(b.clone());
+        service.store().rival_writes.store(1, Ordering::SeqCst);
+        let decision = Pair::new(&a, &b, |pair, _, read| vec![(pair.subject.clone(), Added(read))]);
+        let written = run(&service, &decision).expect("written");
+        assert_eq!(decision.seen(), vec![(0, 4)], "decided once");
+        assert_eq!(service.store().rival_writes.load(Ordering::SeqCst), 0, "the rival did write");
+        assert_eq!(written.version, Some(0));
+        assert_eq!(service.store().added(&a), vec![Added(4)]);
+        assert_eq!(total(&service, &b), (104, Some(1)));
+    }
+
+    #[test]
+    fn a_decision_that_only_reads_its_subject_answers_its_version() {
+        let service = service();
+        let (a, b) = (named("counter-a"), named("counter-b"));
+        run(&service, &add_to(a.clone(), 4)).expect("a");
+        run(&service, &add_to(a.clone(), 4)).expect("a");
+        let decision = Pair::new(&a, &b, |pair, subject, _| vec![(pair.read.clone(), Added(subject))]);
+        let written = run(&service, &decision).expect("written");
+        assert_eq!(written.version, Some(1), "the subject's version, unchanged");
+        let b_position = service.store().events.lock().expect("lock").last().map(|e| e.position);
+        assert_eq!(written.position, b_position, "the position written, for read-your-writes");
+        assert_eq!(total(&service, &b), (8, Some(0)));
+    }
+
+    #[test]
+    fn a_boundary_that_grows_once_the_subject_is_loaded_reads_and_writes_the_further_stream() {
+        let service = service();
+        run(&service, &add_to(named("counter-7"), 10)).expect("the further counter");
+        run(&service, &add_to(named("counter-a"), 7)).expect("the subject names counter-7");
+        let decision = FollowTotal { subject: named("counter-a"), boundaries: Mutex::new(Vec::new()) };
+        let written = run(&service, &decision).expect("written");
+        assert_eq!(written.version, Some(0), "the subject, only read");
+        let last = service.store().events.lock().expect("lock").last().map(|e| e.position);
+        assert_eq!(written.position, last);
+        assert_eq!(
+            *decision.boundaries.lock().expect("lock"),
+            vec![vec![named("counter-7")], vec![named("counter-7")]],
+            "asked again with the further stream loaded, until it stopped growing"
+        );
+        assert_eq!(total(&service, &named("counter-7")), (21, Some(1)), "decided on the further stream's state");
+        // Its write is version-checked at the version read.
+        *service.store().rival_stream.lock().expect("lock") = Some(named("counter-7"));
+        service.store().rival_writes.store(1, Ordering::SeqCst);
+        run(&service, &decision).expect("decided again");
+        assert_eq!(service.store().added(&named("counter-7")), vec![Added(10), Added(11), Added(100), Added(122)]);
+    }
+
+    #[test]
+    fn a_boundary_that_keeps_growing_is_refused() {
+        let service = service();
+        let outcome = run(&service, &Endless);
+        assert!(
+            matches!(&outcome, Err(CommandError::Codec(error)) if error.reason.contains("kept growing")),
+            "{outcome:?}"
+        );
+        assert!(service.store().events.lock().expect("lock").is_empty());
+    }
+
+    #[test]
+    fn a_write_outside_the_boundary_is_refused_and_writes_nothing() {
+        let service = service();
+        let (a, b, c) = (named("counter-a"), named("counter-b"), named("counter-c"));
+        let decision =
+            Pair::new(&a, &b, |pair, _, _| vec![(pair.subject.clone(), Added(1)), (named("counter-c"), Added(1))]);
+        let outcome = run(&service, &decision);
+        assert!(
+            matches!(&outcome, Err(CommandError::Codec(error)) if error.reason.contains("outside the decision's boundary")),
+            "{outcome:?}"
+        );
+        assert!(service.store().events.lock().expect("lock").is_empty());
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), 0);
+        assert_eq!(total(&service, &c), (0, None));
     }
 
     fn hot_counter(service: &CommandService<MemoryStore, SequentialIds>, events: usize) {
         for _ in 0..events {
-            block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(1))).expect("add");
+            run(service, &add(1)).expect("add");
         }
     }
 
@@ -856,19 +1259,15 @@ mod tests {
         let service = service();
         hot_counter(&service, 40);
         service.store().events_read.store(0, Ordering::SeqCst);
-        let seen = AtomicUsize::new(0);
-        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), |total: &i64| {
-            seen.store(*total as usize, Ordering::SeqCst);
-            add(1)(total)
-        }))
-        .expect("add");
-        assert_eq!(seen.load(Ordering::SeqCst), 40, "decided on the whole history");
+        let decision = add(1);
+        run(&service, &decision).expect("add");
+        assert_eq!(decision.seen(), vec![40], "decided on the whole history");
         assert_eq!(service.store().events_read.load(Ordering::SeqCst), 1, "read only the event after the kept state");
         // A cold stream is read whole every time.
-        let cold = StreamId::parse("counter-cold").expect("stream");
-        block_on(service.execute::<Counter, _, _>(&cold, None, &metadata(), add(1))).expect("cold");
+        let cold = named("counter-cold");
+        run(&service, &add_to(cold.clone(), 1)).expect("cold");
         service.store().events_read.store(0, Ordering::SeqCst);
-        block_on(service.execute::<Counter, _, _>(&cold, None, &metadata(), add(1))).expect("cold");
+        run(&service, &add_to(cold, 1)).expect("cold");
         assert_eq!(service.store().events_read.load(Ordering::SeqCst), 1);
     }
 
@@ -879,24 +1278,20 @@ mod tests {
         // A rival adds 100 just before our append: the conflict loads the tail after the kept
         // state, rival's event included, and decides again on 140.
         service.store().rival_writes.store(1, Ordering::SeqCst);
-        let seen = Mutex::new(Vec::new());
-        block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), |total: &i64| {
-            seen.lock().expect("lock").push(*total);
-            add(1)(total)
-        }))
-        .expect("add");
-        assert_eq!(*seen.lock().expect("lock"), vec![40, 140]);
-        assert_eq!(block_on(service.state::<Counter>(&counter())).expect("state").0, 141);
-        let next = block_on(service.execute::<Counter, _, _>(&counter(), None, &metadata(), add(1))).expect("add");
+        let decision = add(1);
+        run(&service, &decision).expect("add");
+        assert_eq!(decision.seen(), vec![40, 140]);
+        assert_eq!(total(&service, &counter()).0, 141);
+        let next = run(&service, &add(1)).expect("add");
         assert_eq!(next.version, Some(42));
-        assert_eq!(block_on(service.state::<Counter>(&counter())).expect("state").0, 142);
+        assert_eq!(total(&service, &counter()).0, 142);
     }
 
     #[test]
     fn a_kept_state_is_never_served_to_another_aggregate() {
         let service = service();
         hot_counter(&service, 40);
-        let other = block_on(service.execute::<Doubler, String, _>(&counter(), None, &metadata(), |_| Ok(vec![])));
+        let other = run(&service, &ReadDoubled(counter()));
         assert!(matches!(other, Err(CommandError::Codec(_))), "{other:?}");
     }
 }

@@ -8,6 +8,8 @@ use aisc_domain::subsidy::application::ApplicationEvent;
 use aisc_domain::subsidy::batches::BatchEvent;
 use aisc_domain::subsidy::capacity::CapacityEvent;
 use aisc_domain::subsidy::funding::{BudgetLine, FundingEvent};
+use aisc_domain::subsidy::prices::PriceEvent;
+use aisc_domain::subsidy::streams;
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -15,7 +17,7 @@ use std::collections::BTreeMap;
 
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 
-use crate::projection::{Projection, ProjectionError, TableSpec};
+use crate::projection::{Interest, Projection, ProjectionError, TableSpec};
 
 pub const NAME: &str = "applications";
 
@@ -89,25 +91,6 @@ const TABLES: &[TableSpec] = &[
     },
 ];
 
-const APPLICATION_EVENTS: [&str; 16] = [
-    "ApplicationSubmitted",
-    "ApplicationAmended",
-    "ApplicationWithdrawn",
-    "EligibilityConfirmed",
-    "RuledIneligible",
-    "AssessmentRecorded",
-    "ApplicationApproved",
-    "ApplicationRejected",
-    "ApplicationDeferred",
-    "AgreementSigned",
-    "UsageCharged",
-    "DisbursementReversed",
-    "ProgressReportSubmitted",
-    "ProgressReportReviewed",
-    "ApplicationCompleted",
-    "ApplicationTerminated",
-];
-
 pub struct Applications;
 
 fn bad(event: &RecordedEvent, reason: impl ToString) -> ProjectionError {
@@ -132,12 +115,19 @@ impl Projection for Applications {
         TABLES
     }
 
-    fn handles(&self, event_type: &str) -> bool {
-        APPLICATION_EVENTS.contains(&event_type)
-            || FundingEvent::EVENT_TYPES.contains(&event_type)
-            || CapacityEvent::EVENT_TYPES.contains(&event_type)
-            || event_type == "BatchOpened"
-            || event_type == "BatchClosed"
+    /// Every event of applications, batches, funding years and capacity; the price schedule
+    /// is not shown here (each usage charge carries the rate it was charged at).
+    fn interest(&self, event_type: &str) -> Option<Interest> {
+        Interest::declared(
+            event_type,
+            &[
+                ApplicationEvent::EVENT_TYPES,
+                BatchEvent::EVENT_TYPES,
+                FundingEvent::EVENT_TYPES,
+                CapacityEvent::EVENT_TYPES,
+            ],
+            &[PriceEvent::EVENT_TYPES],
+        )
     }
 
     /// Folds the batch in memory per row, then writes each table with one or two statements:
@@ -151,10 +141,10 @@ impl Projection for Applications {
         let mut changes = BatchChanges::default();
         for event in events {
             match event.stream.category() {
-                "batches" => changes.batch_event(event)?,
-                "application" => changes.application_event(event)?,
-                "budget" => changes.budget_event(event)?,
-                "capacity" => changes.capacity_event(event)?,
+                streams::category::BATCHES => changes.batch_event(event)?,
+                streams::category::APPLICATION => changes.application_event(event)?,
+                streams::category::BUDGET => changes.budget_event(event)?,
+                streams::category::CAPACITY => changes.capacity_event(event)?,
                 _ => {}
             }
         }
@@ -235,10 +225,8 @@ impl BatchChanges {
         match BatchEvent::from_stored(&event.event_type, event.schema_version, &event.data)
             .map_err(|error| bad(event, error))?
         {
-            BatchEvent::BatchOpened { batch_id, deadline, committee_date } => {
-                self.batches_opened.push((batch_id, deadline, committee_date))
-            }
-            BatchEvent::BatchClosed { batch_id, .. } => self.batches_closed.push(batch_id),
+            BatchEvent::BatchOpened(e) => self.batches_opened.push((e.batch_id, e.deadline, e.committee_date)),
+            BatchEvent::BatchClosed(e) => self.batches_closed.push(e.batch_id),
         }
         Ok(())
     }
@@ -247,13 +235,14 @@ impl BatchChanges {
         use ApplicationEvent as E;
         let decoded = ApplicationEvent::from_stored(&event.event_type, event.schema_version, &event.data)
             .map_err(|error| bad(event, error))?;
-        let id = event.stream.as_str().trim_start_matches("application-").to_string();
-        if let E::ApplicationSubmitted { batch_id, submitted_on, submission, .. } = &decoded {
+        let id = streams::application_id(&event.stream).unwrap_or_default().to_string();
+        if let E::ApplicationSubmitted(submitted) = &decoded {
+            let submission = &submitted.details;
             self.new_applications.insert(
                 id.clone(),
                 NewApplication {
-                    batch_id: batch_id.clone(),
-                    submitted_on: *submitted_on,
+                    batch_id: submitted.batch_id.clone(),
+                    submitted_on: submitted.submitted_on,
                     organisation: submission.organisation.clone(),
                     category: submission.category.as_str().to_string(),
                     sub_type: submission.sub_type.clone(),
@@ -269,8 +258,9 @@ impl BatchChanges {
         let change = self.applications.entry(id).or_default();
         change.last_position = to_i64(event.position.0);
         match decoded {
-            E::ApplicationSubmitted { .. } => {}
-            E::ApplicationAmended { submission, .. } => {
+            E::ApplicationSubmitted(_) => {}
+            E::ApplicationAmended(amended) => {
+                let submission = amended.details;
                 change.organisation = Some(submission.organisation);
                 change.category = Some(submission.category.as_str().to_string());
                 change.sub_type = Some(submission.sub_type);
@@ -281,47 +271,48 @@ impl BatchChanges {
                 change.talents = Some(clamp_i32(submission.talents));
                 change.requested_rate_bps = Some(clamp_i32(submission.requested_rate.bps()));
             }
-            E::AssessmentRecorded { assessor, total_score, .. } => {
+            E::AssessmentRecorded(e) => {
                 change.status = Some("assessed");
-                change.assessed_by = Some(assessor);
-                change.total_score = Some(clamp_i32(total_score));
+                change.assessed_by = Some(e.assessor);
+                change.total_score = Some(clamp_i32(e.total_score));
             }
-            E::ApplicationApproved { meeting, approval } => {
+            E::ApplicationApproved(e) => {
+                let approval = e.terms;
                 change.status = Some("approved");
-                change.decided_on = Some(meeting.decided_on);
+                change.decided_on = Some(e.committee.decided_on);
                 change.approved_rate_bps = Some(clamp_i32(approval.rate.bps()));
                 change.ceiling_cents = Some(approval.ceiling.cents());
                 change.project_start = Some(approval.start);
                 change.project_end = Some(approval.end);
                 change.units_allocated = Some(to_i64(approval.allocations.iter().map(|a| a.units).sum()));
             }
-            E::ApplicationRejected { meeting, .. } => {
+            E::ApplicationRejected(e) => {
                 change.status = Some("rejected");
-                change.decided_on = Some(meeting.decided_on);
+                change.decided_on = Some(e.committee.decided_on);
             }
-            E::ApplicationDeferred { to_batch_id, .. } => {
+            E::ApplicationDeferred(e) => {
                 change.status = Some("deferred");
-                change.batch_id = Some(to_batch_id);
+                change.batch_id = Some(e.to_batch_id);
             }
-            E::AgreementSigned { reporting_due_dates, .. } => {
+            E::AgreementSigned(e) => {
                 change.status = Some("agreement_signed");
-                change.report_due_dates = Some(reporting_due_dates);
+                change.report_due_dates = Some(e.reporting_due_dates);
             }
-            E::UsageCharged { disbursed_total, units, .. } => {
-                change.disbursed_cents = Some(disbursed_total.cents());
-                change.units_used_delta += to_i64(units);
+            E::UsageCharged(e) => {
+                change.disbursed_cents = Some(e.disbursed_total.cents());
+                change.units_used_delta += to_i64(e.units);
             }
-            E::DisbursementReversed { disbursed_total, units, .. } => {
-                change.disbursed_cents = Some(disbursed_total.cents());
-                change.units_used_delta -= to_i64(units);
+            E::DisbursementReversed(e) => {
+                change.disbursed_cents = Some(e.disbursed_total.cents());
+                change.units_used_delta -= to_i64(e.units);
             }
-            E::ProgressReportSubmitted { due, .. } => change.reports_submitted.push(due),
-            E::ApplicationWithdrawn { .. } => change.status = Some("withdrawn"),
-            E::EligibilityConfirmed { .. } => change.status = Some("eligible"),
-            E::RuledIneligible { .. } => change.status = Some("ineligible"),
-            E::ProgressReportReviewed { .. } => {}
-            E::ApplicationCompleted { .. } => change.status = Some("completed"),
-            E::ApplicationTerminated { .. } => change.status = Some("terminated"),
+            E::ProgressReportSubmitted(e) => change.reports_submitted.push(e.due),
+            E::ApplicationWithdrawn(_) => change.status = Some("withdrawn"),
+            E::EligibilityConfirmed(_) => change.status = Some("eligible"),
+            E::RuledIneligible(_) => change.status = Some("ineligible"),
+            E::ProgressReportReviewed(_) => {}
+            E::ApplicationCompleted(_) => change.status = Some("completed"),
+            E::ApplicationTerminated(_) => change.status = Some("terminated"),
         }
         Ok(())
     }
@@ -329,19 +320,15 @@ impl BatchChanges {
     fn budget_event(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
         let decoded = FundingEvent::from_stored(&event.event_type, event.schema_version, &event.data)
             .map_err(|error| bad(event, error))?;
-        let year = event.stream.as_str().trim_start_matches("budget-").to_string();
+        let year = streams::budget_year(&event.stream).map(|year| year.to_string()).unwrap_or_default();
         // Every budget fact but receipts concerns the computing power subsidy line.
         let (line, column, value) = match decoded {
-            FundingEvent::FundingReceived { line, line_total, .. } => (line_name(line), 0, line_total.cents()),
-            FundingEvent::SubsidyCommitted { committed_total, .. }
-            | FundingEvent::SubsidyReleased { committed_total, .. } => {
-                ("computing_power_subsidy", 1, committed_total.cents())
-            }
-            FundingEvent::SubsidyDisbursed { disbursed_total, .. }
-            | FundingEvent::SubsidyDisbursementReversed { disbursed_total, .. } => {
-                ("computing_power_subsidy", 2, disbursed_total.cents())
-            }
-            FundingEvent::UnusedSubsidyRedirected { amount, .. } => ("computing_power_subsidy", 3, amount.cents()),
+            FundingEvent::FundingReceived(e) => (line_name(e.line), 0, e.line_total.cents()),
+            FundingEvent::SubsidyCommitted(e) => ("computing_power_subsidy", 1, e.committed_total.cents()),
+            FundingEvent::SubsidyReleased(e) => ("computing_power_subsidy", 1, e.committed_total.cents()),
+            FundingEvent::SubsidyDisbursed(e) => ("computing_power_subsidy", 2, e.disbursed_total.cents()),
+            FundingEvent::SubsidyDisbursementReversed(e) => ("computing_power_subsidy", 2, e.disbursed_total.cents()),
+            FundingEvent::UnusedSubsidyRedirected(e) => ("computing_power_subsidy", 3, e.amount.cents()),
         };
         self.budget.entry((year, line)).or_default().0[column] = Some(value);
         Ok(())
@@ -351,14 +338,10 @@ impl BatchChanges {
         let decoded = CapacityEvent::from_stored(&event.event_type, event.schema_version, &event.data)
             .map_err(|error| bad(event, error))?;
         let (service, period, column, value) = match decoded {
-            CapacityEvent::CapacityDeclared { service_type, period, units, .. } => (service_type, period, 0, units),
-            CapacityEvent::CapacityAllocated { service_type, period, allocated_total, .. }
-            | CapacityEvent::CapacityReleased { service_type, period, allocated_total, .. } => {
-                (service_type, period, 1, allocated_total)
-            }
-            CapacityEvent::CapacityRedeployed { service_type, period, redeployed_total, .. } => {
-                (service_type, period, 2, redeployed_total)
-            }
+            CapacityEvent::CapacityDeclared(e) => (e.service_type, e.period, 0, e.units),
+            CapacityEvent::CapacityAllocated(e) => (e.service_type, e.period, 1, e.allocated_total),
+            CapacityEvent::CapacityReleased(e) => (e.service_type, e.period, 1, e.allocated_total),
+            CapacityEvent::CapacityRedeployed(e) => (e.service_type, e.period, 2, e.redeployed_total),
         };
         self.capacity.entry((service.as_str().to_string(), period.to_string())).or_default().0[column] =
             Some(to_i64(value));

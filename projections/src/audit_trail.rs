@@ -8,7 +8,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
-use crate::projection::{Projection, ProjectionError, TableSpec};
+use crate::projection::{Interest, Projection, ProjectionError, TableSpec};
 
 pub const NAME: &str = "audit_trail";
 
@@ -48,8 +48,9 @@ impl Projection for AuditTrail {
         TABLES
     }
 
-    fn handles(&self, _event_type: &str) -> bool {
-        true
+    /// The audit trail records every event of the log, of any type.
+    fn interest(&self, _event_type: &str) -> Option<Interest> {
+        Some(Interest::Handles)
     }
 
     async fn apply(

@@ -7,7 +7,7 @@ pub mod kpi;
 pub mod projection;
 pub mod runner;
 
-pub use projection::{Projection, ProjectionError, TableSpec};
+pub use projection::{Interest, Projection, ProjectionError, TableSpec};
 pub use runner::{ProjectionRunner, ProjectionStatus};
 
 use std::sync::Arc;
@@ -32,4 +32,40 @@ pub async fn all_built(pool: &sqlx::PgPool) -> Result<bool, ProjectionError> {
     .fetch_one(pool)
     .await?;
     Ok(usize::try_from(built).unwrap_or_default() == projections.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use aisc_domain::subsidy::events::SchemeEvent;
+
+    use super::*;
+
+    #[test]
+    fn every_projection_declares_every_event_type_of_the_domain() {
+        let mut undeclared = Vec::new();
+        for projection in all() {
+            for event_type in SchemeEvent::event_types() {
+                if projection.interest(event_type).is_none() {
+                    undeclared.push(format!("{} does not declare {event_type}", projection.name()));
+                }
+            }
+        }
+        assert!(
+            undeclared.is_empty(),
+            "declare each event type handled or ignored in the projection's `interest`: {undeclared:#?}"
+        );
+    }
+
+    #[test]
+    fn the_applications_read_model_handles_what_it_shows_and_ignores_the_price_schedule() {
+        let applications = applications::Applications;
+        for handled in ["ApplicationSubmitted", "UsageCharged", "BatchOpened", "SubsidyCommitted", "CapacityAllocated"]
+        {
+            assert!(applications.handles(handled), "{handled}");
+        }
+        assert_eq!(applications.interest("ServiceRateSet"), Some(Interest::Ignores));
+        assert!(!applications.handles("ServiceRateSet"));
+        assert_eq!(applications.interest("SomethingElse"), None, "a type outside the domain is not declared");
+        assert!(audit_trail::AuditTrail.handles("SomethingElse"), "the audit trail records every event");
+    }
 }

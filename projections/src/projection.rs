@@ -1,5 +1,6 @@
-//! What a projection is: a name, a version, the event types it handles, its own tables, and
-//! how it applies a batch of events to them.
+//! What a projection is: a name, a version, what it does with every event type of the domain
+//! (handles or ignores; none is left undeclared), its own tables, and how it applies a batch
+//! of events to them.
 
 use aisc_domain::event_store::{RecordedEvent, StoreError};
 use async_trait::async_trait;
@@ -14,6 +15,27 @@ pub struct TableSpec {
     pub ddl: &'static str,
 }
 
+/// What a projection does with an event type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    Handles,
+    Ignores,
+}
+
+impl Interest {
+    /// `Handles` for a type among `handled`, `Ignores` for one among `ignored`, else undeclared.
+    pub fn declared(event_type: &str, handled: &[&[&str]], ignored: &[&[&str]]) -> Option<Interest> {
+        let among = |lists: &[&[&str]]| lists.iter().any(|types| types.contains(&event_type));
+        if among(handled) {
+            Some(Interest::Handles)
+        } else if among(ignored) {
+            Some(Interest::Ignores)
+        } else {
+            None
+        }
+    }
+}
+
 #[async_trait]
 pub trait Projection: Send + Sync {
     /// Stable name: the checkpoint's key and the advisory lock's.
@@ -22,7 +44,14 @@ pub trait Projection: Send + Sync {
     /// rebuilds the read model from the whole log at start-up.
     fn version(&self) -> i32;
     fn tables(&self) -> &'static [TableSpec];
-    fn handles(&self, event_type: &str) -> bool;
+    /// Its declaration for an event type: every event type of the domain must be declared
+    /// handled or ignored (a test fails for one that is neither); `None` for a type it has not
+    /// declared, which it is never handed.
+    fn interest(&self, event_type: &str) -> Option<Interest>;
+    /// Whether the runner hands it events of this type.
+    fn handles(&self, event_type: &str) -> bool {
+        self.interest(event_type) == Some(Interest::Handles)
+    }
     /// Applies events (all of a handled type, in `$all` order) to the tables in `schema`,
     /// within the caller's transaction.
     async fn apply(

@@ -25,14 +25,17 @@ use std::time::{Duration, Instant};
 use aisc_adapters::clock::today_in_hong_kong;
 use aisc_adapters::{PostgresEventStore, TimeOrderedEventIds};
 use aisc_api::auth::Role;
-use aisc_domain::command_service::{CommandMetadata, CommandService};
-use aisc_domain::subsidy::application::{ApplicationCommand, Approve, Meeting, Scores};
-use aisc_domain::subsidy::batches::BatchCommand;
-use aisc_domain::subsidy::capacity::{Allocation, CapacityCommand};
-use aisc_domain::subsidy::funding::{BudgetLine, FundingCommand};
-use aisc_domain::subsidy::prices::PriceCommand;
-use aisc_domain::subsidy::service::SchemeService;
+use aisc_domain::command_service::{CommandMetadata, CommandService, Decision, Written};
+use aisc_domain::subsidy::application::{
+    ApproveApplication, CheckEligibility, CommitteeMeeting, RecordAssessment, Scores, SignAgreement,
+};
+use aisc_domain::subsidy::batches::{CloseBatch, OpenBatch};
+use aisc_domain::subsidy::capacity::{Allocation, DeclareCapacity};
+use aisc_domain::subsidy::funding::{BudgetLine, RecordFundingReceived};
+use aisc_domain::subsidy::prices::SetServiceRate;
+use aisc_domain::subsidy::service::{SchemeResult, SchemeService};
 use aisc_domain::subsidy::values::{FinancialYear, Money, Period, RateBps, ServiceType};
+use aisc_domain::subsidy::{DomainError, Facts};
 use chrono::{Datelike, Months, NaiveDate, TimeDelta};
 use common::{Throughput, machine, measure, quantile_ms};
 use futures_util::StreamExt;
@@ -272,54 +275,48 @@ struct Fixture {
     period: Period,
 }
 
+/// Runs a decision as `actor` in `role` on `today` (the acting principal is also the
+/// events' metadata).
+async fn act<D>(scheme: &Scheme, decision: &D, actor: &str, role: &str, today: NaiveDate) -> SchemeResult<Written>
+where
+    D: Decision<Facts = Facts, Error = DomainError>,
+{
+    scheme.run(decision, &Facts::new(today, actor), None, &meta(actor, role)).await
+}
+
 async fn open_intake(scheme: &Scheme) -> Fixture {
     let today = today_in_hong_kong();
     let start = (today + Months::new(1)).with_day0(0).unwrap_or(today);
     let period = Period::of(start);
-    let admin = meta("bench-admin", "administrator");
+    let admin = ("bench-admin", "administrator");
     let service = ServiceType::parse(BENCH_SERVICE).expect("service");
-    scheme
-        .prices(
-            PriceCommand::SetRate {
-                service_type: service.clone(),
-                rate_per_unit: Money::from_cents(1_000),
-                unit: "node-hour".into(),
-                effective_from: NaiveDate::from_ymd_opt(2024, 4, 1).expect("date"),
-            },
-            &admin,
-        )
-        .await
-        .expect("price");
+    let price = SetServiceRate {
+        service_type: service.clone(),
+        rate_per_unit: Money::from_cents(1_000),
+        unit: "node-hour".into(),
+        effective_from: NaiveDate::from_ymd_opt(2024, 4, 1).expect("date"),
+    };
+    act(scheme, &price, admin.0, admin.1, today).await.expect("price");
     for month in [period, Period::of(start + Months::new(1))] {
-        scheme
-            .capacity(
-                CapacityCommand::DeclareCapacity { service_type: service.clone(), period: month, units: 1_000_000_000 },
-                &admin,
-            )
-            .await
-            .expect("capacity");
+        let capacity = DeclareCapacity { service_type: service.clone(), period: month, units: 1_000_000_000 };
+        act(scheme, &capacity, admin.0, admin.1, today).await.expect("capacity");
     }
     for year in [FinancialYear::containing(start), FinancialYear::containing(start + Months::new(1))] {
-        let command = FundingCommand::RecordFundingReceived {
+        let funding = RecordFundingReceived {
             year,
             line: BudgetLine::ComputingPowerSubsidy,
             amount: Money::from_cents(2_000_000_000 * 100),
             received_on: today,
         };
-        scheme.funding(year, command, None, &meta("bench-finance", "finance_officer")).await.expect("funding");
+        act(scheme, &funding, "bench-finance", "finance_officer", today).await.expect("funding");
     }
     let batch_id = format!("bench-{today}");
-    scheme
-        .batches(
-            BatchCommand::OpenBatch {
-                batch_id: batch_id.clone(),
-                deadline: today + TimeDelta::days(1),
-                committee_date: today + TimeDelta::days(2),
-            },
-            &meta("bench-secretariat", "committee_secretariat"),
-        )
-        .await
-        .expect("batch");
+    let batch = OpenBatch {
+        batch_id: batch_id.clone(),
+        deadline: today + TimeDelta::days(1),
+        committee_date: today + TimeDelta::days(2),
+    };
+    act(scheme, &batch, "bench-secretariat", "committee_secretariat", today).await.expect("batch");
     Fixture { today, batch_id, period }
 }
 
@@ -355,56 +352,40 @@ async fn usage_projects(scheme: &Scheme, fixture: &Fixture, port: u16, token: &s
         ids.push(stream.trim_start_matches("application-").to_string());
     }
     let deadline = fixture.today + TimeDelta::days(1);
-    let secretariat = meta("bench-secretariat", "committee_secretariat");
+    let secretariat = ("bench-secretariat", "committee_secretariat");
     for id in &ids {
-        scheme
-            .application(
-                id,
-                None,
-                ApplicationCommand::CheckEligibility { checked_by: "bench-intake".into(), today: deadline },
-                &meta("bench-intake", "intake_officer"),
-            )
-            .await
-            .expect("eligibility");
+        let check = CheckEligibility { application_id: id.clone() };
+        act(scheme, &check, "bench-intake", "intake_officer", deadline).await.expect("eligibility");
     }
-    scheme
-        .batches(
-            BatchCommand::CloseBatch { batch_id: fixture.batch_id.clone(), today: deadline + TimeDelta::days(1) },
-            &secretariat,
-        )
-        .await
-        .expect("close");
+    let close = CloseBatch { batch_id: fixture.batch_id.clone() };
+    act(scheme, &close, secretariat.0, secretariat.1, deadline + TimeDelta::days(1)).await.expect("close");
     let service = ServiceType::parse(BENCH_SERVICE).expect("service");
     let start = fixture.period.first_day();
     let end = start + Months::new(2) - TimeDelta::days(1);
+    let committee_day = fixture.today + TimeDelta::days(2);
     for id in &ids {
-        scheme
-            .application(
-                id,
-                None,
-                ApplicationCommand::RecordAssessment {
-                    assessor: "bench-assessor".into(),
-                    scores: Scores {
-                        a_meets_hong_kong_needs: 8,
-                        b_requirement_reasonable: 8,
-                        c_feasibility_and_outcome: 8,
-                        d_capability: 8,
-                    },
-                    recommended_rate: RateBps::NORMAL_CAP,
-                    recommended_ceiling: Money::from_cents(200_000_000),
-                    duration_months: 2,
-                    conditions: vec![],
-                    no_conflict_declared: true,
-                },
-                &meta("bench-assessor", "assessor"),
-            )
+        let assessment = RecordAssessment {
+            application_id: id.clone(),
+            scores: Scores {
+                a_meets_hong_kong_needs: 8,
+                b_requirement_reasonable: 8,
+                c_feasibility_and_outcome: 8,
+                d_capability: 8,
+            },
+            recommended_rate: RateBps::NORMAL_CAP,
+            recommended_ceiling: Money::from_cents(200_000_000),
+            duration_months: 2,
+            conditions: vec![],
+            no_conflict_declared: true,
+        };
+        act(scheme, &assessment, "bench-assessor", "assessor", deadline + TimeDelta::days(1))
             .await
             .expect("assessment");
-        let approve = Approve {
-            decision: Meeting {
-                recorded_by: "bench-secretariat".into(),
+        let approve = ApproveApplication {
+            application_id: id.clone(),
+            meeting: CommitteeMeeting {
                 meeting_reference: "AISC-COM-BENCH".into(),
-                decided_on: fixture.today + TimeDelta::days(2),
+                decided_on: committee_day,
                 members_present: vec!["m1".into(), "m2".into(), "m3".into()],
                 members_recused: vec![],
             },
@@ -419,19 +400,11 @@ async fn usage_projects(scheme: &Scheme, fixture: &Fixture, port: u16, token: &s
             end,
             conditions: vec![],
         };
-        scheme.approve(id, None, approve, &secretariat).await.expect("approve");
-        scheme
-            .application(
-                id,
-                None,
-                ApplicationCommand::SignAgreement {
-                    signed_on: fixture.today + TimeDelta::days(3),
-                    reporting_due_dates: vec![start + Months::new(3)],
-                },
-                &secretariat,
-            )
-            .await
-            .expect("agreement");
+        act(scheme, &approve, secretariat.0, secretariat.1, committee_day).await.expect("approve");
+        let signed_on = fixture.today + TimeDelta::days(3);
+        let agreement =
+            SignAgreement { application_id: id.clone(), signed_on, reporting_due_dates: vec![start + Months::new(3)] };
+        act(scheme, &agreement, secretariat.0, secretariat.1, signed_on).await.expect("agreement");
     }
     ids
 }

@@ -3,16 +3,18 @@
 #![allow(dead_code)]
 
 use aisc_adapters::{PostgresEventStore, TimeOrderedEventIds};
-use aisc_domain::command_service::{CommandMetadata, CommandService};
+use aisc_domain::command_service::{CommandMetadata, CommandService, Decision, Written};
 use aisc_domain::subsidy::application::{
-    ApplicationCommand, Approve, ChargeUsage, Contact, Meeting, RequestedResource, Scores, Submission,
+    ApproveApplication, ChargeUsage, CheckEligibility, CommitteeMeeting, Contact, RecordAssessment, RequestedResource,
+    Scores, Submission, SubmitApplication,
 };
-use aisc_domain::subsidy::batches::BatchCommand;
-use aisc_domain::subsidy::capacity::{Allocation, CapacityCommand};
-use aisc_domain::subsidy::funding::{BudgetLine, FundingCommand};
-use aisc_domain::subsidy::prices::PriceCommand;
-use aisc_domain::subsidy::service::SchemeService;
+use aisc_domain::subsidy::batches::{CloseBatch, OpenBatch};
+use aisc_domain::subsidy::capacity::{Allocation, DeclareCapacity};
+use aisc_domain::subsidy::funding::{BudgetLine, RecordFundingReceived};
+use aisc_domain::subsidy::prices::SetServiceRate;
+use aisc_domain::subsidy::service::{SchemeResult, SchemeService};
 use aisc_domain::subsidy::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
+use aisc_domain::subsidy::{DomainError, Facts};
 use chrono::NaiveDate;
 
 use super::TestDatabase;
@@ -69,6 +71,15 @@ pub fn submission(title: &str) -> Submission {
     }
 }
 
+/// Runs a decision as `actor` in `role` on `today`: the acting principal is both the one the
+/// decision records (who checked, assessed, recorded, reviewed) and the events' metadata.
+pub async fn act<D>(scheme: &Scheme, decision: &D, actor: &str, role: &str, today: NaiveDate) -> SchemeResult<Written>
+where
+    D: Decision<Facts = Facts, Error = DomainError>,
+{
+    scheme.run(decision, &Facts::new(today, actor), None, &meta(actor, role)).await
+}
+
 pub async fn scheme(database: &TestDatabase) -> Scheme {
     let store = PostgresEventStore::new(database.pool.clone());
     SchemeService::new(CommandService::new(store, TimeOrderedEventIds))
@@ -76,119 +87,86 @@ pub async fn scheme(database: &TestDatabase) -> Scheme {
 
 /// A batch, funding for 2025-26, a GPU price and capacity for July to December 2025.
 pub async fn set_up(scheme: &Scheme, subsidy: Money) {
-    let admin = meta("admin-1", "administrator");
-    scheme
-        .batches(
-            BatchCommand::OpenBatch {
-                batch_id: "2025-q2".into(),
-                deadline: day(2025, 5, 31),
-                committee_date: day(2025, 6, 15),
-            },
-            &admin,
-        )
-        .await
-        .expect("batch");
-    let year = FinancialYear::parse("2025-26").expect("year");
-    scheme
-        .funding(
-            year,
-            FundingCommand::RecordFundingReceived {
-                year,
-                line: BudgetLine::ComputingPowerSubsidy,
-                amount: subsidy,
-                received_on: day(2025, 4, 1),
-            },
-            None,
-            &meta("finance-1", "finance_officer"),
-        )
-        .await
-        .expect("funding");
-    scheme
-        .prices(
-            PriceCommand::SetRate {
-                service_type: gpu(),
-                rate_per_unit: Money::from_cents(4_250),
-                unit: "node-hour".into(),
-                effective_from: day(2025, 4, 1),
-            },
-            &admin,
-        )
-        .await
-        .expect("price");
+    let (admin, role, today) = ("admin-1", "administrator", day(2025, 4, 1));
+    let batch = OpenBatch { batch_id: "2025-q2".into(), deadline: day(2025, 5, 31), committee_date: day(2025, 6, 15) };
+    act(scheme, &batch, admin, role, today).await.expect("batch");
+    let funding = RecordFundingReceived {
+        year: FinancialYear::parse("2025-26").expect("year"),
+        line: BudgetLine::ComputingPowerSubsidy,
+        amount: subsidy,
+        received_on: day(2025, 4, 1),
+    };
+    act(scheme, &funding, "finance-1", "finance_officer", today).await.expect("funding");
+    let price = SetServiceRate {
+        service_type: gpu(),
+        rate_per_unit: Money::from_cents(4_250),
+        unit: "node-hour".into(),
+        effective_from: day(2025, 4, 1),
+    };
+    act(scheme, &price, admin, role, today).await.expect("price");
     for month in Period::range(period("2025-07"), period("2025-12")) {
-        scheme
-            .capacity(CapacityCommand::DeclareCapacity { service_type: gpu(), period: month, units: 10_000 }, &admin)
-            .await
-            .expect("capacity");
+        let capacity = DeclareCapacity { service_type: gpu(), period: month, units: 10_000 };
+        act(scheme, &capacity, admin, role, today).await.expect("capacity");
     }
 }
 
 /// Submitted and eligible, in batch 2025-q2.
 pub async fn submitted(scheme: &Scheme, application_id: &str) {
-    scheme
-        .submit(application_id, submission(application_id), day(2025, 5, 2), &meta("intake-1", "intake_officer"))
-        .await
-        .expect("submit");
-    scheme
-        .application(
-            application_id,
-            None,
-            ApplicationCommand::CheckEligibility { checked_by: "intake-1".into(), today: day(2025, 6, 2) },
-            &meta("intake-1", "intake_officer"),
-        )
-        .await
-        .expect("eligibility");
+    let submit = SubmitApplication { application_id: application_id.into(), submission: submission(application_id) };
+    act(scheme, &submit, "intake-1", "intake_officer", day(2025, 5, 2)).await.expect("submit");
+    let check = CheckEligibility { application_id: application_id.into() };
+    act(scheme, &check, "intake-1", "intake_officer", day(2025, 6, 2)).await.expect("eligibility");
 }
 
 /// The batch closes and the applications are assessed: ready for the committee.
 pub async fn ready_for_committee(scheme: &Scheme, application_ids: &[&str]) {
-    scheme
-        .batches(
-            BatchCommand::CloseBatch { batch_id: "2025-q2".into(), today: day(2025, 6, 1) },
-            &meta("sec-1", "committee_secretariat"),
-        )
-        .await
-        .expect("close");
+    let close = CloseBatch { batch_id: "2025-q2".into() };
+    act(scheme, &close, "sec-1", "committee_secretariat", day(2025, 6, 1)).await.expect("close");
     assess(scheme, application_ids).await;
 }
 
 /// Cyberport's assessment of each application, by assessor-1.
 pub async fn assess(scheme: &Scheme, application_ids: &[&str]) {
     for application_id in application_ids {
-        scheme
-            .application(
-                application_id,
-                None,
-                ApplicationCommand::RecordAssessment {
-                    assessor: "assessor-1".into(),
-                    scores: Scores {
-                        a_meets_hong_kong_needs: 8,
-                        b_requirement_reasonable: 8,
-                        c_feasibility_and_outcome: 7,
-                        d_capability: 9,
-                    },
-                    recommended_rate: RateBps::NORMAL_CAP,
-                    recommended_ceiling: hkd(500_000),
-                    duration_months: 6,
-                    conditions: vec!["report utilisation monthly".into()],
-                    no_conflict_declared: true,
-                },
-                &meta("assessor-1", "assessor"),
-            )
-            .await
-            .expect("assessment");
+        let assessment = RecordAssessment {
+            application_id: (*application_id).into(),
+            scores: Scores {
+                a_meets_hong_kong_needs: 8,
+                b_requirement_reasonable: 8,
+                c_feasibility_and_outcome: 7,
+                d_capability: 9,
+            },
+            recommended_rate: RateBps::NORMAL_CAP,
+            recommended_ceiling: hkd(500_000),
+            duration_months: 6,
+            conditions: vec!["report utilisation monthly".into()],
+            no_conflict_declared: true,
+        };
+        act(scheme, &assessment, "assessor-1", "assessor", day(2025, 6, 5)).await.expect("assessment");
     }
 }
 
-pub fn approval(ceiling: Money) -> Approve {
-    Approve {
-        decision: Meeting {
-            recorded_by: "sec-1".into(),
-            meeting_reference: "AISC-COM-2025-06".into(),
-            decided_on: day(2025, 6, 15),
-            members_present: vec!["m1".into(), "m2".into(), "m3".into(), "m4".into()],
-            members_recused: vec!["m5".into()],
-        },
+/// The committee meeting of batch 2025-q2 (four present, one recused).
+pub fn meeting() -> CommitteeMeeting {
+    CommitteeMeeting {
+        meeting_reference: "AISC-COM-2025-06".into(),
+        decided_on: day(2025, 6, 15),
+        members_present: vec!["m1".into(), "m2".into(), "m3".into(), "m4".into()],
+        members_recused: vec!["m5".into()],
+    }
+}
+
+/// The day the committee decides, as the facts of its decisions.
+pub fn committee_day() -> NaiveDate {
+    day(2025, 6, 15)
+}
+
+/// The committee's approval of `application_id` at 70 %: 1,000 GPU node-hours a month, July to
+/// December 2025 (recorded by sec-1 through [`act`]).
+pub fn approval(application_id: &str, ceiling: Money) -> ApproveApplication {
+    ApproveApplication {
+        application_id: application_id.into(),
+        meeting: meeting(),
         rate: RateBps::NORMAL_CAP,
         exceptional_reason: None,
         allocations: Period::range(period("2025-07"), period("2025-12"))
@@ -202,13 +180,13 @@ pub fn approval(ceiling: Money) -> Approve {
     }
 }
 
-pub fn usage(usage_id: &str, month: &str, units: u64, today: NaiveDate) -> ChargeUsage {
+/// A month's GPU usage of `application_id` (charged on the day given to [`act`]).
+pub fn usage(application_id: &str, usage_id: &str, month: &str, units: u64) -> ChargeUsage {
     ChargeUsage {
+        application_id: application_id.into(),
         usage_id: usage_id.into(),
         service_type: gpu(),
         period: period(month),
         units,
-        rate_in_force: Money::ZERO,
-        today,
     }
 }

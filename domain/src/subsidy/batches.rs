@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::Facts;
 use super::error::DomainError;
-
-/// The stream of the batch calendar.
-pub const STREAM: &str = "batches";
+use super::streams;
+use crate::command_service::StreamDecision;
+use crate::event_store::StreamId;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Batch {
@@ -40,64 +41,111 @@ impl BatchCalendarState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatchCommand {
-    OpenBatch { batch_id: String, deadline: NaiveDate, committee_date: NaiveDate },
-    CloseBatch { batch_id: String, today: NaiveDate },
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOpened {
+    pub batch_id: String,
+    pub deadline: NaiveDate,
+    pub committee_date: NaiveDate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum BatchEvent {
-    BatchOpened { batch_id: String, deadline: NaiveDate, committee_date: NaiveDate },
-    BatchClosed { batch_id: String, closed_on: NaiveDate },
+pub struct BatchClosed {
+    pub batch_id: String,
+    pub closed_on: NaiveDate,
 }
 
-crate::stored_events!(BatchEvent, version 1, [BatchOpened, BatchClosed]);
+crate::event_payloads!(1: BatchOpened, BatchClosed);
 
-pub fn handle(state: &BatchCalendarState, command: BatchCommand) -> Result<Vec<BatchEvent>, DomainError> {
-    match command {
-        BatchCommand::OpenBatch { batch_id, deadline, committee_date } => {
-            let valid = !batch_id.is_empty()
-                && batch_id.len() <= 40
-                && batch_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !valid {
-                return Err(DomainError::InvalidInput {
-                    field: "batch_id",
-                    reason: "letters, digits, - and _, at most 40".into(),
-                });
-            }
-            if state.batches.contains_key(&batch_id) {
-                return Err(DomainError::BatchExists { batch: batch_id });
-            }
-            if committee_date <= deadline {
-                return Err(DomainError::CommitteeBeforeDeadline { deadline, committee_date });
-            }
-            Ok(vec![BatchEvent::BatchOpened { batch_id, deadline, committee_date }])
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchEvent {
+    BatchOpened(BatchOpened),
+    BatchClosed(BatchClosed),
+}
+
+crate::stored_events!(BatchEvent, [BatchOpened, BatchClosed]);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenBatch {
+    pub batch_id: String,
+    pub deadline: NaiveDate,
+    pub committee_date: NaiveDate,
+}
+
+impl StreamDecision for OpenBatch {
+    type Aggregate = BatchCalendar;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::batches()
+    }
+    fn decide(&self, state: &BatchCalendarState, _facts: &Facts) -> Result<Vec<BatchEvent>, DomainError> {
+        let batch_id = &self.batch_id;
+        let valid = !batch_id.is_empty()
+            && batch_id.len() <= 40
+            && batch_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            return Err(DomainError::InvalidInput {
+                field: "batch_id",
+                reason: "letters, digits, - and _, at most 40".into(),
+            });
         }
-        BatchCommand::CloseBatch { batch_id, today } => {
-            let batch = state.get(&batch_id)?;
-            if batch.closed {
-                return Err(DomainError::BatchAlreadyClosed { batch: batch_id });
-            }
-            if today <= batch.deadline {
-                return Err(DomainError::DeadlineNotReached { batch: batch_id, deadline: batch.deadline, today });
-            }
-            Ok(vec![BatchEvent::BatchClosed { batch_id, closed_on: today }])
+        if state.batches.contains_key(batch_id) {
+            return Err(DomainError::BatchExists { batch: batch_id.clone() });
         }
+        if self.committee_date <= self.deadline {
+            return Err(DomainError::CommitteeBeforeDeadline {
+                deadline: self.deadline,
+                committee_date: self.committee_date,
+            });
+        }
+        Ok(vec![
+            BatchOpened { batch_id: batch_id.clone(), deadline: self.deadline, committee_date: self.committee_date }
+                .into(),
+        ])
+    }
+}
+
+/// Closes a batch after its deadline: its applications may then be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseBatch {
+    pub batch_id: String,
+}
+
+impl StreamDecision for CloseBatch {
+    type Aggregate = BatchCalendar;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::batches()
+    }
+    fn decide(&self, state: &BatchCalendarState, facts: &Facts) -> Result<Vec<BatchEvent>, DomainError> {
+        let batch = state.get(&self.batch_id)?;
+        if batch.closed {
+            return Err(DomainError::BatchAlreadyClosed { batch: self.batch_id.clone() });
+        }
+        if facts.today <= batch.deadline {
+            return Err(DomainError::DeadlineNotReached {
+                batch: self.batch_id.clone(),
+                deadline: batch.deadline,
+                today: facts.today,
+            });
+        }
+        Ok(vec![BatchClosed { batch_id: self.batch_id.clone(), closed_on: facts.today }.into()])
     }
 }
 
 pub fn apply(mut state: BatchCalendarState, event: &BatchEvent) -> BatchCalendarState {
     match event {
-        BatchEvent::BatchOpened { batch_id, deadline, committee_date } => {
+        BatchEvent::BatchOpened(e) => {
             state.batches.insert(
-                batch_id.clone(),
-                Batch { deadline: *deadline, committee_date: *committee_date, closed: false },
+                e.batch_id.clone(),
+                Batch { deadline: e.deadline, committee_date: e.committee_date, closed: false },
             );
         }
-        BatchEvent::BatchClosed { batch_id, .. } => {
-            if let Some(batch) = state.batches.get_mut(batch_id) {
+        BatchEvent::BatchClosed(e) => {
+            if let Some(batch) = state.batches.get_mut(&e.batch_id) {
                 batch.closed = true;
             }
         }

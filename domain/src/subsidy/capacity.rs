@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::Facts;
 use super::error::DomainError;
+use super::streams;
 use super::values::{Period, ServiceType};
-
-/// The stream of AISC capacity.
-pub const STREAM: &str = "capacity-aisc";
+use crate::command_service::StreamDecision;
+use crate::event_store::StreamId;
 
 /// Subsidised use is capped at 90 % of capacity (§10), in basis points.
 pub const SUBSIDISED_SHARE_BPS: u64 = 9_000;
@@ -42,102 +43,140 @@ pub struct Allocation {
     pub units: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CapacityCommand {
-    DeclareCapacity {
-        service_type: ServiceType,
-        period: Period,
-        units: u64,
-    },
-    /// By committee decision (§17): capacity not taken up goes to projects at market rates.
-    RedeployCapacity {
-        service_type: ServiceType,
-        period: Period,
-        units: u64,
-        decision_reference: String,
-    },
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacityDeclared {
+    pub service_type: ServiceType,
+    pub period: Period,
+    pub units: u64,
+    pub subsidised_cap: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum CapacityEvent {
-    CapacityDeclared {
-        service_type: ServiceType,
-        period: Period,
-        units: u64,
-        subsidised_cap: u64,
-    },
-    CapacityAllocated {
-        application_id: String,
-        service_type: ServiceType,
-        period: Period,
-        units: u64,
-        allocated_total: u64,
-        subsidised_cap: u64,
-    },
-    CapacityReleased {
-        application_id: String,
-        service_type: ServiceType,
-        period: Period,
-        units: u64,
-        allocated_total: u64,
-    },
-    CapacityRedeployed {
-        service_type: ServiceType,
-        period: Period,
-        units: u64,
-        decision_reference: String,
-        redeployed_total: u64,
-    },
+pub struct CapacityAllocated {
+    pub application_id: String,
+    pub service_type: ServiceType,
+    pub period: Period,
+    pub units: u64,
+    pub allocated_total: u64,
+    pub subsidised_cap: u64,
 }
 
-crate::stored_events!(CapacityEvent, version 1, [CapacityDeclared, CapacityAllocated, CapacityReleased, CapacityRedeployed]);
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacityReleased {
+    pub application_id: String,
+    pub service_type: ServiceType,
+    pub period: Period,
+    pub units: u64,
+    pub allocated_total: u64,
+}
 
-pub fn handle(state: &CapacityState, command: CapacityCommand) -> Result<Vec<CapacityEvent>, DomainError> {
-    match command {
-        CapacityCommand::DeclareCapacity { service_type, period, units } => {
-            let slot = state.slots.get(&(service_type.clone(), period)).cloned().unwrap_or_default();
-            if slot.capacity == units {
-                return Err(DomainError::NoChange(format!("{service_type} in {period} already has {units} units")));
-            }
-            let declared = Slot { capacity: units, ..slot };
-            if declared.cap() < declared.allocated {
-                return Err(DomainError::CapacityCapExceeded {
-                    service_type: service_type.to_string(),
-                    period: period.to_string(),
-                    requested: declared.allocated,
-                    left: declared.cap(),
-                });
-            }
-            Ok(vec![CapacityEvent::CapacityDeclared { subsidised_cap: declared.cap(), service_type, period, units }])
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacityRedeployed {
+    pub service_type: ServiceType,
+    pub period: Period,
+    pub units: u64,
+    pub decision_reference: String,
+    pub redeployed_total: u64,
+}
+
+crate::event_payloads!(1: CapacityDeclared, CapacityAllocated, CapacityReleased, CapacityRedeployed);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapacityEvent {
+    CapacityDeclared(CapacityDeclared),
+    CapacityAllocated(CapacityAllocated),
+    CapacityReleased(CapacityReleased),
+    CapacityRedeployed(CapacityRedeployed),
+}
+
+crate::stored_events!(CapacityEvent, [CapacityDeclared, CapacityAllocated, CapacityReleased, CapacityRedeployed]);
+
+/// Declares the capacity of a service type in a month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclareCapacity {
+    pub service_type: ServiceType,
+    pub period: Period,
+    pub units: u64,
+}
+
+impl StreamDecision for DeclareCapacity {
+    type Aggregate = Capacity;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::capacity()
+    }
+    fn decide(&self, state: &CapacityState, _facts: &Facts) -> Result<Vec<CapacityEvent>, DomainError> {
+        let (service_type, period, units) = (&self.service_type, self.period, self.units);
+        let slot = state.slots.get(&(service_type.clone(), period)).cloned().unwrap_or_default();
+        if slot.capacity == units {
+            return Err(DomainError::NoChange(format!("{service_type} in {period} already has {units} units")));
         }
-        CapacityCommand::RedeployCapacity { service_type, period, units, decision_reference } => {
-            if decision_reference.trim().is_empty() {
-                return Err(DomainError::InvalidInput {
-                    field: "decision_reference",
-                    reason: "name the committee decision".into(),
-                });
-            }
-            let slot = state.slots.get(&(service_type.clone(), period)).ok_or_else(|| {
-                DomainError::NoCapacityDeclared { service_type: service_type.to_string(), period: period.to_string() }
-            })?;
-            let untaken = slot.capacity.saturating_sub(slot.allocated).saturating_sub(slot.redeployed);
-            if units == 0 || units > untaken {
-                return Err(DomainError::RedeploymentBeyondUntaken {
-                    service_type: service_type.to_string(),
-                    period: period.to_string(),
-                    requested: units,
-                    untaken,
-                });
-            }
-            Ok(vec![CapacityEvent::CapacityRedeployed {
+        let declared = Slot { capacity: units, ..slot };
+        if declared.cap() < declared.allocated {
+            return Err(DomainError::CapacityCapExceeded {
+                service_type: service_type.to_string(),
+                period: period.to_string(),
+                requested: declared.allocated,
+                left: declared.cap(),
+            });
+        }
+        Ok(vec![
+            CapacityDeclared { subsidised_cap: declared.cap(), service_type: service_type.clone(), period, units }
+                .into(),
+        ])
+    }
+}
+
+/// By committee decision (§17): capacity not taken up goes to projects at market rates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedeployCapacity {
+    pub service_type: ServiceType,
+    pub period: Period,
+    pub units: u64,
+    pub decision_reference: String,
+}
+
+impl StreamDecision for RedeployCapacity {
+    type Aggregate = Capacity;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::capacity()
+    }
+    fn decide(&self, state: &CapacityState, _facts: &Facts) -> Result<Vec<CapacityEvent>, DomainError> {
+        let (service_type, period, units) = (&self.service_type, self.period, self.units);
+        if self.decision_reference.trim().is_empty() {
+            return Err(DomainError::InvalidInput {
+                field: "decision_reference",
+                reason: "name the committee decision".into(),
+            });
+        }
+        let slot = state.slots.get(&(service_type.clone(), period)).ok_or_else(|| DomainError::NoCapacityDeclared {
+            service_type: service_type.to_string(),
+            period: period.to_string(),
+        })?;
+        let untaken = slot.capacity.saturating_sub(slot.allocated).saturating_sub(slot.redeployed);
+        if units == 0 || units > untaken {
+            return Err(DomainError::RedeploymentBeyondUntaken {
+                service_type: service_type.to_string(),
+                period: period.to_string(),
+                requested: units,
+                untaken,
+            });
+        }
+        Ok(vec![
+            CapacityRedeployed {
                 redeployed_total: slot.redeployed + units,
-                service_type,
+                service_type: service_type.clone(),
                 period,
                 units,
-                decision_reference,
-            }])
-        }
+                decision_reference: self.decision_reference.clone(),
+            }
+            .into(),
+        ])
     }
 }
 
@@ -166,29 +205,34 @@ pub fn allocate(
             });
         }
         *taken.entry(key).or_default() += allocation.units;
-        events.push(CapacityEvent::CapacityAllocated {
-            application_id: application_id.to_string(),
-            service_type: allocation.service_type.clone(),
-            period: allocation.period,
-            units: allocation.units,
-            allocated_total: already + allocation.units,
-            subsidised_cap: slot.cap(),
-        });
+        events.push(
+            CapacityAllocated {
+                application_id: application_id.to_string(),
+                service_type: allocation.service_type.clone(),
+                period: allocation.period,
+                units: allocation.units,
+                allocated_total: already + allocation.units,
+                subsidised_cap: slot.cap(),
+            }
+            .into(),
+        );
     }
     Ok(events)
 }
 
 pub fn apply(mut state: CapacityState, event: &CapacityEvent) -> CapacityState {
     match event {
-        CapacityEvent::CapacityDeclared { service_type, period, units, .. } => {
-            state.slots.entry((service_type.clone(), *period)).or_default().capacity = *units;
+        CapacityEvent::CapacityDeclared(e) => {
+            state.slots.entry((e.service_type.clone(), e.period)).or_default().capacity = e.units;
         }
-        CapacityEvent::CapacityAllocated { service_type, period, allocated_total, .. }
-        | CapacityEvent::CapacityReleased { service_type, period, allocated_total, .. } => {
-            state.slots.entry((service_type.clone(), *period)).or_default().allocated = *allocated_total;
+        CapacityEvent::CapacityAllocated(e) => {
+            state.slots.entry((e.service_type.clone(), e.period)).or_default().allocated = e.allocated_total;
         }
-        CapacityEvent::CapacityRedeployed { service_type, period, redeployed_total, .. } => {
-            state.slots.entry((service_type.clone(), *period)).or_default().redeployed = *redeployed_total;
+        CapacityEvent::CapacityReleased(e) => {
+            state.slots.entry((e.service_type.clone(), e.period)).or_default().allocated = e.allocated_total;
+        }
+        CapacityEvent::CapacityRedeployed(e) => {
+            state.slots.entry((e.service_type.clone(), e.period)).or_default().redeployed = e.redeployed_total;
         }
     }
     state

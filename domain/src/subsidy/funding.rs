@@ -8,8 +8,12 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::Facts;
 use super::error::DomainError;
+use super::streams;
 use super::values::{FinancialYear, Money};
+use crate::command_service::StreamDecision;
+use crate::event_store::StreamId;
 
 /// The budget lines of §23.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -42,69 +46,153 @@ impl FundingYearState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FundingCommand {
-    RecordFundingReceived {
-        year: FinancialYear,
-        line: BudgetLine,
-        amount: Money,
-        received_on: NaiveDate,
-    },
-    /// At year end: what was not committed goes to publicity, talent and the ecosystem (§17).
-    RedirectUnusedSubsidy {
-        today: NaiveDate,
-    },
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FundingReceived {
+    pub year: FinancialYear,
+    pub line: BudgetLine,
+    pub amount: Money,
+    pub line_total: Money,
+    pub received_on: NaiveDate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum FundingEvent {
-    FundingReceived { year: FinancialYear, line: BudgetLine, amount: Money, line_total: Money, received_on: NaiveDate },
-    SubsidyCommitted { application_id: String, amount: Money, committed_total: Money, left: Money },
-    SubsidyReleased { application_id: String, amount: Money, committed_total: Money, left: Money },
-    SubsidyDisbursed { application_id: String, usage_id: String, amount: Money, disbursed_total: Money },
-    SubsidyDisbursementReversed { application_id: String, usage_id: String, amount: Money, disbursed_total: Money },
-    UnusedSubsidyRedirected { amount: Money, to: String },
+pub struct SubsidyCommitted {
+    pub application_id: String,
+    pub amount: Money,
+    pub committed_total: Money,
+    pub left: Money,
 }
 
-crate::stored_events!(FundingEvent, version 1, [
-    FundingReceived, SubsidyCommitted, SubsidyReleased, SubsidyDisbursed, SubsidyDisbursementReversed, UnusedSubsidyRedirected
-]);
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubsidyReleased {
+    pub application_id: String,
+    pub amount: Money,
+    pub committed_total: Money,
+    pub left: Money,
+}
 
-pub fn handle(state: &FundingYearState, command: FundingCommand) -> Result<Vec<FundingEvent>, DomainError> {
-    match command {
-        FundingCommand::RecordFundingReceived { year, line, amount, received_on } => {
-            if let Some(existing) = state.year
-                && existing != year
-            {
-                return Err(DomainError::InvalidInput { field: "year", reason: format!("this stream is {existing}") });
-            }
-            if state.closed {
-                return Err(DomainError::YearClosed { year: year.to_string() });
-            }
-            if amount.cents() <= 0 {
-                return Err(DomainError::InvalidInput { field: "amount", reason: "must be positive".into() });
-            }
-            let line_total = state.received.get(&line).copied().unwrap_or(Money::ZERO).checked_add(amount)?;
-            Ok(vec![FundingEvent::FundingReceived { year, line, amount, line_total, received_on }])
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubsidyDisbursed {
+    pub application_id: String,
+    pub usage_id: String,
+    pub amount: Money,
+    pub disbursed_total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubsidyDisbursementReversed {
+    pub application_id: String,
+    pub usage_id: String,
+    pub amount: Money,
+    pub disbursed_total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnusedSubsidyRedirected {
+    pub amount: Money,
+    pub to: String,
+}
+
+crate::event_payloads!(1:
+    FundingReceived, SubsidyCommitted, SubsidyReleased, SubsidyDisbursed, SubsidyDisbursementReversed,
+    UnusedSubsidyRedirected
+);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FundingEvent {
+    FundingReceived(FundingReceived),
+    SubsidyCommitted(SubsidyCommitted),
+    SubsidyReleased(SubsidyReleased),
+    SubsidyDisbursed(SubsidyDisbursed),
+    SubsidyDisbursementReversed(SubsidyDisbursementReversed),
+    UnusedSubsidyRedirected(UnusedSubsidyRedirected),
+}
+
+crate::stored_events!(
+    FundingEvent,
+    [
+        FundingReceived,
+        SubsidyCommitted,
+        SubsidyReleased,
+        SubsidyDisbursed,
+        SubsidyDisbursementReversed,
+        UnusedSubsidyRedirected
+    ]
+);
+
+/// Records what the Government paid for a year on one budget line (§16, §23).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordFundingReceived {
+    pub year: FinancialYear,
+    pub line: BudgetLine,
+    pub amount: Money,
+    pub received_on: NaiveDate,
+}
+
+impl StreamDecision for RecordFundingReceived {
+    type Aggregate = FundingYear;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::budget(self.year)
+    }
+    fn decide(&self, state: &FundingYearState, _facts: &Facts) -> Result<Vec<FundingEvent>, DomainError> {
+        if let Some(existing) = state.year
+            && existing != self.year
+        {
+            return Err(DomainError::InvalidInput { field: "year", reason: format!("this stream is {existing}") });
         }
-        FundingCommand::RedirectUnusedSubsidy { today } => {
-            let year = state.year.ok_or_else(|| DomainError::InvalidInput {
-                field: "year",
-                reason: "no funding was received for this year".into(),
-            })?;
-            if state.closed {
-                return Err(DomainError::YearClosed { year: year.to_string() });
-            }
-            if today <= year.last_day() {
-                return Err(DomainError::YearNotEnded { year: year.to_string(), last_day: year.last_day() });
-            }
-            let unused = state.subsidy_left();
-            if unused.cents() <= 0 {
-                return Err(DomainError::NothingToRedirect { year: year.to_string() });
-            }
-            Ok(vec![FundingEvent::UnusedSubsidyRedirected { amount: unused, to: "publicity_and_talent".into() }])
+        if state.closed {
+            return Err(DomainError::YearClosed { year: self.year.to_string() });
         }
+        if self.amount.cents() <= 0 {
+            return Err(DomainError::InvalidInput { field: "amount", reason: "must be positive".into() });
+        }
+        let line_total = state.received.get(&self.line).copied().unwrap_or(Money::ZERO).checked_add(self.amount)?;
+        Ok(vec![
+            FundingReceived {
+                year: self.year,
+                line: self.line,
+                amount: self.amount,
+                line_total,
+                received_on: self.received_on,
+            }
+            .into(),
+        ])
+    }
+}
+
+/// At year end: what was not committed goes to publicity, talent and the ecosystem (§17).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectUnusedSubsidy {
+    pub year: FinancialYear,
+}
+
+impl StreamDecision for RedirectUnusedSubsidy {
+    type Aggregate = FundingYear;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::budget(self.year)
+    }
+    fn decide(&self, state: &FundingYearState, facts: &Facts) -> Result<Vec<FundingEvent>, DomainError> {
+        let year = state.year.ok_or_else(|| DomainError::InvalidInput {
+            field: "year",
+            reason: "no funding was received for this year".into(),
+        })?;
+        if state.closed {
+            return Err(DomainError::YearClosed { year: year.to_string() });
+        }
+        if facts.today <= year.last_day() {
+            return Err(DomainError::YearNotEnded { year: year.to_string(), last_day: year.last_day() });
+        }
+        let unused = state.subsidy_left();
+        if unused.cents() <= 0 {
+            return Err(DomainError::NothingToRedirect { year: year.to_string() });
+        }
+        Ok(vec![UnusedSubsidyRedirected { amount: unused, to: "publicity_and_talent".into() }.into()])
     }
 }
 
@@ -119,41 +207,39 @@ pub fn commit(state: &FundingYearState, application_id: &str, amount: Money) -> 
         return Err(DomainError::BudgetShort { year, requested: amount.to_string(), left: left.to_string() });
     }
     let committed_total = state.committed.checked_add(amount)?;
-    Ok(FundingEvent::SubsidyCommitted {
+    Ok(SubsidyCommitted {
         application_id: application_id.to_string(),
         amount,
         committed_total,
         left: left.checked_sub(amount)?,
-    })
+    }
+    .into())
 }
 
 /// Releases commitment no longer needed (completion, termination).
 pub fn release(state: &FundingYearState, application_id: &str, amount: Money) -> Result<FundingEvent, DomainError> {
     let committed_total = state.committed.checked_sub(amount)?;
-    Ok(FundingEvent::SubsidyReleased {
+    Ok(SubsidyReleased {
         application_id: application_id.to_string(),
         amount,
         committed_total,
         left: state.subsidy_left().checked_add(amount)?,
-    })
+    }
+    .into())
 }
 
 pub fn apply(mut state: FundingYearState, event: &FundingEvent) -> FundingYearState {
     match event {
-        FundingEvent::FundingReceived { year, line, line_total, .. } => {
-            state.year = Some(*year);
-            state.received.insert(*line, *line_total);
+        FundingEvent::FundingReceived(e) => {
+            state.year = Some(e.year);
+            state.received.insert(e.line, e.line_total);
         }
-        FundingEvent::SubsidyCommitted { committed_total, .. }
-        | FundingEvent::SubsidyReleased { committed_total, .. } => {
-            state.committed = *committed_total;
-        }
-        FundingEvent::SubsidyDisbursed { disbursed_total, .. }
-        | FundingEvent::SubsidyDisbursementReversed { disbursed_total, .. } => {
-            state.disbursed = *disbursed_total;
-        }
-        FundingEvent::UnusedSubsidyRedirected { amount, .. } => {
-            state.redirected = *amount;
+        FundingEvent::SubsidyCommitted(e) => state.committed = e.committed_total,
+        FundingEvent::SubsidyReleased(e) => state.committed = e.committed_total,
+        FundingEvent::SubsidyDisbursed(e) => state.disbursed = e.disbursed_total,
+        FundingEvent::SubsidyDisbursementReversed(e) => state.disbursed = e.disbursed_total,
+        FundingEvent::UnusedSubsidyRedirected(e) => {
+            state.redirected = e.amount;
             state.closed = true;
         }
     }
@@ -177,12 +263,13 @@ pub fn disburse(
     usage_id: &str,
     amount: Money,
 ) -> Result<FundingEvent, DomainError> {
-    Ok(FundingEvent::SubsidyDisbursed {
+    Ok(SubsidyDisbursed {
         application_id: application_id.to_string(),
         usage_id: usage_id.to_string(),
         amount,
         disbursed_total: state.disbursed.checked_add(amount)?,
-    })
+    }
+    .into())
 }
 
 /// Reverses a disbursement (a correction is a new event, never an edit).
@@ -192,10 +279,11 @@ pub fn reverse(
     usage_id: &str,
     amount: Money,
 ) -> Result<FundingEvent, DomainError> {
-    Ok(FundingEvent::SubsidyDisbursementReversed {
+    Ok(SubsidyDisbursementReversed {
         application_id: application_id.to_string(),
         usage_id: usage_id.to_string(),
         amount,
         disbursed_total: state.disbursed.checked_sub(amount)?,
-    })
+    }
+    .into())
 }

@@ -1,7 +1,9 @@
 //! The AI Subsidy Scheme's aggregates (paper §6–§23): funding years, the price schedule, AISC
-//! capacity, the batch calendar and applications. Each aggregate is pure: `handle` decides
-//! events from its state and a command (outside facts arrive inside the command), `apply`
-//! folds an event into the state without logic or failure.
+//! capacity, the batch calendar and applications. Each command is a
+//! [`Decision`](crate::command_service::Decision): it names the streams it reads, decides
+//! purely from their folded states and the outside [`Facts`] (today's date, the acting
+//! principal), and returns the events for each stream. `apply` folds an event into its
+//! aggregate's state without logic or failure.
 //!
 //! Readings of the paper written down here:
 //! - Batches (§15) form one calendar stream (`batches`): placing an application in "the
@@ -27,9 +29,11 @@ pub mod application;
 pub mod batches;
 pub mod capacity;
 pub mod error;
+pub mod events;
 pub mod funding;
 pub mod prices;
 pub mod service;
+pub mod streams;
 pub mod usage_import;
 pub mod values;
 
@@ -40,50 +44,16 @@ mod tests;
 
 pub use error::DomainError;
 
-/// Implements [`EventCodec`](crate::command_service::EventCodec) for an event enum whose
-/// variants are its stable type names, stored adjacently tagged (`type` and `data`).
-#[macro_export]
-macro_rules! stored_events {
-    ($enum:ident, version $version:literal, [$($variant:ident),+ $(,)?]) => {
-        impl $enum {
-            /// Every stored type name of this event enum.
-            pub const EVENT_TYPES: &'static [&'static str] = &[$(stringify!($variant)),+];
+/// Facts from outside the log that decisions take as arguments: the business date of the
+/// command (Hong Kong time, from the service's clock) and the principal acting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub today: chrono::NaiveDate,
+    pub actor: String,
+}
 
-            pub fn event_type(&self) -> &'static str {
-                match self {
-                    $($enum::$variant { .. } => stringify!($variant),)+
-                }
-            }
-        }
-
-        impl $crate::command_service::EventCodec for $enum {
-            fn event_type(&self) -> &'static str {
-                $enum::event_type(self)
-            }
-            fn schema_version(&self) -> u32 {
-                $version
-            }
-            fn to_data(&self) -> Result<serde_json::Value, $crate::command_service::CodecError> {
-                let mut tagged = serde_json::to_value(self).map_err(|error| $crate::command_service::CodecError {
-                    action: "encode",
-                    event_type: self.event_type().to_string(),
-                    reason: error.to_string(),
-                })?;
-                Ok(tagged.get_mut("data").map(serde_json::Value::take).unwrap_or(serde_json::Value::Null))
-            }
-            fn from_stored(
-                event_type: &str,
-                _schema_version: u32,
-                data: &serde_json::Value,
-            ) -> Result<Self, $crate::command_service::CodecError> {
-                serde_json::from_value(serde_json::json!({ "type": event_type, "data": data })).map_err(|error| {
-                    $crate::command_service::CodecError {
-                        action: "decode",
-                        event_type: event_type.to_string(),
-                        reason: error.to_string(),
-                    }
-                })
-            }
-        }
-    };
+impl Facts {
+    pub fn new(today: chrono::NaiveDate, actor: impl Into<String>) -> Self {
+        Self { today, actor: actor.into() }
+    }
 }

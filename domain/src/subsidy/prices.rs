@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
+use super::Facts;
 use super::error::DomainError;
+use super::streams;
 use super::values::{Money, ServiceType};
-
-/// The stream of the price schedule.
-pub const STREAM: &str = "prices-aisc";
+use crate::command_service::StreamDecision;
+use crate::event_store::StreamId;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PriceScheduleState {
@@ -28,46 +29,71 @@ impl PriceScheduleState {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PriceCommand {
-    SetRate { service_type: ServiceType, rate_per_unit: Money, unit: String, effective_from: NaiveDate },
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum PriceEvent {
-    ServiceRateSet { service_type: ServiceType, rate_per_unit: Money, unit: String, effective_from: NaiveDate },
+pub struct ServiceRateSet {
+    pub service_type: ServiceType,
+    pub rate_per_unit: Money,
+    pub unit: String,
+    pub effective_from: NaiveDate,
 }
 
-crate::stored_events!(PriceEvent, version 1, [ServiceRateSet]);
+crate::event_payloads!(1: ServiceRateSet);
 
-pub fn handle(state: &PriceScheduleState, command: PriceCommand) -> Result<Vec<PriceEvent>, DomainError> {
-    match command {
-        PriceCommand::SetRate { service_type, rate_per_unit, unit, effective_from } => {
-            if rate_per_unit.cents() <= 0 {
-                return Err(DomainError::InvalidInput { field: "rate_per_unit", reason: "must be positive".into() });
-            }
-            if unit.trim().is_empty() || unit.len() > 40 {
-                return Err(DomainError::InvalidInput {
-                    field: "unit",
-                    reason: "name the unit, e.g. node-hour".into(),
-                });
-            }
-            let current = state.rates.get(&service_type).and_then(|rates| rates.get(&effective_from));
-            if current == Some(&rate_per_unit) {
-                return Err(DomainError::NoChange(format!(
-                    "{service_type} already costs {rate_per_unit} from {effective_from}"
-                )));
-            }
-            Ok(vec![PriceEvent::ServiceRateSet { service_type, rate_per_unit, unit, effective_from }])
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriceEvent {
+    ServiceRateSet(ServiceRateSet),
+}
+
+crate::stored_events!(PriceEvent, [ServiceRateSet]);
+
+/// Sets a service's rate from a date (§14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetServiceRate {
+    pub service_type: ServiceType,
+    pub rate_per_unit: Money,
+    pub unit: String,
+    pub effective_from: NaiveDate,
+}
+
+impl StreamDecision for SetServiceRate {
+    type Aggregate = PriceSchedule;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::prices()
+    }
+    fn decide(&self, state: &PriceScheduleState, _facts: &Facts) -> Result<Vec<PriceEvent>, DomainError> {
+        let (service_type, rate_per_unit, effective_from) =
+            (&self.service_type, self.rate_per_unit, self.effective_from);
+        if rate_per_unit.cents() <= 0 {
+            return Err(DomainError::InvalidInput { field: "rate_per_unit", reason: "must be positive".into() });
         }
+        if self.unit.trim().is_empty() || self.unit.len() > 40 {
+            return Err(DomainError::InvalidInput { field: "unit", reason: "name the unit, e.g. node-hour".into() });
+        }
+        let current = state.rates.get(service_type).and_then(|rates| rates.get(&effective_from));
+        if current == Some(&rate_per_unit) {
+            return Err(DomainError::NoChange(format!(
+                "{service_type} already costs {rate_per_unit} from {effective_from}"
+            )));
+        }
+        Ok(vec![
+            ServiceRateSet {
+                service_type: service_type.clone(),
+                rate_per_unit,
+                unit: self.unit.clone(),
+                effective_from,
+            }
+            .into(),
+        ])
     }
 }
 
 pub fn apply(mut state: PriceScheduleState, event: &PriceEvent) -> PriceScheduleState {
     match event {
-        PriceEvent::ServiceRateSet { service_type, rate_per_unit, effective_from, .. } => {
-            state.rates.entry(service_type.clone()).or_default().insert(*effective_from, *rate_per_unit);
+        PriceEvent::ServiceRateSet(e) => {
+            state.rates.entry(e.service_type.clone()).or_default().insert(e.effective_from, e.rate_per_unit);
         }
     }
     state

@@ -1,42 +1,24 @@
-//! The scheme's commands wired to the event store through the one command service: each loads
-//! the streams its decision reads, decides purely, and appends to every stream it changes at
-//! the version it read (so two approvals racing for the last dollars cannot both win).
+//! The scheme's commands run through the one command service: every command is a
+//! [`Decision`] run by [`SchemeService::run`] (load its boundary, fold, decide, append every
+//! stream it writes at the version read). The bulk usage import decides each line with the
+//! same [`ChargeUsage`] decision over states it loads once, and appends in batches.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 
-use super::application::{self, Application, ApplicationCommand, ApplicationState, Approve, ChargeUsage};
-use super::batches::{self, BatchCalendar, BatchCommand};
-use super::capacity::{self, Capacity, CapacityCommand};
+use super::Facts;
+use super::application::{self, Application, ApplicationState};
 use super::error::DomainError;
-use super::funding::{self, FundingCommand, FundingYear, FundingYearState};
-use super::prices::{self, PriceCommand, PriceSchedule};
+use super::funding::{self, FundingYear, FundingYearState};
+use super::prices::PriceSchedule;
+use super::streams;
 use super::usage_import::{self, ImportMode, ImportStates, LineError, LineOutcome};
 use super::values::FinancialYear;
-use crate::command_service::{
-    Aggregate, CommandError, CommandMetadata, CommandService, Decided, EventIds, Histories, Written,
-};
+use crate::command_service::{CommandError, CommandMetadata, CommandService, Decided, Decision, EventIds, Written};
 use crate::event_store::{EventStore, StreamId};
 
 pub type SchemeResult<T> = Result<T, CommandError<DomainError>>;
-
-fn stream(name: impl Into<String>) -> SchemeResult<StreamId> {
-    StreamId::parse(name.into())
-        .map_err(|error| CommandError::Rejected(DomainError::InvalidInput { field: "id", reason: error.to_string() }))
-}
-
-pub fn application_stream(application_id: &str) -> SchemeResult<StreamId> {
-    stream(application::stream_name(application_id))
-}
-
-pub fn budget_stream(year: FinancialYear) -> SchemeResult<StreamId> {
-    stream(year.stream_name())
-}
-
-fn state<A: Aggregate>(histories: &Histories, stream: &StreamId) -> SchemeResult<A::State> {
-    Ok(histories.state::<A>(stream)?)
-}
 
 fn rejected(error: DomainError) -> CommandError<DomainError> {
     CommandError::Rejected(error)
@@ -56,267 +38,19 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
         &self.commands
     }
 
-    // ---- batches, funding, prices, capacity ----
-
-    pub async fn batches(&self, command: BatchCommand, meta: &CommandMetadata) -> SchemeResult<Written> {
-        let calendar = stream(batches::STREAM)?;
-        self.commands
-            .execute::<BatchCalendar, _, _>(&calendar, None, meta, |state| batches::handle(state, command.clone()))
-            .await
-    }
-
-    pub async fn funding(
+    /// Runs any decision of the scheme; with `if_match`, only against that version of its
+    /// subject. Answers what was written to the subject.
+    pub async fn run<D>(
         &self,
-        year: FinancialYear,
-        command: FundingCommand,
+        decision: &D,
+        facts: &Facts,
         if_match: Option<u64>,
         meta: &CommandMetadata,
-    ) -> SchemeResult<Written> {
-        let budget = budget_stream(year)?;
-        self.commands
-            .execute::<FundingYear, _, _>(&budget, if_match, meta, |state| funding::handle(state, command.clone()))
-            .await
-    }
-
-    pub async fn prices(&self, command: PriceCommand, meta: &CommandMetadata) -> SchemeResult<Written> {
-        let schedule = stream(prices::STREAM)?;
-        self.commands
-            .execute::<PriceSchedule, _, _>(&schedule, None, meta, |state| prices::handle(state, command.clone()))
-            .await
-    }
-
-    pub async fn capacity(&self, command: CapacityCommand, meta: &CommandMetadata) -> SchemeResult<Written> {
-        let capacity_stream = stream(capacity::STREAM)?;
-        self.commands
-            .execute::<Capacity, _, _>(&capacity_stream, None, meta, |state| capacity::handle(state, command.clone()))
-            .await
-    }
-
-    // ---- applications ----
-
-    /// Submits into the earliest open batch whose deadline has not passed on `today` (§15).
-    pub async fn submit(
-        &self,
-        application_id: &str,
-        submission: application::Submission,
-        today: NaiveDate,
-        meta: &CommandMetadata,
-    ) -> SchemeResult<Written> {
-        let target = application_stream(application_id)?;
-        let calendar = stream(batches::STREAM)?;
-        let written = self
-            .commands
-            .execute_multi(&[target.clone(), calendar.clone()], None, meta, |histories| {
-                let calendar_state = state::<BatchCalendar>(histories, &calendar)?;
-                let (batch_id, batch) = calendar_state.batch_for(today).map_err(rejected)?;
-                let command = ApplicationCommand::Submit {
-                    application_id: application_id.to_string(),
-                    submission: submission.clone(),
-                    today,
-                    batch_id: batch_id.to_string(),
-                    batch_deadline: batch.deadline,
-                };
-                let events =
-                    application::handle(&state::<Application>(histories, &target)?, command).map_err(rejected)?;
-                Ok(vec![Decided::new(target.clone(), &events)?])
-            })
-            .await?;
-        Ok(written[0])
-    }
-
-    /// A command on the application alone (amend, withdraw, eligibility, assessment,
-    /// agreement, progress reports).
-    pub async fn application(
-        &self,
-        application_id: &str,
-        if_match: Option<u64>,
-        command: ApplicationCommand,
-        meta: &CommandMetadata,
-    ) -> SchemeResult<Written> {
-        let target = application_stream(application_id)?;
-        self.commands
-            .execute::<Application, _, _>(&target, if_match, meta, |state| {
-                if state.status == application::Status::New {
-                    return Err(DomainError::UnknownApplication { application: application_id.to_string() });
-                }
-                application::handle(state, command.clone())
-            })
-            .await
-    }
-
-    /// Reject or defer: the decision reads the batch calendar (the batch must be closed).
-    pub async fn reject_or_defer(
-        &self,
-        application_id: &str,
-        if_match: Option<u64>,
-        to_batch: Option<String>,
-        build: impl Fn(batches::Batch, Option<batches::Batch>) -> ApplicationCommand,
-        meta: &CommandMetadata,
-    ) -> SchemeResult<Written> {
-        let target = application_stream(application_id)?;
-        let calendar = stream(batches::STREAM)?;
-        let written = self
-            .commands
-            .execute_multi(
-                &[target.clone(), calendar.clone()],
-                if_match.map(|v| (target.clone(), v)),
-                meta,
-                |histories| {
-                    let app_state = known(state::<Application>(histories, &target)?, application_id)?;
-                    let calendar_state = state::<BatchCalendar>(histories, &calendar)?;
-                    let batch = calendar_state
-                        .get(app_state.batch_id.as_deref().unwrap_or_default())
-                        .map_err(rejected)?
-                        .clone();
-                    let later = match &to_batch {
-                        Some(id) => Some(calendar_state.get(id).map_err(rejected)?.clone()),
-                        None => None,
-                    };
-                    let events = application::handle(&app_state, build(batch, later)).map_err(rejected)?;
-                    Ok(vec![Decided::new(target.clone(), &events)?])
-                },
-            )
-            .await?;
-        Ok(written[0])
-    }
-
-    /// Approval: the application, each funding year its period spans, and AISC capacity are
-    /// appended together, each at the version read.
-    pub async fn approve(
-        &self,
-        application_id: &str,
-        if_match: Option<u64>,
-        command: Approve,
-        meta: &CommandMetadata,
-    ) -> SchemeResult<Written> {
-        let target = application_stream(application_id)?;
-        let calendar = stream(batches::STREAM)?;
-        let capacity_stream = stream(capacity::STREAM)?;
-        let mut streams = vec![target.clone(), calendar.clone(), capacity_stream.clone()];
-        let mut years = Vec::new();
-        let mut year = FinancialYear::containing(command.start);
-        while year.first_day() <= command.end && years.len() < 10 {
-            streams.push(budget_stream(year)?);
-            years.push(year);
-            year = year.next();
-        }
-        let written = self
-            .commands
-            .execute_multi(&streams, if_match.map(|v| (target.clone(), v)), meta, |histories| {
-                let app_state = known(state::<Application>(histories, &target)?, application_id)?;
-                let calendar_state = state::<BatchCalendar>(histories, &calendar)?;
-                let batch = calendar_state.get(app_state.batch_id.as_deref().unwrap_or_default()).map_err(rejected)?;
-                let mut budgets = BTreeMap::new();
-                for year in &years {
-                    budgets.insert(*year, state::<FundingYear>(histories, &budget_stream(*year)?)?);
-                }
-                let capacity_state = state::<Capacity>(histories, &capacity_stream)?;
-                let outcome =
-                    application::decide_approval(&app_state, batch, &budgets, &capacity_state, command.clone())
-                        .map_err(rejected)?;
-                let mut decided = vec![
-                    Decided::new(target.clone(), &outcome.application)?,
-                    Decided::new(capacity_stream.clone(), &outcome.capacity)?,
-                ];
-                for (year, event) in &outcome.budgets {
-                    decided.push(Decided::new(budget_stream(*year)?, std::slice::from_ref(event))?);
-                }
-                Ok(decided)
-            })
-            .await?;
-        Ok(written[0])
-    }
-
-    /// Charges a month's usage at the rate in force and disburses its subsidy from the
-    /// funding year of the usage month.
-    pub async fn charge_usage(
-        &self,
-        application_id: &str,
-        command: ChargeUsage,
-        meta: &CommandMetadata,
-    ) -> SchemeResult<Written> {
-        let target = application_stream(application_id)?;
-        let year = FinancialYear::containing(command.period.first_day());
-        let budget = budget_stream(year)?;
-        let schedule = stream(prices::STREAM)?;
-        let written = self
-            .commands
-            .execute_multi(&[target.clone(), budget.clone(), schedule.clone()], None, meta, |histories| {
-                let app_state = known(state::<Application>(histories, &target)?, application_id)?;
-                let prices_state = state::<PriceSchedule>(histories, &schedule)?;
-                let rate =
-                    prices_state.rate_in_force(&command.service_type, command.period.first_day()).map_err(rejected)?;
-                let charge = ChargeUsage { rate_in_force: rate, ..command.clone() };
-                let budget_state = state::<FundingYear>(histories, &budget)?;
-                let (event, budget_event) =
-                    application::charge_usage(&app_state, &budget_state, charge).map_err(rejected)?;
-                Ok(vec![Decided::new(target.clone(), &[event])?, Decided::new(budget.clone(), &[budget_event])?])
-            })
-            .await?;
-        Ok(written[0])
-    }
-
-    pub async fn reverse_disbursement(
-        &self,
-        application_id: &str,
-        usage_id: &str,
-        reason: &str,
-        meta: &CommandMetadata,
-    ) -> SchemeResult<Written> {
-        let target = application_stream(application_id)?;
-        let (app_state, _) = self.application_state(application_id).await?;
-        let year = application::usage_year(&app_state, usage_id).map_err(rejected)?;
-        let budget = budget_stream(year)?;
-        let written = self
-            .commands
-            .execute_multi(&[target.clone(), budget.clone()], None, meta, |histories| {
-                let app_state = known(state::<Application>(histories, &target)?, application_id)?;
-                let budget_state = state::<FundingYear>(histories, &budget)?;
-                let (event, budget_event) =
-                    application::reverse_disbursement(&app_state, &budget_state, usage_id, reason.to_string())
-                        .map_err(rejected)?;
-                Ok(vec![Decided::new(target.clone(), &[event])?, Decided::new(budget.clone(), &[budget_event])?])
-            })
-            .await?;
-        Ok(written[0])
-    }
-
-    /// Completion (`termination_reason = None`) or early termination; releases the unused
-    /// commitment in each funding year.
-    pub async fn close_project(
-        &self,
-        application_id: &str,
-        today: NaiveDate,
-        termination_reason: Option<String>,
-        meta: &CommandMetadata,
-    ) -> SchemeResult<Written> {
-        let target = application_stream(application_id)?;
-        let (app_state, _) = self.application_state(application_id).await?;
-        let years: Vec<FinancialYear> =
-            app_state.approval.iter().flat_map(|a| a.reservations.iter().map(|r| r.year)).collect();
-        let mut streams = vec![target.clone()];
-        for year in &years {
-            streams.push(budget_stream(*year)?);
-        }
-        let written = self
-            .commands
-            .execute_multi(&streams, None, meta, |histories| {
-                let app_state = known(state::<Application>(histories, &target)?, application_id)?;
-                let mut budgets: BTreeMap<FinancialYear, FundingYearState> = BTreeMap::new();
-                for year in &years {
-                    budgets.insert(*year, state::<FundingYear>(histories, &budget_stream(*year)?)?);
-                }
-                let (event, releases) =
-                    application::close_project(&app_state, &budgets, today, termination_reason.clone())
-                        .map_err(rejected)?;
-                let mut decided = vec![Decided::new(target.clone(), &[event])?];
-                for (year, release) in releases {
-                    decided.push(Decided::new(budget_stream(year)?, &[release])?);
-                }
-                Ok(decided)
-            })
-            .await?;
-        Ok(written[0])
+    ) -> SchemeResult<Written>
+    where
+        D: Decision<Facts = Facts, Error = DomainError>,
+    {
+        self.commands.run(decision, facts, if_match, meta).await
     }
 
     /// Imports a file of usage lines as one operation: every line is parsed and decided first
@@ -409,11 +143,11 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
                 None => {
                     // The states now stand at the versions written: the next import starts there.
                     for (id, state) in &states.applications {
-                        let stream = application_stream(id)?;
+                        let stream = streams::application(id).map_err(rejected)?;
                         self.commands.remember::<Application>(&stream, versions.get(&stream).copied().flatten(), state);
                     }
                     for (year, state) in &states.budgets {
-                        let stream = budget_stream(*year)?;
+                        let stream = streams::budget(*year).map_err(rejected)?;
                         self.commands.remember::<FundingYear>(&stream, versions.get(&stream).copied().flatten(), state);
                     }
                     return Ok(report(&written_lines, refused, batches, positions));
@@ -435,8 +169,12 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
         let mut charged: BTreeMap<StreamId, Vec<application::ApplicationEvent>> = BTreeMap::new();
         let mut disbursed: BTreeMap<StreamId, Vec<funding::FundingEvent>> = BTreeMap::new();
         for (line, charge) in batch {
-            charged.entry(application_stream(&line.application_id)?).or_default().push(charge.0.clone());
-            disbursed.entry(budget_stream(line.financial_year())?).or_default().push(charge.1.clone());
+            let application = streams::application(&line.application_id).map_err(rejected)?;
+            charged.entry(application).or_default().push(charge.0.clone());
+            disbursed
+                .entry(streams::budget(line.financial_year()).map_err(rejected)?)
+                .or_default()
+                .push(charge.1.clone());
         }
         let loaded = |stream: &StreamId| versions.get(stream).copied().flatten();
         let mut decided = Vec::with_capacity(charged.len() + disbursed.len());
@@ -465,18 +203,21 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
         let mut states = ImportStates::default();
         let mut versions = BTreeMap::new();
         let application_ids: BTreeSet<&str> = lines.iter().map(|line| line.application_id.as_str()).collect();
-        let application_streams =
-            application_ids.iter().map(|id| application_stream(id)).collect::<SchemeResult<Vec<_>>>()?;
+        let application_streams = application_ids
+            .iter()
+            .map(|id| streams::application(id).map_err(rejected))
+            .collect::<SchemeResult<Vec<_>>>()?;
         let application_states = self.commands.current_states::<Application, DomainError>(&application_streams).await?;
         let years: Vec<FinancialYear> =
             lines.iter().map(usage_import::UsageLine::financial_year).collect::<BTreeSet<_>>().into_iter().collect();
-        let year_streams = years.iter().map(|year| budget_stream(*year)).collect::<SchemeResult<Vec<_>>>()?;
+        let year_streams =
+            years.iter().map(|year| streams::budget(*year).map_err(rejected)).collect::<SchemeResult<Vec<_>>>()?;
         let year_states = self.commands.current_states::<FundingYear, DomainError>(&year_streams).await?;
         for ((year, stream), (state, version)) in years.into_iter().zip(year_streams).zip(year_states) {
             states.budgets.insert(year, state);
             versions.insert(stream, version);
         }
-        let schedule = stream(prices::STREAM)?;
+        let schedule = streams::prices().map_err(rejected)?;
         let mut schedule_state = self.commands.current_states::<PriceSchedule, DomainError>(&[schedule]).await?;
         states.prices = schedule_state.pop().map(|(state, _)| state).unwrap_or_default();
         for ((id, stream), (state, version)) in
@@ -489,14 +230,15 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
     }
 
     pub async fn application_state(&self, application_id: &str) -> SchemeResult<(ApplicationState, Option<u64>)> {
-        let target = application_stream(application_id)?;
+        let target = streams::application(application_id).map_err(rejected)?;
         let history = self.commands.load(&target).await.map_err(CommandError::Store)?;
         let app_state = history.fold::<Application>()?;
         Ok((known(app_state, application_id)?, history.version))
     }
 
     pub async fn funding_state(&self, year: FinancialYear) -> SchemeResult<(FundingYearState, Option<u64>)> {
-        let history = self.commands.load(&budget_stream(year)?).await.map_err(CommandError::Store)?;
+        let stream = streams::budget(year).map_err(rejected)?;
+        let history = self.commands.load(&stream).await.map_err(CommandError::Store)?;
         Ok((history.fold::<FundingYear>()?, history.version))
     }
 }

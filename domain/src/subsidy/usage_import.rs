@@ -1,6 +1,7 @@
 //! Bulk usage import: a month of Cyberport's scheduler lines (`project,service_type,units,period`)
-//! for many projects as one operation. Parsing and deciding are pure; the service loads the
-//! streams, decides every line here, and appends the accepted ones in batches.
+//! for many projects as one operation. Parsing and deciding are pure: each line is decided by
+//! the same [`ChargeUsage`] decision as a single charge, over states the service loads once;
+//! the service appends the accepted lines in batches.
 //!
 //! Readings: `project` is the application id; each line becomes one charge with the usage id
 //! `{import_id}-{line}`, so importing the same file again under the same import id recognises
@@ -230,25 +231,20 @@ pub fn decide_line(states: &mut ImportStates, import_id: &str, line: &UsageLine,
     if state.usage.contains_key(&usage_id) {
         return LineOutcome::AlreadyImported;
     }
-    let rate = match states.prices.rate_in_force(&line.service_type, line.period.first_day()) {
-        Ok(rate) => rate,
-        Err(error) => return refuse(error),
-    };
-    let year = line.financial_year();
-    let budget = states.budgets.entry(year).or_default();
     let charge = ChargeUsage {
+        application_id: line.application_id.clone(),
         usage_id,
         service_type: line.service_type.clone(),
         period: line.period,
         units: line.units,
-        rate_in_force: rate,
-        today,
     };
-    match application::charge_usage(state, budget, charge) {
-        Ok((event, disbursement)) => {
+    let budget = states.budgets.entry(line.financial_year()).or_default();
+    match charge.charge(state, budget, &states.prices, today) {
+        Ok((charged, disbursement)) => {
+            let event = application::ApplicationEvent::from(charged);
             *budget = funding::apply(std::mem::take(budget), &disbursement);
             if let Some(state) = states.applications.remove(&line.application_id) {
-                states.applications.insert(line.application_id.clone(), application::apply(state, &event));
+                states.applications.insert(line.application_id.clone(), application::state::apply(state, &event));
             }
             LineOutcome::Charge(Box::new((event, disbursement)))
         }

@@ -128,11 +128,6 @@ impl FinancialYear {
     pub fn next(self) -> FinancialYear {
         FinancialYear(self.0 + 1)
     }
-
-    /// The stream of this year's budget.
-    pub fn stream_name(self) -> String {
-        format!("budget-{self}")
-    }
 }
 
 impl fmt::Display for FinancialYear {
@@ -320,7 +315,6 @@ mod tests {
         assert_eq!(year.last_day(), NaiveDate::from_ymd_opt(2026, 3, 31).expect("date"));
         assert_eq!(FinancialYear::containing(NaiveDate::from_ymd_opt(2026, 3, 31).expect("d")), year);
         assert_eq!(FinancialYear::containing(NaiveDate::from_ymd_opt(2026, 4, 1).expect("d")), year.next());
-        assert_eq!(year.stream_name(), "budget-2025-26");
         for bad in ["2025-27", "2025", "25-26", "2025-2026", "x-y"] {
             assert!(FinancialYear::parse(bad).is_err(), "{bad}");
         }

@@ -2,43 +2,27 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use aisc_adapters::clock::Clock;
-use aisc_domain::command_service::Written;
-use aisc_domain::subsidy::application::{ApplicationCommand, Approve, ChargeUsage};
-use aisc_domain::subsidy::values::Money;
+use aisc_domain::subsidy::application::{
+    AmendApplication, ApproveApplication, ChargeUsage, CheckEligibility, CloseProject, DeferApplication,
+    RecordAssessment, RejectApplication, ReverseDisbursement, ReviewProgressReport, SignAgreement, SubmitApplication,
+    SubmitProgressReport, WithdrawApplication,
+};
+use aisc_domain::subsidy::streams;
 use chrono::NaiveDate;
 use sqlx::PgPool;
 
 use super::bodies::*;
-use super::{CommandAccepted, Scheme, command, command_failure, view};
+use super::{CommandAccepted, Scheme, command, decide, domain_refusal, view};
 use crate::auth::Principal;
 use crate::authorization::{Action, require};
-use crate::command::{CommandContext, parse_json};
+use crate::command::parse_json;
 use crate::problem::{ApiError, ProblemDocument};
-
-fn stream_of(application_id: &str) -> String {
-    format!("application-{application_id}")
-}
 
 fn check_id(application_id: &str) -> Result<(), ApiError> {
     let valid = !application_id.is_empty()
         && application_id.len() <= 64
         && application_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if valid { Ok(()) } else { Err(ApiError::bad_field("application_id", "letters, digits and -, at most 64")) }
-}
-
-/// Runs a command on one application alone.
-async fn on_application(
-    scheme: &Scheme,
-    application_id: &str,
-    context: &CommandContext,
-    meta: &aisc_domain::command_service::CommandMetadata,
-    command: ApplicationCommand,
-) -> Result<(String, Written), ApiError> {
-    let written = scheme
-        .application(application_id, context.if_match, command, meta)
-        .await
-        .map_err(|error| command_failure(error, context.if_match.is_some()))?;
-    Ok((stream_of(application_id), written))
 }
 
 /// `POST /api/v1/applications`: submits an application into the earliest open batch.
@@ -53,14 +37,10 @@ pub async fn submit(
     clock: web::Data<Clock>,
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
-    command(&request, payload, &pool, Action::SubmitApplication, true, |_, meta, body| async move {
+    command(&request, payload, &pool, Action::SubmitApplication, true, |context, meta, body| async move {
         let submission = parse_json::<SubmissionBody>(&body)?.into_domain()?;
         let application_id = uuid::Uuid::new_v4().simple().to_string();
-        let written = scheme
-            .submit(&application_id, submission, today, &meta)
-            .await
-            .map_err(|error| command_failure(error, false))?;
-        Ok((stream_of(&application_id), written))
+        decide(&scheme, &SubmitApplication { application_id, submission }, today, &context, &meta).await
     })
     .await
 }
@@ -85,8 +65,7 @@ pub async fn application(
         as_of: Option<String>,
     }
     let params: Params = crate::routes::query(&request)?;
-    let stream = aisc_domain::subsidy::service::application_stream(&application_id)
-        .map_err(|error| command_failure(error, false))?;
+    let stream = streams::application(&application_id).map_err(domain_refusal)?;
     let history = scheme.commands().load(&stream).await?;
     let history = match params.as_of {
         None => history,
@@ -144,8 +123,8 @@ application_command!(
     SubmissionBody,
     "Amends the application while its batch is open.",
     |scheme, id, context, meta, body, today| {
-        let submission = body.into_domain()?;
-        on_application(&scheme, &id, &context, &meta, ApplicationCommand::Amend { submission, today }).await
+        let amend = AmendApplication { application_id: id, submission: body.into_domain()? };
+        decide(&scheme, &amend, today, &context, &meta).await
     }
 );
 
@@ -156,7 +135,7 @@ application_command!(
     ReasonBody,
     "Withdraws the application while its batch is open.",
     |scheme, id, context, meta, body, today| {
-        on_application(&scheme, &id, &context, &meta, ApplicationCommand::Withdraw { reason: body.reason, today }).await
+        decide(&scheme, &WithdrawApplication { application_id: id, reason: body.reason }, today, &context, &meta).await
     }
 );
 
@@ -167,8 +146,7 @@ application_command!(
     EmptyBody,
     "Rules on eligibility (§11, §13 fn 6): confirmed, or ineligible with reasons.",
     |scheme, id, context, meta, _body, today| {
-        let checked_by = meta.actor.clone();
-        on_application(&scheme, &id, &context, &meta, ApplicationCommand::CheckEligibility { checked_by, today }).await
+        decide(&scheme, &CheckEligibility { application_id: id }, today, &context, &meta).await
     }
 );
 
@@ -179,8 +157,8 @@ application_command!(
     AssessmentBody,
     "Records Cyberport's preliminary assessment (§13 a–d); the caller is the assessor.",
     |scheme, id, context, meta, body, today| {
-        let command = ApplicationCommand::RecordAssessment {
-            assessor: meta.actor.clone(),
+        let assessment = RecordAssessment {
+            application_id: id,
             scores: body.scores.into_domain(),
             recommended_rate: rate(body.recommended_rate_bps, "recommended_rate_bps")?,
             recommended_ceiling: cents(body.recommended_ceiling_cents, "recommended_ceiling_cents")?,
@@ -188,7 +166,7 @@ application_command!(
             conditions: body.conditions,
             no_conflict_declared: body.no_conflict_declared,
         };
-        on_application(&scheme, &id, &context, &meta, command).await
+        decide(&scheme, &assessment, today, &context, &meta).await
     }
 );
 
@@ -199,8 +177,9 @@ application_command!(
     ApprovalBody,
     "Records the committee's approval; reserves budget and capacity in the same append.",
     |scheme, id, context, meta, body, today| {
-        let command = Approve {
-            decision: body.meeting.into_domain(&meta.actor),
+        let approval = ApproveApplication {
+            application_id: id,
+            meeting: body.meeting.into_domain(),
             rate: rate(body.rate_bps, "rate_bps")?,
             exceptional_reason: body.exceptional_reason,
             allocations: body.allocations.into_iter().map(AllocationBody::into_domain).collect(),
@@ -209,11 +188,7 @@ application_command!(
             end: body.end,
             conditions: body.conditions,
         };
-        let written = scheme
-            .approve(&id, context.if_match, command, &meta)
-            .await
-            .map_err(|error| command_failure(error, context.if_match.is_some()))?;
-        Ok((stream_of(&id), written))
+        decide(&scheme, &approval, today, &context, &meta).await
     }
 );
 
@@ -224,19 +199,9 @@ application_command!(
     RejectionBody,
     "Records the committee's rejection with its reasons.",
     |scheme, id, context, meta, body, today| {
-        let decision = body.meeting.into_domain(&meta.actor);
-        let reasons = body.reasons;
-        let written = scheme
-            .reject_or_defer(
-                &id,
-                context.if_match,
-                None,
-                |batch, _| ApplicationCommand::Reject { decision: decision.clone(), reasons: reasons.clone(), batch },
-                &meta,
-            )
-            .await
-            .map_err(|error| command_failure(error, context.if_match.is_some()))?;
-        Ok((stream_of(&id), written))
+        let rejection =
+            RejectApplication { application_id: id, meeting: body.meeting.into_domain(), reasons: body.reasons };
+        decide(&scheme, &rejection, today, &context, &meta).await
     }
 );
 
@@ -247,30 +212,13 @@ application_command!(
     DeferralBody,
     "Defers the application to a later batch.",
     |scheme, id, context, meta, body, today| {
-        let decision = body.meeting.into_domain(&meta.actor);
-        let (reason, to_batch_id) = (body.reason, body.to_batch_id);
-        let target = to_batch_id.clone();
-        let written = scheme
-            .reject_or_defer(
-                &id,
-                context.if_match,
-                Some(target),
-                |batch, later| ApplicationCommand::Defer {
-                    decision: decision.clone(),
-                    reason: reason.clone(),
-                    batch,
-                    to_batch_id: to_batch_id.clone(),
-                    to_batch: later.unwrap_or(aisc_domain::subsidy::batches::Batch {
-                        deadline: NaiveDate::MIN,
-                        committee_date: NaiveDate::MIN,
-                        closed: true,
-                    }),
-                },
-                &meta,
-            )
-            .await
-            .map_err(|error| command_failure(error, context.if_match.is_some()))?;
-        Ok((stream_of(&id), written))
+        let deferral = DeferApplication {
+            application_id: id,
+            meeting: body.meeting.into_domain(),
+            reason: body.reason,
+            to_batch_id: body.to_batch_id,
+        };
+        decide(&scheme, &deferral, today, &context, &meta).await
     }
 );
 
@@ -281,17 +229,12 @@ application_command!(
     AgreementBody,
     "Records the signed funding agreement and its reporting schedule (§21).",
     |scheme, id, context, meta, body, today| {
-        on_application(
-            &scheme,
-            &id,
-            &context,
-            &meta,
-            ApplicationCommand::SignAgreement {
-                signed_on: body.signed_on,
-                reporting_due_dates: body.reporting_due_dates,
-            },
-        )
-        .await
+        let agreement = SignAgreement {
+            application_id: id,
+            signed_on: body.signed_on,
+            reporting_due_dates: body.reporting_due_dates,
+        };
+        decide(&scheme, &agreement, today, &context, &meta).await
     }
 );
 
@@ -301,17 +244,15 @@ application_command!(
     Action::ChargeUsage,
     UsageBody,
     "Charges a month's usage at the rate in force and disburses the subsidy.",
-    |scheme, id, _context, meta, body, today| {
-        let command = ChargeUsage {
+    |scheme, id, context, meta, body, today| {
+        let usage = ChargeUsage {
+            application_id: id,
             usage_id: body.usage_id,
             service_type: body.service_type,
             period: body.period,
             units: body.units,
-            rate_in_force: Money::ZERO,
-            today,
         };
-        let written = scheme.charge_usage(&id, command, &meta).await.map_err(|error| command_failure(error, false))?;
-        Ok((stream_of(&id), written))
+        decide(&scheme, &usage, today, &context, &meta).await
     }
 );
 
@@ -322,13 +263,13 @@ application_command!(
     ProgressReportBody,
     "Submits the progress report due on a date, with its KPI figures.",
     |scheme, id, context, meta, body, today| {
-        let command = ApplicationCommand::SubmitProgressReport {
+        let report = SubmitProgressReport {
+            application_id: id,
             due: body.due,
             kpis: body.kpis.into_domain(),
             summary: body.summary,
-            today,
         };
-        on_application(&scheme, &id, &context, &meta, command).await
+        decide(&scheme, &report, today, &context, &meta).await
     }
 );
 
@@ -338,10 +279,8 @@ application_command!(
     Action::CloseProject,
     EmptyBody,
     "Completes the project; the unused commitment is released.",
-    |scheme, id, _context, meta, _body, today| {
-        let written =
-            scheme.close_project(&id, today, None, &meta).await.map_err(|error| command_failure(error, false))?;
-        Ok((stream_of(&id), written))
+    |scheme, id, context, meta, _body, today| {
+        decide(&scheme, &CloseProject { application_id: id, termination_reason: None }, today, &context, &meta).await
     }
 );
 
@@ -351,12 +290,9 @@ application_command!(
     Action::CloseProject,
     ReasonBody,
     "Terminates the project early; the unused commitment is released.",
-    |scheme, id, _context, meta, body, today| {
-        let written = scheme
-            .close_project(&id, today, Some(body.reason), &meta)
-            .await
-            .map_err(|error| command_failure(error, false))?;
-        Ok((stream_of(&id), written))
+    |scheme, id, context, meta, body, today| {
+        let termination = CloseProject { application_id: id, termination_reason: Some(body.reason) };
+        decide(&scheme, &termination, today, &context, &meta).await
     }
 );
 
@@ -370,16 +306,15 @@ pub async fn reverse_usage(
     payload: web::Payload,
     pool: web::Data<PgPool>,
     scheme: web::Data<Scheme>,
+    clock: web::Data<Clock>,
 ) -> Result<HttpResponse, ApiError> {
+    let today = clock.today();
     let (id, usage_id) = path.into_inner();
     check_id(&id)?;
-    command(&request, payload, &pool, Action::ChargeUsage, false, |_, meta, body| async move {
+    command(&request, payload, &pool, Action::ChargeUsage, false, |context, meta, body| async move {
         let body: ReasonBody = parse_json(&body)?;
-        let written = scheme
-            .reverse_disbursement(&id, &usage_id, &body.reason, &meta)
-            .await
-            .map_err(|error| command_failure(error, false))?;
-        Ok((stream_of(&id), written))
+        let reversal = ReverseDisbursement { application_id: id, usage_id, reason: body.reason };
+        decide(&scheme, &reversal, today, &context, &meta).await
     })
     .await
 }
@@ -394,26 +329,16 @@ pub async fn review_progress_report(
     payload: web::Payload,
     pool: web::Data<PgPool>,
     scheme: web::Data<Scheme>,
+    clock: web::Data<Clock>,
 ) -> Result<HttpResponse, ApiError> {
+    let today = clock.today();
     let (id, due) = path.into_inner();
     check_id(&id)?;
     let due: NaiveDate = due.parse().map_err(|_| ApiError::bad_field("due", "a date such as 2025-10-15"))?;
     command(&request, payload, &pool, Action::ReviewProgressReport, false, |context, meta, body| async move {
         let body: ReviewBody = parse_json(&body)?;
-        let reviewed_by = meta.actor.clone();
-        on_application(
-            &scheme,
-            &id,
-            &context,
-            &meta,
-            ApplicationCommand::ReviewProgressReport {
-                due,
-                accepted: body.accepted,
-                comments: body.comments,
-                reviewed_by,
-            },
-        )
-        .await
+        let review = ReviewProgressReport { application_id: id, due, accepted: body.accepted, comments: body.comments };
+        decide(&scheme, &review, today, &context, &meta).await
     })
     .await
 }

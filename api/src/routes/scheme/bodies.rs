@@ -1,7 +1,9 @@
 //! Request bodies of the scheme's commands, as staff tools send them, and their conversion to
 //! the domain's types. Money is in integer HK cents, rates in basis points, dates ISO 8601.
 
-use aisc_domain::subsidy::application::{Contact, Kpis, Meeting, RequestedResource, Scores, Submission, Undertakings};
+use aisc_domain::subsidy::application::{
+    CommitteeMeeting, Contact, Kpis, RequestedResource, Scores, Submission, Undertakings,
+};
 use aisc_domain::subsidy::capacity::Allocation;
 use aisc_domain::subsidy::values::{ApplicantCategory, Money, Period, RateBps, ServiceType};
 use chrono::NaiveDate;
@@ -156,9 +158,8 @@ pub struct MeetingBody {
 }
 
 impl MeetingBody {
-    pub fn into_domain(self, recorded_by: &str) -> Meeting {
-        Meeting {
-            recorded_by: recorded_by.to_string(),
+    pub fn into_domain(self) -> CommitteeMeeting {
+        CommitteeMeeting {
             meeting_reference: self.meeting_reference,
             decided_on: self.decided_on,
             members_present: self.members_present,

@@ -10,10 +10,12 @@ pub mod setup;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use aisc_adapters::{PostgresEventStore, TimeOrderedEventIds};
-use aisc_domain::command_service::{CommandError, CommandMetadata, Written};
-use aisc_domain::event_store::ActualVersion;
-use aisc_domain::subsidy::DomainError;
+use aisc_domain::command_service::{CommandError, CommandMetadata, Decision, Written};
+use aisc_domain::event_store::{ActualVersion, StreamId};
 use aisc_domain::subsidy::service::SchemeService;
+use aisc_domain::subsidy::streams;
+use aisc_domain::subsidy::{DomainError, Facts};
+use chrono::NaiveDate;
 use serde::Serialize;
 use sqlx::PgPool;
 
@@ -68,6 +70,28 @@ pub fn command_failure(error: CommandError<DomainError>, if_match: bool) -> ApiE
     }
 }
 
+/// Runs a decision of the scheme for a command endpoint, on `today` (the service's clock) by
+/// the calling principal, against the `If-Match` version if one was sent; answers the stream
+/// the command is about and what was written to it.
+pub async fn decide<D>(
+    scheme: &Scheme,
+    decision: &D,
+    today: NaiveDate,
+    context: &CommandContext,
+    meta: &CommandMetadata,
+) -> Result<(String, Written), ApiError>
+where
+    D: Decision<Facts = Facts, Error = DomainError>,
+{
+    let subject = decision.subject().map_err(domain_refusal)?;
+    let facts = Facts::new(today, meta.actor.clone());
+    let written = scheme
+        .run(decision, &facts, context.if_match, meta)
+        .await
+        .map_err(|error| command_failure(error, context.if_match.is_some()))?;
+    Ok((subject.to_string(), written))
+}
+
 /// Runs a command endpoint: authenticates, authorises `action`, reads the bounded body, makes
 /// the request idempotent under `Idempotency-Key`, and answers with what was written.
 pub async fn command<F, Fut>(
@@ -99,7 +123,8 @@ where
         let mut response = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
         response.insert_header(("X-Stream-Id", stream_id.clone()));
         if created {
-            let location = match stream_id.strip_prefix("application-") {
+            let application = StreamId::parse(stream_id.as_str()).ok();
+            let location = match application.as_ref().and_then(streams::application_id) {
                 Some(application_id) => format!("/api/v1/applications/{application_id}"),
                 None => "/api/v1/batches".to_string(),
             };

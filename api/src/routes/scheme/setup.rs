@@ -3,18 +3,18 @@
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use aisc_adapters::clock::Clock;
 use aisc_domain::command_service::CommandError;
-use aisc_domain::event_store::StreamId;
-use aisc_domain::subsidy::batches::{self, BatchCalendar, BatchCommand};
-use aisc_domain::subsidy::capacity::{self, Capacity, CapacityCommand};
-use aisc_domain::subsidy::funding::{BudgetLine, FundingCommand};
-use aisc_domain::subsidy::prices::{self, PriceCommand, PriceSchedule};
+use aisc_domain::subsidy::batches::{BatchCalendar, CloseBatch, OpenBatch};
+use aisc_domain::subsidy::capacity::{Capacity, DeclareCapacity, RedeployCapacity};
+use aisc_domain::subsidy::funding::{BudgetLine, RecordFundingReceived, RedirectUnusedSubsidy};
+use aisc_domain::subsidy::prices::{PriceSchedule, SetServiceRate};
+use aisc_domain::subsidy::streams;
 use aisc_domain::subsidy::values::{FinancialYear, Period, ServiceType};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use sqlx::PgPool;
 
 use super::bodies::cents;
-use super::{CommandAccepted, Scheme, command, command_failure, view};
+use super::{CommandAccepted, Scheme, command, command_failure, decide, domain_refusal, view};
 use crate::auth::Principal;
 use crate::authorization::{Action, require};
 use crate::command::parse_json;
@@ -41,21 +41,13 @@ pub async fn open_batch(
     payload: web::Payload,
     pool: web::Data<PgPool>,
     scheme: web::Data<Scheme>,
+    clock: web::Data<Clock>,
 ) -> Result<HttpResponse, ApiError> {
-    command(&request, payload, &pool, Action::OpenOrCloseBatch, true, |_, meta, body| async move {
+    let today = clock.today();
+    command(&request, payload, &pool, Action::OpenOrCloseBatch, true, |context, meta, body| async move {
         let body: OpenBatchBody = parse_json(&body)?;
-        let written = scheme
-            .batches(
-                BatchCommand::OpenBatch {
-                    batch_id: body.batch_id,
-                    deadline: body.deadline,
-                    committee_date: body.committee_date,
-                },
-                &meta,
-            )
-            .await
-            .map_err(|error| command_failure(error, false))?;
-        Ok((batches::STREAM.to_string(), written))
+        let open = OpenBatch { batch_id: body.batch_id, deadline: body.deadline, committee_date: body.committee_date };
+        decide(&scheme, &open, today, &context, &meta).await
     })
     .await
 }
@@ -74,13 +66,9 @@ pub async fn close_batch(
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
     let batch_id = path.into_inner();
-    command(&request, payload, &pool, Action::OpenOrCloseBatch, false, |_, meta, body| async move {
+    command(&request, payload, &pool, Action::OpenOrCloseBatch, false, |context, meta, body| async move {
         let _: super::bodies::EmptyBody = parse_json(&body)?;
-        let written = scheme
-            .batches(BatchCommand::CloseBatch { batch_id, today }, &meta)
-            .await
-            .map_err(|error| command_failure(error, false))?;
-        Ok((batches::STREAM.to_string(), written))
+        decide(&scheme, &CloseBatch { batch_id }, today, &context, &meta).await
     })
     .await
 }
@@ -90,7 +78,7 @@ pub async fn close_batch(
 #[get("/batches")]
 pub async fn batch_calendar(principal: Principal, scheme: web::Data<Scheme>) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
-    let stream = StreamId::parse(batches::STREAM).map_err(ApiError::internal)?;
+    let stream = streams::batches().map_err(domain_refusal)?;
     let (state, version) = scheme.commands().state::<BatchCalendar>(&stream).await.map_err(read_failure)?;
     Ok(view(&state, version))
 }
@@ -124,21 +112,15 @@ pub async fn record_receipt(
     payload: web::Payload,
     pool: web::Data<PgPool>,
     scheme: web::Data<Scheme>,
+    clock: web::Data<Clock>,
 ) -> Result<HttpResponse, ApiError> {
+    let today = clock.today();
     let year = year_of(&path.into_inner())?;
     command(&request, payload, &pool, Action::RecordFunding, false, |context, meta, body| async move {
         let body: ReceiptBody = parse_json(&body)?;
         let amount = cents(body.amount_cents, "amount_cents")?;
-        let written = scheme
-            .funding(
-                year,
-                FundingCommand::RecordFundingReceived { year, line: body.line, amount, received_on: body.received_on },
-                context.if_match,
-                &meta,
-            )
-            .await
-            .map_err(|error| command_failure(error, context.if_match.is_some()))?;
-        Ok((year.stream_name(), written))
+        let receipt = RecordFundingReceived { year, line: body.line, amount, received_on: body.received_on };
+        decide(&scheme, &receipt, today, &context, &meta).await
     })
     .await
 }
@@ -160,11 +142,7 @@ pub async fn redirect_unused(
     let year = year_of(&path.into_inner())?;
     command(&request, payload, &pool, Action::RecordFunding, false, |context, meta, body| async move {
         let _: super::bodies::EmptyBody = parse_json(&body)?;
-        let written = scheme
-            .funding(year, FundingCommand::RedirectUnusedSubsidy { today }, context.if_match, &meta)
-            .await
-            .map_err(|error| command_failure(error, context.if_match.is_some()))?;
-        Ok((year.stream_name(), written))
+        decide(&scheme, &RedirectUnusedSubsidy { year }, today, &context, &meta).await
     })
     .await
 }
@@ -209,23 +187,19 @@ pub async fn set_rate(
     payload: web::Payload,
     pool: web::Data<PgPool>,
     scheme: web::Data<Scheme>,
+    clock: web::Data<Clock>,
 ) -> Result<HttpResponse, ApiError> {
-    command(&request, payload, &pool, Action::SetPrices, false, |_, meta, body| async move {
+    let today = clock.today();
+    command(&request, payload, &pool, Action::SetPrices, false, |context, meta, body| async move {
         let body: RateBody = parse_json(&body)?;
         let rate_per_unit = cents(body.rate_per_unit_cents, "rate_per_unit_cents")?;
-        let written = scheme
-            .prices(
-                PriceCommand::SetRate {
-                    service_type: body.service_type,
-                    rate_per_unit,
-                    unit: body.unit,
-                    effective_from: body.effective_from,
-                },
-                &meta,
-            )
-            .await
-            .map_err(|error| command_failure(error, false))?;
-        Ok((prices::STREAM.to_string(), written))
+        let rate = SetServiceRate {
+            service_type: body.service_type,
+            rate_per_unit,
+            unit: body.unit,
+            effective_from: body.effective_from,
+        };
+        decide(&scheme, &rate, today, &context, &meta).await
     })
     .await
 }
@@ -235,7 +209,7 @@ pub async fn set_rate(
 #[get("/price-schedule")]
 pub async fn price_schedule(principal: Principal, scheme: web::Data<Scheme>) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
-    let stream = StreamId::parse(prices::STREAM).map_err(ApiError::internal)?;
+    let stream = streams::prices().map_err(domain_refusal)?;
     let (state, version) = scheme.commands().state::<PriceSchedule>(&stream).await.map_err(read_failure)?;
     let rates: Vec<serde_json::Value> = state
         .rates
@@ -264,21 +238,13 @@ pub async fn declare_capacity(
     payload: web::Payload,
     pool: web::Data<PgPool>,
     scheme: web::Data<Scheme>,
+    clock: web::Data<Clock>,
 ) -> Result<HttpResponse, ApiError> {
-    command(&request, payload, &pool, Action::DeclareCapacity, false, |_, meta, body| async move {
+    let today = clock.today();
+    command(&request, payload, &pool, Action::DeclareCapacity, false, |context, meta, body| async move {
         let body: CapacityBody = parse_json(&body)?;
-        let written = scheme
-            .capacity(
-                CapacityCommand::DeclareCapacity {
-                    service_type: body.service_type,
-                    period: body.period,
-                    units: body.units,
-                },
-                &meta,
-            )
-            .await
-            .map_err(|error| command_failure(error, false))?;
-        Ok((capacity::STREAM.to_string(), written))
+        let declared = DeclareCapacity { service_type: body.service_type, period: body.period, units: body.units };
+        decide(&scheme, &declared, today, &context, &meta).await
     })
     .await
 }
@@ -303,22 +269,18 @@ pub async fn redeploy_capacity(
     payload: web::Payload,
     pool: web::Data<PgPool>,
     scheme: web::Data<Scheme>,
+    clock: web::Data<Clock>,
 ) -> Result<HttpResponse, ApiError> {
-    command(&request, payload, &pool, Action::RedeployCapacity, false, |_, meta, body| async move {
+    let today = clock.today();
+    command(&request, payload, &pool, Action::RedeployCapacity, false, |context, meta, body| async move {
         let body: RedeploymentBody = parse_json(&body)?;
-        let written = scheme
-            .capacity(
-                CapacityCommand::RedeployCapacity {
-                    service_type: body.service_type,
-                    period: body.period,
-                    units: body.units,
-                    decision_reference: body.decision_reference,
-                },
-                &meta,
-            )
-            .await
-            .map_err(|error| command_failure(error, false))?;
-        Ok((capacity::STREAM.to_string(), written))
+        let redeployment = RedeployCapacity {
+            service_type: body.service_type,
+            period: body.period,
+            units: body.units,
+            decision_reference: body.decision_reference,
+        };
+        decide(&scheme, &redeployment, today, &context, &meta).await
     })
     .await
 }
@@ -328,7 +290,7 @@ pub async fn redeploy_capacity(
 #[get("/capacity")]
 pub async fn capacity_view(principal: Principal, scheme: web::Data<Scheme>) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
-    let stream = StreamId::parse(capacity::STREAM).map_err(ApiError::internal)?;
+    let stream = streams::capacity().map_err(domain_refusal)?;
     let (state, version) = scheme.commands().state::<Capacity>(&stream).await.map_err(read_failure)?;
     let slots: Vec<serde_json::Value> = state
         .slots

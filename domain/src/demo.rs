@@ -7,20 +7,22 @@
 //! disbursement. Capacity reading: 3,000 PFLOPS (§5) taken as 375 eight-GPU H800 nodes, i.e.
 //! 270,000 GPU node-hours a month, of which 90 % may be subsidised (§10).
 
-use aisc_domain::command_service::{CommandError, CommandMetadata};
-use aisc_domain::subsidy::DomainError;
-use aisc_domain::subsidy::application::{
-    ApplicationCommand, Approve, ChargeUsage, Contact, Kpis, Meeting, RequestedResource, Scores, Submission,
-    Undertakings,
-};
-use aisc_domain::subsidy::batches::{Batch, BatchCommand};
-use aisc_domain::subsidy::capacity::{Allocation, CapacityCommand};
-use aisc_domain::subsidy::funding::{BudgetLine, FundingCommand};
-use aisc_domain::subsidy::prices::PriceCommand;
-use aisc_domain::subsidy::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
 use chrono::{Datelike, Months, NaiveDate, TimeDelta};
 
-use crate::routes::scheme::Scheme;
+use crate::command_service::{CommandError, CommandMetadata, Decision, EventIds};
+use crate::event_store::EventStore;
+use crate::subsidy::application::{
+    ApproveApplication, ChargeUsage, CheckEligibility, CloseProject, CommitteeMeeting, Contact, Kpis, RecordAssessment,
+    RejectApplication, RequestedResource, Scores, SignAgreement, Submission, SubmitApplication, SubmitProgressReport,
+    Undertakings, WithdrawApplication,
+};
+use crate::subsidy::batches::{Batch, CloseBatch, OpenBatch};
+use crate::subsidy::capacity::{Allocation, DeclareCapacity};
+use crate::subsidy::funding::{BudgetLine, RecordFundingReceived};
+use crate::subsidy::prices::SetServiceRate;
+use crate::subsidy::service::SchemeService;
+use crate::subsidy::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
+use crate::subsidy::{DomainError, Facts};
 
 /// GPU node-hours a month: 3,000 PFLOPS as 375 nodes × 720 hours.
 const GPU_NODE_HOURS_PER_MONTH: u64 = 270_000;
@@ -74,6 +76,16 @@ fn failed(step: impl Into<String>) -> impl FnOnce(CommandError<DomainError>) -> 
     move |error| SeedError { step, reason: error.to_string() }
 }
 
+/// Runs one decision as `actor` in `role` on `today`.
+async fn act<S: EventStore, I: EventIds, D: Decision<Facts = Facts, Error = DomainError>>(
+    scheme: &SchemeService<S, I>,
+    decision: &D,
+    today: NaiveDate,
+    (actor, role, request): (&str, &str, u64),
+) -> Result<(), CommandError<DomainError>> {
+    scheme.run(decision, &Facts::new(today, actor), None, &meta(actor, role, request)).await.map(|_| ())
+}
+
 fn meta(actor: &str, role: &str, n: u64) -> CommandMetadata {
     CommandMetadata {
         actor: actor.into(),
@@ -115,7 +127,12 @@ const TOPICS: [&str; 6] = [
 ];
 
 /// Seeds `applications` applications over `years` financial years from 2024-25.
-pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -> Result<SeedSummary, SeedError> {
+pub async fn seed<S: EventStore, I: EventIds>(
+    scheme: &SchemeService<S, I>,
+    applications: usize,
+    years: u32,
+    seed: u64,
+) -> Result<SeedSummary, SeedError> {
     let mut dice = Dice(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut summary = SeedSummary { applications, ..SeedSummary::default() };
     let mut request = 0_u64;
@@ -133,42 +150,26 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
                 .into_iter()
                 .zip(amounts)
         {
-            let command = FundingCommand::RecordFundingReceived {
-                year,
-                line,
-                amount: Money::from_cents(millions * 100_000_000),
-                received_on: year.first_day(),
-            };
-            scheme
-                .funding(year, command, None, &meta("finance-demo", "finance_officer", next()))
+            let received_on = year.first_day();
+            let funding =
+                RecordFundingReceived { year, line, amount: Money::from_cents(millions * 100_000_000), received_on };
+            act(scheme, &funding, received_on, ("finance-demo", "finance_officer", next()))
                 .await
                 .map_err(failed("funding"))?;
         }
     }
     let first_year = CASH_FLOW[0].0;
-    scheme
-        .prices(
-            PriceCommand::SetRate {
-                service_type: gpu(),
-                rate_per_unit: Money::from_cents(GPU_RATE_CENTS),
-                unit: "node-hour".into(),
-                effective_from: date(first_year, 4, 1),
-            },
-            &meta("admin-demo", "administrator", next()),
-        )
-        .await
-        .map_err(failed("prices"))?;
+    let rate = SetServiceRate {
+        service_type: gpu(),
+        rate_per_unit: Money::from_cents(GPU_RATE_CENTS),
+        unit: "node-hour".into(),
+        effective_from: date(first_year, 4, 1),
+    };
+    act(scheme, &rate, rate.effective_from, ("admin-demo", "administrator", next())).await.map_err(failed("prices"))?;
     let last_month = Period::of(date(first_year + years + 1, 12, 1));
     for month in Period::range(Period::of(date(first_year, 4, 1)), last_month) {
-        scheme
-            .capacity(
-                CapacityCommand::DeclareCapacity {
-                    service_type: gpu(),
-                    period: month,
-                    units: GPU_NODE_HOURS_PER_MONTH,
-                },
-                &meta("admin-demo", "administrator", next()),
-            )
+        let declared = DeclareCapacity { service_type: gpu(), period: month, units: GPU_NODE_HOURS_PER_MONTH };
+        act(scheme, &declared, date(first_year, 4, 1), ("admin-demo", "administrator", next()))
             .await
             .map_err(failed("capacity"))?;
     }
@@ -181,11 +182,8 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
             let deadline = date(deadline_year, month, day);
             let batch = Batch { deadline, committee_date: deadline + TimeDelta::days(15), closed: true };
             let id = format!("{year}-{:02}-q{}", (year + 1) % 100, quarter + 1);
-            scheme
-                .batches(
-                    BatchCommand::OpenBatch { batch_id: id.clone(), deadline, committee_date: batch.committee_date },
-                    &meta("secretariat-demo", "committee_secretariat", next()),
-                )
+            let opened = OpenBatch { batch_id: id.clone(), deadline, committee_date: batch.committee_date };
+            act(scheme, &opened, date(first_year, 4, 1), ("secretariat-demo", "committee_secretariat", next()))
                 .await
                 .map_err(failed("batches"))?;
             batches.push((id, batch));
@@ -200,8 +198,8 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
             let id = format!("demo{seed}-{number:06}");
             let submission = random_submission(&mut dice, number, batch.deadline);
             let submitted_on = batch.deadline - TimeDelta::days(1 + dice.below(80) as i64);
-            scheme
-                .submit(&id, submission, submitted_on, &meta("intake-demo", "intake_officer", next()))
+            let submit = SubmitApplication { application_id: id.clone(), submission };
+            act(scheme, &submit, submitted_on, ("intake-demo", "intake_officer", next()))
                 .await
                 .map_err(failed(format!("submit {id}")))?;
             in_batch.push(id);
@@ -210,31 +208,22 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
         let mut assessed = Vec::new();
         for id in &in_batch {
             if dice.chance(5) {
-                scheme
-                    .application(
-                        id,
-                        None,
-                        ApplicationCommand::Withdraw { reason: "applicant withdrew".into(), today: batch.deadline },
-                        &meta("intake-demo", "intake_officer", next()),
-                    )
+                let withdraw = WithdrawApplication { application_id: id.clone(), reason: "applicant withdrew".into() };
+                act(scheme, &withdraw, batch.deadline, ("intake-demo", "intake_officer", next()))
                     .await
                     .map_err(failed("withdraw"))?;
                 summary.withdrawn += 1;
             }
         }
-        scheme
-            .batches(
-                BatchCommand::CloseBatch { batch_id: batch_id.clone(), today: batch.deadline + TimeDelta::days(1) },
-                &meta("secretariat-demo", "committee_secretariat", next()),
-            )
+        let close = CloseBatch { batch_id: batch_id.clone() };
+        act(scheme, &close, batch.deadline + TimeDelta::days(1), ("secretariat-demo", "committee_secretariat", next()))
             .await
             .map_err(failed("close batch"))?;
         for id in &in_batch {
-            let check = ApplicationCommand::CheckEligibility {
-                checked_by: "intake-demo".into(),
-                today: batch.deadline + TimeDelta::days(3),
-            };
-            match scheme.application(id, None, check, &meta("intake-demo", "intake_officer", next())).await {
+            let check = CheckEligibility { application_id: id.clone() };
+            match act(scheme, &check, batch.deadline + TimeDelta::days(3), ("intake-demo", "intake_officer", next()))
+                .await
+            {
                 Ok(_) => {}
                 Err(CommandError::Rejected(DomainError::ApplicationClosed { .. })) => continue,
                 Err(error) => return Err(failed("eligibility")(error)),
@@ -244,8 +233,8 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
                 summary.ineligible += 1;
                 continue;
             }
-            let assessment = ApplicationCommand::RecordAssessment {
-                assessor: "assessor-demo".into(),
+            let assessment = RecordAssessment {
+                application_id: id.clone(),
                 scores: Scores {
                     a_meets_hong_kong_needs: 5 + dice.below(6) as u8,
                     b_requirement_reasonable: 5 + dice.below(6) as u8,
@@ -258,14 +247,12 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
                 conditions: vec![],
                 no_conflict_declared: true,
             };
-            scheme
-                .application(id, None, assessment, &meta("assessor-demo", "assessor", next()))
+            act(scheme, &assessment, batch.deadline + TimeDelta::days(3), ("assessor-demo", "assessor", next()))
                 .await
                 .map_err(failed("assess"))?;
             assessed.push(id.clone());
         }
-        let meeting = Meeting {
-            recorded_by: "secretariat-demo".into(),
+        let meeting = CommitteeMeeting {
             meeting_reference: format!("AISC-COM-{batch_id}"),
             decided_on: batch.committee_date,
             members_present: vec!["member-1".into(), "member-2".into(), "member-3".into(), "member-4".into()],
@@ -294,8 +281,9 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
             // The subsidy of every allocated unit, rounded up to the cent.
             let ceiling =
                 Money::from_cents((total_units as i64 * GPU_RATE_CENTS * i64::from(rate.bps()) + 9_999) / 10_000);
-            let approve = Approve {
-                decision: meeting.clone(),
+            let approve = ApproveApplication {
+                application_id: id.clone(),
+                meeting: meeting.clone(),
                 rate,
                 exceptional_reason: exceptional.then(|| "significant impact on local AI innovation".to_string()),
                 allocations: allocations.clone(),
@@ -304,7 +292,8 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
                 end,
                 conditions: vec!["quarterly progress reports".into()],
             };
-            match scheme.approve(id, None, approve, &meta("secretariat-demo", "committee_secretariat", next())).await {
+            let secretariat = ("secretariat-demo", "committee_secretariat", next());
+            match act(scheme, &approve, meeting.decided_on, secretariat).await {
                 Ok(_) => {}
                 Err(CommandError::Rejected(
                     DomainError::BudgetShort { .. } | DomainError::CapacityCapExceeded { .. },
@@ -317,16 +306,12 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
             }
             summary.approved += 1;
             let due_dates = vec![start + Months::new(3), end + TimeDelta::days(15)];
-            scheme
-                .application(
-                    id,
-                    None,
-                    ApplicationCommand::SignAgreement {
-                        signed_on: start - TimeDelta::days(5),
-                        reporting_due_dates: due_dates.clone(),
-                    },
-                    &meta("secretariat-demo", "committee_secretariat", next()),
-                )
+            let agreement = SignAgreement {
+                application_id: id.clone(),
+                signed_on: start - TimeDelta::days(5),
+                reporting_due_dates: due_dates.clone(),
+            };
+            act(scheme, &agreement, agreement.signed_on, ("secretariat-demo", "committee_secretariat", next()))
                 .await
                 .map_err(failed("agreement"))?;
             let mut reported = Vec::new();
@@ -344,15 +329,13 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
                     continue;
                 }
                 let usage = ChargeUsage {
+                    application_id: id.clone(),
                     usage_id: format!("{id}-{}", allocation.period),
                     service_type: gpu(),
                     period: allocation.period,
                     units,
-                    rate_in_force: Money::ZERO,
-                    today: charge_day,
                 };
-                scheme
-                    .charge_usage(id, usage, &meta("finance-demo", "finance_officer", next()))
+                act(scheme, &usage, charge_day, ("finance-demo", "finance_officer", next()))
                     .await
                     .map_err(failed("usage"))?;
                 summary.usage_lines += 1;
@@ -361,13 +344,8 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
                 submit_report(scheme, id, *due, &mut dice, next()).await?;
                 summary.progress_reports += 1;
             }
-            scheme
-                .close_project(
-                    id,
-                    end + TimeDelta::days(30),
-                    None,
-                    &meta("secretariat-demo", "committee_secretariat", next()),
-                )
+            let complete = CloseProject { application_id: id.clone(), termination_reason: None };
+            act(scheme, &complete, end + TimeDelta::days(30), ("secretariat-demo", "committee_secretariat", next()))
                 .await
                 .map_err(failed("complete"))?;
         }
@@ -375,26 +353,25 @@ pub async fn seed(scheme: &Scheme, applications: usize, years: u32, seed: u64) -
     Ok(summary)
 }
 
-async fn reject(scheme: &Scheme, id: &str, meeting: &Meeting, reason: &str, request: u64) -> Result<(), SeedError> {
-    scheme
-        .reject_or_defer(
-            id,
-            None,
-            None,
-            |batch, _| ApplicationCommand::Reject {
-                decision: meeting.clone(),
-                reasons: vec![reason.to_string()],
-                batch,
-            },
-            &meta("secretariat-demo", "committee_secretariat", request),
-        )
+async fn reject<S: EventStore, I: EventIds>(
+    scheme: &SchemeService<S, I>,
+    id: &str,
+    meeting: &CommitteeMeeting,
+    reason: &str,
+    request: u64,
+) -> Result<(), SeedError> {
+    let rejection = RejectApplication {
+        application_id: id.to_string(),
+        meeting: meeting.clone(),
+        reasons: vec![reason.to_string()],
+    };
+    act(scheme, &rejection, meeting.decided_on, ("secretariat-demo", "committee_secretariat", request))
         .await
-        .map(|_| ())
         .map_err(failed("reject"))
 }
 
-async fn submit_report(
-    scheme: &Scheme,
+async fn submit_report<S: EventStore, I: EventIds>(
+    scheme: &SchemeService<S, I>,
     id: &str,
     due: NaiveDate,
     dice: &mut Dice,
@@ -407,16 +384,8 @@ async fn submit_report(
         publications: dice.below(4) as u32,
         patents: dice.below(2) as u32,
     };
-    scheme
-        .application(
-            id,
-            None,
-            ApplicationCommand::SubmitProgressReport { due, kpis, summary: "on track".into(), today: due },
-            &meta("intake-demo", "intake_officer", request),
-        )
-        .await
-        .map(|_| ())
-        .map_err(failed("progress report"))
+    let report = SubmitProgressReport { application_id: id.to_string(), due, kpis, summary: "on track".into() };
+    act(scheme, &report, due, ("intake-demo", "intake_officer", request)).await.map_err(failed("progress report"))
 }
 
 fn random_submission(dice: &mut Dice, number: usize, deadline: NaiveDate) -> Submission {

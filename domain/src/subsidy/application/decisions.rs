@@ -1,0 +1,963 @@
+//! Every decision on an application, each in the one decision shape: the streams it reads,
+//! the state it folds from them, and a pure `decide` from that state and the outside facts
+//! (today's date, the acting principal). Decisions that touch other aggregates — submission
+//! (the batch calendar), the committee's decisions (the calendar; approval also budget and
+//! capacity), usage and reversals (the funding year, the price schedule), closure (budget) —
+//! return the events for every stream they write, appended together at the versions read.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+
+use super::Application;
+use super::events::*;
+use super::state::{ApplicationState, ReportState, Status};
+use super::submission::Submission;
+use crate::codec::CodecError;
+use crate::command_service::{Decision, Histories, StreamDecision};
+use crate::event_store::StreamId;
+use crate::subsidy::Facts;
+use crate::subsidy::batches::{Batch, BatchCalendar, BatchCalendarState};
+use crate::subsidy::capacity::{self, Allocation, Capacity, CapacityState};
+use crate::subsidy::error::DomainError;
+use crate::subsidy::events::SchemeEvent;
+use crate::subsidy::funding::{self, FundingEvent, FundingYear, FundingYearState};
+use crate::subsidy::prices::{PriceSchedule, PriceScheduleState};
+use crate::subsidy::streams;
+use crate::subsidy::values::{FinancialYear, Money, Period, RateBps, ServiceType, subsidy_for};
+
+/// Members who must be present, without a conflict, for a committee decision.
+pub const QUORUM: usize = 3;
+
+type Events = Result<Vec<ApplicationEvent>, DomainError>;
+type SchemeEvents = Result<Vec<(StreamId, SchemeEvent)>, DomainError>;
+
+fn within_deadline(state: &ApplicationState, today: NaiveDate, action: &'static str) -> Result<(), DomainError> {
+    match state.batch_deadline {
+        Some(deadline) if today > deadline => Err(DomainError::BatchDeadlinePassed { deadline, action }),
+        _ => Ok(()),
+    }
+}
+
+/// The state of the application stream and one more aggregate's stream.
+fn application_and<A: crate::command_service::Aggregate>(
+    loaded: &Histories,
+    application_id: &str,
+    other: Result<StreamId, DomainError>,
+) -> Result<(ApplicationState, A::State), CodecError> {
+    let application = match streams::application(application_id) {
+        Ok(stream) => loaded.state::<Application>(&stream)?,
+        Err(_) => ApplicationState::default(),
+    };
+    let other = match other {
+        Ok(stream) => loaded.state::<A>(&stream)?,
+        Err(_) => A::State::default(),
+    };
+    Ok((application, other))
+}
+
+/// Submits an application into the earliest open batch whose deadline has not passed (§15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitApplication {
+    pub application_id: String,
+    pub submission: Submission,
+}
+
+impl Decision for SubmitApplication {
+    type State = (ApplicationState, BatchCalendarState);
+    type Facts = Facts;
+    type Event = ApplicationEvent;
+    type Error = DomainError;
+
+    fn subject(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn boundary(&self, _: &Histories) -> Result<Vec<StreamId>, DomainError> {
+        Ok(vec![streams::batches()?])
+    }
+    fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError> {
+        application_and::<BatchCalendar>(loaded, &self.application_id, streams::batches())
+    }
+    fn decide(
+        &self,
+        (state, calendar): &Self::State,
+        facts: &Facts,
+    ) -> Result<Vec<(StreamId, ApplicationEvent)>, DomainError> {
+        if state.status != Status::New {
+            return Err(DomainError::ApplicationExists { application: self.application_id.clone() });
+        }
+        self.submission.validate()?;
+        let (batch_id, batch) = calendar.batch_for(facts.today)?;
+        let submitted = ApplicationSubmitted {
+            application_id: self.application_id.clone(),
+            batch_id: batch_id.to_string(),
+            batch_deadline: batch.deadline,
+            submitted_on: facts.today,
+            details: self.submission.clone().into(),
+        };
+        Ok(vec![(self.subject()?, submitted.into())])
+    }
+}
+
+/// Amends the application while its batch is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmendApplication {
+    pub application_id: String,
+    pub submission: Submission,
+}
+
+impl StreamDecision for AmendApplication {
+    type Aggregate = Application;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn decide(&self, state: &ApplicationState, facts: &Facts) -> Events {
+        state.open(&self.application_id, "amend", &[Status::Submitted])?;
+        within_deadline(state, facts.today, "amended")?;
+        self.submission.validate()?;
+        let details: ApplicationDetails = self.submission.clone().into();
+        if state.submission.as_ref() == Some(&details) {
+            return Err(DomainError::NoChange("the amendment is identical to the application".into()));
+        }
+        Ok(vec![ApplicationAmended { amended_on: facts.today, details }.into()])
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithdrawApplication {
+    pub application_id: String,
+    pub reason: String,
+}
+
+impl StreamDecision for WithdrawApplication {
+    type Aggregate = Application;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn decide(&self, state: &ApplicationState, facts: &Facts) -> Events {
+        state.open(&self.application_id, "withdraw", &[Status::Submitted])?;
+        within_deadline(state, facts.today, "withdrawn")?;
+        Ok(vec![ApplicationWithdrawn { reason: self.reason.clone(), withdrawn_on: facts.today }.into()])
+    }
+}
+
+/// The intake officer's eligibility check (§11, §13 footnote 6), by the acting principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckEligibility {
+    pub application_id: String,
+}
+
+impl StreamDecision for CheckEligibility {
+    type Aggregate = Application;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn decide(&self, state: &ApplicationState, facts: &Facts) -> Events {
+        if matches!(state.status, Status::Eligible | Status::Ineligible) {
+            return Err(DomainError::NoChange(format!("eligibility was already ruled: {}", state.status.as_str())));
+        }
+        state.open(&self.application_id, "check the eligibility of", &[Status::Submitted])?;
+        let reasons = state.submission.as_ref().map(ApplicationDetails::ineligibility).unwrap_or_default();
+        let (checked_by, checked_on) = (facts.actor.clone(), facts.today);
+        Ok(vec![if reasons.is_empty() {
+            EligibilityConfirmed { checked_by, checked_on }.into()
+        } else {
+            RuledIneligible { checked_by, checked_on, reasons }.into()
+        }])
+    }
+}
+
+/// Cyberport's preliminary assessment (§13 a–d), by the acting assessor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordAssessment {
+    pub application_id: String,
+    pub scores: Scores,
+    pub recommended_rate: RateBps,
+    pub recommended_ceiling: Money,
+    pub duration_months: u32,
+    pub conditions: Vec<String>,
+    pub no_conflict_declared: bool,
+}
+
+impl Scores {
+    fn validate(&self) -> Result<u32, DomainError> {
+        let all = [
+            ('a', self.a_meets_hong_kong_needs),
+            ('b', self.b_requirement_reasonable),
+            ('c', self.c_feasibility_and_outcome),
+            ('d', self.d_capability),
+        ];
+        for (criterion, score) in all {
+            if score > 10 {
+                return Err(DomainError::ScoreOutOfRange { criterion, score });
+            }
+        }
+        Ok(all.iter().map(|(_, score)| u32::from(*score)).sum())
+    }
+}
+
+impl StreamDecision for RecordAssessment {
+    type Aggregate = Application;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn decide(&self, state: &ApplicationState, facts: &Facts) -> Events {
+        state.open(&self.application_id, "assess", &[Status::Eligible])?;
+        if !self.no_conflict_declared {
+            return Err(DomainError::ConflictOfInterestNotDeclared);
+        }
+        let total_score = self.scores.validate()?;
+        if self.recommended_rate > RateBps::EXCEPTIONAL_CAP {
+            return Err(DomainError::RateAboveCeiling { rate: self.recommended_rate.to_string() });
+        }
+        if self.duration_months == 0 || self.duration_months > 36 {
+            return Err(DomainError::InvalidInput {
+                field: "duration_months",
+                reason: "1 to 36 months (a three-year scheme)".into(),
+            });
+        }
+        Ok(vec![
+            AssessmentRecorded {
+                assessor: facts.actor.clone(),
+                scores: self.scores,
+                total_score,
+                recommended_rate: self.recommended_rate,
+                recommended_ceiling: self.recommended_ceiling,
+                duration_months: self.duration_months,
+                conditions: self.conditions.clone(),
+                no_conflict_declared: self.no_conflict_declared,
+            }
+            .into(),
+        ])
+    }
+}
+
+/// The committee meeting a decision was taken at, as the secretariat records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitteeMeeting {
+    pub meeting_reference: String,
+    pub decided_on: NaiveDate,
+    pub members_present: Vec<String>,
+    pub members_recused: Vec<String>,
+}
+
+impl CommitteeMeeting {
+    /// Separation of duties and quorum: the assessor may not record the decision, a recused
+    /// member is not counted as present, and a quorum must be present; the batch is closed.
+    fn check(&self, state: &ApplicationState, batch: &Batch, recorded_by: &str) -> Result<(), DomainError> {
+        if self.meeting_reference.trim().is_empty() {
+            return Err(DomainError::InvalidInput {
+                field: "meeting_reference",
+                reason: "name the committee meeting".into(),
+            });
+        }
+        if state.assessor.as_deref() == Some(recorded_by) {
+            return Err(DomainError::AssessorCannotDecide { actor: recorded_by.to_string() });
+        }
+        if let Some(member) = self.members_present.iter().find(|member| self.members_recused.contains(member)) {
+            return Err(DomainError::RecusedMemberCountedPresent { member: member.clone() });
+        }
+        let mut present: Vec<&String> = self.members_present.iter().collect();
+        present.sort();
+        present.dedup();
+        if present.len() < QUORUM {
+            return Err(DomainError::QuorumNotMet { present: present.len(), required: QUORUM });
+        }
+        if !batch.closed {
+            return Err(DomainError::BatchStillOpen { batch: state.batch_id.clone().unwrap_or_default() });
+        }
+        Ok(())
+    }
+
+    fn record(&self, recorded_by: &str) -> CommitteeRecord {
+        CommitteeRecord {
+            recorded_by: recorded_by.to_string(),
+            meeting_reference: self.meeting_reference.clone(),
+            decided_on: self.decided_on,
+            members_present: self.members_present.clone(),
+            members_recused: self.members_recused.clone(),
+        }
+    }
+}
+
+/// The application's batch, which must be in the calendar.
+fn batch_of<'a>(state: &ApplicationState, calendar: &'a BatchCalendarState) -> Result<&'a Batch, DomainError> {
+    calendar.get(state.batch_id.as_deref().unwrap_or_default())
+}
+
+/// The committee's rejection, with its reasons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectApplication {
+    pub application_id: String,
+    pub meeting: CommitteeMeeting,
+    pub reasons: Vec<String>,
+}
+
+impl Decision for RejectApplication {
+    type State = (ApplicationState, BatchCalendarState);
+    type Facts = Facts;
+    type Event = ApplicationEvent;
+    type Error = DomainError;
+
+    fn subject(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn boundary(&self, _: &Histories) -> Result<Vec<StreamId>, DomainError> {
+        Ok(vec![streams::batches()?])
+    }
+    fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError> {
+        application_and::<BatchCalendar>(loaded, &self.application_id, streams::batches())
+    }
+    fn decide(
+        &self,
+        (state, calendar): &Self::State,
+        facts: &Facts,
+    ) -> Result<Vec<(StreamId, ApplicationEvent)>, DomainError> {
+        state.open(&self.application_id, "decide on", &[Status::Assessed, Status::Deferred])?;
+        self.meeting.check(state, batch_of(state, calendar)?, &facts.actor)?;
+        if self.reasons.iter().all(|reason| reason.trim().is_empty()) {
+            return Err(DomainError::InvalidInput {
+                field: "reasons",
+                reason: "record why the application is rejected".into(),
+            });
+        }
+        let rejected =
+            ApplicationRejected { committee: self.meeting.record(&facts.actor), reasons: self.reasons.clone() };
+        Ok(vec![(self.subject()?, rejected.into())])
+    }
+}
+
+/// The committee's deferral to a later open batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeferApplication {
+    pub application_id: String,
+    pub meeting: CommitteeMeeting,
+    pub reason: String,
+    pub to_batch_id: String,
+}
+
+impl Decision for DeferApplication {
+    type State = (ApplicationState, BatchCalendarState);
+    type Facts = Facts;
+    type Event = ApplicationEvent;
+    type Error = DomainError;
+
+    fn subject(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn boundary(&self, _: &Histories) -> Result<Vec<StreamId>, DomainError> {
+        Ok(vec![streams::batches()?])
+    }
+    fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError> {
+        application_and::<BatchCalendar>(loaded, &self.application_id, streams::batches())
+    }
+    fn decide(
+        &self,
+        (state, calendar): &Self::State,
+        facts: &Facts,
+    ) -> Result<Vec<(StreamId, ApplicationEvent)>, DomainError> {
+        state.open(&self.application_id, "decide on", &[Status::Assessed, Status::Deferred])?;
+        self.meeting.check(state, batch_of(state, calendar)?, &facts.actor)?;
+        let later = calendar.get(&self.to_batch_id)?;
+        if later.closed || Some(later.deadline) <= state.batch_deadline {
+            return Err(DomainError::InvalidInput {
+                field: "to_batch_id",
+                reason: format!("{} is not a later open batch", self.to_batch_id),
+            });
+        }
+        let deferred = ApplicationDeferred {
+            committee: self.meeting.record(&facts.actor),
+            reason: self.reason.clone(),
+            to_batch_id: self.to_batch_id.clone(),
+            to_batch_deadline: later.deadline,
+        };
+        Ok(vec![(self.subject()?, deferred.into())])
+    }
+}
+
+/// The committee's approval (§12–§13): reserves the ceiling in the funding years the period
+/// spans and allocates AISC capacity, together with the decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApproveApplication {
+    pub application_id: String,
+    pub meeting: CommitteeMeeting,
+    pub rate: RateBps,
+    pub exceptional_reason: Option<String>,
+    pub allocations: Vec<Allocation>,
+    pub ceiling: Money,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+    pub conditions: Vec<String>,
+}
+
+/// What an approval decides on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalState {
+    pub application: ApplicationState,
+    pub calendar: BatchCalendarState,
+    pub budgets: BTreeMap<FinancialYear, FundingYearState>,
+    pub capacity: CapacityState,
+}
+
+/// At most this many funding years are read for one approval (the scheme runs three).
+const MAX_YEARS: usize = 10;
+
+impl ApproveApplication {
+    /// The financial years from the start to the end of the approved period.
+    fn years(&self) -> Vec<FinancialYear> {
+        let mut years = Vec::new();
+        let mut year = FinancialYear::containing(self.start);
+        while year.first_day() <= self.end && years.len() < MAX_YEARS {
+            years.push(year);
+            year = year.next();
+        }
+        years
+    }
+}
+
+impl Decision for ApproveApplication {
+    type State = ApprovalState;
+    type Facts = Facts;
+    type Event = SchemeEvent;
+    type Error = DomainError;
+
+    fn subject(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn boundary(&self, _: &Histories) -> Result<Vec<StreamId>, DomainError> {
+        let mut boundary = vec![streams::batches()?, streams::capacity()?];
+        for year in self.years() {
+            boundary.push(streams::budget(year)?);
+        }
+        Ok(boundary)
+    }
+    fn state(&self, loaded: &Histories) -> Result<ApprovalState, CodecError> {
+        let (application, calendar) =
+            application_and::<BatchCalendar>(loaded, &self.application_id, streams::batches())?;
+        let mut budgets = BTreeMap::new();
+        for year in self.years() {
+            if let Ok(stream) = streams::budget(year) {
+                budgets.insert(year, loaded.state::<FundingYear>(&stream)?);
+            }
+        }
+        let capacity = match streams::capacity() {
+            Ok(stream) => loaded.state::<Capacity>(&stream)?,
+            Err(_) => CapacityState::default(),
+        };
+        Ok(ApprovalState { application, calendar, budgets, capacity })
+    }
+    fn decide(&self, inputs: &ApprovalState, facts: &Facts) -> SchemeEvents {
+        let state = &inputs.application;
+        state.open(&self.application_id, "decide on", &[Status::Assessed, Status::Deferred])?;
+        self.meeting.check(state, batch_of(state, &inputs.calendar)?, &facts.actor)?;
+        if self.rate > RateBps::EXCEPTIONAL_CAP {
+            return Err(DomainError::RateAboveCeiling { rate: self.rate.to_string() });
+        }
+        if self.rate > RateBps::NORMAL_CAP {
+            match &self.exceptional_reason {
+                None => return Err(DomainError::RateNeedsExceptionalCase { rate: self.rate.to_string() }),
+                Some(reason) if reason.trim().is_empty() => return Err(DomainError::ExceptionalWithoutReason),
+                Some(_) => {}
+            }
+        }
+        if self.start > self.end {
+            return Err(DomainError::DatesReversed {
+                first: "start",
+                first_date: self.start,
+                second: "end",
+                second_date: self.end,
+            });
+        }
+        if self.ceiling.cents() <= 0 {
+            return Err(DomainError::InvalidInput { field: "ceiling", reason: "must be positive".into() });
+        }
+        if self.allocations.is_empty() {
+            return Err(DomainError::InvalidInput {
+                field: "allocations",
+                reason: "allocate at least one service".into(),
+            });
+        }
+        let (first, last) = (Period::of(self.start), Period::of(self.end));
+        if let Some(outside) = self.allocations.iter().find(|a| a.period < first || a.period > last || a.units == 0) {
+            return Err(DomainError::InvalidInput {
+                field: "allocations",
+                reason: format!(
+                    "{} units of {} in {} fall outside the approved period or are zero",
+                    outside.units, outside.service_type, outside.period
+                ),
+            });
+        }
+        let application_id = state.id();
+        let reservations = reservations(self.ceiling, self.start, self.end);
+        let mut budget_events = Vec::with_capacity(reservations.len());
+        for reservation in &reservations {
+            let budget = inputs.budgets.get(&reservation.year).cloned().unwrap_or_default();
+            let committed = funding::commit(&budget, application_id, reservation.amount)?;
+            budget_events.push((streams::budget(reservation.year)?, SchemeEvent::from(committed)));
+        }
+        let capacity_stream = streams::capacity()?;
+        let allocated = capacity::allocate(&inputs.capacity, application_id, &self.allocations)?;
+        let approved = ApplicationApproved {
+            committee: self.meeting.record(&facts.actor),
+            terms: ApprovedTerms {
+                rate: self.rate,
+                exceptional_reason: self.exceptional_reason.clone(),
+                allocations: self.allocations.clone(),
+                ceiling: self.ceiling,
+                start: self.start,
+                end: self.end,
+                conditions: self.conditions.clone(),
+                reservations,
+            },
+        };
+        let mut events = vec![(self.subject()?, SchemeEvent::from(ApplicationEvent::from(approved)))];
+        events.extend(budget_events);
+        events.extend(allocated.into_iter().map(|event| (capacity_stream.clone(), SchemeEvent::from(event))));
+        Ok(events)
+    }
+}
+
+/// The financial years a period spans, each with its number of days in the period.
+fn years_spanned(start: NaiveDate, end: NaiveDate) -> Vec<(FinancialYear, i64)> {
+    let mut spans = Vec::new();
+    let mut year = FinancialYear::containing(start);
+    loop {
+        let from = start.max(year.first_day());
+        let to = end.min(year.last_day());
+        if from > end {
+            break;
+        }
+        spans.push((year, (to - from).num_days() + 1));
+        year = year.next();
+    }
+    spans
+}
+
+/// Splits the ceiling across the years in proportion to their days; the rounding remainder
+/// goes to the last year, so the parts add up to the ceiling exactly.
+fn reservations(ceiling: Money, start: NaiveDate, end: NaiveDate) -> Vec<Reservation> {
+    let spans = years_spanned(start, end);
+    let total_days: i64 = spans.iter().map(|(_, days)| days).sum::<i64>().max(1);
+    let mut left = ceiling.cents();
+    let count = spans.len();
+    spans
+        .into_iter()
+        .enumerate()
+        .map(|(index, (year, days))| {
+            let amount = if index + 1 == count {
+                left
+            } else {
+                i64::try_from(i128::from(ceiling.cents()) * i128::from(days) / i128::from(total_days)).unwrap_or(0)
+            };
+            left -= amount;
+            Reservation { year, amount: Money::from_cents(amount) }
+        })
+        .collect()
+}
+
+/// The signed funding agreement and its reporting schedule (§21).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignAgreement {
+    pub application_id: String,
+    pub signed_on: NaiveDate,
+    pub reporting_due_dates: Vec<NaiveDate>,
+}
+
+impl StreamDecision for SignAgreement {
+    type Aggregate = Application;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn decide(&self, state: &ApplicationState, _facts: &Facts) -> Events {
+        state.open(&self.application_id, "sign the agreement of", &[Status::Approved])?;
+        let approval = state.approval.as_ref().ok_or(DomainError::AgreementNotSigned)?;
+        let mut reporting_due_dates = self.reporting_due_dates.clone();
+        reporting_due_dates.sort();
+        reporting_due_dates.dedup();
+        if reporting_due_dates.is_empty() {
+            return Err(DomainError::InvalidInput {
+                field: "reporting_due_dates",
+                reason: "an agreement requires regular progress reports (§21)".into(),
+            });
+        }
+        if let Some(first) = reporting_due_dates.first()
+            && *first <= approval.start
+        {
+            return Err(DomainError::DatesReversed {
+                first: "project start",
+                first_date: approval.start,
+                second: "first report due",
+                second_date: *first,
+            });
+        }
+        Ok(vec![AgreementSigned { signed_on: self.signed_on, reporting_due_dates }.into()])
+    }
+}
+
+/// A month's usage of one service, charged at the rate in force for the month (the price
+/// schedule's, read) and paid from the funding year of the usage month.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeUsage {
+    pub application_id: String,
+    pub usage_id: String,
+    pub service_type: ServiceType,
+    pub period: Period,
+    pub units: u64,
+}
+
+impl ChargeUsage {
+    pub fn financial_year(&self) -> FinancialYear {
+        FinancialYear::containing(self.period.first_day())
+    }
+
+    /// The charge and its disbursement: pure, shared with the bulk import.
+    pub fn charge(
+        &self,
+        state: &ApplicationState,
+        budget: &FundingYearState,
+        prices: &PriceScheduleState,
+        today: NaiveDate,
+    ) -> Result<(UsageCharged, FundingEvent), DomainError> {
+        if state.status == Status::New {
+            return Err(DomainError::UnknownApplication { application: self.application_id.clone() });
+        }
+        // The rate is looked up first: a service without a rate is refused as such, whatever the
+        // application's stage.
+        let rate_in_force = prices.rate_in_force(&self.service_type, self.period.first_day())?;
+        if state.status == Status::Approved {
+            return Err(DomainError::AgreementNotSigned);
+        }
+        state.open(&self.application_id, "charge usage to", &[Status::AgreementSigned])?;
+        let approval = state.approval.as_ref().ok_or(DomainError::AgreementNotSigned)?;
+        if state.usage.contains_key(&self.usage_id) {
+            return Err(DomainError::NoChange(format!("usage {} is already charged", self.usage_id)));
+        }
+        if self.units == 0 {
+            return Err(DomainError::InvalidInput { field: "units", reason: "must be positive".into() });
+        }
+        if let Some(due) = state.overdue_report(today) {
+            return Err(DomainError::ProgressReportOverdue { due });
+        }
+        if self.period < Period::of(approval.start) || self.period > Period::of(approval.end) {
+            return Err(DomainError::UsageOutsideApprovedPeriod {
+                period: self.period.to_string(),
+                start: approval.start,
+                end: approval.end,
+            });
+        }
+        let allocated: u64 = approval
+            .allocations
+            .iter()
+            .filter(|a| a.service_type == self.service_type && a.period == self.period)
+            .map(|a| a.units)
+            .sum();
+        let used = state.units_used(&self.service_type, self.period);
+        if used.saturating_add(self.units) > allocated {
+            return Err(DomainError::UnitsAboveAllocation {
+                service_type: self.service_type.to_string(),
+                requested: self.units,
+                allocated,
+                used,
+            });
+        }
+        let (gross, subsidy) = subsidy_for(self.units, rate_in_force, approval.rate)?;
+        let disbursed_total = state.disbursed.checked_add(subsidy)?;
+        if disbursed_total > approval.ceiling {
+            return Err(DomainError::CeilingExceeded {
+                requested: subsidy.to_string(),
+                ceiling: approval.ceiling.to_string(),
+                disbursed: state.disbursed.to_string(),
+            });
+        }
+        let disbursement = funding::disburse(budget, state.id(), &self.usage_id, subsidy)?;
+        let charged = UsageCharged {
+            usage_id: self.usage_id.clone(),
+            service_type: self.service_type.clone(),
+            period: self.period,
+            units: self.units,
+            rate_per_unit: rate_in_force,
+            gross,
+            subsidy_rate: approval.rate,
+            subsidy,
+            financial_year: self.financial_year(),
+            disbursed_total,
+            ceiling_left: approval.ceiling.checked_sub(disbursed_total)?,
+        };
+        Ok((charged, disbursement))
+    }
+}
+
+impl Decision for ChargeUsage {
+    type State = (ApplicationState, FundingYearState, PriceScheduleState);
+    type Facts = Facts;
+    type Event = SchemeEvent;
+    type Error = DomainError;
+
+    fn subject(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn boundary(&self, _: &Histories) -> Result<Vec<StreamId>, DomainError> {
+        Ok(vec![streams::budget(self.financial_year())?, streams::prices()?])
+    }
+    fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError> {
+        let (application, budget) =
+            application_and::<FundingYear>(loaded, &self.application_id, streams::budget(self.financial_year()))?;
+        let prices = match streams::prices() {
+            Ok(stream) => loaded.state::<PriceSchedule>(&stream)?,
+            Err(_) => PriceScheduleState::default(),
+        };
+        Ok((application, budget, prices))
+    }
+    fn decide(&self, (state, budget, prices): &Self::State, facts: &Facts) -> SchemeEvents {
+        let (charged, disbursement) = self.charge(state, budget, prices, facts.today)?;
+        Ok(vec![
+            (self.subject()?, ApplicationEvent::from(charged).into()),
+            (streams::budget(self.financial_year())?, disbursement.into()),
+        ])
+    }
+}
+
+/// Reverses a disbursement: a correction is a new event, never an edit. Reads the funding
+/// year the line was paid from, known once the application is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReverseDisbursement {
+    pub application_id: String,
+    pub usage_id: String,
+    pub reason: String,
+}
+
+impl ReverseDisbursement {
+    fn year(&self, loaded: &Histories) -> Result<Option<FinancialYear>, CodecError> {
+        let Ok(stream) = streams::application(&self.application_id) else { return Ok(None) };
+        Ok(loaded.state::<Application>(&stream)?.usage_year(&self.usage_id))
+    }
+}
+
+impl Decision for ReverseDisbursement {
+    type State = (ApplicationState, FundingYearState);
+    type Facts = Facts;
+    type Event = SchemeEvent;
+    type Error = DomainError;
+
+    fn subject(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn boundary(&self, loaded: &Histories) -> Result<Vec<StreamId>, DomainError> {
+        // A history that does not decode is reported by `state`; the boundary stays the subject.
+        match self.year(loaded) {
+            Ok(Some(year)) => Ok(vec![streams::budget(year)?]),
+            _ => Ok(Vec::new()),
+        }
+    }
+    fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError> {
+        let budget = match self.year(loaded)? {
+            Some(year) => streams::budget(year),
+            None => Err(DomainError::UnknownUsage { usage: self.usage_id.clone() }),
+        };
+        application_and::<FundingYear>(loaded, &self.application_id, budget)
+    }
+    fn decide(&self, (state, budget): &Self::State, _facts: &Facts) -> SchemeEvents {
+        state.open(&self.application_id, "reverse a disbursement of", &[Status::AgreementSigned])?;
+        let line = state
+            .usage
+            .get(&self.usage_id)
+            .ok_or_else(|| DomainError::UnknownUsage { usage: self.usage_id.clone() })?;
+        if line.reversed {
+            return Err(DomainError::AlreadyReversed { usage: self.usage_id.clone() });
+        }
+        if self.reason.trim().is_empty() {
+            return Err(DomainError::InvalidInput {
+                field: "reason",
+                reason: "record why the disbursement is reversed".into(),
+            });
+        }
+        let reversal = funding::reverse(budget, state.id(), &self.usage_id, line.subsidy)?;
+        let reversed = DisbursementReversed {
+            usage_id: self.usage_id.clone(),
+            amount: line.subsidy,
+            units: line.units,
+            reason: self.reason.clone(),
+            disbursed_total: state.disbursed.checked_sub(line.subsidy)?,
+        };
+        Ok(vec![
+            (self.subject()?, ApplicationEvent::from(reversed).into()),
+            (streams::budget(line.year)?, reversal.into()),
+        ])
+    }
+}
+
+/// The progress report due on a date, with its KPI figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitProgressReport {
+    pub application_id: String,
+    pub due: NaiveDate,
+    pub kpis: Kpis,
+    pub summary: String,
+}
+
+impl StreamDecision for SubmitProgressReport {
+    type Aggregate = Application;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn decide(&self, state: &ApplicationState, facts: &Facts) -> Events {
+        state.open(&self.application_id, "report on", &[Status::AgreementSigned])?;
+        if !state.reporting_due_dates.contains(&self.due) {
+            return Err(DomainError::UnknownReport { due: self.due });
+        }
+        match state.reports.get(&self.due) {
+            Some(ReportState::Submitted) => {
+                return Err(DomainError::ReportNotAwaiting {
+                    due: self.due,
+                    state: "been submitted and awaits review",
+                });
+            }
+            Some(ReportState::Accepted) => {
+                return Err(DomainError::ReportNotAwaiting { due: self.due, state: "been accepted" });
+            }
+            Some(ReportState::RevisionRequested) | None => {}
+        }
+        Ok(vec![
+            ProgressReportSubmitted {
+                due: self.due,
+                kpis: self.kpis.clone(),
+                summary: self.summary.clone(),
+                submitted_on: facts.today,
+            }
+            .into(),
+        ])
+    }
+}
+
+/// Cyberport's review of a submitted report (§21), by the acting principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewProgressReport {
+    pub application_id: String,
+    pub due: NaiveDate,
+    pub accepted: bool,
+    pub comments: String,
+}
+
+impl StreamDecision for ReviewProgressReport {
+    type Aggregate = Application;
+    type Facts = Facts;
+    type Error = DomainError;
+
+    fn stream(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn decide(&self, state: &ApplicationState, facts: &Facts) -> Events {
+        state.open(&self.application_id, "review a report of", &[Status::AgreementSigned, Status::Completed])?;
+        match state.reports.get(&self.due) {
+            Some(ReportState::Submitted) => {}
+            None => return Err(DomainError::UnknownReport { due: self.due }),
+            Some(_) => {
+                return Err(DomainError::ReportNotAwaiting { due: self.due, state: "no submission awaiting review" });
+            }
+        }
+        if !self.accepted && self.comments.trim().is_empty() {
+            return Err(DomainError::InvalidInput { field: "comments", reason: "say what needs revising".into() });
+        }
+        Ok(vec![
+            ProgressReportReviewed {
+                due: self.due,
+                accepted: self.accepted,
+                comments: self.comments.clone(),
+                reviewed_by: facts.actor.clone(),
+            }
+            .into(),
+        ])
+    }
+}
+
+/// Ends the project, normally (completion) or early (termination, with its reason), releasing
+/// what it did not use back to each funding year it reserved in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseProject {
+    pub application_id: String,
+    pub termination_reason: Option<String>,
+}
+
+impl CloseProject {
+    fn years(&self, loaded: &Histories) -> Result<Vec<FinancialYear>, CodecError> {
+        let Ok(stream) = streams::application(&self.application_id) else { return Ok(Vec::new()) };
+        Ok(loaded.state::<Application>(&stream)?.reserved_years())
+    }
+}
+
+impl Decision for CloseProject {
+    type State = (ApplicationState, BTreeMap<FinancialYear, FundingYearState>);
+    type Facts = Facts;
+    type Event = SchemeEvent;
+    type Error = DomainError;
+
+    fn subject(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn boundary(&self, loaded: &Histories) -> Result<Vec<StreamId>, DomainError> {
+        self.years(loaded).unwrap_or_default().into_iter().map(streams::budget).collect()
+    }
+    fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError> {
+        let application = match streams::application(&self.application_id) {
+            Ok(stream) => loaded.state::<Application>(&stream)?,
+            Err(_) => ApplicationState::default(),
+        };
+        let mut budgets = BTreeMap::new();
+        for year in application.reserved_years() {
+            if let Ok(stream) = streams::budget(year) {
+                budgets.insert(year, loaded.state::<FundingYear>(&stream)?);
+            }
+        }
+        Ok((application, budgets))
+    }
+    fn decide(&self, (state, budgets): &Self::State, facts: &Facts) -> SchemeEvents {
+        let terminating = self.termination_reason.is_some();
+        state.open(
+            &self.application_id,
+            if terminating { "terminate" } else { "complete" },
+            &[Status::Approved, Status::AgreementSigned],
+        )?;
+        if let Some(reason) = &self.termination_reason
+            && reason.trim().is_empty()
+        {
+            return Err(DomainError::InvalidInput {
+                field: "reason",
+                reason: "record why the project is terminated".into(),
+            });
+        }
+        let released = state.unused_reservations();
+        let mut budget_events = Vec::with_capacity(released.len());
+        for reservation in &released {
+            let budget = budgets.get(&reservation.year).cloned().unwrap_or_default();
+            let release = funding::release(&budget, state.id(), reservation.amount)?;
+            budget_events.push((streams::budget(reservation.year)?, SchemeEvent::from(release)));
+        }
+        let closed: ApplicationEvent = match &self.termination_reason {
+            Some(reason) => {
+                ApplicationTerminated { reason: reason.clone(), terminated_on: facts.today, released }.into()
+            }
+            None => ApplicationCompleted { completed_on: facts.today, released }.into(),
+        };
+        let mut events = vec![(self.subject()?, SchemeEvent::from(closed))];
+        events.extend(budget_events);
+        Ok(events)
+    }
+}

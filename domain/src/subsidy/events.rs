@@ -1,0 +1,82 @@
+//! Every event of the scheme, across its aggregates: what a decision that writes several
+//! streams returns, and the one list of event types that read models must each account for.
+
+use serde_json::Value;
+
+use super::application::ApplicationEvent;
+use super::batches::BatchEvent;
+use super::capacity::CapacityEvent;
+use super::funding::FundingEvent;
+use super::prices::PriceEvent;
+use crate::codec::{CodecError, EventCodec};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemeEvent {
+    Application(ApplicationEvent),
+    Batch(BatchEvent),
+    Capacity(CapacityEvent),
+    Funding(FundingEvent),
+    Price(PriceEvent),
+}
+
+impl SchemeEvent {
+    /// Every event type of the scheme, as stored.
+    pub fn event_types() -> impl Iterator<Item = &'static str> {
+        [
+            ApplicationEvent::EVENT_TYPES,
+            BatchEvent::EVENT_TYPES,
+            CapacityEvent::EVENT_TYPES,
+            FundingEvent::EVENT_TYPES,
+            PriceEvent::EVENT_TYPES,
+        ]
+        .into_iter()
+        .flatten()
+        .copied()
+    }
+}
+
+macro_rules! scheme_event_from {
+    ($($variant:ident($event:ty)),+) => {
+        $(impl From<$event> for SchemeEvent {
+            fn from(event: $event) -> Self {
+                SchemeEvent::$variant(event)
+            }
+        })+
+
+        impl EventCodec for SchemeEvent {
+            fn event_type(&self) -> &'static str {
+                match self {
+                    $(SchemeEvent::$variant(event) => event.event_type(),)+
+                }
+            }
+            fn schema_version(&self) -> u32 {
+                match self {
+                    $(SchemeEvent::$variant(event) => event.schema_version(),)+
+                }
+            }
+            fn to_data(&self) -> Result<Value, CodecError> {
+                match self {
+                    $(SchemeEvent::$variant(event) => event.to_data(),)+
+                }
+            }
+            fn from_stored(event_type: &str, schema_version: u32, data: &Value) -> Result<Self, CodecError> {
+                $(if <$event>::EVENT_TYPES.contains(&event_type) {
+                    return <$event>::from_stored(event_type, schema_version, data).map(SchemeEvent::$variant);
+                })+
+                Err(CodecError {
+                    action: "decode",
+                    event_type: event_type.to_string(),
+                    reason: "not an event type of the scheme".into(),
+                })
+            }
+        }
+    };
+}
+
+scheme_event_from!(
+    Application(ApplicationEvent),
+    Batch(BatchEvent),
+    Capacity(CapacityEvent),
+    Funding(FundingEvent),
+    Price(PriceEvent)
+);
