@@ -278,7 +278,7 @@ async fn the_verification_endpoint_reports_an_intact_log() {
 
 /// Every route the service registers, as the OpenAPI document should name it, with a concrete
 /// path to call.
-const EVERY_ROUTE: [(&str, &str, &str); 41] = [
+const EVERY_ROUTE: [(&str, &str, &str); 43] = [
     ("get", "/health/live", "/health/live"),
     ("get", "/health/ready", "/health/ready"),
     ("get", "/metrics", "/metrics"),
@@ -295,6 +295,7 @@ const EVERY_ROUTE: [(&str, &str, &str); 41] = [
     ("post", "/api/v1/funding-years/{year}/receipts", "/api/v1/funding-years/2025-26/receipts"),
     ("post", "/api/v1/funding-years/{year}/redirection", "/api/v1/funding-years/2025-26/redirection"),
     ("get", "/api/v1/funding-years/{year}", "/api/v1/funding-years/2025-26"),
+    ("get", "/api/v1/funding-years/{year}/disbursements", "/api/v1/funding-years/2025-26/disbursements"),
     ("post", "/api/v1/price-schedule/rates", "/api/v1/price-schedule/rates"),
     ("get", "/api/v1/price-schedule", "/api/v1/price-schedule"),
     ("post", "/api/v1/capacity", "/api/v1/capacity"),
@@ -315,6 +316,7 @@ const EVERY_ROUTE: [(&str, &str, &str); 41] = [
     ("post", "/api/v1/applications/{application_id}/deferral", "/api/v1/applications/a1/deferral"),
     ("post", "/api/v1/applications/{application_id}/agreement", "/api/v1/applications/a1/agreement"),
     ("post", "/api/v1/applications/{application_id}/usage", "/api/v1/applications/a1/usage"),
+    ("get", "/api/v1/applications/{application_id}/usage", "/api/v1/applications/a1/usage"),
     ("post", "/api/v1/applications/{application_id}/progress-reports", "/api/v1/applications/a1/progress-reports"),
     ("post", "/api/v1/applications/{application_id}/completion", "/api/v1/applications/a1/completion"),
     ("post", "/api/v1/applications/{application_id}/termination", "/api/v1/applications/a1/termination"),

@@ -338,7 +338,7 @@ async fn reports_kpi_writes_the_dashboard_as_csv_or_json() {
     support::scheme::set_up(&scheme, support::scheme::hkd(857_000_000)).await;
     support::scheme::submitted(&scheme, "k1").await;
     support::scheme::ready_for_committee(&scheme, &["k1"]).await;
-    let approve = support::scheme::approval("k1", support::scheme::hkd(500_000));
+    let approve = support::scheme::approval("k1", None);
     support::scheme::act(&scheme, &approve, "sec-1", "committee_secretariat", support::scheme::committee_day())
         .await
         .expect("approve");
@@ -348,7 +348,8 @@ async fn reports_kpi_writes_the_dashboard_as_csv_or_json() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], r#""scope","metric","dimension","value""#);
     assert!(lines.contains(&r#""2025-26","applications_approved","","1""#), "{csv}");
-    assert!(lines.contains(&r#""2025-26","committed_cents","computing_power_subsidy","50000000""#), "{csv}");
+    // The ceiling, omitted, is the subsidy of the allocated units: HK$178,500.00.
+    assert!(lines.contains(&r#""2025-26","committed_cents","computing_power_subsidy","17850000""#), "{csv}");
     let (ok, json, _) = aisc(&["reports", "kpi", "--format", "json"], &database.url);
     assert!(ok);
     let dashboard: serde_json::Value = serde_json::from_str(&json).expect("json");

@@ -24,7 +24,7 @@ async fn an_application_runs_from_submission_to_completion_on_postgresql() {
     let secretariat = ("sec-1", "committee_secretariat");
 
     // The assessor cannot record the decision.
-    let approve = approval(id, hkd(500_000));
+    let approve = approval(id, None);
     let refused = act(&scheme, &approve, "assessor-1", "committee_secretariat", committee_day()).await;
     assert!(matches!(refused, Err(CommandError::Rejected(DomainError::AssessorCannotDecide { .. }))), "{refused:?}");
 
@@ -109,13 +109,14 @@ async fn an_application_runs_from_submission_to_completion_on_postgresql() {
 async fn two_approvals_racing_for_the_last_dollars_cannot_both_win() {
     let database = TestDatabase::create_with_pool_size(20).await;
     let scheme = scheme(&database).await;
-    // HK$600,000 left: room for one HK$500,000 approval, not two.
-    set_up(&scheme, hkd(600_000)).await;
+    // HK$200,000 left: room for one approval of HK$178,500 (the subsidy of its allocated
+    // units), not two.
+    set_up(&scheme, hkd(200_000)).await;
     submitted(&scheme, "a1").await;
     submitted(&scheme, "b2").await;
     ready_for_committee(&scheme, &["a1", "b2"]).await;
     {
-        let (a1, b2) = (approval("a1", hkd(500_000)), approval("b2", hkd(500_000)));
+        let (a1, b2) = (approval("a1", None), approval("b2", None));
         let (first, second) = tokio::join!(
             act(&scheme, &a1, "sec-1", "committee_secretariat", committee_day()),
             act(&scheme, &b2, "sec-1", "committee_secretariat", committee_day()),
@@ -129,7 +130,7 @@ async fn two_approvals_racing_for_the_last_dollars_cannot_both_win() {
             "the loser is told the budget is short: {loser:?}"
         );
         let (budget, _) = scheme.funding_state(FinancialYear::parse("2025-26").expect("year")).await.expect("budget");
-        assert_eq!(budget.committed, hkd(500_000));
+        assert_eq!(budget.committed, hkd(178_500));
     }
     database.drop_database().await;
 }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aisc_domain::event_store::{EventStore, Position};
-use aisc_domain::subsidy::application::{CheckEligibility, RejectApplication, SubmitApplication, WithdrawApplication};
+use aisc_domain::subsidy::application::{
+    ChargeUsage, CheckEligibility, RejectApplication, ReverseDisbursement, SignAgreement, SubmitApplication,
+    WithdrawApplication,
+};
 use aisc_domain::subsidy::batches::CloseBatch;
 use aisc_domain::subsidy::values::{ApplicantCategory, FinancialYear};
 use aisc_projections::applications::{self, ApplicationFilter, Applications, Sort};
@@ -61,11 +64,38 @@ async fn generate(scheme: &Scheme) -> Vec<String> {
     for (n, id) in ids.iter().enumerate() {
         match n % 6 {
             3 => {
-                let mut approve = approval(id, hkd(100_000));
+                // The ceiling, omitted, is the subsidy of the allocated units: 6 months × 16
+                // node-hours × HK$42.50 × 70 % = HK$2,856.00.
+                let mut approve = approval(id, None);
                 for allocation in &mut approve.allocations {
                     allocation.units = 16;
                 }
                 act(scheme, &approve, "sec-1", "committee_secretariat", committee_day()).await.expect("approve");
+                // Half of them sign and charge July; every fourth of those reverses it.
+                if n % 12 == 3 {
+                    let agreement = SignAgreement {
+                        application_id: id.clone(),
+                        signed_on: day(2025, 6, 30),
+                        reporting_due_dates: vec![day(2025, 10, 15)],
+                    };
+                    act(scheme, &agreement, "sec-1", "committee_secretariat", day(2025, 6, 30)).await.expect("sign");
+                    let july = ChargeUsage {
+                        application_id: id.clone(),
+                        usage_id: format!("{id}-2025-07"),
+                        service_type: gpu(),
+                        period: period("2025-07"),
+                        units: 1 + (n % 16) as u64,
+                    };
+                    act(scheme, &july, "fin-1", "finance_officer", day(2025, 8, 5)).await.expect("usage");
+                    if n % 48 == 3 {
+                        let reversal = ReverseDisbursement {
+                            application_id: id.clone(),
+                            usage_id: july.usage_id.clone(),
+                            reason: "metering error".into(),
+                        };
+                        act(scheme, &reversal, "fin-1", "finance_officer", day(2025, 8, 6)).await.expect("reverse");
+                    }
+                }
             }
             4 => {
                 let reject = RejectApplication {
@@ -86,12 +116,17 @@ async fn table(pool: &PgPool, sql: &'static str) -> Vec<String> {
     rows.into_iter().map(|(row,)| row).collect()
 }
 
-async fn snapshot(pool: &PgPool) -> (Vec<String>, Vec<String>) {
-    (
+async fn snapshot(pool: &PgPool) -> Vec<Vec<String>> {
+    vec![
         table(pool, "SELECT row_to_json(a)::text FROM (SELECT * FROM applications_view ORDER BY application_id) a")
             .await,
         table(pool, "SELECT row_to_json(b)::text FROM (SELECT * FROM batches_view ORDER BY batch_id) b").await,
-    )
+        table(pool, "SELECT row_to_json(u)::text FROM (SELECT * FROM usage_view ORDER BY application_id, usage_id) u")
+            .await,
+        table(pool, "SELECT row_to_json(y)::text FROM (SELECT * FROM budget_view ORDER BY year, line) y").await,
+        table(pool, "SELECT row_to_json(c)::text FROM (SELECT * FROM capacity_view ORDER BY service_type, period) c")
+            .await,
+    ]
 }
 
 #[tokio::test]
@@ -117,7 +152,11 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     let _ = stop.send(true);
     live.await.expect("runner");
     let built_live = snapshot(&database.pool).await;
-    assert_eq!(built_live.0.len(), APPLICATIONS);
+    assert_eq!(built_live[0].len(), APPLICATIONS);
+    // One July charge per signed agreement (every twelfth application), a quarter of them reversed.
+    assert_eq!(built_live[2].len(), APPLICATIONS / 12);
+    let reversed = built_live[2].iter().filter(|row| row.contains("\"reversed\":true")).count();
+    assert_eq!(reversed, APPLICATIONS / 48 + usize::from(APPLICATIONS % 48 > 3));
 
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&database.pool).await.expect("count");
     let started = std::time::Instant::now();
@@ -142,7 +181,8 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
         ("submitted", 500),
         ("eligible", 500),
         ("assessed", 500),
-        ("approved", 500),
+        ("approved", 250),
+        ("agreement_signed", 250),
         ("rejected", 500),
         ("withdrawn", 500),
     ] {
@@ -151,7 +191,7 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
         assert!(rows.iter().all(|row| row.status == status));
     }
     let (approved, _) = query(ApplicationFilter { status: Some("approved".into()), ..all.clone() }).await;
-    assert!(approved.iter().all(|row| row.ceiling_cents == Some(10_000_000)
+    assert!(approved.iter().all(|row| row.ceiling_cents == Some(285_600)
         && row.approved_rate_bps == Some(7_000)
         && row.assessed_by.as_deref() == Some("assessor-1")));
     let (startups, count) = query(ApplicationFilter { category: Some("ai_startup".into()), ..all.clone() }).await;
@@ -225,14 +265,18 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
         kpi.median_days_to_decision
     );
     let subsidy = kpi.budget.iter().find(|line| line.line == "computing_power_subsidy").expect("line");
-    assert_eq!((subsidy.received_cents, subsidy.committed_cents), (85_700_000_000, 5_000_000_000));
-    assert_eq!(subsidy.left_cents, 85_700_000_000 - 5_000_000_000);
+    // 500 approvals of HK$2,856.00.
+    assert_eq!((subsidy.received_cents, subsidy.committed_cents), (85_700_000_000, 142_800_000));
+    assert_eq!(subsidy.left_cents, 85_700_000_000 - 142_800_000);
     let gpu_capacity = &kpi.capacity[0];
     assert_eq!(
         (gpu_capacity.capacity_units, gpu_capacity.subsidised_cap_units, gpu_capacity.allocated_units),
         (60_000, 54_000, 48_000)
     );
-    assert_eq!(kpi.utilisation_bps, Some(0));
+    // The July charges not reversed, of the 48,000 node-hours allocated.
+    let used: u64 = (0..APPLICATIONS).filter(|n| n % 12 == 3 && n % 48 != 3).map(|n| 1 + (n % 16) as u64).sum();
+    assert_eq!(used, 2_248);
+    assert_eq!(kpi.utilisation_bps, Some((used * 10_000 / 48_000) as i64));
     assert_eq!(
         (kpi.projects_developing_ai_models, kpi.mainland_or_overseas_teams, kpi.talents_involved),
         (500, 500, 3_000)

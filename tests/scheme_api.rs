@@ -1,5 +1,6 @@
 //! The scheme over HTTP, as a staff tool drives it: batch opening to completion, the role
-//! matrix of every command, optimistic concurrency, idempotent submission and bad inputs.
+//! matrix of every command, optimistic concurrency, idempotent submission, bad inputs, and the
+//! scheme's rules (each refusal a 422 with its stable code, nothing written).
 
 mod support;
 
@@ -25,6 +26,9 @@ fn submission() -> Value {
     })
 }
 
+/// The committee's approval at 70 % of 1,000 GPU node-hours a month, July to December 2025,
+/// decided on 2025-06-15; no ceiling, so the ceiling is the subsidy of those units:
+/// 6,000 × HK$42.50 × 70 % = HK$178,500.00.
 fn approval() -> Value {
     let allocations: Vec<Value> = ["2025-07", "2025-08", "2025-09", "2025-10", "2025-11", "2025-12"]
         .iter()
@@ -35,7 +39,6 @@ fn approval() -> Value {
         "rate_bps": 7000,
         "exceptional_reason": null,
         "allocations": allocations,
-        "ceiling_cents": 50_000_000,
         "start": "2025-07-01",
         "end": "2025-12-31",
         "conditions": ["monthly utilisation report"]
@@ -73,7 +76,8 @@ async fn set_up(app: &TestApp) {
     }
 }
 
-/// Submitted (on 2025-05-02), eligible, batch closed, assessed: returns the application id.
+/// Submitted (on 2025-05-02), eligible, batch closed, assessed: returns the application id,
+/// on the day the committee decides (2025-06-15).
 async fn assessed_application(app: &TestApp) -> String {
     app.set_day(2025, 5, 2);
     let submitted = app.post("intake_officer", "/api/v1/applications", &[], &submission().to_string()).await;
@@ -85,6 +89,7 @@ async fn assessed_application(app: &TestApp) -> String {
     let _ = app.post("committee_secretariat", "/api/v1/batches/2025-q2/closure", &[], "{}").await;
     let assessment = json!({"scores": {"a_meets_hong_kong_needs": 8, "b_requirement_reasonable": 7, "c_feasibility_and_outcome": 8, "d_capability": 9}, "recommended_rate_bps": 7000, "recommended_ceiling_cents": 50_000_000, "duration_months": 6, "no_conflict_declared": true});
     ok(&app.post("assessor", &format!("/api/v1/applications/{id}/assessment"), &[], &assessment.to_string()).await);
+    app.set_day(2025, 6, 15);
     id
 }
 
@@ -99,6 +104,10 @@ async fn a_staff_tool_drives_an_application_from_batch_opening_to_completion() {
         ok(&app.post("committee_secretariat", &format!("{base}/approval"), &[], &approval().to_string()).await);
     assert_eq!(approved["stream_id"], format!("application-{id}"));
     assert!(approved["position"].as_u64().is_some());
+    let terms = app.get("auditor", &base).await.json()["state"]["approval"].clone();
+    assert_eq!(terms["ceiling"], 17_850_000, "no ceiling sent: the subsidy of the allocated units, {terms}");
+    assert_eq!(terms["reservations"], json!([{"year": "2025-26", "amount": 17_850_000}]));
+    app.set_day(2025, 6, 30);
     let agreement = r#"{"signed_on": "2025-06-30", "reporting_due_dates": ["2025-10-15", "2026-01-15"]}"#;
     ok(&app.post("committee_secretariat", &format!("{base}/agreement"), &[], agreement).await);
 
@@ -161,6 +170,48 @@ async fn a_staff_tool_drives_an_application_from_batch_opening_to_completion() {
         .await;
     assert_eq!(queue.status, 200, "{}", queue.body);
     assert_eq!(queue.json()["decided"][0], id.as_str());
+
+    // Finance officers read each charge's units, rate, gross amount and subsidy, and the
+    // funding year's disbursement figures, from the read model.
+    let usage = app.get("finance_officer", &format!("{base}/usage?after_position={}", completed["position"])).await;
+    assert_eq!(usage.status, 200, "{}", usage.body);
+    let usage = usage.json();
+    let july = &usage["lines"][0];
+    assert_eq!(
+        (&july["usage_id"], &july["units"], &july["rate_per_unit_cents"], &july["gross_cents"]),
+        (&json!("sched-2025-07"), &json!(1_000), &json!(4_250), &json!(4_250_000)),
+        "{usage}"
+    );
+    assert_eq!(
+        (&july["subsidy_rate_bps"], &july["subsidy_cents"], &july["reversed"]),
+        (&json!(7_000), &json!(2_975_000), &json!(false))
+    );
+    let october = &usage["lines"][1];
+    assert_eq!(
+        (&october["usage_id"], &october["gross_cents"], &october["subsidy_cents"], &october["reversed"]),
+        (&json!("sched-2025-10"), &json!(1_700_000), &json!(1_190_000), &json!(true))
+    );
+    assert_eq!(october["reversal_reason"], "double-metered");
+    assert_eq!(usage["totals"], json!({"units": 1_000, "gross_cents": 4_250_000, "subsidy_cents": 2_975_000}));
+    let disbursements = app.get("finance_officer", "/api/v1/funding-years/2025-26/disbursements").await;
+    assert_eq!(disbursements.status, 200, "{}", disbursements.body);
+    let disbursements = disbursements.json();
+    assert_eq!(disbursements["totals"], json!({"units": 1_000, "gross_cents": 4_250_000, "subsidy_cents": 2_975_000}));
+    let months = disbursements["months"].as_array().expect("months");
+    assert_eq!(months.len(), 2, "{disbursements}");
+    assert_eq!(
+        (&months[0]["period"], &months[0]["lines"], &months[0]["gross_cents"]),
+        (&json!("2025-07"), &json!(1), &json!(4_250_000))
+    );
+    assert_eq!(
+        (&months[1]["period"], &months[1]["lines"], &months[1]["reversed_lines"], &months[1]["reversed_subsidy_cents"]),
+        (&json!("2025-10"), &json!(0), &json!(1), &json!(1_190_000))
+    );
+    assert_eq!(app.get("finance_officer", "/api/v1/applications/nobody/usage").await.status, 404);
+    assert_eq!(app.get("finance_officer", "/api/v1/funding-years/2025/disbursements").await.status, 400);
+    let view_line = &app.get("finance_officer", &base).await.json()["state"]["usage"]["sched-2025-07"];
+    assert_eq!((&view_line["rate_per_unit"], &view_line["gross"]), (&json!(4_250), &json!(4_250_000)), "{view_line}");
+
     let kpis = app
         .get("finance_officer", &format!("/api/v1/kpis?year=2025-26&after_position={}", completed["position"]))
         .await;
@@ -358,11 +409,11 @@ async fn bad_inputs_get_the_documented_status_and_a_problem_body() {
             "missing field",
             {
                 let mut b = approval();
-                b.as_object_mut().expect("object").remove("ceiling_cents");
+                b.as_object_mut().expect("object").remove("end");
                 b.to_string()
             },
             400,
-            "ceiling_cents",
+            "end",
         ),
         ("unknown field", with("bonus", json!(1)), 400, "bonus"),
         ("negative money", with("ceiling_cents", json!(-5)), 400, "ceiling_cents"),
@@ -406,5 +457,307 @@ async fn bad_inputs_get_the_documented_status_and_a_problem_body() {
     );
     let bad_year = app.post("finance_officer", "/api/v1/funding-years/2025-27/receipts", &[], "{}").await;
     assert_eq!((bad_year.status, bad_year.json()["errors"][0]["field"].as_str()), (400, Some("year")));
+    app.stop().await;
+}
+
+// ---- The scheme's rules: each refusal is a 422 with its stable code, and nothing is written ----
+
+/// How many events the log holds.
+async fn events(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&app.database.pool).await.expect("count events")
+}
+
+/// The application's `ETag` (its version).
+async fn etag(app: &TestApp, id: &str) -> String {
+    let view = app.get("auditor", &format!("/api/v1/applications/{id}")).await;
+    assert_eq!(view.status, 200, "{}", view.body);
+    view.header("etag").expect("ETag").to_string()
+}
+
+/// Posts a command the scheme must refuse: 422 with the stable `code` in a problem body, and
+/// nothing written (the log holds as many events as before). Answers the problem document.
+async fn refused(app: &TestApp, role: &str, path: &str, body: &Value, code: &str) -> Value {
+    let before = events(app).await;
+    let response = app.post(role, path, &[], &body.to_string()).await;
+    assert_eq!((response.status, response.json()["code"].as_str()), (422, Some(code)), "{path}: {}", response.body);
+    assert_eq!(response.header("content-type"), Some("application/problem+json"), "{path}");
+    assert_eq!(events(app).await, before, "{code}: nothing written");
+    response.json()
+}
+
+/// Declares 10,000 GPU node-hours of capacity in each of `months`.
+async fn capacity(app: &TestApp, months: &[&str]) {
+    for month in months {
+        let body = json!({"service_type": "gpu_node_hour_h800", "period": month, "units": 10000}).to_string();
+        ok(&app.post("administrator", "/api/v1/capacity", &[], &body).await);
+    }
+}
+
+/// Rule: the ceiling is at most the subsidy of the allocated units, each month at the rate in
+/// force then, rounded down to the cent.
+#[tokio::test]
+async fn an_approval_ceiling_above_the_subsidy_of_the_allocated_units_is_refused() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    // From October a node-hour costs HK$42.55.
+    let october_rate = r#"{"service_type": "gpu_node_hour_h800", "rate_per_unit_cents": 4255, "unit": "node-hour", "effective_from": "2025-10-01"}"#;
+    ok(&app.post("administrator", "/api/v1/price-schedule/rates", &[], october_rate).await);
+    let id = assessed_application(&app).await;
+    let path = format!("/api/v1/applications/{id}/approval");
+    let mut body = approval();
+    body["allocations"][5]["units"] = json!(999);
+    // July to September: 3,000 × HK$42.50 × 70 % = HK$89,250.00; October and November:
+    // 2,000 × HK$42.55 × 70 % = HK$59,570.00; December: 999 × HK$42.55 × 70 % = HK$29,755.215.
+    // In all HK$178,575.215, rounded down: HK$178,575.21.
+    let version = etag(&app, &id).await;
+    body["ceiling_cents"] = json!(17_857_522);
+    let problem = refused(&app, "committee_secretariat", &path, &body, "ceiling_above_allocation").await;
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("HK$178,575.22") && detail.contains("HK$178,575.21"), "{detail}");
+    assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
+
+    body["ceiling_cents"] = json!(17_857_521);
+    ok(&app.post("committee_secretariat", &path, &[], &body.to_string()).await);
+    let terms = app.get("auditor", &format!("/api/v1/applications/{id}")).await.json()["state"]["approval"].clone();
+    assert_eq!(terms["ceiling"], 17_857_521, "{terms}");
+    app.stop().await;
+}
+
+/// Rule: the ceiling is reserved in each financial year in proportion to the subsidy of the
+/// units allocated in that year's months, not to the days of the period.
+#[tokio::test]
+async fn the_ceiling_is_reserved_per_financial_year_as_the_allocated_units_fall() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    capacity(&app, &["2026-01", "2026-02", "2026-03", "2026-04"]).await;
+    let id = assessed_application(&app).await;
+    let receipt = r#"{"line": "computing_power_subsidy", "amount_cents": 1000000, "received_on": "2025-06-15"}"#;
+    ok(&app.post("finance_officer", "/api/v1/funding-years/2026-27/receipts", &[], receipt).await);
+    let path = format!("/api/v1/applications/{id}/approval");
+    // January to June 2026 (90 days in 2025-26, 91 in 2026-27), with 3,000 node-hours in
+    // January to March and 500 in April: 6/7 of the subsidy falls in 2025-26, 1/7 in 2026-27.
+    let mut body = approval();
+    body["allocations"] = json!([
+        {"service_type": "gpu_node_hour_h800", "period": "2026-01", "units": 1000},
+        {"service_type": "gpu_node_hour_h800", "period": "2026-02", "units": 1000},
+        {"service_type": "gpu_node_hour_h800", "period": "2026-03", "units": 1000},
+        {"service_type": "gpu_node_hour_h800", "period": "2026-04", "units": 500},
+    ]);
+    body["start"] = json!("2026-01-01");
+    body["end"] = json!("2026-06-30");
+    body["ceiling_cents"] = json!(10_000_000);
+    // HK$100,000.00 × 6/7 = HK$85,714.28 (rounded down) in 2025-26; the rest, HK$14,285.72, in
+    // 2026-27, where HK$10,000.00 is all there is.
+    let version = etag(&app, &id).await;
+    let problem = refused(&app, "committee_secretariat", &path, &body, "budget_short").await;
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("2026-27") && detail.contains("HK$14,285.72") && detail.contains("HK$10,000.00"),
+        "{detail}"
+    );
+    assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
+
+    // With HK$20,000.00 in 2026-27 it fits (by days, about HK$50,276 would have fallen there).
+    ok(&app.post("finance_officer", "/api/v1/funding-years/2026-27/receipts", &[], receipt).await);
+    ok(&app.post("committee_secretariat", &path, &[], &body.to_string()).await);
+    let terms = app.get("auditor", &format!("/api/v1/applications/{id}")).await.json()["state"]["approval"].clone();
+    assert_eq!(
+        terms["reservations"],
+        json!([{"year": "2025-26", "amount": 8_571_428}, {"year": "2026-27", "amount": 1_428_572}]),
+        "{terms}"
+    );
+    for (year, committed) in [("2025-26", 8_571_428), ("2026-27", 1_428_572)] {
+        let budget = app.get("finance_officer", &format!("/api/v1/funding-years/{year}")).await.json();
+        assert_eq!(budget["state"]["committed"], committed, "{year}: {budget}");
+    }
+    app.stop().await;
+}
+
+/// Rule: an approved period runs at most 36 months.
+#[tokio::test]
+async fn an_approved_period_longer_than_36_months_is_refused() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    let id = assessed_application(&app).await;
+    let path = format!("/api/v1/applications/{id}/approval");
+    let version = etag(&app, &id).await;
+    let mut body = approval();
+    // 2025-07-01 to 2028-07-01 is 36 months and a day.
+    body["end"] = json!("2028-07-01");
+    let problem = refused(&app, "committee_secretariat", &path, &body, "invalid_input").await;
+    assert_eq!(problem["errors"][0]["field"], "end", "{problem}");
+    assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
+    // To 2028-06-30: 36 months exactly.
+    body["end"] = json!("2028-06-30");
+    ok(&app.post("committee_secretariat", &path, &[], &body.to_string()).await);
+    app.stop().await;
+}
+
+/// Rule: the facts recorded have happened, in order — committee decisions not after today nor
+/// before the batch's deadline, agreements not after today nor before the decision, funding
+/// receipts not after today, usage only of a month begun, progress reports once their period
+/// has ended (today being the service's clock).
+#[tokio::test]
+async fn dates_after_today_or_out_of_order_are_refused() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    let id = assessed_application(&app).await;
+    let later_batch = r#"{"batch_id": "2025-q3", "deadline": "2025-08-31", "committee_date": "2025-09-15"}"#;
+    ok(&app.post("committee_secretariat", "/api/v1/batches", &[], later_batch).await);
+    let base = format!("/api/v1/applications/{id}");
+    let secretariat = "committee_secretariat";
+    let meeting = |decided_on: &str| {
+        let mut meeting = approval()["meeting"].clone();
+        meeting["decided_on"] = json!(decided_on);
+        meeting
+    };
+    let version = etag(&app, &id).await;
+
+    // The committee decides on 2025-06-15: not on the 14th, nor before the deadline (2025-05-31).
+    app.set_day(2025, 6, 14);
+    for (decided_on, code) in [("2025-06-15", "date_in_future"), ("2025-05-30", "decided_before_deadline")] {
+        let mut approve = approval();
+        approve["meeting"] = meeting(decided_on);
+        refused(&app, secretariat, &format!("{base}/approval"), &approve, code).await;
+        let reject = json!({"meeting": meeting(decided_on), "reasons": ["not justified"]});
+        refused(&app, secretariat, &format!("{base}/rejection"), &reject, code).await;
+        let defer = json!({"meeting": meeting(decided_on), "reason": "more detail", "to_batch_id": "2025-q3"});
+        refused(&app, secretariat, &format!("{base}/deferral"), &defer, code).await;
+    }
+    assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
+    app.set_day(2025, 6, 15);
+    ok(&app.post(secretariat, &format!("{base}/approval"), &[], &approval().to_string()).await);
+
+    // The agreement is signed on 2025-06-30: not before that day, nor dated before the decision.
+    let version = etag(&app, &id).await;
+    let agreement =
+        |signed_on: &str| json!({"signed_on": signed_on, "reporting_due_dates": ["2025-10-15", "2026-01-15"]});
+    refused(&app, secretariat, &format!("{base}/agreement"), &agreement("2025-06-30"), "date_in_future").await;
+    app.set_day(2025, 6, 30);
+    refused(&app, secretariat, &format!("{base}/agreement"), &agreement("2025-06-14"), "signed_before_decision").await;
+    assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
+    ok(&app.post(secretariat, &format!("{base}/agreement"), &[], &agreement("2025-06-30").to_string()).await);
+
+    // Funding received tomorrow has not been received.
+    let receipt = json!({"line": "computing_power_subsidy", "amount_cents": 100_000, "received_on": "2025-07-01"});
+    refused(&app, "finance_officer", "/api/v1/funding-years/2025-26/receipts", &receipt, "date_in_future").await;
+
+    // August's usage from 1 August.
+    app.set_day(2025, 7, 31);
+    let version = etag(&app, &id).await;
+    let august =
+        json!({"usage_id": "sched-2025-08", "service_type": "gpu_node_hour_h800", "period": "2025-08", "units": 100});
+    refused(&app, "finance_officer", &format!("{base}/usage"), &august, "usage_month_not_begun").await;
+    assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
+    app.set_day(2025, 8, 1);
+    ok(&app.post("finance_officer", &format!("{base}/usage"), &[], &august.to_string()).await);
+
+    // The report due 2025-10-15 from that day; the final one, due after the project ends on
+    // 2025-12-31, from its end.
+    let report = |due: &str| json!({"due": due, "kpis": {"ai_models_trained_or_deployed": 1, "talents_employed": 9, "mainland_or_overseas_collaborators": 0, "publications": 0, "patents": 0}, "summary": "progress"});
+    let reports = format!("{base}/progress-reports");
+    for (today, due, ends) in
+        [((2025, 10, 14), "2025-10-15", (2025, 10, 15)), ((2025, 12, 30), "2026-01-15", (2025, 12, 31))]
+    {
+        app.set_day(today.0, today.1, today.2);
+        let version = etag(&app, &id).await;
+        refused(&app, "intake_officer", &reports, &report(due), "report_period_not_ended").await;
+        assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
+        app.set_day(ends.0, ends.1, ends.2);
+        ok(&app.post("intake_officer", &reports, &[], &report(due).to_string()).await);
+    }
+    app.stop().await;
+}
+
+/// Rule: the application's assessor is not counted among the members present to decide it.
+#[tokio::test]
+async fn a_committee_counting_the_assessor_present_is_refused() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    let id = assessed_application(&app).await;
+    let later_batch = r#"{"batch_id": "2025-q3", "deadline": "2025-08-31", "committee_date": "2025-09-15"}"#;
+    ok(&app.post("committee_secretariat", "/api/v1/batches", &[], later_batch).await);
+    let base = format!("/api/v1/applications/{id}");
+    let version = etag(&app, &id).await;
+    // assessor-1 assessed the application; without them, m1 to m3 would be a quorum.
+    let meeting = json!({"meeting_reference": "AISC-COM-2025-06", "decided_on": "2025-06-15", "members_present": ["m1", "m2", "m3", "assessor-1"], "members_recused": ["m4"]});
+    let mut approve = approval();
+    approve["meeting"] = meeting.clone();
+    let reject = json!({"meeting": meeting.clone(), "reasons": ["not justified"]});
+    let defer = json!({"meeting": meeting, "reason": "more detail", "to_batch_id": "2025-q3"});
+    for (decision, body) in [("approval", approve), ("rejection", reject), ("deferral", defer)] {
+        let problem =
+            refused(&app, "committee_secretariat", &format!("{base}/{decision}"), &body, "assessor_counted_present")
+                .await;
+        assert!(problem["detail"].as_str().unwrap_or_default().contains("assessor-1"), "{problem}");
+    }
+    assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
+    ok(&app.post("committee_secretariat", &format!("{base}/approval"), &[], &approval().to_string()).await);
+    app.stop().await;
+}
+
+/// Rule: a usage line's subsidy is rounded down to the cent, and amounts in messages read as
+/// staff write them (HK$5,273,972.61).
+#[tokio::test]
+async fn usage_subsidy_is_rounded_down_and_messages_show_amounts_as_staff_read_them() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    let october_rate = r#"{"service_type": "gpu_node_hour_h800", "rate_per_unit_cents": 4255, "unit": "node-hour", "effective_from": "2025-10-01"}"#;
+    ok(&app.post("administrator", "/api/v1/price-schedule/rates", &[], october_rate).await);
+    let id = assessed_application(&app).await;
+    let base = format!("/api/v1/applications/{id}");
+    let version = etag(&app, &id).await;
+    let mut too_much = approval();
+    too_much["ceiling_cents"] = json!(527_397_261);
+    let problem =
+        refused(&app, "committee_secretariat", &format!("{base}/approval"), &too_much, "ceiling_above_allocation")
+            .await;
+    // 3,000 × HK$42.50 × 70 % + 3,000 × HK$42.55 × 70 % = HK$178,605.00.
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("a ceiling of HK$5,273,972.61 ") && detail.contains("HK$178,605.00"), "{detail}");
+    assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
+
+    ok(&app.post("committee_secretariat", &format!("{base}/approval"), &[], &approval().to_string()).await);
+    app.set_day(2025, 6, 30);
+    let agreement = r#"{"signed_on": "2025-06-30", "reporting_due_dates": ["2026-01-15"]}"#;
+    ok(&app.post("committee_secretariat", &format!("{base}/agreement"), &[], agreement).await);
+    app.set_day(2025, 11, 5);
+    // 3 node-hours × HK$42.55 × 70 % = HK$89.355: HK$89.35 (half up would pay HK$89.36).
+    let october =
+        r#"{"usage_id": "sched-2025-10", "service_type": "gpu_node_hour_h800", "period": "2025-10", "units": 3}"#;
+    ok(&app.post("finance_officer", &format!("{base}/usage"), &[], october).await);
+    let state = app.get("auditor", &base).await.json()["state"].clone();
+    assert_eq!(state["usage"]["sched-2025-10"]["subsidy"], 8_935, "{state}");
+    assert_eq!(state["disbursed"], 8_935);
+    let year = app.get("finance_officer", "/api/v1/funding-years/2025-26").await.json();
+    assert_eq!(year["state"]["disbursed"], 8_935, "{year}");
+    app.stop().await;
+}
+
+/// Rule: a command or a query on an unknown application answers 404 naming the id.
+#[tokio::test]
+async fn an_unknown_application_is_404_naming_its_id_and_nothing_is_written() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    let before = events(&app).await;
+    let id = "a7c0ffee-no-such";
+    let base = format!("/api/v1/applications/{id}");
+    let agreement = json!({"signed_on": "2025-06-30", "reporting_due_dates": ["2025-10-15"]});
+    let usage = json!({"usage_id": "u1", "service_type": "gpu_node_hour_h800", "period": "2025-07", "units": 1});
+    for (role, path, body) in [
+        ("committee_secretariat", format!("{base}/approval"), approval()),
+        ("committee_secretariat", format!("{base}/agreement"), agreement),
+        ("finance_officer", format!("{base}/usage"), usage),
+        ("intake_officer", format!("{base}/withdrawal"), json!({"reason": "merged"})),
+    ] {
+        let response = app.post(role, &path, &[], &body.to_string()).await;
+        assert_eq!(response.status, 404, "{path}: {}", response.body);
+        assert_eq!(response.header("content-type"), Some("application/problem+json"), "{path}");
+        assert!(response.json()["detail"].as_str().unwrap_or_default().contains(id), "{path}: {}", response.body);
+    }
+    let view = app.get("auditor", &base).await;
+    assert_eq!(view.status, 404, "{}", view.body);
+    assert!(view.json()["detail"].as_str().unwrap_or_default().contains(id), "{}", view.body);
+    assert_eq!(events(&app).await, before, "nothing written");
     app.stop().await;
 }

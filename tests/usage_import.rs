@@ -30,7 +30,7 @@ async fn scheme_with_agreements(database: &TestDatabase, report_due: NaiveDate) 
     }
     ready_for_committee(&scheme, &["a1", "a2", "a3"]).await;
     for id in ["a1", "a2", "a3"] {
-        let approve = approval(id, hkd(500_000));
+        let approve = approval(id, None);
         act(&scheme, &approve, "sec-1", "committee_secretariat", committee_day()).await.expect("approve");
         let agreement = SignAgreement {
             application_id: id.into(),
@@ -171,16 +171,19 @@ async fn an_import_racing_single_charges_on_the_same_funding_year_charges_every_
             csv.push_str(&format!("{id},{GPU},100,{month}\n"));
         }
     }
+    // On 2025-10-05 every month charged has begun.
+    let charge_day = day(2025, 10, 5);
     let singles = {
         let scheme = scheme.clone();
         tokio::spawn(async move {
             for (n, month) in ["2025-07", "2025-08", "2025-09", "2025-10"].iter().enumerate() {
                 let charge = usage("a3", &format!("single-{n}"), month, 50);
-                act(&scheme, &charge, "fin-2", "finance_officer", today()).await.expect("single charge");
+                act(&scheme, &charge, "fin-2", "finance_officer", charge_day).await.expect("single charge");
             }
         })
     };
-    let report = import(&scheme, request("race", &csv, ImportMode::AllOrNothing, 1)).await;
+    let race = UsageImportRequest { today: charge_day, ..request("race", &csv, ImportMode::AllOrNothing, 1) };
+    let report = import(&scheme, race).await;
     singles.await.expect("singles");
     assert!(report.refused.is_empty(), "{:?}", report.refused);
     assert_eq!(report.written + report.already_imported, 6);
@@ -204,7 +207,7 @@ async fn the_http_path_answers_422_with_each_refused_line_or_the_report() {
     }
     ready_for_committee(&scheme, &["a1", "a2"]).await;
     for id in ["a1", "a2"] {
-        let approve = approval(id, hkd(500_000));
+        let approve = approval(id, None);
         act(&scheme, &approve, "sec-1", "committee_secretariat", committee_day()).await.expect("approve");
         let agreement = SignAgreement {
             application_id: id.into(),

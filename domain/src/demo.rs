@@ -277,17 +277,14 @@ pub async fn seed<S: EventStore, I: EventIds>(
                 RateBps::new(5_000 + 500 * dice.below(5) as u32)
             }
             .map_err(|error| SeedError { step: "rate".into(), reason: error.to_string() })?;
-            let total_units: u64 = allocations.iter().map(|allocation| allocation.units).sum();
-            // The subsidy of every allocated unit, rounded up to the cent.
-            let ceiling =
-                Money::from_cents((total_units as i64 * GPU_RATE_CENTS * i64::from(rate.bps()) + 9_999) / 10_000);
             let approve = ApproveApplication {
                 application_id: id.clone(),
                 meeting: meeting.clone(),
                 rate,
                 exceptional_reason: exceptional.then(|| "significant impact on local AI innovation".to_string()),
                 allocations: allocations.clone(),
-                ceiling,
+                // The subsidy of every allocated unit, as the rule computes it.
+                ceiling: None,
                 start,
                 end,
                 conditions: vec!["quarterly progress reports".into()],

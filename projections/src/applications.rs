@@ -81,6 +81,26 @@ const TABLES: &[TableSpec] = &[
               );",
     },
     TableSpec {
+        name: "usage_view",
+        ddl: "CREATE TABLE {schema}.usage_view (
+                  application_id      text    NOT NULL,
+                  usage_id            text    NOT NULL,
+                  service_type        text    NOT NULL,
+                  period              text    NOT NULL,
+                  financial_year      text    NOT NULL,
+                  units               bigint  NOT NULL,
+                  rate_per_unit_cents bigint  NOT NULL,
+                  gross_cents         bigint  NOT NULL,
+                  subsidy_rate_bps    integer NOT NULL,
+                  subsidy_cents       bigint  NOT NULL,
+                  reversed            boolean NOT NULL DEFAULT false,
+                  reversal_reason     text,
+                  charged_position    bigint  NOT NULL,
+                  PRIMARY KEY (application_id, usage_id)
+              );
+              CREATE INDEX usage_view_by_year ON {schema}.usage_view (financial_year, period);",
+    },
+    TableSpec {
         name: "batches_view",
         ddl: "CREATE TABLE {schema}.batches_view (
                   batch_id       text    PRIMARY KEY,
@@ -108,7 +128,7 @@ impl Projection for Applications {
     }
 
     fn version(&self) -> i32 {
-        2
+        3
     }
 
     fn tables(&self) -> &'static [TableSpec] {
@@ -210,6 +230,25 @@ struct BatchChanges {
     applications: BTreeMap<String, ApplicationChange>,
     budget: BTreeMap<(String, &'static str), Totals>,
     capacity: BTreeMap<(String, String), Totals>,
+    usage_charged: Vec<UsageRow>,
+    /// (application, usage id, reason) of each reversal, in log order.
+    usage_reversed: Vec<(String, String, String)>,
+}
+
+/// A usage charge as finance officers read it: units, rate, gross and subsidy.
+#[derive(Debug, Clone)]
+struct UsageRow {
+    application_id: String,
+    usage_id: String,
+    service_type: String,
+    period: String,
+    financial_year: String,
+    units: i64,
+    rate_per_unit_cents: i64,
+    gross_cents: i64,
+    subsidy_rate_bps: i32,
+    subsidy_cents: i64,
+    charged_position: i64,
 }
 
 fn clamp_i32(value: u32) -> i32 {
@@ -255,7 +294,7 @@ impl BatchChanges {
                 },
             );
         }
-        let change = self.applications.entry(id).or_default();
+        let change = self.applications.entry(id.clone()).or_default();
         change.last_position = to_i64(event.position.0);
         match decoded {
             E::ApplicationSubmitted(_) => {}
@@ -301,10 +340,24 @@ impl BatchChanges {
             E::UsageCharged(e) => {
                 change.disbursed_cents = Some(e.disbursed_total.cents());
                 change.units_used_delta += to_i64(e.units);
+                self.usage_charged.push(UsageRow {
+                    application_id: id,
+                    usage_id: e.usage_id,
+                    service_type: e.service_type.as_str().to_string(),
+                    period: e.period.to_string(),
+                    financial_year: e.financial_year.to_string(),
+                    units: to_i64(e.units),
+                    rate_per_unit_cents: e.rate_per_unit.cents(),
+                    gross_cents: e.gross.cents(),
+                    subsidy_rate_bps: clamp_i32(e.subsidy_rate.bps()),
+                    subsidy_cents: e.subsidy.cents(),
+                    charged_position: to_i64(event.position.0),
+                });
             }
             E::DisbursementReversed(e) => {
                 change.disbursed_cents = Some(e.disbursed_total.cents());
                 change.units_used_delta -= to_i64(e.units);
+                self.usage_reversed.push((id, e.usage_id, e.reason));
             }
             E::ProgressReportSubmitted(e) => change.reports_submitted.push(e.due),
             E::ApplicationWithdrawn(_) => change.status = Some("withdrawn"),
@@ -377,6 +430,7 @@ impl BatchChanges {
         }
         write_new_applications(connection, schema, self.new_applications).await?;
         write_application_changes(connection, schema, self.applications).await?;
+        write_usage(connection, schema, self.usage_charged, self.usage_reversed).await?;
         let budget = self.budget.into_iter().map(|((year, line), totals)| ((year, line.to_string()), totals)).collect();
         write_totals(connection, schema, "budget_view", ["year", "line"], BUDGET_COLUMNS, budget).await?;
         write_totals(connection, schema, "capacity_view", ["service_type", "period"], CAPACITY_COLUMNS, self.capacity)
@@ -495,6 +549,55 @@ async fn write_application_changes(
     .bind(texts(|c| (!c.reports_submitted.is_empty()).then(|| dates_text(&c.reports_submitted))))
     .execute(&mut *connection)
     .await?;
+    Ok(())
+}
+
+/// Inserts the charges, then marks the reversed ones (a charge and its reversal may come in
+/// the same batch).
+async fn write_usage(
+    connection: &mut PgConnection,
+    schema: &str,
+    charged: Vec<UsageRow>,
+    reversed: Vec<(String, String, String)>,
+) -> Result<(), ProjectionError> {
+    if !charged.is_empty() {
+        let texts = |pick: fn(&UsageRow) -> &str| charged.iter().map(|row| pick(row).to_string()).collect::<Vec<_>>();
+        let bigints = |pick: fn(&UsageRow) -> i64| charged.iter().map(pick).collect::<Vec<_>>();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {schema}.usage_view (application_id, usage_id, service_type, period, financial_year, units, \
+             rate_per_unit_cents, gross_cents, subsidy_rate_bps, subsidy_cents, charged_position) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
+             $7::bigint[], $8::bigint[], $9::int[], $10::bigint[], $11::bigint[])"
+        )))
+        .bind(texts(|row| &row.application_id))
+        .bind(texts(|row| &row.usage_id))
+        .bind(texts(|row| &row.service_type))
+        .bind(texts(|row| &row.period))
+        .bind(texts(|row| &row.financial_year))
+        .bind(bigints(|row| row.units))
+        .bind(bigints(|row| row.rate_per_unit_cents))
+        .bind(bigints(|row| row.gross_cents))
+        .bind(charged.iter().map(|row| row.subsidy_rate_bps).collect::<Vec<_>>())
+        .bind(bigints(|row| row.subsidy_cents))
+        .bind(bigints(|row| row.charged_position))
+        .execute(&mut *connection)
+        .await?;
+    }
+    if !reversed.is_empty() {
+        let (applications, rest): (Vec<String>, Vec<(String, String)>) =
+            reversed.into_iter().map(|(application, usage, reason)| (application, (usage, reason))).unzip();
+        let (usages, reasons): (Vec<String>, Vec<String>) = rest.into_iter().unzip();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {schema}.usage_view v SET reversed = true, reversal_reason = u.reason \
+             FROM unnest($1::text[], $2::text[], $3::text[]) AS u(application_id, usage_id, reason) \
+             WHERE v.application_id = u.application_id AND v.usage_id = u.usage_id"
+        )))
+        .bind(applications)
+        .bind(usages)
+        .bind(reasons)
+        .execute(&mut *connection)
+        .await?;
+    }
     Ok(())
 }
 
@@ -728,4 +831,72 @@ pub async fn batch_queue(
         }
     }
     Ok(Some(queue))
+}
+
+/// A usage charge of an application, as finance officers reconcile it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct UsageLineRow {
+    pub usage_id: String,
+    pub service_type: String,
+    pub period: String,
+    pub financial_year: String,
+    pub units: i64,
+    pub rate_per_unit_cents: i64,
+    pub gross_cents: i64,
+    pub subsidy_rate_bps: i32,
+    pub subsidy_cents: i64,
+    pub reversed: bool,
+    pub reversal_reason: Option<String>,
+    pub charged_position: i64,
+}
+
+/// Whether the read model holds the application.
+pub async fn exists(pool: &PgPool, application_id: &str) -> Result<bool, ProjectionError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM applications_view WHERE application_id = $1)")
+        .bind(application_id)
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Every usage charge of an application, by month then usage id.
+pub async fn usage_lines(pool: &PgPool, application_id: &str) -> Result<Vec<UsageLineRow>, ProjectionError> {
+    Ok(sqlx::query_as::<_, UsageLineRow>(
+        "SELECT usage_id, service_type, period, financial_year, units, rate_per_unit_cents, gross_cents, \
+         subsidy_rate_bps, subsidy_cents, reversed, reversal_reason, charged_position \
+         FROM usage_view WHERE application_id = $1 ORDER BY period, usage_id",
+    )
+    .bind(application_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A funding year's disbursements in one usage month: charges not reversed, their units, gross
+/// and subsidy, and what was reversed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct MonthDisbursement {
+    pub period: String,
+    pub service_type: String,
+    pub lines: i64,
+    pub units: i64,
+    pub gross_cents: i64,
+    pub subsidy_cents: i64,
+    pub reversed_lines: i64,
+    pub reversed_subsidy_cents: i64,
+}
+
+/// The disbursement figures of a funding year, per usage month and service.
+pub async fn disbursements(pool: &PgPool, year: &str) -> Result<Vec<MonthDisbursement>, ProjectionError> {
+    Ok(sqlx::query_as::<_, MonthDisbursement>(
+        "SELECT period, service_type, \
+           count(*) FILTER (WHERE NOT reversed) AS lines, \
+           coalesce(sum(units) FILTER (WHERE NOT reversed), 0)::bigint AS units, \
+           coalesce(sum(gross_cents) FILTER (WHERE NOT reversed), 0)::bigint AS gross_cents, \
+           coalesce(sum(subsidy_cents) FILTER (WHERE NOT reversed), 0)::bigint AS subsidy_cents, \
+           count(*) FILTER (WHERE reversed) AS reversed_lines, \
+           coalesce(sum(subsidy_cents) FILTER (WHERE reversed), 0)::bigint AS reversed_subsidy_cents \
+         FROM usage_view WHERE financial_year = $1 GROUP BY period, service_type ORDER BY period, service_type",
+    )
+    .bind(year)
+    .fetch_all(pool)
+    .await?)
 }

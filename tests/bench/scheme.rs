@@ -12,7 +12,7 @@
 //!
 //! The server runs on the real clock, so the fixtures the HTTP commands need (an open batch,
 //! approved projects with signed agreements) are dated from today: a batch closing tomorrow,
-//! projects running next month.
+//! projects running last month and this month (usage is charged only for a month begun).
 
 mod common;
 
@@ -271,7 +271,7 @@ async fn copy_out_rate(pool: &PgPool) -> (f64, usize) {
 struct Fixture {
     today: NaiveDate,
     batch_id: String,
-    /// The month the benchmark's projects run.
+    /// The first of the two months the benchmark's projects run: last month.
     period: Period,
 }
 
@@ -286,7 +286,7 @@ where
 
 async fn open_intake(scheme: &Scheme) -> Fixture {
     let today = today_in_hong_kong();
-    let start = (today + Months::new(1)).with_day0(0).unwrap_or(today);
+    let start = (today - Months::new(1)).with_day0(0).unwrap_or(today);
     let period = Period::of(start);
     let admin = ("bench-admin", "administrator");
     let service = ServiceType::parse(BENCH_SERVICE).expect("service");
@@ -395,7 +395,8 @@ async fn usage_projects(scheme: &Scheme, fixture: &Fixture, port: u16, token: &s
                 .into_iter()
                 .map(|period| Allocation { service_type: service.clone(), period, units: 200_000 })
                 .collect(),
-            ceiling: Money::from_cents(200_000_000),
+            // Below the subsidy of the allocated units (400,000 × HK$10.00 × 70 % = HK$2,800,000).
+            ceiling: Some(Money::from_cents(200_000_000)),
             start,
             end,
             conditions: vec![],
@@ -656,7 +657,7 @@ async fn main() {
         submit8.per_sec / 2.0
     ));
 
-    // Usage charges over HTTP on projects running next month.
+    // Usage charges over HTTP on projects running last month and this month.
     let projects = Arc::new(usage_projects(&scheme, &fixture, server.port, &intake).await);
     let mut usage8 = None;
     for clients in [1, 8, 32] {

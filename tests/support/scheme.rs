@@ -162,8 +162,9 @@ pub fn committee_day() -> NaiveDate {
 }
 
 /// The committee's approval of `application_id` at 70 %: 1,000 GPU node-hours a month, July to
-/// December 2025 (recorded by sec-1 through [`act`]).
-pub fn approval(application_id: &str, ceiling: Money) -> ApproveApplication {
+/// December 2025 (recorded by sec-1 through [`act`]). Without a `ceiling`, the ceiling is the
+/// subsidy of those units: 6,000 × HK$42.50 × 70 % = HK$178,500.00, the most it may be.
+pub fn approval(application_id: &str, ceiling: Option<Money>) -> ApproveApplication {
     ApproveApplication {
         application_id: application_id.into(),
         meeting: meeting(),

@@ -78,6 +78,8 @@ pub enum DomainError {
     AssessorCannotDecide { actor: String },
     #[error("{member} declared a conflict and is recused; a recused member is not counted as present")]
     RecusedMemberCountedPresent { member: String },
+    #[error("{member} assessed this application: an assessor is not counted among the members present to decide it")]
+    AssessorCountedPresent { member: String },
     #[error("the committee needs {required} members present without conflict; {present} were")]
     QuorumNotMet { present: usize, required: usize },
     #[error("the committee decides a batch's applications only after the batch closes; batch {batch} is open")]
@@ -90,6 +92,24 @@ pub enum DomainError {
     RateAboveCeiling { rate: String },
     #[error("{first} ({first_date}) must not be after {second} ({second_date})")]
     DatesReversed { first: &'static str, first_date: NaiveDate, second: &'static str, second_date: NaiveDate },
+    #[error(
+        "a ceiling of {ceiling} is above the subsidy of the allocated units, {allocation_subsidy} (units × rate in force × approved rate); omit the ceiling to use that amount"
+    )]
+    CeilingAboveAllocation { ceiling: String, allocation_subsidy: String },
+    #[error("{what} ({date}) is after today ({today}): record facts that have happened")]
+    DateInFuture { what: &'static str, date: NaiveDate, today: NaiveDate },
+    #[error("the committee's decision ({decided_on}) cannot come before the deadline of batch {batch} ({deadline})")]
+    DecidedBeforeDeadline { decided_on: NaiveDate, batch: String, deadline: NaiveDate },
+    #[error(
+        "the agreement cannot be signed ({signed_on}) before the committee approved the application ({decided_on})"
+    )]
+    SignedBeforeDecision { signed_on: NaiveDate, decided_on: NaiveDate },
+    #[error("usage of {period} cannot be charged on {today}: the month has not begun")]
+    UsageMonthNotBegun { period: String, today: NaiveDate },
+    #[error(
+        "the progress report due on {due} covers the project up to {period_end}; it cannot be submitted before then (today is {today})"
+    )]
+    ReportPeriodNotEnded { due: NaiveDate, period_end: NaiveDate, today: NaiveDate },
     #[error("nothing is disbursed before the funding agreement is signed")]
     AgreementNotSigned,
     #[error("usage in {period} is outside the approved period {start} to {end}")]
@@ -145,12 +165,19 @@ impl DomainError {
             DomainError::ScoreOutOfRange { .. } => "score_out_of_range",
             DomainError::AssessorCannotDecide { .. } => "assessor_cannot_decide",
             DomainError::RecusedMemberCountedPresent { .. } => "recused_member_counted_present",
+            DomainError::AssessorCountedPresent { .. } => "assessor_counted_present",
             DomainError::QuorumNotMet { .. } => "quorum_not_met",
             DomainError::BatchStillOpen { .. } => "batch_still_open",
             DomainError::RateNeedsExceptionalCase { .. } => "rate_needs_exceptional_case",
             DomainError::ExceptionalWithoutReason => "exceptional_without_reason",
             DomainError::RateAboveCeiling { .. } => "rate_above_ceiling",
             DomainError::DatesReversed { .. } => "dates_reversed",
+            DomainError::CeilingAboveAllocation { .. } => "ceiling_above_allocation",
+            DomainError::DateInFuture { .. } => "date_in_future",
+            DomainError::DecidedBeforeDeadline { .. } => "decided_before_deadline",
+            DomainError::SignedBeforeDecision { .. } => "signed_before_decision",
+            DomainError::UsageMonthNotBegun { .. } => "usage_month_not_begun",
+            DomainError::ReportPeriodNotEnded { .. } => "report_period_not_ended",
             DomainError::AgreementNotSigned => "agreement_not_signed",
             DomainError::UsageOutsideApprovedPeriod { .. } => "usage_outside_approved_period",
             DomainError::UnitsAboveAllocation { .. } => "units_above_allocation",

@@ -137,7 +137,7 @@ impl StreamDecision for RecordFundingReceived {
     fn stream(&self) -> Result<StreamId, DomainError> {
         streams::budget(self.year)
     }
-    fn decide(&self, state: &FundingYearState, _facts: &Facts) -> Result<Vec<FundingEvent>, DomainError> {
+    fn decide(&self, state: &FundingYearState, facts: &Facts) -> Result<Vec<FundingEvent>, DomainError> {
         if let Some(existing) = state.year
             && existing != self.year
         {
@@ -148,6 +148,13 @@ impl StreamDecision for RecordFundingReceived {
         }
         if self.amount.cents() <= 0 {
             return Err(DomainError::InvalidInput { field: "amount", reason: "must be positive".into() });
+        }
+        if self.received_on > facts.today {
+            return Err(DomainError::DateInFuture {
+                what: "the funding receipt",
+                date: self.received_on,
+                today: facts.today,
+            });
         }
         let line_total = state.received.get(&self.line).copied().unwrap_or(Money::ZERO).checked_add(self.amount)?;
         Ok(vec![
@@ -196,9 +203,14 @@ impl StreamDecision for RedirectUnusedSubsidy {
     }
 }
 
-/// Commits subsidy for an approval: refused when the year's subsidy left is short.
-pub fn commit(state: &FundingYearState, application_id: &str, amount: Money) -> Result<FundingEvent, DomainError> {
-    let year = state.year.map_or_else(|| "(no funding received)".to_string(), |y| y.to_string());
+/// Commits subsidy for an approval in `year`: refused when the year's subsidy left is short.
+pub fn commit(
+    state: &FundingYearState,
+    year: FinancialYear,
+    application_id: &str,
+    amount: Money,
+) -> Result<FundingEvent, DomainError> {
+    let year = year.to_string();
     if state.closed {
         return Err(DomainError::YearClosed { year });
     }

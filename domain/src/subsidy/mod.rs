@@ -11,16 +11,22 @@
 //! - The budget lines of §23 all receive funding; only the computing power subsidy line is
 //!   committed by approvals and paid out by disbursements (§10); the other two lines are
 //!   Cyberport's own programmes, outside this back office's decisions.
-//! - An approval's subsidy ceiling is reserved in the financial years its period spans, in
-//!   proportion to its months in each year (the remainder in the last year), since the
-//!   Government funds each year separately (§16, §23).
+//! - An approval's ceiling is at most the subsidy of its allocated units (units × rate in force
+//!   for the service and month × approved rate, rounded down), and that amount when omitted.
+//!   It is reserved in the financial years where the allocated months fall, in proportion to
+//!   the subsidy of each year's units (the remainder in the last year), since the Government
+//!   funds each year separately (§16, §23).
 //! - AISC capacity is declared per service type and month in that service's units; subsidised
 //!   allocations per service type and month stay within 90 % of it (§10).
 //! - The committee's quorum is 3 members present without a conflict (the paper sets none;
-//!   a rule is needed to make "recused members are not counted as present" mean something).
-//! - A usage line's subsidy is units × rate in force × approved rate, rounded half up to the
-//!   cent ([`values::subsidy_for`]); the rate in force is the schedule's for the usage month's
-//!   first day.
+//!   a rule is needed to make "recused members are not counted as present" mean something);
+//!   the application's assessor may neither record the decision nor be counted as present.
+//! - A usage line's subsidy is units × rate in force × approved rate, rounded down to the
+//!   cent ([`values::subsidy_for`]): "up to" 70 % (§13) is never exceeded by a fraction of a
+//!   cent, and an allocation's lines never add up to more than its ceiling. The rate in force
+//!   is the schedule's for the usage month's first day.
+//! - Business dates follow the order things happen and are never after today: see the README
+//!   for each rule and its code.
 //!
 //! Out of scope here: the cyber and data security (§19) and ecosystem (§20) programmes
 //! themselves, Cyberport's annual reports to OGCIO (§21) and the 2026 review (§22).

@@ -67,6 +67,18 @@ pub fn then_refused<T: Debug>(result: Result<T, DomainError>, code: &str) -> Dom
     }
 }
 
+/// The decision was refused with this code, and its message (what staff read) says each of
+/// `phrases`: the dates, amounts or names they need to act on it.
+#[track_caller]
+pub fn then_refused_saying<T: Debug>(result: Result<T, DomainError>, code: &str, phrases: &[&str]) -> DomainError {
+    let error = then_refused(result, code);
+    let message = error.to_string();
+    for phrase in phrases {
+        assert!(message.contains(phrase), "the {code} message does not say {phrase:?}: {message}");
+    }
+    error
+}
+
 /// The events of `written` that go to `stream`, in order.
 pub fn written_to<E: Clone>(written: &[(StreamId, E)], stream: &StreamId) -> Vec<E> {
     written.iter().filter(|(to, _)| to == stream).map(|(_, event)| event.clone()).collect()

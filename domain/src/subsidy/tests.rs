@@ -27,7 +27,7 @@ use super::funding::{
 use super::prices::{self, PriceEvent, PriceScheduleState, ServiceRateSet, SetServiceRate};
 use super::streams;
 use super::testing::*;
-use super::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps};
+use super::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
 use super::{DomainError, Facts};
 use crate::command_service::{Decision, EventCodec, Histories};
 use crate::event_store::StreamId;
@@ -157,8 +157,14 @@ fn budgets_after(
         .collect()
 }
 
+/// `units` of capacity in every month from July 2025 to June 2026.
 fn capacity_of(units: u64) -> CapacityState {
-    let events: Vec<CapacityEvent> = Period::range(period("2025-07"), period("2026-06"))
+    capacity_in("2025-07", "2026-06", units)
+}
+
+/// `units` of capacity in every month from `first` to `last`.
+fn capacity_in(first: &str, last: &str, units: u64) -> CapacityState {
+    let events: Vec<CapacityEvent> = Period::range(period(first), period(last))
         .into_iter()
         .map(|month| {
             CapacityDeclared { service_type: gpu(), period: month, units, subsidised_cap: units * 9 / 10 }.into()
@@ -191,6 +197,9 @@ fn price_schedule() -> PriceScheduleState {
 
 // ---- the committee ----
 
+/// The approval of 1,000 node-hours a month from July to December 2025. The ceiling is
+/// omitted: it is the subsidy of those units, 6,000 × HK$42.50 × the approved rate (at 70 %,
+/// HK$178,500.00).
 fn approve(rate_bps: u32, exceptional: Option<&str>) -> ApproveApplication {
     ApproveApplication {
         application_id: ID.into(),
@@ -198,7 +207,7 @@ fn approve(rate_bps: u32, exceptional: Option<&str>) -> ApproveApplication {
         rate: rate(rate_bps),
         exceptional_reason: exceptional.map(str::to_string),
         allocations: allocations(1_000),
-        ceiling: hkd(500_000),
+        ceiling: None,
         start: day(2025, 7, 1),
         end: day(2025, 12, 31),
         conditions: vec!["quarterly progress reports".into()],
@@ -217,12 +226,16 @@ fn record() -> CommitteeRecord {
     }
 }
 
-/// What an approval of the application at `events` reads: batch 2025-q2 closed, HK$1m of
-/// subsidy in each year, 10,000 units of capacity a month.
+/// The ceiling the default approval (at 70 %) takes: 6,000 × HK$42.50 × 70 % = HK$178,500.00.
+const ALLOCATION_SUBSIDY_CENTS: i64 = 17_850_000;
+
+/// What an approval of the application at `events` reads: batch 2025-q2 closed, HK$42.50 a
+/// node-hour, HK$1m of subsidy in each year, 10,000 units of capacity a month.
 fn approval_state(events: &[E]) -> ApprovalState {
     ApprovalState {
         application: given(events, app::apply),
         calendar: closed_calendar(),
+        prices: price_schedule(),
         budgets: budgets(1_000_000),
         capacity: capacity_of(10_000),
     }
@@ -230,6 +243,28 @@ fn approval_state(events: &[E]) -> ApprovalState {
 
 fn decide_approval(state: &ApprovalState, decision: ApproveApplication) -> Result<Written, DomainError> {
     when_decided(&decision, state, &secretariat())
+}
+
+/// The approved terms in what an approval wrote.
+#[track_caller]
+fn approved_terms(written: &Written) -> ApprovedTerms {
+    match &application_events(written)[..] {
+        [E::ApplicationApproved(approved)] => approved.terms.clone(),
+        other => panic!("expected one approval, got {other:?}"),
+    }
+}
+
+/// The amounts an approval committed, per budget stream, in cents.
+fn committed(written: &Written) -> Vec<(StreamId, i64)> {
+    written
+        .iter()
+        .filter_map(|(stream, event)| match event {
+            SchemeEvent::Funding(FundingEvent::SubsidyCommitted(committed)) => {
+                Some((stream.clone(), committed.amount.cents()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn approval_written() -> Written {
@@ -251,7 +286,7 @@ fn signed() -> Vec<E> {
     events
 }
 
-/// Funding year 2025-26 after the approval committed HK$500,000.
+/// Funding year 2025-26 after the approval committed HK$178,500.
 fn budget_2025() -> FundingYearState {
     budgets_after(1_000_000, &approval_written()).remove(&fy("2025-26")).expect("year")
 }
@@ -454,11 +489,11 @@ fn approval_writes_the_application_the_budget_of_each_year_and_capacity_together
                         rate: rate(7_000),
                         exceptional_reason: None,
                         allocations: allocations(1_000),
-                        ceiling: hkd(500_000),
+                        ceiling: hkd(178_500),
                         start: day(2025, 7, 1),
                         end: day(2025, 12, 31),
                         conditions: vec!["quarterly progress reports".into()],
-                        reservations: vec![Reservation { year: fy("2025-26"), amount: hkd(500_000) }],
+                        reservations: vec![Reservation { year: fy("2025-26"), amount: hkd(178_500) }],
                     },
                 }
                 .into(),
@@ -469,9 +504,9 @@ fn approval_writes_the_application_the_budget_of_each_year_and_capacity_together
             SchemeEvent::Funding(
                 SubsidyCommitted {
                     application_id: ID.into(),
-                    amount: hkd(500_000),
-                    committed_total: hkd(500_000),
-                    left: hkd(500_000),
+                    amount: hkd(178_500),
+                    committed_total: hkd(178_500),
+                    left: hkd(821_500),
                 }
                 .into(),
             ),
@@ -490,62 +525,179 @@ fn approval_writes_the_application_the_budget_of_each_year_and_capacity_together
     }));
     then_events(written, &expected);
 
-    // Every stream it writes is in its boundary, so the service appends each at the version read.
+    // Every stream it writes is in its boundary, so the service appends each at the version read;
+    // it also reads the price schedule, for the subsidy of the allocated units.
     let boundary = approve(7_000, None).boundary(&Histories::default()).expect("boundary");
-    assert_eq!(boundary, vec![streams::batches().expect("batches"), capacity_stream(), budget("2025-26")]);
+    assert_eq!(
+        boundary,
+        vec![
+            streams::batches().expect("batches"),
+            streams::prices().expect("prices"),
+            capacity_stream(),
+            budget("2025-26")
+        ]
+    );
     assert_eq!(approve(7_000, None).subject(), Ok(application()));
 }
 
+/// Approved from January to June 2026: 100 node-hours in February 2026 (financial year
+/// 2025-26) and 200 in May 2026 (2026-27), at HK$42.50 and 70 %: HK$2,975.00 and HK$5,950.00.
+fn spanning_two_years(ceiling: Option<Money>) -> ApproveApplication {
+    ApproveApplication {
+        start: day(2026, 1, 1),
+        end: day(2026, 6, 30),
+        allocations: vec![
+            Allocation { service_type: gpu(), period: period("2026-02"), units: 100 },
+            Allocation { service_type: gpu(), period: period("2026-05"), units: 200 },
+        ],
+        ceiling,
+        ..approve(7_000, None)
+    }
+}
+
 #[test]
-fn approval_reserves_the_ceiling_in_each_year_it_spans_and_is_refused_when_the_budget_is_short() {
+fn approval_reserves_the_ceiling_in_each_year_in_proportion_to_the_subsidy_allocated_in_it() {
     let state = approval_state(&assessed());
-    let mut spanning = approve(7_000, None);
-    spanning.start = day(2026, 1, 1);
-    spanning.end = day(2026, 6, 30);
-    spanning.allocations = vec![Allocation { service_type: gpu(), period: period("2026-02"), units: 100 }];
-    spanning.ceiling = Money::from_cents(10_000_001);
+    let spanning = spanning_two_years(Some(Money::from_cents(100_001)));
     let boundary = spanning.boundary(&Histories::default()).expect("boundary");
     assert!(boundary.contains(&budget("2025-26")) && boundary.contains(&budget("2026-27")), "{boundary:?}");
     let written = decide_approval(&state, spanning).expect("approved");
     let streams: Vec<&StreamId> = written.iter().map(|(stream, _)| stream).collect();
-    assert_eq!(streams, [&application(), &budget("2025-26"), &budget("2026-27"), &capacity_stream()]);
-    let reserved: Vec<(StreamId, i64)> = written
-        .iter()
-        .filter_map(|(stream, event)| match event {
-            SchemeEvent::Funding(FundingEvent::SubsidyCommitted(committed)) => {
-                Some((stream.clone(), committed.amount.cents()))
-            }
-            _ => None,
-        })
-        .collect();
-    // 90 days in 2025-26, 91 in 2026-27; the parts add up to the ceiling to the cent.
-    assert_eq!(reserved, vec![(budget("2025-26"), 4_972_376), (budget("2026-27"), 5_027_625)]);
-    assert_eq!(reserved.iter().map(|(_, cents)| cents).sum::<i64>(), 10_000_001);
-    let approved = application_events(&written);
-    let [E::ApplicationApproved(approved)] = &approved[..] else { panic!("approved") };
     assert_eq!(
-        approved.terms.reservations,
+        streams,
+        [&application(), &budget("2025-26"), &budget("2026-27"), &capacity_stream(), &capacity_stream()]
+    );
+    // A third of the allocated subsidy falls in 2025-26: HK$1,000.01 / 3 = 33,333.67 cents,
+    // rounded down; the remainder goes to the last year, so the parts add up to the ceiling.
+    let reserved = committed(&written);
+    assert_eq!(reserved, vec![(budget("2025-26"), 33_333), (budget("2026-27"), 66_668)]);
+    assert_eq!(reserved.iter().map(|(_, cents)| cents).sum::<i64>(), 100_001);
+    assert_eq!(
+        approved_terms(&written).reservations,
         vec![
-            Reservation { year: fy("2025-26"), amount: Money::from_cents(4_972_376) },
-            Reservation { year: fy("2026-27"), amount: Money::from_cents(5_027_625) },
+            Reservation { year: fy("2025-26"), amount: Money::from_cents(33_333) },
+            Reservation { year: fy("2026-27"), amount: Money::from_cents(66_668) },
         ]
     );
+    // Omitted, the ceiling is the allocated subsidy, reserved where it falls.
+    let written = decide_approval(&state, spanning_two_years(None)).expect("approved");
+    assert_eq!(committed(&written), vec![(budget("2025-26"), 297_500), (budget("2026-27"), 595_000)]);
 
-    let short = ApprovalState { budgets: budgets(400_000), ..state.clone() };
-    let refusal = then_refused(decide_approval(&short, approve(7_000, None)), "budget_short");
-    assert!(refusal.to_string().contains("2025-26"));
-    let unfunded = ApprovalState { budgets: BTreeMap::new(), ..state };
-    then_refused(decide_approval(&unfunded, approve(7_000, None)), "budget_short");
+    // A year whose share rounds down to nothing reserves nothing: no commitment is written to it.
+    let written = decide_approval(&state, spanning_two_years(Some(Money::from_cents(1)))).expect("approved");
+    assert_eq!(committed(&written), vec![(budget("2026-27"), 1)]);
+    assert!(written_to(&written, &budget("2025-26")).is_empty(), "{written:?}");
+    assert_eq!(
+        approved_terms(&written).reservations,
+        vec![Reservation { year: fy("2026-27"), amount: Money::from_cents(1) }]
+    );
+}
+
+/// The application at `assessed()`, but submitted to batch 2024-q4 (deadline 30 November 2024)
+/// and decided by its committee on 16 December 2024.
+fn assessed_in_2024_q4() -> Vec<E> {
+    let assessment = assessed().pop().expect("assessment");
+    vec![
+        ApplicationSubmitted {
+            application_id: ID.into(),
+            batch_id: "2024-q4".into(),
+            batch_deadline: day(2024, 11, 30),
+            submitted_on: day(2024, 11, 2),
+            details: university_submission().into(),
+        }
+        .into(),
+        EligibilityConfirmed { checked_by: "intake-1".into(), checked_on: day(2024, 12, 2) }.into(),
+        assessment,
+    ]
+}
+
+#[test]
+fn approval_reserves_nothing_in_a_year_where_no_units_are_allocated_even_if_the_period_runs_into_it() {
+    // The project runs from January to December 2025, but all its units are allocated in
+    // January to March 2025, financial year 2024-25: the whole ceiling is reserved there.
+    // (Split by days, 2025-26 would have held 275 of the 365 days' share.)
+    let calendar = given(
+        &[
+            BatchOpened { batch_id: "2024-q4".into(), deadline: day(2024, 11, 30), committee_date: day(2024, 12, 16) }
+                .into(),
+            BatchClosed { batch_id: "2024-q4".into(), closed_on: day(2024, 12, 1) }.into(),
+        ],
+        batches::apply,
+    );
+    let funded = |year: &str| (fy(year), given(&[received(fy(year), 1_000_000)], funding::apply));
+    let state = ApprovalState {
+        application: given(&assessed_in_2024_q4(), app::apply),
+        calendar,
+        prices: given(&[rate_set(4_250, day(2025, 1, 1))], prices::apply),
+        budgets: [funded("2024-25"), funded("2025-26")].into_iter().collect(),
+        capacity: capacity_in("2025-01", "2025-12", 10_000),
+    };
+    let q1 = ApproveApplication {
+        meeting: app::CommitteeMeeting { decided_on: day(2024, 12, 16), ..meeting() },
+        start: day(2025, 1, 1),
+        end: day(2025, 12, 31),
+        allocations: Period::range(period("2025-01"), period("2025-03"))
+            .into_iter()
+            .map(|month| Allocation { service_type: gpu(), period: month, units: 1_000 })
+            .collect(),
+        ..approve(7_000, None)
+    };
+    // Only the budget of 2024-25 is read and written.
+    assert_eq!(
+        q1.boundary(&Histories::default()).expect("boundary"),
+        vec![
+            streams::batches().expect("batches"),
+            streams::prices().expect("prices"),
+            capacity_stream(),
+            budget("2024-25")
+        ]
+    );
+    let written = when_decided(&q1, &state, &facts(day(2024, 12, 16), "secretariat-1")).expect("approved");
+    // 3,000 × HK$42.50 × 70 % = HK$89,250.00, all in 2024-25.
+    assert_eq!(committed(&written), vec![(budget("2024-25"), 8_925_000)]);
+    assert!(written_to(&written, &budget("2025-26")).is_empty(), "{written:?}");
+    let terms = approved_terms(&written);
+    assert_eq!(terms.ceiling, hkd(89_250));
+    assert_eq!(terms.reservations, vec![Reservation { year: fy("2024-25"), amount: hkd(89_250) }]);
+}
+
+#[test]
+fn approval_is_refused_when_a_years_budget_is_short_naming_the_year_and_the_amounts() {
+    let state = approval_state(&assessed());
+    let short = ApprovalState { budgets: budgets(100_000), ..state.clone() };
+    then_refused_saying(
+        decide_approval(&short, approve(7_000, None)),
+        "budget_short",
+        &["2025-26", "HK$100,000.00 of computing power subsidy left", "the HK$178,500.00 asked for"],
+    );
+    let unfunded = ApprovalState { budgets: BTreeMap::new(), ..state.clone() };
+    then_refused_saying(
+        decide_approval(&unfunded, approve(7_000, None)),
+        "budget_short",
+        &["funding year 2025-26", "HK$0.00 of computing power subsidy left", "HK$178,500.00"],
+    );
+    // Each year is funded separately: the year short is the one named.
+    let mut only_2025 = budgets(1_000_000);
+    only_2025.remove(&fy("2026-27"));
+    let refusal = then_refused_saying(
+        decide_approval(&ApprovalState { budgets: only_2025, ..state }, spanning_two_years(None)),
+        "budget_short",
+        &["funding year 2026-27", "HK$5,950.00 asked for"],
+    );
+    assert!(!refusal.to_string().contains("2025-26"), "{refusal}");
 }
 
 #[test]
 fn allocations_stay_within_90_percent_of_capacity_in_every_month() {
     let state = approval_state(&assessed());
+    // A ceiling below the HK$1,606,500 the units would give, within the HK$1m budget.
     let mut at_cap = approve(7_000, None);
     at_cap.allocations = allocations(9_000);
+    at_cap.ceiling = Some(hkd(500_000));
     assert!(decide_approval(&state, at_cap).is_ok());
     let mut over = approve(7_000, None);
     over.allocations = allocations(9_000);
+    over.ceiling = Some(hkd(500_000));
     over.allocations[3].units = 9_001;
     let refusal = then_refused(decide_approval(&state, over), "capacity_cap_exceeded");
     assert!(refusal.to_string().contains("2025-10"), "{refusal}");
@@ -668,12 +820,257 @@ fn the_committee_decides_only_after_the_batch_closes_and_can_reject_or_defer() {
     events.extend(deferred.expect("deferred").into_iter().map(|(_, event)| event));
     let deferred_state = given(&events, app::apply);
     assert_eq!((deferred_state.status, deferred_state.batch_id.as_deref()), (Status::Deferred, Some("2025-q3")));
-    // Decided in the later batch once it closes.
+    // Decided in the later batch once it closes, at its committee on 15 September.
+    let in_q3 = ApproveApplication {
+        meeting: app::CommitteeMeeting { decided_on: day(2025, 9, 15), ..meeting() },
+        ..approve(7_000, None)
+    };
+    let q3_committee = facts(day(2025, 9, 15), "secretariat-1");
     let later_open = given(&[q2_opened(), q2_closed(), q3_opened.clone()], batches::apply);
     let in_later = ApprovalState { application: deferred_state, calendar: later_open, ..state };
-    then_refused(decide_approval(&in_later, approve(7_000, None)), "batch_still_open");
+    then_refused(when_decided(&in_q3, &in_later, &q3_committee), "batch_still_open");
     let later_closed = given(&[q2_opened(), q2_closed(), q3_opened, q3_closed], batches::apply);
-    assert!(decide_approval(&ApprovalState { calendar: later_closed, ..in_later }, approve(7_000, None)).is_ok());
+    let in_later = ApprovalState { calendar: later_closed, ..in_later };
+    assert!(when_decided(&in_q3, &in_later, &q3_committee).is_ok());
+}
+
+#[test]
+fn the_ceiling_is_at_most_the_subsidy_of_the_allocated_units_and_is_that_subsidy_when_omitted() {
+    let state = approval_state(&assessed());
+    let with_ceiling =
+        |cents: i64| ApproveApplication { ceiling: Some(Money::from_cents(cents)), ..approve(7_000, None) };
+    // 6,000 node-hours × HK$42.50 × 70 % = HK$178,500.00: a cent more is refused.
+    then_refused_saying(
+        decide_approval(&state, with_ceiling(ALLOCATION_SUBSIDY_CENTS + 1)),
+        "ceiling_above_allocation",
+        &["a ceiling of HK$178,500.01", "the subsidy of the allocated units, HK$178,500.00", "omit the ceiling"],
+    );
+    // Exactly that amount, or less, is the ceiling approved and reserved.
+    for cents in [ALLOCATION_SUBSIDY_CENTS, 10_000_000] {
+        let written = decide_approval(&state, with_ceiling(cents)).expect("approved");
+        assert_eq!(approved_terms(&written).ceiling, Money::from_cents(cents));
+        assert_eq!(committed(&written), vec![(budget("2025-26"), cents)]);
+    }
+    then_refused(decide_approval(&state, with_ceiling(0)), "invalid_input");
+    // Omitted, the ceiling is that amount, at the approved rate: at 90 %, HK$229,500.00.
+    assert_eq!(approved_terms(&approval_written()).ceiling, Money::from_cents(ALLOCATION_SUBSIDY_CENTS));
+    let exceptional = decide_approval(&state, approve(9_000, Some("unique public-health impact"))).expect("approved");
+    assert_eq!(approved_terms(&exceptional).ceiling, hkd(229_500));
+
+    // Each month's units at the rate in force on the month's first day: HK$39.00 from October.
+    // 3,000 × HK$42.50 × 70 % + 3,000 × HK$39.00 × 70 % = HK$89,250 + HK$81,900 = HK$171,150.
+    let repriced = ApprovalState {
+        prices: given(&[rate_set(4_250, day(2025, 4, 1)), rate_set(3_900, day(2025, 10, 1))], prices::apply),
+        ..state.clone()
+    };
+    let written = decide_approval(&repriced, approve(7_000, None)).expect("approved");
+    assert_eq!(approved_terms(&written).ceiling, hkd(171_150));
+    then_refused_saying(
+        decide_approval(&repriced, with_ceiling(ALLOCATION_SUBSIDY_CENTS)),
+        "ceiling_above_allocation",
+        &["HK$178,500.00", "HK$171,150.00"],
+    );
+
+    // The sum over the allocation is rounded down, once: at HK$42.55, one node-hour in each of
+    // July, August and September gives 3 × 2,978.5 cents = HK$89.355, so HK$89.35 (neither
+    // HK$89.36, rounded half up, nor 3 × HK$29.78 = HK$89.34, each month rounded down).
+    let odd_rate = ApprovalState { prices: given(&[rate_set(4_255, day(2025, 4, 1))], prices::apply), ..state };
+    let three_hours = |ceiling: Option<i64>| ApproveApplication {
+        allocations: Period::range(period("2025-07"), period("2025-09"))
+            .into_iter()
+            .map(|month| Allocation { service_type: gpu(), period: month, units: 1 })
+            .collect(),
+        ceiling: ceiling.map(Money::from_cents),
+        ..approve(7_000, None)
+    };
+    let written = decide_approval(&odd_rate, three_hours(None)).expect("approved");
+    assert_eq!(approved_terms(&written).ceiling, Money::from_cents(8_935));
+    assert!(decide_approval(&odd_rate, three_hours(Some(8_935))).is_ok());
+    then_refused_saying(
+        decide_approval(&odd_rate, three_hours(Some(8_936))),
+        "ceiling_above_allocation",
+        &["a ceiling of HK$89.36", "allocated units, HK$89.35"],
+    );
+}
+
+#[test]
+fn approval_needs_a_rate_in_force_for_every_allocated_service_and_month() {
+    let state = approval_state(&assessed());
+    // The schedule's rate starts in August 2025: July's units have none.
+    let from_august =
+        ApprovalState { prices: given(&[rate_set(4_250, day(2025, 8, 1))], prices::apply), ..state.clone() };
+    then_refused_saying(
+        decide_approval(&from_august, approve(7_000, None)),
+        "no_rate_in_force",
+        &["gpu_node_hour_h800", "2025-07-01"],
+    );
+    let unpriced = ApprovalState { prices: PriceScheduleState::default(), ..state.clone() };
+    then_refused(decide_approval(&unpriced, approve(7_000, None)), "no_rate_in_force");
+    // A service the schedule does not price.
+    let mut with_cpu = approve(7_000, None);
+    with_cpu.allocations.push(Allocation {
+        service_type: ServiceType::parse("cpu_core_hour").expect("service type"),
+        period: period("2025-09"),
+        units: 10,
+    });
+    then_refused_saying(decide_approval(&state, with_cpu), "no_rate_in_force", &["cpu_core_hour", "2025-09-01"]);
+    // A rate in force from the first day of the first allocated month is enough.
+    let from_july = ApprovalState { prices: given(&[rate_set(4_250, day(2025, 7, 1))], prices::apply), ..state };
+    let written = decide_approval(&from_july, approve(7_000, None)).expect("approved");
+    assert_eq!(approved_terms(&written).ceiling, hkd(178_500));
+}
+
+#[test]
+fn an_approved_period_runs_at_most_36_months() {
+    let state = approval_state(&assessed());
+    let ending = |end| ApproveApplication { end, ..approve(7_000, None) };
+    // From 1 July 2025, 36 months run to 30 June 2028.
+    let written = decide_approval(&state, ending(day(2028, 6, 30))).expect("36 months");
+    assert_eq!(approved_terms(&written).end, day(2028, 6, 30));
+    let refusal =
+        then_refused_saying(decide_approval(&state, ending(day(2028, 7, 1))), "invalid_input", &["36 months"]);
+    assert!(matches!(refusal, DomainError::InvalidInput { field: "end", .. }), "{refusal:?}");
+}
+
+#[test]
+fn a_committee_decision_is_dated_on_or_after_the_batch_deadline_and_not_after_today() {
+    let state = approval_state(&assessed());
+    let meeting_on = |decided_on| app::CommitteeMeeting { decided_on, ..meeting() };
+    let q3_opened: BatchEvent =
+        BatchOpened { batch_id: "2025-q3".into(), deadline: day(2025, 8, 31), committee_date: day(2025, 9, 15) }.into();
+    let calendar = given(&[q2_opened(), q2_closed(), q3_opened.clone()], batches::apply);
+    let with_calendar = ApprovalState { calendar: calendar.clone(), ..state };
+    let application_and_calendar = (with_calendar.application.clone(), calendar);
+    // The committee's three decisions, dated `decided_on` and recorded on `today`.
+    let decide = |decided_on, today| -> [Result<(), DomainError>; 3] {
+        let secretariat = facts(today, "secretariat-1");
+        let approve = ApproveApplication { meeting: meeting_on(decided_on), ..approve(7_000, None) };
+        let reject = RejectApplication {
+            application_id: ID.into(),
+            meeting: meeting_on(decided_on),
+            reasons: vec!["computing need not justified".into()],
+        };
+        let defer = DeferApplication {
+            application_id: ID.into(),
+            meeting: meeting_on(decided_on),
+            reason: "needs a revised budget".into(),
+            to_batch_id: "2025-q3".into(),
+        };
+        [
+            when_decided(&approve, &with_calendar, &secretariat).map(|_| ()),
+            when_decided(&reject, &application_and_calendar, &secretariat).map(|_| ()),
+            when_decided(&defer, &application_and_calendar, &secretariat).map(|_| ()),
+        ]
+    };
+    // Recorded on 15 June, a decision dated 16 June has not happened yet.
+    for refused in decide(day(2025, 6, 16), day(2025, 6, 15)) {
+        then_refused_saying(
+            refused,
+            "date_in_future",
+            &["the committee's decision (2025-06-16)", "after today (2025-06-15)"],
+        );
+    }
+    // Batch 2025-q2's deadline is 31 May: a decision dated the day before is refused.
+    for refused in decide(day(2025, 5, 30), day(2025, 6, 15)) {
+        then_refused_saying(refused, "decided_before_deadline", &["(2025-05-30)", "batch 2025-q2 (2025-05-31)"]);
+    }
+    // Dated on the deadline, or on the day it is recorded, it is accepted.
+    for (decided_on, today) in [(day(2025, 5, 31), day(2025, 6, 15)), (day(2025, 6, 15), day(2025, 6, 15))] {
+        for accepted in decide(decided_on, today) {
+            assert_eq!(accepted, Ok(()), "decided on {decided_on}, recorded on {today}");
+        }
+    }
+
+    // A deferred application is decided after the deadline of the batch it was deferred to.
+    let mut deferred = assessed();
+    deferred.push(
+        ApplicationDeferred {
+            committee: record(),
+            reason: "needs a revised budget".into(),
+            to_batch_id: "2025-q3".into(),
+            to_batch_deadline: day(2025, 8, 31),
+        }
+        .into(),
+    );
+    let q3_closed: BatchEvent = BatchClosed { batch_id: "2025-q3".into(), closed_on: day(2025, 9, 1) }.into();
+    let in_q3 = ApprovalState {
+        application: given(&deferred, app::apply),
+        calendar: given(&[q2_opened(), q2_closed(), q3_opened, q3_closed], batches::apply),
+        ..approval_state(&assessed())
+    };
+    let approve_on = |decided_on| ApproveApplication { meeting: meeting_on(decided_on), ..approve(7_000, None) };
+    then_refused_saying(
+        when_decided(&approve_on(day(2025, 8, 30)), &in_q3, &facts(day(2025, 9, 15), "secretariat-1")),
+        "decided_before_deadline",
+        &["batch 2025-q3 (2025-08-31)"],
+    );
+    assert!(when_decided(&approve_on(day(2025, 8, 31)), &in_q3, &facts(day(2025, 9, 15), "secretariat-1")).is_ok());
+}
+
+#[test]
+fn the_assessor_is_not_counted_among_the_members_present() {
+    let state = approval_state(&assessed());
+    // assessor-1 assessed the application: with two members, not a quorum of members who may decide.
+    let mut assessor_present = approve(7_000, None);
+    assessor_present.meeting.members_present = vec!["member-a".into(), "member-b".into(), "assessor-1".into()];
+    then_refused_saying(
+        decide_approval(&state, assessor_present.clone()),
+        "assessor_counted_present",
+        &["assessor-1 assessed this application", "not counted among the members present"],
+    );
+    let reject = RejectApplication {
+        application_id: ID.into(),
+        meeting: assessor_present.meeting.clone(),
+        reasons: vec!["computing need not justified".into()],
+    };
+    then_refused(
+        when_decided(&reject, &(state.application.clone(), closed_calendar()), &secretariat()),
+        "assessor_counted_present",
+    );
+    // Recording the decision herself stays the assessor's own refusal, and a recused member
+    // listed as present stays that one.
+    then_refused(
+        when_decided(&assessor_present, &state, &facts(day(2025, 6, 15), "assessor-1")),
+        "assessor_cannot_decide",
+    );
+    let mut recused_present = approve(7_000, None);
+    recused_present.meeting.members_present.push("member-d".into());
+    then_refused(decide_approval(&state, recused_present), "recused_member_counted_present");
+    // The assessor recused, with three other members present: accepted.
+    let mut assessor_recused = approve(7_000, None);
+    assessor_recused.meeting.members_recused.push("assessor-1".into());
+    let written = decide_approval(&state, assessor_recused).expect("approved");
+    let approved = application_events(&written);
+    let [E::ApplicationApproved(approved)] = &approved[..] else { panic!("approved") };
+    assert_eq!(approved.committee.members_recused, vec!["member-d".to_string(), "assessor-1".to_string()]);
+}
+
+#[test]
+fn an_unknown_application_is_refused_naming_the_id_requested() {
+    let nobody = ApplicationState::default();
+    let unknown = "9c2d4e7f";
+    then_refused_saying(
+        when(&CheckEligibility { application_id: unknown.into() }, &nobody, &facts(day(2025, 6, 2), "intake-1")),
+        "unknown_application",
+        &["no application 9c2d4e7f"],
+    );
+    let approval = ApproveApplication { application_id: unknown.into(), ..approve(7_000, None) };
+    then_refused_saying(
+        decide_approval(&ApprovalState { application: nobody.clone(), ..approval_state(&assessed()) }, approval),
+        "unknown_application",
+        &["no application 9c2d4e7f"],
+    );
+    // Usage of an unknown application is refused as such, before its rate is looked up.
+    let charge = ChargeUsage { application_id: unknown.into(), ..usage(10, "2025-07") };
+    then_refused_saying(
+        when_decided(
+            &charge,
+            &(nobody, FundingYearState::default(), PriceScheduleState::default()),
+            &finance(day(2025, 8, 5)),
+        ),
+        "unknown_application",
+        &["no application 9c2d4e7f"],
+    );
 }
 
 // ---- agreement, usage and disbursement, progress reports ----
@@ -702,7 +1099,7 @@ fn nothing_is_disbursed_before_the_agreement_is_signed() {
 }
 
 #[test]
-fn usage_is_charged_at_the_rate_in_force_times_the_approved_rate_rounded_half_up() {
+fn usage_is_charged_at_the_rate_in_force_times_the_approved_rate() {
     // 333 × HK$42.50 = HK$14,152.50; × 70 % = HK$9,906.75, paid from the year of July 2025.
     let written = charge(&signed(), &usage(333, "2025-07"), day(2025, 8, 5));
     let charged = UsageCharged {
@@ -716,7 +1113,7 @@ fn usage_is_charged_at_the_rate_in_force_times_the_approved_rate_rounded_half_up
         subsidy: Money::from_cents(990_675),
         financial_year: fy("2025-26"),
         disbursed_total: Money::from_cents(990_675),
-        ceiling_left: Money::from_cents(50_000_000 - 990_675),
+        ceiling_left: Money::from_cents(ALLOCATION_SUBSIDY_CENTS - 990_675),
     };
     let disbursed = SubsidyDisbursed {
         application_id: ID.into(),
@@ -770,7 +1167,7 @@ fn usage_is_paid_from_the_funding_year_of_its_month() {
         Allocation { service_type: gpu(), period: period("2026-03"), units: 100 },
         Allocation { service_type: gpu(), period: period("2026-04"), units: 100 },
     ];
-    spanning.ceiling = hkd(100_000);
+    spanning.ceiling = None;
     let approval = decide_approval(&approval_state(&assessed()), spanning).expect("approved");
     let mut events = assessed();
     events.extend(application_events(&approval));
@@ -805,7 +1202,8 @@ fn usage_is_paid_from_the_funding_year_of_its_month() {
 #[test]
 fn usage_outside_the_period_above_the_allocation_or_beyond_the_ceiling_is_refused() {
     let events = signed();
-    then_refused(charge(&events, &usage(10, "2026-01"), day(2025, 8, 5)), "usage_outside_approved_period");
+    // June 2025 is before the approved start (1 July 2025).
+    then_refused(charge(&events, &usage(10, "2025-06"), day(2025, 8, 5)), "usage_outside_approved_period");
     then_refused(charge(&events, &usage(1_001, "2025-07"), day(2025, 8, 5)), "units_above_allocation");
     then_refused(charge(&events, &usage(0, "2025-07"), day(2025, 8, 5)), "invalid_input");
     let first = charge(&events, &usage(600, "2025-07"), day(2025, 8, 5)).expect("first");
@@ -816,13 +1214,14 @@ fn usage_outside_the_period_above_the_allocation_or_beyond_the_ceiling_is_refuse
 
     // At HK$1,000 a node-hour in August, 1,000 units × 70 % = HK$700,000, above the ceiling.
     let expensive = given(&[rate_set(4_250, day(2025, 4, 1)), rate_set(100_000, day(2025, 8, 1))], prices::apply);
-    then_refused(
+    then_refused_saying(
         when_decided(
             &usage(1_000, "2025-08"),
             &(given(&events, app::apply), budget_2025(), expensive),
             &finance(day(2025, 9, 5)),
         ),
         "ceiling_exceeded",
+        &["HK$700,000.00", "the ceiling of HK$178,500.00", "HK$17,850.00 already disbursed"],
     );
 }
 
@@ -965,12 +1364,12 @@ fn completion_and_termination_release_the_unused_commitment_and_close_the_applic
     // Which years it reads is known only once the application is loaded.
     assert_eq!(close(None).boundary(&Histories::default()), Ok(vec![]));
 
-    // HK$500,000 reserved, HK$29,750 disbursed: HK$470,250 released to 2025-26.
+    // HK$178,500 reserved, HK$29,750 disbursed: HK$148,750 released to 2025-26.
     let officer = facts(day(2026, 1, 31), "officer-1");
-    let released = vec![Reservation { year: fy("2025-26"), amount: Money::from_cents(47_025_000) }];
+    let released = vec![Reservation { year: fy("2025-26"), amount: Money::from_cents(14_875_000) }];
     let release = SubsidyReleased {
         application_id: ID.into(),
-        amount: Money::from_cents(47_025_000),
+        amount: Money::from_cents(14_875_000),
         committed_total: Money::from_cents(2_975_000),
         left: Money::from_cents(97_025_000),
     };
@@ -1022,11 +1421,7 @@ fn completion_and_termination_release_the_unused_commitment_and_close_the_applic
 
 #[test]
 fn a_project_spanning_two_years_releases_what_it_holds_in_each() {
-    let mut spanning = approve(7_000, None);
-    spanning.start = day(2026, 1, 1);
-    spanning.end = day(2026, 6, 30);
-    spanning.allocations = vec![Allocation { service_type: gpu(), period: period("2026-02"), units: 100 }];
-    spanning.ceiling = Money::from_cents(10_000_001);
+    let spanning = spanning_two_years(Some(Money::from_cents(100_001)));
     let approval = decide_approval(&approval_state(&assessed()), spanning).expect("approved");
     let events = [assessed(), application_events(&approval)].concat();
     let state = (given(&events, app::apply), budgets_after(1_000_000, &approval));
@@ -1046,7 +1441,154 @@ fn a_project_spanning_two_years_releases_what_it_holds_in_each() {
     assert_eq!(written.len(), 3, "{written:?}");
     assert!(matches!(&written[0], (stream, SchemeEvent::Application(E::ApplicationTerminated(t)))
         if *stream == application() && t.released.len() == 2));
-    assert_eq!(written[1..], [(budget("2025-26"), release(4_972_376)), (budget("2026-27"), release(5_027_625))]);
+    assert_eq!(written[1..], [(budget("2025-26"), release(33_333)), (budget("2026-27"), release(66_668))]);
+}
+
+#[test]
+fn usage_of_a_month_without_a_rate_is_refused_as_such_whatever_the_applications_stage() {
+    // The rate in force is looked up right after the application is found: an application
+    // approved but not yet under agreement is told the month has no rate.
+    let unpriced = PriceScheduleState::default();
+    for events in [approved(), signed()] {
+        then_refused_saying(
+            when_decided(
+                &usage(10, "2025-07"),
+                &(given(&events, app::apply), budget_2025(), unpriced.clone()),
+                &finance(day(2025, 8, 5)),
+            ),
+            "no_rate_in_force",
+            &["gpu_node_hour_h800", "2025-07-01"],
+        );
+    }
+    // Priced, the application's stage decides.
+    then_refused(charge(&approved(), &usage(10, "2025-07"), day(2025, 8, 5)), "agreement_not_signed");
+}
+
+#[test]
+fn usage_is_charged_only_once_its_month_has_begun() {
+    then_refused_saying(
+        charge(&signed(), &usage(10, "2025-09"), day(2025, 8, 31)),
+        "usage_month_not_begun",
+        &["usage of 2025-09", "on 2025-08-31", "the month has not begun"],
+    );
+    // From the month's first day it is charged: 10 × HK$42.50 × 70 % = HK$297.50.
+    let written = charge(&signed(), &usage(10, "2025-09"), day(2025, 9, 1)).expect("charged");
+    assert!(
+        matches!(&application_events(&written)[..], [E::UsageCharged(line)]
+            if line.period == period("2025-09") && line.subsidy == Money::from_cents(29_750)),
+        "{written:?}"
+    );
+}
+
+#[test]
+fn usage_subsidy_is_rounded_down_to_the_cent() {
+    // At HK$42.55 a node-hour, one node-hour in each of July and August 2025: the allocation's
+    // subsidy, and so the ceiling, is 2 × 2,978.5 cents = HK$59.57.
+    let prices = given(&[rate_set(4_255, day(2025, 4, 1))], prices::apply);
+    let decision = ApproveApplication {
+        allocations: vec![
+            Allocation { service_type: gpu(), period: period("2025-07"), units: 1 },
+            Allocation { service_type: gpu(), period: period("2025-08"), units: 1 },
+        ],
+        ..approve(7_000, None)
+    };
+    let state = ApprovalState { prices: prices.clone(), ..approval_state(&assessed()) };
+    let approval = decide_approval(&state, decision).expect("approved");
+    assert_eq!(approved_terms(&approval).ceiling, Money::from_cents(5_957));
+    let mut events = [assessed(), application_events(&approval)].concat();
+    events.push(AgreementSigned { signed_on: day(2025, 6, 30), reporting_due_dates: vec![day(2025, 10, 15)] }.into());
+    let mut budget = budgets_after(1_000_000, &approval).remove(&fy("2025-26")).expect("year");
+    // Each month: 1 × HK$42.55 × 70 % = 2,978.5 cents, paid as HK$29.78 (half up would pay HK$29.79).
+    for (month, disbursed_total) in [("2025-07", 2_978), ("2025-08", 5_956)] {
+        let written = when_decided(
+            &usage(1, month),
+            &(given(&events, app::apply), budget.clone(), prices.clone()),
+            &finance(day(2025, 9, 5)),
+        )
+        .expect("charged");
+        let charged = application_events(&written);
+        let [E::UsageCharged(line)] = &charged[..] else { panic!("charged: {written:?}") };
+        assert_eq!(
+            (line.gross, line.subsidy, line.disbursed_total),
+            (Money::from_cents(4_255), Money::from_cents(2_978), Money::from_cents(disbursed_total)),
+            "{month}"
+        );
+        events.extend(charged);
+        budget = funding_events(&written, "2025-26").iter().fold(budget, funding::apply);
+    }
+    // Every allocated unit charged stays within the ceiling (half up, HK$59.58 would not).
+    assert_eq!(given(&events, app::apply).disbursed, Money::from_cents(5_956));
+}
+
+#[test]
+fn a_progress_report_is_submitted_once_its_period_has_ended() {
+    // Reports are due on 15 October 2025 and 15 January 2026; the project ends on 31 December 2025.
+    let state = given(&signed(), app::apply);
+    let kpis = Kpis {
+        ai_models_trained_or_deployed: 1,
+        talents_employed: 8,
+        mainland_or_overseas_collaborators: 2,
+        publications: 1,
+        patents: 0,
+    };
+    let report = |due| SubmitProgressReport {
+        application_id: ID.into(),
+        due,
+        kpis: kpis.clone(),
+        summary: "pre-training done".into(),
+    };
+    // The report due on 15 October covers the project up to that day.
+    then_refused_saying(
+        when(&report(day(2025, 10, 15)), &state, &applicant(day(2025, 10, 14))),
+        "report_period_not_ended",
+        &["due on 2025-10-15", "up to 2025-10-15", "today is 2025-10-14"],
+    );
+    then_events(
+        when(&report(day(2025, 10, 15)), &state, &applicant(day(2025, 10, 15))),
+        &[ProgressReportSubmitted {
+            due: day(2025, 10, 15),
+            kpis: kpis.clone(),
+            summary: "pre-training done".into(),
+            submitted_on: day(2025, 10, 15),
+        }
+        .into()],
+    );
+    // The report due after the project ends covers it to its end, 31 December.
+    then_refused_saying(
+        when(&report(day(2026, 1, 15)), &state, &applicant(day(2025, 12, 30))),
+        "report_period_not_ended",
+        &["due on 2026-01-15", "up to 2025-12-31", "today is 2025-12-30"],
+    );
+    assert!(when(&report(day(2026, 1, 15)), &state, &applicant(day(2025, 12, 31))).is_ok());
+}
+
+#[test]
+fn an_agreement_is_signed_on_or_after_the_decision_and_not_after_today() {
+    // The committee approved the application on 15 June 2025.
+    let state = given(&approved(), app::apply);
+    let sign_on = |signed_on| SignAgreement {
+        application_id: ID.into(),
+        signed_on,
+        reporting_due_dates: vec![day(2025, 10, 15)],
+    };
+    let legal = |today| facts(today, "legal-1");
+    then_refused_saying(
+        when(&sign_on(day(2025, 7, 2)), &state, &legal(day(2025, 7, 1))),
+        "date_in_future",
+        &["the agreement (2025-07-02)", "after today (2025-07-01)"],
+    );
+    then_refused_saying(
+        when(&sign_on(day(2025, 6, 14)), &state, &legal(day(2025, 7, 1))),
+        "signed_before_decision",
+        &["(2025-06-14)", "approved the application (2025-06-15)"],
+    );
+    // Signed on the day of the decision, recorded that day or later: accepted.
+    for today in [day(2025, 6, 15), day(2025, 7, 1)] {
+        then_events(
+            when(&sign_on(day(2025, 6, 15)), &state, &legal(today)),
+            &[AgreementSigned { signed_on: day(2025, 6, 15), reporting_due_dates: vec![day(2025, 10, 15)] }.into()],
+        );
+    }
 }
 
 // ---- funding years, prices, capacity, batches ----
@@ -1070,7 +1612,7 @@ fn a_funding_year_records_receipts_and_redirects_unused_subsidy_only_after_it_en
     );
     let redirect = RedirectUnusedSubsidy { year };
     then_refused(when(&redirect, &state, &finance(day(2026, 3, 31))), "year_not_ended");
-    let commit = funding::commit(&state, ID, hkd(57_000_000)).expect("commit");
+    let commit = funding::commit(&state, year, ID, hkd(57_000_000)).expect("commit");
     let state = funding::apply(state, &commit);
     let redirected = when(&redirect, &state, &finance(day(2026, 4, 1)));
     then_events(
@@ -1078,8 +1620,29 @@ fn a_funding_year_records_receipts_and_redirects_unused_subsidy_only_after_it_en
         &[UnusedSubsidyRedirected { amount: hkd(800_000_000), to: "publicity_and_talent".into() }.into()],
     );
     let closed = given(&[received, vec![commit], redirected.expect("redirected")].concat(), funding::apply);
-    then_refused(funding::commit(&closed, ID, hkd(1)), "year_closed");
+    then_refused_saying(funding::commit(&closed, year, ID, hkd(1)), "year_closed", &["2025-26"]);
     then_refused(when(&redirect, &closed, &finance(day(2026, 4, 2))), "year_closed");
+}
+
+#[test]
+fn a_funding_receipt_is_not_dated_after_today() {
+    let year = fy("2025-26");
+    let record = |received_on| RecordFundingReceived {
+        year,
+        line: BudgetLine::ComputingPowerSubsidy,
+        amount: hkd(857_000_000),
+        received_on,
+    };
+    let nothing = FundingYearState::default();
+    then_refused_saying(
+        when(&record(day(2025, 4, 2)), &nothing, &finance(day(2025, 4, 1))),
+        "date_in_future",
+        &["the funding receipt (2025-04-02)", "after today (2025-04-01)"],
+    );
+    // Received today, or recorded some days after it was received: accepted, as received.
+    for today in [day(2025, 4, 1), day(2025, 4, 10)] {
+        then_events(when(&record(day(2025, 4, 1)), &nothing, &finance(today)), &[received(year, 857_000_000)]);
+    }
 }
 
 #[test]

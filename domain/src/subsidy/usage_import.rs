@@ -335,6 +335,24 @@ mod tests {
     }
 
     #[test]
+    fn a_line_for_an_unknown_project_is_refused_naming_it() {
+        let (lines, errors) = parse("project,service_type,units,period\nabc-9,gpu_node_hour,1,2025-07\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        let today = NaiveDate::from_ymd_opt(2025, 8, 5).expect("date");
+        let mut states = ImportStates::default();
+        // Not loaded at all, or loaded but never submitted: no such application.
+        for known in [false, true] {
+            if known {
+                states.applications.insert("abc-9".into(), ApplicationState::default());
+            }
+            let outcome = decide_line(&mut states, "run-1", &lines[0], today);
+            let LineOutcome::Refused(error) = outcome else { panic!("refused, not {outcome:?}") };
+            assert_eq!((error.line, error.project.as_deref(), error.code), (2, Some("abc-9"), "unknown_application"));
+            assert_eq!(error.message, "no application abc-9");
+        }
+    }
+
+    #[test]
     fn import_ids_and_modes_are_checked() {
         assert!(check_import_id("2025-07-run-3").is_ok());
         assert!(check_import_id("").is_err());

@@ -44,9 +44,18 @@ impl Money {
 
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As staff read amounts: HK$5,273,972.61.
         let sign = if self.0 < 0 { "-" } else { "" };
         let cents = self.0.unsigned_abs();
-        write!(f, "{sign}HK${}.{:02}", cents / 100, cents % 100)
+        let digits = (cents / 100).to_string();
+        let mut dollars = String::with_capacity(digits.len() + digits.len() / 3);
+        for (index, digit) in digits.chars().enumerate() {
+            if index > 0 && (digits.len() - index).is_multiple_of(3) {
+                dollars.push(',');
+            }
+            dollars.push(digit);
+        }
+        write!(f, "{sign}HK${dollars}.{:02}", cents % 100)
     }
 }
 
@@ -80,16 +89,32 @@ impl fmt::Display for RateBps {
 }
 
 /// The subsidy of a usage line: units × service rate (cents per unit) × subsidy rate (bps)
-/// / 10,000, rounded half up to the cent. Computed in checked 128-bit integers; a result
-/// beyond what an amount holds is an error, never a wrapped number.
+/// / 10,000, rounded down to the cent — the scheme pays "up to" the approved share of the
+/// rate (§13), never a fraction of a cent above it, and the lines of an allocation never add up
+/// to more than the ceiling computed from it ([`subsidy_of_units`]). Computed in checked
+/// 128-bit integers; a result beyond what an amount holds is an error, never a wrapped number.
 pub fn subsidy_for(units: u64, rate_cents_per_unit: Money, rate: RateBps) -> Result<(Money, Money), DomainError> {
     let gross =
         i128::from(units).checked_mul(i128::from(rate_cents_per_unit.cents())).ok_or(DomainError::AmountOverflow)?;
-    let subsidy =
-        gross.checked_mul(i128::from(rate.bps())).ok_or(DomainError::AmountOverflow)?.saturating_add(5_000) / 10_000;
+    let subsidy = gross.checked_mul(i128::from(rate.bps())).ok_or(DomainError::AmountOverflow)? / 10_000;
     let gross = i64::try_from(gross).map_err(|_| DomainError::AmountOverflow)?;
     let subsidy = i64::try_from(subsidy).map_err(|_| DomainError::AmountOverflow)?;
     Ok((Money(gross), Money(subsidy)))
+}
+
+/// The subsidy of units at a rate, in ten-thousandths of a cent (units × cents per unit ×
+/// basis points), before any rounding: summed over an allocation and then rounded down, it is
+/// the most an approval's ceiling may be, and it weighs each financial year's reservation.
+pub fn subsidy_of_units(units: u64, rate_cents_per_unit: Money, rate: RateBps) -> Result<i128, DomainError> {
+    i128::from(units)
+        .checked_mul(i128::from(rate_cents_per_unit.cents()))
+        .and_then(|gross| gross.checked_mul(i128::from(rate.bps())))
+        .ok_or(DomainError::AmountOverflow)
+}
+
+/// Ten-thousandths of a cent rounded down to an amount.
+pub fn money_from_subsidy_units(total: i128) -> Result<Money, DomainError> {
+    i64::try_from(total.div_euclid(10_000)).map(Money).map_err(|_| DomainError::AmountOverflow)
 }
 
 /// A Government financial year, 1 April to 31 March, named like `2025-26`.
@@ -331,12 +356,15 @@ mod tests {
     }
 
     #[test]
-    fn subsidy_rounds_half_up_to_the_cent() {
+    fn subsidy_rounds_down_to_the_cent() {
         let rate = Money::from_cents(333);
         // 3 units × 333 ¢ = 999 ¢; × 70 % = 699.3 ¢ → 699 ¢.
         assert_eq!(subsidy_for(3, rate, RateBps::NORMAL_CAP).expect("ok"), (Money(999), Money(699)));
-        // 1 unit × 5 ¢ × 70 % = 3.5 ¢ → 4 ¢ (half up).
-        assert_eq!(subsidy_for(1, Money(5), RateBps::NORMAL_CAP).expect("ok").1, Money(4));
+        // 1 unit × 5 ¢ × 70 % = 3.5 ¢ → 3 ¢: never above 70 % of the rate (§13 "up to").
+        assert_eq!(subsidy_for(1, Money(5), RateBps::NORMAL_CAP).expect("ok").1, Money(3));
+        // 1 unit × 9 ¢ × 70 % = 6.3 ¢ → 6 ¢, as the exact figure rounded down.
+        let exact = subsidy_of_units(1, Money(9), RateBps::NORMAL_CAP).expect("fits");
+        assert_eq!(money_from_subsidy_units(exact).expect("fits"), Money(6));
         assert!(subsidy_for(u64::MAX, Money(i64::MAX), RateBps::EXCEPTIONAL_CAP).is_err());
     }
 
@@ -367,6 +395,10 @@ mod tests {
         assert!(gross_total >= subsidy_total);
         assert_eq!(Money(i64::MAX).checked_add(Money(1)), Err(DomainError::AmountOverflow));
         assert_eq!(Money(i64::MIN).checked_sub(Money(1)), Err(DomainError::AmountOverflow));
-        assert_eq!(Money(123_456).to_string(), "HK$1234.56");
+        assert_eq!(Money(123_456).to_string(), "HK$1,234.56");
+        assert_eq!(Money(527_397_261).to_string(), "HK$5,273,972.61");
+        assert_eq!(Money(-100_000_000).to_string(), "-HK$1,000,000.00");
+        assert_eq!(Money(5).to_string(), "HK$0.05");
+        assert_eq!(Money(99_999).to_string(), "HK$999.99");
     }
 }

@@ -183,7 +183,7 @@ application_command!(
             rate: rate(body.rate_bps, "rate_bps")?,
             exceptional_reason: body.exceptional_reason,
             allocations: body.allocations.into_iter().map(AllocationBody::into_domain).collect(),
-            ceiling: cents(body.ceiling_cents, "ceiling_cents")?,
+            ceiling: body.ceiling_cents.map(|ceiling| cents(ceiling, "ceiling_cents")).transpose()?,
             start: body.start,
             end: body.end,
             conditions: body.conditions,

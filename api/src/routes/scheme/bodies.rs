@@ -192,7 +192,10 @@ pub struct ApprovalBody {
     /// Required above 7000 bps (70 %): why the case is special and exceptional (§13).
     pub exceptional_reason: Option<String>,
     pub allocations: Vec<AllocationBody>,
-    pub ceiling_cents: u64,
+    /// At most the subsidy of the allocated units (units × rate in force × `rate_bps`,
+    /// rounded down to the cent); that amount when omitted.
+    #[serde(default)]
+    pub ceiling_cents: Option<u64>,
     pub start: NaiveDate,
     pub end: NaiveDate,
     #[serde(default)]

@@ -135,8 +135,69 @@ pub async fn batch_queue(
     Ok(HttpResponse::Ok().json(queue))
 }
 
+/// `GET /api/v1/applications/{application_id}/usage`: every usage charge of the application
+/// with its units, rate, gross amount and subsidy, and whether it was reversed.
+#[utoipa::path(tag = "applications", params(("application_id" = String, Path), QueueParams),
+    responses((status = 200, description = "{application_id, lines: [{usage_id, service_type, period, financial_year, units, rate_per_unit_cents, gross_cents, subsidy_rate_bps, subsidy_cents, reversed, reversal_reason, charged_position}], totals: {units, gross_cents, subsidy_cents}} (totals exclude reversed lines)", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[get("/applications/{application_id}/usage")]
+pub async fn application_usage(
+    request: HttpRequest,
+    path: web::Path<String>,
+    principal: Principal,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadScheme)?;
+    let application_id = path.into_inner();
+    aisc_domain::subsidy::streams::check_application_id(&application_id)
+        .map_err(|_| ApiError::bad_field("application_id", "letters, digits and -, at most 64"))?;
+    let params: QueueParams = crate::routes::query(&request)?;
+    reached(&pool, params.after_position).await?;
+    if !applications::exists(&pool, &application_id).await? {
+        return Err(ApiError::NotFound(format!("no application {application_id}")));
+    }
+    let lines = applications::usage_lines(&pool, &application_id).await?;
+    let counted = lines.iter().filter(|line| !line.reversed);
+    let totals = serde_json::json!({
+        "units": counted.clone().map(|line| line.units).sum::<i64>(),
+        "gross_cents": counted.clone().map(|line| line.gross_cents).sum::<i64>(),
+        "subsidy_cents": counted.map(|line| line.subsidy_cents).sum::<i64>(),
+    });
+    Ok(HttpResponse::Ok()
+        .json(serde_json::json!({ "application_id": application_id, "lines": lines, "totals": totals })))
+}
+
+/// `GET /api/v1/funding-years/{year}/disbursements`: the year's disbursement figures per usage
+/// month and service: lines, units, gross amount and subsidy (reversals shown apart).
+#[utoipa::path(tag = "funding", params(("year" = String, Path, example = "2025-26"), QueueParams),
+    responses((status = 200, description = "{year, months: [{period, service_type, lines, units, gross_cents, subsidy_cents, reversed_lines, reversed_subsidy_cents}], totals: {units, gross_cents, subsidy_cents}}", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[get("/funding-years/{year}/disbursements")]
+pub async fn year_disbursements(
+    request: HttpRequest,
+    path: web::Path<String>,
+    principal: Principal,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, ApiError> {
+    require(&principal, Action::ReadScheme)?;
+    let year =
+        FinancialYear::parse(&path.into_inner()).map_err(|error| ApiError::bad_field("year", error.to_string()))?;
+    let params: QueueParams = crate::routes::query(&request)?;
+    reached(&pool, params.after_position).await?;
+    let months = applications::disbursements(&pool, &year.to_string()).await?;
+    let totals = serde_json::json!({
+        "units": months.iter().map(|month| month.units).sum::<i64>(),
+        "gross_cents": months.iter().map(|month| month.gross_cents).sum::<i64>(),
+        "subsidy_cents": months.iter().map(|month| month.subsidy_cents).sum::<i64>(),
+    });
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "year": year.to_string(), "months": months, "totals": totals })))
+}
+
 pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
-    config.service(list_applications).service(batch_queue).service(kpis);
+    config
+        .service(list_applications)
+        .service(batch_queue)
+        .service(kpis)
+        .service(application_usage)
+        .service(year_disbursements);
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -24,7 +24,9 @@ use crate::subsidy::events::SchemeEvent;
 use crate::subsidy::funding::{self, FundingEvent, FundingYear, FundingYearState};
 use crate::subsidy::prices::{PriceSchedule, PriceScheduleState};
 use crate::subsidy::streams;
-use crate::subsidy::values::{FinancialYear, Money, Period, RateBps, ServiceType, subsidy_for};
+use crate::subsidy::values::{
+    FinancialYear, Money, Period, RateBps, ServiceType, money_from_subsidy_units, subsidy_for, subsidy_of_units,
+};
 
 /// Members who must be present, without a conflict, for a committee decision.
 pub const QUORUM: usize = 3;
@@ -254,17 +256,26 @@ pub struct CommitteeMeeting {
 }
 
 impl CommitteeMeeting {
-    /// Separation of duties and quorum: the assessor may not record the decision, a recused
-    /// member is not counted as present, and a quorum must be present; the batch is closed.
-    fn check(&self, state: &ApplicationState, batch: &Batch, recorded_by: &str) -> Result<(), DomainError> {
+    /// Separation of duties, quorum and dates. The assessor may not record the decision nor be
+    /// counted among the members present; a recused member is not counted as present; a
+    /// quorum of members who may decide must be present; the batch is closed; the decision is
+    /// dated on or after the batch's deadline and not after today.
+    ///
+    /// Reading: the paper names no quorum; three members present without conflict gives
+    /// "recused members are not counted as present" its meaning. An application has one
+    /// assessor (the one who recorded its preliminary assessment, §13).
+    fn check(&self, state: &ApplicationState, batch: &Batch, facts: &Facts) -> Result<(), DomainError> {
         if self.meeting_reference.trim().is_empty() {
             return Err(DomainError::InvalidInput {
                 field: "meeting_reference",
                 reason: "name the committee meeting".into(),
             });
         }
-        if state.assessor.as_deref() == Some(recorded_by) {
-            return Err(DomainError::AssessorCannotDecide { actor: recorded_by.to_string() });
+        if state.assessor.as_deref() == Some(facts.actor.as_str()) {
+            return Err(DomainError::AssessorCannotDecide { actor: facts.actor.clone() });
+        }
+        if let Some(assessor) = state.assessor.as_ref().filter(|assessor| self.members_present.contains(assessor)) {
+            return Err(DomainError::AssessorCountedPresent { member: assessor.clone() });
         }
         if let Some(member) = self.members_present.iter().find(|member| self.members_recused.contains(member)) {
             return Err(DomainError::RecusedMemberCountedPresent { member: member.clone() });
@@ -275,8 +286,23 @@ impl CommitteeMeeting {
         if present.len() < QUORUM {
             return Err(DomainError::QuorumNotMet { present: present.len(), required: QUORUM });
         }
+        let batch_id = state.batch_id.clone().unwrap_or_default();
         if !batch.closed {
-            return Err(DomainError::BatchStillOpen { batch: state.batch_id.clone().unwrap_or_default() });
+            return Err(DomainError::BatchStillOpen { batch: batch_id });
+        }
+        if self.decided_on > facts.today {
+            return Err(DomainError::DateInFuture {
+                what: "the committee's decision",
+                date: self.decided_on,
+                today: facts.today,
+            });
+        }
+        if self.decided_on < batch.deadline {
+            return Err(DomainError::DecidedBeforeDeadline {
+                decided_on: self.decided_on,
+                batch: batch_id,
+                deadline: batch.deadline,
+            });
         }
         Ok(())
     }
@@ -326,7 +352,7 @@ impl Decision for RejectApplication {
         facts: &Facts,
     ) -> Result<Vec<(StreamId, ApplicationEvent)>, DomainError> {
         state.open(&self.application_id, "decide on", &[Status::Assessed, Status::Deferred])?;
-        self.meeting.check(state, batch_of(state, calendar)?, &facts.actor)?;
+        self.meeting.check(state, batch_of(state, calendar)?, facts)?;
         if self.reasons.iter().all(|reason| reason.trim().is_empty()) {
             return Err(DomainError::InvalidInput {
                 field: "reasons",
@@ -369,7 +395,7 @@ impl Decision for DeferApplication {
         facts: &Facts,
     ) -> Result<Vec<(StreamId, ApplicationEvent)>, DomainError> {
         state.open(&self.application_id, "decide on", &[Status::Assessed, Status::Deferred])?;
-        self.meeting.check(state, batch_of(state, calendar)?, &facts.actor)?;
+        self.meeting.check(state, batch_of(state, calendar)?, facts)?;
         let later = calendar.get(&self.to_batch_id)?;
         if later.closed || Some(later.deadline) <= state.batch_deadline {
             return Err(DomainError::InvalidInput {
@@ -387,8 +413,8 @@ impl Decision for DeferApplication {
     }
 }
 
-/// The committee's approval (§12–§13): reserves the ceiling in the funding years the period
-/// spans and allocates AISC capacity, together with the decision.
+/// The committee's approval (§12–§13): reserves the ceiling in the funding years where the
+/// allocated work falls and allocates AISC capacity, together with the decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApproveApplication {
     pub application_id: String,
@@ -396,7 +422,8 @@ pub struct ApproveApplication {
     pub rate: RateBps,
     pub exceptional_reason: Option<String>,
     pub allocations: Vec<Allocation>,
-    pub ceiling: Money,
+    /// At most the subsidy of the allocated units; that amount when omitted.
+    pub ceiling: Option<Money>,
     pub start: NaiveDate,
     pub end: NaiveDate,
     pub conditions: Vec<String>,
@@ -407,61 +434,40 @@ pub struct ApproveApplication {
 pub struct ApprovalState {
     pub application: ApplicationState,
     pub calendar: BatchCalendarState,
+    pub prices: PriceScheduleState,
     pub budgets: BTreeMap<FinancialYear, FundingYearState>,
     pub capacity: CapacityState,
 }
 
-/// At most this many funding years are read for one approval (the scheme runs three).
-const MAX_YEARS: usize = 10;
+/// The longest approved period: the scheme runs three years.
+const MAX_PROJECT_MONTHS: u32 = 36;
 
 impl ApproveApplication {
-    /// The financial years from the start to the end of the approved period.
+    /// The financial years the allocated months fall in.
     fn years(&self) -> Vec<FinancialYear> {
-        let mut years = Vec::new();
-        let mut year = FinancialYear::containing(self.start);
-        while year.first_day() <= self.end && years.len() < MAX_YEARS {
-            years.push(year);
-            year = year.next();
-        }
-        years
+        let years: std::collections::BTreeSet<FinancialYear> = self
+            .allocations
+            .iter()
+            .map(|allocation| FinancialYear::containing(allocation.period.first_day()))
+            .collect();
+        years.into_iter().collect()
     }
-}
 
-impl Decision for ApproveApplication {
-    type State = ApprovalState;
-    type Facts = Facts;
-    type Event = SchemeEvent;
-    type Error = DomainError;
+    /// The subsidy of the allocated units at the rate in force for each service and month and
+    /// the approved rate, per financial year, in ten-thousandths of a cent (unrounded).
+    fn allocation_subsidy(&self, prices: &PriceScheduleState) -> Result<BTreeMap<FinancialYear, i128>, DomainError> {
+        let mut by_year: BTreeMap<FinancialYear, i128> = BTreeMap::new();
+        for allocation in &self.allocations {
+            let month = allocation.period.first_day();
+            let rate_in_force = prices.rate_in_force(&allocation.service_type, month)?;
+            let subsidy = subsidy_of_units(allocation.units, rate_in_force, self.rate)?;
+            let total = by_year.entry(FinancialYear::containing(month)).or_default();
+            *total = total.checked_add(subsidy).ok_or(DomainError::AmountOverflow)?;
+        }
+        Ok(by_year)
+    }
 
-    fn subject(&self) -> Result<StreamId, DomainError> {
-        streams::application(&self.application_id)
-    }
-    fn boundary(&self, _: &Histories) -> Result<Vec<StreamId>, DomainError> {
-        let mut boundary = vec![streams::batches()?, streams::capacity()?];
-        for year in self.years() {
-            boundary.push(streams::budget(year)?);
-        }
-        Ok(boundary)
-    }
-    fn state(&self, loaded: &Histories) -> Result<ApprovalState, CodecError> {
-        let (application, calendar) =
-            application_and::<BatchCalendar>(loaded, &self.application_id, streams::batches())?;
-        let mut budgets = BTreeMap::new();
-        for year in self.years() {
-            if let Ok(stream) = streams::budget(year) {
-                budgets.insert(year, loaded.state::<FundingYear>(&stream)?);
-            }
-        }
-        let capacity = match streams::capacity() {
-            Ok(stream) => loaded.state::<Capacity>(&stream)?,
-            Err(_) => CapacityState::default(),
-        };
-        Ok(ApprovalState { application, calendar, budgets, capacity })
-    }
-    fn decide(&self, inputs: &ApprovalState, facts: &Facts) -> SchemeEvents {
-        let state = &inputs.application;
-        state.open(&self.application_id, "decide on", &[Status::Assessed, Status::Deferred])?;
-        self.meeting.check(state, batch_of(state, &inputs.calendar)?, &facts.actor)?;
+    fn check_terms(&self) -> Result<(), DomainError> {
         if self.rate > RateBps::EXCEPTIONAL_CAP {
             return Err(DomainError::RateAboveCeiling { rate: self.rate.to_string() });
         }
@@ -480,7 +486,14 @@ impl Decision for ApproveApplication {
                 second_date: self.end,
             });
         }
-        if self.ceiling.cents() <= 0 {
+        if self.start.checked_add_months(chrono::Months::new(MAX_PROJECT_MONTHS)).is_none_or(|limit| self.end >= limit)
+        {
+            return Err(DomainError::InvalidInput {
+                field: "end",
+                reason: format!("an approved period runs at most {MAX_PROJECT_MONTHS} months (a three-year scheme)"),
+            });
+        }
+        if self.ceiling.is_some_and(|ceiling| ceiling.cents() <= 0) {
             return Err(DomainError::InvalidInput { field: "ceiling", reason: "must be positive".into() });
         }
         if self.allocations.is_empty() {
@@ -499,12 +512,72 @@ impl Decision for ApproveApplication {
                 ),
             });
         }
+        Ok(())
+    }
+}
+
+impl Decision for ApproveApplication {
+    type State = ApprovalState;
+    type Facts = Facts;
+    type Event = SchemeEvent;
+    type Error = DomainError;
+
+    fn subject(&self) -> Result<StreamId, DomainError> {
+        streams::application(&self.application_id)
+    }
+    fn boundary(&self, _: &Histories) -> Result<Vec<StreamId>, DomainError> {
+        let mut boundary = vec![streams::batches()?, streams::prices()?, streams::capacity()?];
+        for year in self.years() {
+            boundary.push(streams::budget(year)?);
+        }
+        Ok(boundary)
+    }
+    fn state(&self, loaded: &Histories) -> Result<ApprovalState, CodecError> {
+        let (application, calendar) =
+            application_and::<BatchCalendar>(loaded, &self.application_id, streams::batches())?;
+        let mut budgets = BTreeMap::new();
+        for year in self.years() {
+            if let Ok(stream) = streams::budget(year) {
+                budgets.insert(year, loaded.state::<FundingYear>(&stream)?);
+            }
+        }
+        let prices = match streams::prices() {
+            Ok(stream) => loaded.state::<PriceSchedule>(&stream)?,
+            Err(_) => PriceScheduleState::default(),
+        };
+        let capacity = match streams::capacity() {
+            Ok(stream) => loaded.state::<Capacity>(&stream)?,
+            Err(_) => CapacityState::default(),
+        };
+        Ok(ApprovalState { application, calendar, prices, budgets, capacity })
+    }
+    fn decide(&self, inputs: &ApprovalState, facts: &Facts) -> SchemeEvents {
+        let state = &inputs.application;
+        state.open(&self.application_id, "decide on", &[Status::Assessed, Status::Deferred])?;
+        self.meeting.check(state, batch_of(state, &inputs.calendar)?, facts)?;
+        self.check_terms()?;
+        let by_year = self.allocation_subsidy(&inputs.prices)?;
+        let total = by_year.values().try_fold(0_i128, |total, year| total.checked_add(*year));
+        let allocation_subsidy = money_from_subsidy_units(total.ok_or(DomainError::AmountOverflow)?)?;
+        let ceiling = self.ceiling.unwrap_or(allocation_subsidy);
+        if ceiling > allocation_subsidy {
+            return Err(DomainError::CeilingAboveAllocation {
+                ceiling: ceiling.to_string(),
+                allocation_subsidy: allocation_subsidy.to_string(),
+            });
+        }
+        if ceiling.cents() <= 0 {
+            return Err(DomainError::InvalidInput {
+                field: "ceiling",
+                reason: "the allocated units carry no subsidy: allocate units".into(),
+            });
+        }
         let application_id = state.id();
-        let reservations = reservations(self.ceiling, self.start, self.end);
+        let reservations = reservations(ceiling, &by_year)?;
         let mut budget_events = Vec::with_capacity(reservations.len());
         for reservation in &reservations {
             let budget = inputs.budgets.get(&reservation.year).cloned().unwrap_or_default();
-            let committed = funding::commit(&budget, application_id, reservation.amount)?;
+            let committed = funding::commit(&budget, reservation.year, application_id, reservation.amount)?;
             budget_events.push((streams::budget(reservation.year)?, SchemeEvent::from(committed)));
         }
         let capacity_stream = streams::capacity()?;
@@ -515,7 +588,7 @@ impl Decision for ApproveApplication {
                 rate: self.rate,
                 exceptional_reason: self.exceptional_reason.clone(),
                 allocations: self.allocations.clone(),
-                ceiling: self.ceiling,
+                ceiling,
                 start: self.start,
                 end: self.end,
                 conditions: self.conditions.clone(),
@@ -529,42 +602,34 @@ impl Decision for ApproveApplication {
     }
 }
 
-/// The financial years a period spans, each with its number of days in the period.
-fn years_spanned(start: NaiveDate, end: NaiveDate) -> Vec<(FinancialYear, i64)> {
-    let mut spans = Vec::new();
-    let mut year = FinancialYear::containing(start);
-    loop {
-        let from = start.max(year.first_day());
-        let to = end.min(year.last_day());
-        if from > end {
-            break;
-        }
-        spans.push((year, (to - from).num_days() + 1));
-        year = year.next();
-    }
-    spans
-}
-
-/// Splits the ceiling across the years in proportion to their days; the rounding remainder
-/// goes to the last year, so the parts add up to the ceiling exactly.
-fn reservations(ceiling: Money, start: NaiveDate, end: NaiveDate) -> Vec<Reservation> {
-    let spans = years_spanned(start, end);
-    let total_days: i64 = spans.iter().map(|(_, days)| days).sum::<i64>().max(1);
+/// Splits the ceiling across the financial years in proportion to the subsidy of the units
+/// allocated in each year's months (Government funds each year separately, §16, §23), rounded
+/// down; the remainder goes to the last year, so the parts add up to the ceiling exactly.
+/// A year whose share rounds to nothing reserves nothing.
+fn reservations(
+    ceiling: Money,
+    subsidy_by_year: &BTreeMap<FinancialYear, i128>,
+) -> Result<Vec<Reservation>, DomainError> {
+    let total = subsidy_by_year
+        .values()
+        .try_fold(0_i128, |total, year| total.checked_add(*year))
+        .ok_or(DomainError::AmountOverflow)?
+        .max(1);
     let mut left = ceiling.cents();
-    let count = spans.len();
-    spans
-        .into_iter()
-        .enumerate()
-        .map(|(index, (year, days))| {
-            let amount = if index + 1 == count {
-                left
-            } else {
-                i64::try_from(i128::from(ceiling.cents()) * i128::from(days) / i128::from(total_days)).unwrap_or(0)
-            };
-            left -= amount;
-            Reservation { year, amount: Money::from_cents(amount) }
-        })
-        .collect()
+    let mut reservations = Vec::with_capacity(subsidy_by_year.len());
+    for (index, (year, subsidy)) in subsidy_by_year.iter().enumerate() {
+        let amount = if index + 1 == subsidy_by_year.len() {
+            left
+        } else {
+            let share = i128::from(ceiling.cents()).checked_mul(*subsidy).ok_or(DomainError::AmountOverflow)? / total;
+            i64::try_from(share).map_err(|_| DomainError::AmountOverflow)?
+        };
+        left -= amount;
+        if amount > 0 {
+            reservations.push(Reservation { year: *year, amount: Money::from_cents(amount) });
+        }
+    }
+    Ok(reservations)
 }
 
 /// The signed funding agreement and its reporting schedule (§21).
@@ -583,9 +648,15 @@ impl StreamDecision for SignAgreement {
     fn stream(&self) -> Result<StreamId, DomainError> {
         streams::application(&self.application_id)
     }
-    fn decide(&self, state: &ApplicationState, _facts: &Facts) -> Events {
+    fn decide(&self, state: &ApplicationState, facts: &Facts) -> Events {
         state.open(&self.application_id, "sign the agreement of", &[Status::Approved])?;
         let approval = state.approval.as_ref().ok_or(DomainError::AgreementNotSigned)?;
+        if self.signed_on > facts.today {
+            return Err(DomainError::DateInFuture { what: "the agreement", date: self.signed_on, today: facts.today });
+        }
+        if let Some(decided_on) = state.decided_on.filter(|decided_on| self.signed_on < *decided_on) {
+            return Err(DomainError::SignedBeforeDecision { signed_on: self.signed_on, decided_on });
+        }
         let mut reporting_due_dates = self.reporting_due_dates.clone();
         reporting_due_dates.sort();
         reporting_due_dates.dedup();
@@ -649,6 +720,9 @@ impl ChargeUsage {
         }
         if self.units == 0 {
             return Err(DomainError::InvalidInput { field: "units", reason: "must be positive".into() });
+        }
+        if self.period.first_day() > today {
+            return Err(DomainError::UsageMonthNotBegun { period: self.period.to_string(), today });
         }
         if let Some(due) = state.overdue_report(today) {
             return Err(DomainError::ProgressReportOverdue { due });
@@ -822,6 +896,14 @@ impl StreamDecision for SubmitProgressReport {
         state.open(&self.application_id, "report on", &[Status::AgreementSigned])?;
         if !state.reporting_due_dates.contains(&self.due) {
             return Err(DomainError::UnknownReport { due: self.due });
+        }
+        // Reading (§21 sets "regular progress reports" only): the report due on a date covers
+        // the project up to that date, or up to its end when the report falls due after it
+        // (a final report); it can be submitted once that period has ended, on its last day
+        // at the earliest.
+        let period_end = state.approval.as_ref().map_or(self.due, |approval| self.due.min(approval.end));
+        if facts.today < period_end {
+            return Err(DomainError::ReportPeriodNotEnded { due: self.due, period_end, today: facts.today });
         }
         match state.reports.get(&self.due) {
             Some(ReportState::Submitted) => {

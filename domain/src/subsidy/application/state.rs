@@ -62,12 +62,14 @@ pub enum ReportState {
     RevisionRequested,
 }
 
-/// A usage line as charged, and whether it was reversed.
+/// A usage line as charged (units, rate, gross amount and subsidy), and whether it was reversed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageLine {
     pub service_type: ServiceType,
     pub period: Period,
     pub units: u64,
+    pub rate_per_unit: Money,
+    pub gross: Money,
     pub subsidy: Money,
     pub year: FinancialYear,
     pub reversed: bool,
@@ -218,6 +220,8 @@ pub fn apply(mut state: ApplicationState, event: &ApplicationEvent) -> Applicati
                     service_type: e.service_type.clone(),
                     period: e.period,
                     units: e.units,
+                    rate_per_unit: e.rate_per_unit,
+                    gross: e.gross,
                     subsidy: e.subsidy,
                     year: e.financial_year,
                     reversed: false,
