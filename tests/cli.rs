@@ -127,9 +127,11 @@ async fn database_with_events(count: usize) -> (support::TestDatabase, aisc_adap
     let store = aisc_adapters::PostgresEventStore::new(database.pool.clone());
     for n in 0..count {
         let stream = StreamId::parse(format!("application-{}", n % 3)).expect("stream");
+        // A type outside the scheme: readers that decode the scheme's events (the audit
+        // trail dates each one) would refuse `{"n": …}` as an `ApplicationSubmitted`.
         let event = NewEvent {
             event_id: uuid::Uuid::new_v4(),
-            event_type: "ApplicationSubmitted".into(),
+            event_type: "NoteRecorded".into(),
             schema_version: 1,
             data: serde_json::json!({ "n": n }),
             metadata: serde_json::json!({ "actor": "intake-1", "role": "intake_officer" }),
@@ -197,7 +199,7 @@ async fn audit_export_writes_the_history_as_eventstoredb_shaped_ndjson() {
     assert_eq!(lines.len(), 7);
     let first = &lines[0];
     assert_eq!(first["eventId"], events[0].event_id.to_string());
-    assert_eq!(first["eventType"], "ApplicationSubmitted");
+    assert_eq!(first["eventType"], "NoteRecorded");
     assert_eq!(first["streamId"], "application-0");
     assert_eq!(first["eventNumber"], 0);
     assert_eq!(first["position"], events[0].position.0);

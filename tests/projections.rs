@@ -13,6 +13,7 @@ use aisc_projections::audit_trail::{self, AuditQuery, AuditTrail};
 use aisc_projections::runner::wait_for_position;
 use aisc_projections::{Interest, Projection, ProjectionError, ProjectionRunner, TableSpec};
 use async_trait::async_trait;
+use chrono::NaiveDate;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use support::TestDatabase;
@@ -84,12 +85,32 @@ fn event(kind: &str, actor: &str) -> NewEvent {
         event_id: Uuid::new_v4(),
         event_type: kind.to_string(),
         schema_version: 1,
-        data: json!({}),
+        data: data_of(kind),
         metadata: json!({ "actor": actor, "role": "intake_officer", "request_id": format!("req-{}", Uuid::new_v4()) }),
     }
 }
 
-const KINDS: [&str; 4] = ["ApplicationSubmitted", "EligibilityConfirmed", "UsageCharged", "Ignored"];
+/// Stored data of each kind, in its version 1 shape: the audit trail decodes the scheme's
+/// events for their business date, so their data must be what the domain wrote.
+fn data_of(kind: &str) -> serde_json::Value {
+    match kind {
+        // Takes effect on 2025-03-31.
+        "ApplicationWithdrawn" => json!({"reason": "applicant withdrew", "withdrawn_on": "2025-03-31"}),
+        // On 2024-07-03.
+        "EligibilityConfirmed" => json!({"checked_by": "intake-demo", "checked_on": "2024-07-03"}),
+        // On the first day of its month, 2024-11-01.
+        "UsageCharged" => json!({
+            "gross": 994_500, "units": 234, "period": "2024-11", "subsidy": 497_250,
+            "usage_id": "demo2024-000000-2024-11", "ceiling_left": 3_533_875,
+            "service_type": "gpu_node_hour_h800", "subsidy_rate": 5_000, "rate_per_unit": 4_250,
+            "financial_year": "2024-25", "disbursed_total": 2_887_875
+        }),
+        // Not an event of the scheme: no business date.
+        _ => json!({}),
+    }
+}
+
+const KINDS: [&str; 4] = ["ApplicationWithdrawn", "EligibilityConfirmed", "UsageCharged", "Ignored"];
 
 /// Appends `count` events over 8 concurrent writers and 40 streams.
 async fn append_many(store: &PostgresEventStore, count: usize) {
@@ -165,11 +186,12 @@ async fn setup() -> (TestDatabase, PostgresEventStore) {
     (database, store)
 }
 
-async fn audit_rows(
-    pool: &PgPool,
-) -> Vec<(i64, Uuid, String, i64, String, Option<String>, Option<String>, Option<String>)> {
+type AuditRow = (i64, Uuid, String, i64, String, Option<String>, Option<String>, Option<String>, Option<NaiveDate>);
+
+async fn audit_rows(pool: &PgPool) -> Vec<AuditRow> {
     sqlx::query_as(
-        "SELECT position, event_id, stream_id, stream_version, event_type, actor, role, request_id FROM audit_trail ORDER BY position",
+        "SELECT position, event_id, stream_id, stream_version, event_type, actor, role, request_id, effective_on \
+         FROM audit_trail ORDER BY position",
     )
     .fetch_all(pool)
     .await
@@ -301,7 +323,7 @@ async fn a_query_waits_for_the_position_its_command_wrote() {
     for n in 0..20 {
         let stream = StreamId::parse(format!("application-{n}")).expect("stream");
         let written = store
-            .append(&stream, ExpectedVersion::Any, vec![event("ApplicationSubmitted", "reader")])
+            .append(&stream, ExpectedVersion::Any, vec![event("ApplicationWithdrawn", "reader")])
             .await
             .expect("append");
         assert!(
@@ -404,5 +426,24 @@ async fn the_audit_trail_filters_by_stream_actor_type_and_time_and_pages_by_posi
             .expect("from");
     assert_eq!(before.len() + from.len(), 120);
     assert!(before.iter().all(|e| e.recorded_at < middle) && from.iter().all(|e| e.recorded_at >= middle));
+
+    // By business date, inclusive at both ends; an event outside the scheme has none and
+    // matches no date filter.
+    let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
+    let effective = async |from: Option<NaiveDate>, until: Option<NaiveDate>| {
+        audit_trail::query(
+            pool,
+            &AuditQuery { effective_from: from, effective_until: until, limit: 1_000, ..AuditQuery::default() },
+        )
+        .await
+    };
+    let until_2024 = effective(None, Some(date(2024, 12, 31))).await.expect("until 2024");
+    assert_eq!(until_2024.len(), 60, "eligibility on 2024-07-03 and November's usage");
+    assert!(until_2024.iter().all(|e| matches!(e.event_type.as_str(), "EligibilityConfirmed" | "UsageCharged")));
+    let from_2025 = effective(Some(date(2025, 1, 1)), None).await.expect("from 2025");
+    assert!(from_2025.len() == 30 && from_2025.iter().all(|e| e.event_type == "ApplicationWithdrawn"));
+    let november = effective(Some(date(2024, 11, 1)), Some(date(2024, 11, 1))).await.expect("one day");
+    assert!(november.len() == 30 && november.iter().all(|e| e.effective_on == Some(date(2024, 11, 1))));
+    assert!(all.iter().filter(|e| e.event_type == "Ignored").all(|e| e.effective_on.is_none()));
     database.drop_database().await;
 }

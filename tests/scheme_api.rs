@@ -251,6 +251,171 @@ async fn a_staff_tool_drives_an_application_from_batch_opening_to_completion() {
     app.stop().await;
 }
 
+/// A page of the audit trail as `(event type, effective_on)`, `"null"` for no business date.
+#[track_caller]
+fn dated(page: &support::TestResponse) -> Vec<(String, String)> {
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.json()["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|entry| {
+            let effective_on = entry["effective_on"].as_str().unwrap_or("null");
+            (entry["event_type"].as_str().unwrap_or_default().to_string(), effective_on.to_string())
+        })
+        .collect()
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected.iter().map(|(kind, date)| (kind.to_string(), date.to_string())).collect()
+}
+
+/// Both clocks of the audit trail: each fact takes effect on its business date — the
+/// committee's decision date, the signing date, the usage month's first day, the server's day
+/// for what takes effect as it is recorded — whatever day it was recorded on;
+/// `effective_until` answers "as it stood on" that date, `recorded_before` "as recorded by".
+#[tokio::test]
+async fn the_audit_trail_dates_each_fact_by_when_it_takes_effect_and_when_it_was_recorded() {
+    let app = TestApp::spawn().await;
+    // On 2025-05-02: the batch opens; the application is submitted. On 2025-06-02: ruled
+    // eligible, the batch closes, assessed.
+    set_up(&app).await;
+    let id = assessed_application(&app).await;
+    let base = format!("/api/v1/applications/{id}");
+    // The committee decided on 2025-06-15; the secretariat records it on 2025-06-20.
+    app.set_day(2025, 6, 20);
+    ok(&app.post("committee_secretariat", &format!("{base}/approval"), &[], &approval().to_string()).await);
+    // Signed on 2025-06-28, recorded on 2025-06-30.
+    app.set_day(2025, 6, 30);
+    let agreement = r#"{"signed_on": "2025-06-28", "reporting_due_dates": ["2025-10-15", "2026-01-15"]}"#;
+    ok(&app.post("committee_secretariat", &format!("{base}/agreement"), &[], agreement).await);
+    // On 2025-09-03 August's usage is charged, then July's, late.
+    app.set_day(2025, 9, 3);
+    let august =
+        r#"{"usage_id": "sched-2025-08", "service_type": "gpu_node_hour_h800", "period": "2025-08", "units": 500}"#;
+    ok(&app.post("finance_officer", &format!("{base}/usage"), &[], august).await);
+    let july =
+        r#"{"usage_id": "sched-2025-07", "service_type": "gpu_node_hour_h800", "period": "2025-07", "units": 1000}"#;
+    ok(&app.post("finance_officer", &format!("{base}/usage"), &[], july).await);
+    app.set_day(2025, 9, 10);
+    let reversal = r#"{"reason": "double-metered"}"#;
+    ok(&app.post("finance_officer", &format!("{base}/usage/sched-2025-08/reversal"), &[], reversal).await);
+    app.set_day(2025, 10, 15);
+    let report = json!({"due": "2025-10-15", "kpis": {"ai_models_trained_or_deployed": 1, "talents_employed": 9, "mainland_or_overseas_collaborators": 0, "publications": 2, "patents": 1}, "summary": "checkpoint one"});
+    ok(&app.post("intake_officer", &format!("{base}/progress-reports"), &[], &report.to_string()).await);
+    app.set_day(2025, 10, 20);
+    ok(&app
+        .post("assessor", &format!("{base}/progress-reports/2025-10-15/review"), &[], r#"{"accepted": true}"#)
+        .await);
+    app.set_day(2026, 1, 31);
+    let completed = ok(&app.post("committee_secretariat", &format!("{base}/completion"), &[], "{}").await);
+
+    let trail = format!("/api/v1/audit-trail?stream_id=application-{id}");
+    let everything = app.get("auditor", &format!("{trail}&after_position={}", completed["position"])).await;
+    assert_eq!(
+        dated(&everything),
+        pairs(&[
+            ("ApplicationSubmitted", "2025-05-02"),
+            ("EligibilityConfirmed", "2025-06-02"),
+            ("AssessmentRecorded", "2025-06-02"),
+            ("ApplicationApproved", "2025-06-15"),
+            ("AgreementSigned", "2025-06-28"),
+            ("UsageCharged", "2025-08-01"),
+            ("UsageCharged", "2025-07-01"),
+            ("DisbursementReversed", "2025-09-10"),
+            ("ProgressReportSubmitted", "2025-10-15"),
+            ("ProgressReportReviewed", "2025-10-20"),
+            ("ApplicationCompleted", "2026-01-31"),
+        ]),
+        "{}",
+        everything.body
+    );
+    let entries = everything.json()["entries"].as_array().expect("entries").clone();
+    assert!(
+        entries.windows(2).all(|pair| pair[0]["recorded_at"].as_str() < pair[1]["recorded_at"].as_str()),
+        "recorded in the order of the log: {}",
+        everything.body
+    );
+
+    // As it stood on a date: the facts taking effect up to it, whenever they were recorded.
+    let until = async |date: &str| app.get("auditor", &format!("{trail}&effective_until={date}")).await;
+    let first_three = pairs(&[
+        ("ApplicationSubmitted", "2025-05-02"),
+        ("EligibilityConfirmed", "2025-06-02"),
+        ("AssessmentRecorded", "2025-06-02"),
+    ]);
+    assert_eq!(dated(&until("2025-06-14").await), first_three, "the decision takes effect on its date");
+    let mut decided = first_three.clone();
+    decided.push(("ApplicationApproved".into(), "2025-06-15".into()));
+    assert_eq!(dated(&until("2025-06-15").await), decided, "recorded on 2025-06-20, decided on 2025-06-15");
+    let end_of_july = until("2025-07-31").await;
+    let mut july_stood = decided.clone();
+    july_stood.extend(pairs(&[("AgreementSigned", "2025-06-28"), ("UsageCharged", "2025-07-01")]));
+    assert_eq!(dated(&end_of_july), july_stood, "July's usage, charged after August's, without August's");
+    let july_entry = end_of_july.json()["entries"][5].clone();
+    assert_eq!(july_entry["stream_version"], entries[6]["stream_version"], "{july_entry}");
+
+    // As recorded by a time: what the log held then, whatever dates the facts take effect on.
+    let july_recorded_at = entries[6]["recorded_at"].as_str().expect("recorded_at").replace('+', "%2B");
+    let recorded = app.get("auditor", &format!("{trail}&recorded_before={july_recorded_at}")).await;
+    let mut as_recorded = decided.clone();
+    as_recorded.extend(pairs(&[("AgreementSigned", "2025-06-28"), ("UsageCharged", "2025-08-01")]));
+    assert_eq!(dated(&recorded), as_recorded, "August's usage was recorded before July's: {}", recorded.body);
+
+    // A range of dates, inclusive at both ends; one day is a range.
+    let autumn = app.get("auditor", &format!("{trail}&effective_from=2025-09-01&effective_until=2025-10-20")).await;
+    assert_eq!(
+        dated(&autumn),
+        pairs(&[
+            ("DisbursementReversed", "2025-09-10"),
+            ("ProgressReportSubmitted", "2025-10-15"),
+            ("ProgressReportReviewed", "2025-10-20"),
+        ])
+    );
+    let one_day = app.get("auditor", &format!("{trail}&effective_from=2025-06-15&effective_until=2025-06-15")).await;
+    assert_eq!(dated(&one_day), pairs(&[("ApplicationApproved", "2025-06-15")]));
+    let from = app.get("auditor", &format!("{trail}&effective_from=2025-10-16")).await;
+    assert_eq!(
+        dated(&from),
+        pairs(&[("ProgressReportReviewed", "2025-10-20"), ("ApplicationCompleted", "2026-01-31")])
+    );
+
+    // The budget's commitment takes effect on the committee's decision date; its other facts on
+    // the day they happened (received on, disbursed, reversed, released at completion).
+    let budget = app.get("auditor", "/api/v1/audit-trail?stream_id=budget-2025-26").await;
+    assert_eq!(
+        dated(&budget),
+        pairs(&[
+            ("FundingReceived", "2025-04-01"),
+            ("SubsidyCommitted", "2025-06-15"),
+            ("SubsidyDisbursed", "2025-09-03"),
+            ("SubsidyDisbursed", "2025-09-03"),
+            ("SubsidyDisbursementReversed", "2025-09-10"),
+            ("SubsidyReleased", "2026-01-31"),
+        ]),
+        "{}",
+        budget.body
+    );
+    let batches = app.get("auditor", "/api/v1/audit-trail?stream_id=batches").await;
+    assert_eq!(dated(&batches), pairs(&[("BatchOpened", "2025-05-02"), ("BatchClosed", "2025-06-02")]));
+    let declared = app.get("auditor", "/api/v1/audit-trail?stream_id=capacity-aisc&event_type=CapacityDeclared").await;
+    let months: Vec<String> = dated(&declared).into_iter().map(|(_, date)| date).collect();
+    assert_eq!(months, ["2025-07-01", "2025-08-01", "2025-09-01", "2025-10-01", "2025-11-01", "2025-12-01"]);
+
+    // A range that ends before it starts, or a date that is not one, is a bad request.
+    for (query, field) in [
+        ("effective_from=2025-06-16&effective_until=2025-06-15", "effective_until"),
+        ("effective_until=2025-02-30", "effective_until"),
+        ("effective_from=15/06/2025", "effective_from"),
+    ] {
+        let bad = app.get("auditor", &format!("{trail}&{query}")).await;
+        assert_eq!(bad.status, 400, "{query}: {}", bad.body);
+        assert_eq!(bad.header("content-type"), Some("application/problem+json"), "{query}");
+        assert_eq!(bad.json()["errors"][0]["field"], field, "{query}: {}", bad.body);
+    }
+    app.stop().await;
+}
+
 /// Every scheme command route with the only role that may use it.
 const COMMANDS: [(&str, &str); 22] = [
     ("/api/v1/batches", "committee_secretariat"),

@@ -10,9 +10,29 @@
 //! written by a newer version of the code than this one is refused, never guessed at.
 //! `domain/tests/fixtures/events/` holds the stored data of every (type, version) ever written.
 
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+/// What is known of a stored event besides its data: when it was recorded. An upcaster uses it
+/// where an older version lacks a fact the current one carries — a business date the first
+/// release did not store, for which the day the event was recorded is the evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredContext {
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredContext {
+    pub fn new(recorded_at: DateTime<Utc>) -> Self {
+        Self { recorded_at }
+    }
+
+    /// The Hong Kong calendar day it was recorded on (UTC+8 all year: no daylight saving).
+    pub fn recorded_on(&self) -> NaiveDate {
+        (self.recorded_at + chrono::TimeDelta::hours(8)).date_naive()
+    }
+}
 
 /// An event type of the domain, as it is stored: a stable type name, a schema version and
 /// its data as JSON.
@@ -20,7 +40,12 @@ pub trait EventCodec: Sized {
     fn event_type(&self) -> &'static str;
     fn schema_version(&self) -> u32;
     fn to_data(&self) -> Result<Value, CodecError>;
-    fn from_stored(event_type: &str, schema_version: u32, data: &Value) -> Result<Self, CodecError>;
+    fn from_stored(
+        event_type: &str,
+        schema_version: u32,
+        data: &Value,
+        context: StoredContext,
+    ) -> Result<Self, CodecError>;
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -41,8 +66,8 @@ pub trait EventPayload: Serialize + DeserializeOwned {
 
     /// Turns stored data of `from_version` into data of `from_version + 1`. Only versions
     /// below [`EventPayload::SCHEMA_VERSION`] are ever passed here.
-    fn upcast(from_version: u32, data: Value) -> Result<Value, String> {
-        let _ = data;
+    fn upcast(from_version: u32, data: Value, context: &StoredContext) -> Result<Value, String> {
+        let _ = (data, context);
         Err(format!("no upcaster from schema version {from_version}"))
     }
 
@@ -55,7 +80,7 @@ pub trait EventPayload: Serialize + DeserializeOwned {
     }
 
     /// Decodes data stored at `schema_version`, upcasting it step by step to the current shape.
-    fn decode(schema_version: u32, data: &Value) -> Result<Self, CodecError> {
+    fn decode(schema_version: u32, data: &Value, context: StoredContext) -> Result<Self, CodecError> {
         let failed = |reason: String| CodecError { action: "decode", event_type: Self::EVENT_TYPE.into(), reason };
         if schema_version == 0 || schema_version > Self::SCHEMA_VERSION {
             return Err(failed(format!(
@@ -69,7 +94,7 @@ pub trait EventPayload: Serialize + DeserializeOwned {
         } else {
             let mut upcast = data.clone();
             for version in schema_version..Self::SCHEMA_VERSION {
-                upcast = Self::upcast(version, upcast)
+                upcast = Self::upcast(version, upcast, &context)
                     .map_err(|reason| failed(format!("v{version} → v{}: {reason}", version + 1)))?;
             }
             serde_json::from_value(upcast)
@@ -96,6 +121,25 @@ pub fn flatten_field(mut data: Value, key: &str) -> Result<Value, String> {
     }
 }
 
+/// The date a fact takes effect in the scheme's own terms — decided on, signed on, received
+/// on; for a monthly fact (usage, capacity) the first day of its month — as distinct from the
+/// time it was recorded. Every event payload has one: auditors ask both "as recorded at" and
+/// "as it stood on".
+pub trait BusinessDate {
+    fn effective_on(&self) -> NaiveDate;
+}
+
+/// An upcasting step that adds a field the older version did not have.
+pub fn add_field(mut data: Value, key: &str, value: impl Serialize) -> Result<Value, String> {
+    let value = serde_json::to_value(value).map_err(|error| error.to_string())?;
+    let object = data.as_object_mut().ok_or("the data is not an object")?;
+    if object.contains_key(key) {
+        return Err(format!("{key} is already present"));
+    }
+    object.insert(key.to_string(), value);
+    Ok(data)
+}
+
 /// Derives [`EventCodec`] for an event enum whose variants each wrap the payload struct of the
 /// same name: `stored_events!(BatchEvent, [BatchOpened, BatchClosed]);`. Each variant is
 /// stored under its payload's type name and schema version.
@@ -120,6 +164,14 @@ macro_rules! stored_events {
             }
         })+
 
+        impl $crate::codec::BusinessDate for $enum {
+            fn effective_on(&self) -> chrono::NaiveDate {
+                match self {
+                    $($enum::$variant(payload) => $crate::codec::BusinessDate::effective_on(payload),)+
+                }
+            }
+        }
+
         impl $crate::codec::EventCodec for $enum {
             fn event_type(&self) -> &'static str {
                 $enum::event_type(self)
@@ -138,9 +190,11 @@ macro_rules! stored_events {
                 event_type: &str,
                 schema_version: u32,
                 data: &serde_json::Value,
+                context: $crate::codec::StoredContext,
             ) -> Result<Self, $crate::codec::CodecError> {
                 $(if event_type == <$variant as $crate::codec::EventPayload>::EVENT_TYPE {
-                    return <$variant as $crate::codec::EventPayload>::decode(schema_version, data).map($enum::$variant);
+                    return <$variant as $crate::codec::EventPayload>::decode(schema_version, data, context)
+                        .map($enum::$variant);
                 })+
                 Err($crate::codec::CodecError {
                     action: "decode",
@@ -160,6 +214,43 @@ macro_rules! event_payloads {
         $(impl $crate::codec::EventPayload for $payload {
             const EVENT_TYPE: &'static str = stringify!($payload);
             const SCHEMA_VERSION: u32 = $version;
+        })+
+    };
+}
+
+/// Implements [`EventPayload`] at schema version 2 for payloads whose first version did not
+/// store their business date: `business_date_added_in_v2!(BatchOpened: opened_on);`. Version 1
+/// data takes the Hong Kong day the event was recorded as that date (the service recorded
+/// those facts as they happened, with no date of their own).
+#[macro_export]
+macro_rules! business_date_added_in_v2 {
+    ($($payload:ident: $field:ident),+ $(,)?) => {
+        $(impl $crate::codec::EventPayload for $payload {
+            const EVENT_TYPE: &'static str = stringify!($payload);
+            const SCHEMA_VERSION: u32 = 2;
+            fn upcast(
+                from_version: u32,
+                data: serde_json::Value,
+                context: &$crate::codec::StoredContext,
+            ) -> Result<serde_json::Value, String> {
+                match from_version {
+                    1 => $crate::codec::add_field(data, stringify!($field), context.recorded_on()),
+                    other => Err(format!("no upcaster from schema version {other}")),
+                }
+            }
+        })+
+    };
+}
+
+/// Implements [`BusinessDate`] for payloads: `business_dates!(BatchClosed => |e| e.closed_on);`.
+#[macro_export]
+macro_rules! business_dates {
+    ($($payload:ident => |$event:ident| $date:expr),+ $(,)?) => {
+        $(impl $crate::codec::BusinessDate for $payload {
+            fn effective_on(&self) -> chrono::NaiveDate {
+                let $event = self;
+                $date
+            }
         })+
     };
 }

@@ -86,7 +86,7 @@ impl StreamHistory {
     /// The aggregate's state folded from this history.
     pub fn fold<A: Aggregate>(&self) -> Result<A::State, CodecError> {
         self.events.iter().try_fold(A::State::default(), |state, recorded| {
-            let event = A::Event::from_stored(&recorded.event_type, recorded.schema_version, &recorded.data)?;
+            let event = recorded.decode::<A::Event>()?;
             Ok(A::apply(state, &event))
         })
     }
@@ -151,7 +151,7 @@ impl Histories {
                 })?,
         };
         let state = history.events.iter().try_fold(start, |state, recorded| {
-            let event = A::Event::from_stored(&recorded.event_type, recorded.schema_version, &recorded.data)?;
+            let event = recorded.decode::<A::Event>()?;
             Ok::<_, CodecError>(A::apply(state, &event))
         })?;
         if let Some(version) = history.version.filter(|version| version + 1 >= CACHE_MIN_EVENTS)
@@ -653,11 +653,7 @@ mod tests {
         /// The events stored in `stream`, decoded.
         fn added(&self, stream: &StreamId) -> Vec<Added> {
             let events = self.events.lock().expect("lock");
-            events
-                .iter()
-                .filter(|e| &e.stream == stream)
-                .map(|e| Added::from_stored(&e.event_type, e.schema_version, &e.data).expect("decode"))
-                .collect()
+            events.iter().filter(|e| &e.stream == stream).map(|e| e.decode::<Added>().expect("decode")).collect()
         }
     }
 
@@ -765,7 +761,12 @@ mod tests {
         fn to_data(&self) -> Result<Value, CodecError> {
             Ok(json!({ "amount": self.0 }))
         }
-        fn from_stored(event_type: &str, _schema_version: u32, data: &Value) -> Result<Self, CodecError> {
+        fn from_stored(
+            event_type: &str,
+            _schema_version: u32,
+            data: &Value,
+            _context: crate::codec::StoredContext,
+        ) -> Result<Self, CodecError> {
             data["amount"].as_i64().map(Added).ok_or_else(|| CodecError {
                 action: "decode",
                 event_type: event_type.into(),

@@ -189,6 +189,14 @@ pub struct RecordedEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+impl RecordedEvent {
+    /// Decodes the event as one of the domain's event types, upcasting older versions.
+    pub fn decode<E: crate::codec::EventCodec>(&self) -> Result<E, crate::codec::CodecError> {
+        let context = crate::codec::StoredContext::new(self.recorded_at);
+        E::from_stored(&self.event_type, self.schema_version, &self.data, context)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadDirection {
     Forward,

@@ -7,6 +7,11 @@
 //! same event, as it was stored at each version (`X.v2.json` is `X.v1.json` as the code at v2
 //! stores it), so each upcaster is checked against a known answer.
 //!
+//! Every fixture is read as recorded at [`RECORDED_AT`]: half past midnight on 1 July 2025 in
+//! Hong Kong, still 30 June in UTC. An upcaster that dates an old event by the day it was
+//! recorded (the types that gained a business date in v2) must take the Hong Kong day, so their
+//! `v2` fixtures hold 2025-07-01; the UTC day would upcast them to another event.
+//!
 //! These tests fail when
 //! - stored data of some (type, version) no longer decodes, or no longer folds;
 //! - an event type has no fixture for one of its versions up to the current one, or a fixture
@@ -14,13 +19,15 @@
 //! - the current code would store an event differently from the fixture at its version
 //!   (changing the stored shape needs a new schema version and an upcaster);
 //! - an upcaster turns old data into a different event than the one it was;
-//! - unknown versions, or old data missing what its upcaster needs, are accepted.
+//! - unknown versions, or old data missing what its upcaster needs, are accepted;
+//! - old data already holding a field its upcaster adds is accepted (and the field overwritten
+//!   or kept, either way not what was stored at that version).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use aisc_domain::codec::{CodecError, EventCodec};
+use aisc_domain::codec::{CodecError, EventCodec, StoredContext};
 use aisc_domain::command_service::Aggregate;
 use aisc_domain::subsidy::application::Application;
 use aisc_domain::subsidy::batches::BatchCalendar;
@@ -28,10 +35,25 @@ use aisc_domain::subsidy::capacity::Capacity;
 use aisc_domain::subsidy::events::SchemeEvent;
 use aisc_domain::subsidy::funding::FundingYear;
 use aisc_domain::subsidy::prices::PriceSchedule;
+use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 /// The fixtures' folder, as a reader of a failure message finds it from the workspace root.
 const FOLDER: &str = "domain/tests/fixtures/events";
+
+/// When every fixture's event is taken to have been recorded: 2025-06-30T16:30:00Z, which is
+/// 2025-07-01 00:30 in Hong Kong (UTC+8).
+const RECORDED_AT: &str = "2025-06-30T16:30:00Z";
+
+/// The Hong Kong day of [`RECORDED_AT`]: the business date an upcaster gives an old event
+/// that did not store one.
+const RECORDED_ON: &str = "2025-07-01";
+
+/// What is known of each fixture besides its data, as the store would pass it to the codec.
+fn recorded() -> StoredContext {
+    let recorded_at: DateTime<Utc> = RECORDED_AT.parse().expect("an RFC 3339 time");
+    StoredContext::new(recorded_at)
+}
 
 /// One fixture file: the stored data of an event of `event_type` at `version`.
 struct Fixture {
@@ -43,7 +65,7 @@ struct Fixture {
 
 impl Fixture {
     fn decode(&self) -> Result<SchemeEvent, CodecError> {
-        SchemeEvent::from_stored(&self.event_type, self.version, &self.data)
+        SchemeEvent::from_stored(&self.event_type, self.version, &self.data, recorded())
     }
 }
 
@@ -220,8 +242,8 @@ fn every_event_type_has_a_fixture_for_each_of_its_versions_and_every_fixture_nam
         for version in (1..=current).filter(|version| !versions.contains_key(version)) {
             let hint = if version == current && versions.contains_key(&(version - 1)) {
                 format!(
-                    ": the stored data of a real event at that version; for a new version, the v{} fixture's event as \
-                     the current code stores it (EventCodec::to_data)",
+                    ": the stored data of a real event at that version; for a new version, the v{} fixture's event, read \
+                     as recorded at {RECORDED_AT}, as the current code stores it (EventCodec::to_data)",
                     version - 1
                 )
             } else {
@@ -323,7 +345,7 @@ fn data_at_a_version_this_code_does_not_know_is_refused_naming_the_version() {
     for (event_type, version) in &current {
         let Some(fixture) = fixtures[event_type].get(version) else { continue };
         for unknown in [0, version + 1] {
-            match SchemeEvent::from_stored(event_type, unknown, &fixture.data) {
+            match SchemeEvent::from_stored(event_type, unknown, &fixture.data, recorded()) {
                 Ok(event) => problems.push(format!(
                     "{event_type} at schema version {unknown} (the data of {}) was accepted as {event:?}; the code \
                      writes v{version} and must refuse versions it does not know",
@@ -344,7 +366,7 @@ fn data_at_a_version_this_code_does_not_know_is_refused_naming_the_version() {
     assert_no_problems("unknown schema versions", &problems);
 
     let data = Value::Object(serde_json::Map::new());
-    let error = SchemeEvent::from_stored("NoSuchEvent", 1, &data).map(|event| format!("{event:?}"));
+    let error = SchemeEvent::from_stored("NoSuchEvent", 1, &data, recorded()).map(|event| format!("{event:?}"));
     assert!(
         matches!(&error, Err(error) if error.event_type == "NoSuchEvent"),
         "an unknown event type must be refused naming it, got {error:?}"
@@ -374,7 +396,7 @@ fn old_data_missing_what_its_upcaster_needs_is_refused_not_defaulted() {
                 let mut not_an_object = older.data.clone();
                 not_an_object[key] = Value::Null;
                 for (how, data) in [("without", without), ("with a null", not_an_object)] {
-                    match SchemeEvent::from_stored(event_type, older.version, &data) {
+                    match SchemeEvent::from_stored(event_type, older.version, &data, recorded()) {
                         Ok(event) => problems.push(format!(
                             "{} {how} `{key}` was accepted as {event:?}; its upcaster must refuse it rather than \
                              default what is missing",
@@ -392,4 +414,53 @@ fn old_data_missing_what_its_upcaster_needs_is_refused_not_defaulted() {
     }
     assert_no_problems("old data accepted though incomplete", &problems);
     assert!(checked > 0, "no older fixture nests an object its current version flattens; the v1 application events do");
+}
+
+#[test]
+fn the_fixtures_are_read_as_recorded_on_a_day_that_differs_in_utc_and_in_hong_kong() {
+    let context = recorded();
+    let hong_kong_day: NaiveDate = RECORDED_ON.parse().expect("a date");
+    assert_eq!(context.recorded_on(), hong_kong_day, "the Hong Kong day of {RECORDED_AT}");
+    assert_ne!(
+        context.recorded_at.date_naive(),
+        hong_kong_day,
+        "{RECORDED_AT} must fall on another day in UTC than in Hong Kong, or the fixtures would not show which one \
+         an upcaster takes"
+    );
+}
+
+#[test]
+fn old_data_already_holding_a_field_its_upcaster_adds_is_refused_not_overwritten() {
+    let fixtures = fixtures();
+    let current = current_versions(&fixtures);
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (event_type, versions) in &fixtures {
+        let Some(latest) = current.get(event_type).and_then(|version| versions.get(version)) else { continue };
+        let Some(latest_fields) = latest.data.as_object() else { continue };
+        for older in versions.values().filter(|fixture| fixture.version < latest.version) {
+            let Some(older_fields) = older.data.as_object() else { continue };
+            // The fields the current version has and the older one did not (added, or moved up
+            // out of a nested object): data at the older version cannot have held them.
+            for (key, value) in latest_fields.iter().filter(|(key, _)| !older_fields.contains_key(*key)) {
+                checked += 1;
+                let mut with = older.data.clone();
+                with[key] = value.clone();
+                match SchemeEvent::from_stored(event_type, older.version, &with, recorded()) {
+                    Ok(event) => problems.push(format!(
+                        "{} with `{key}` set was accepted as {event:?}; its upcaster must refuse data it would \
+                         overwrite or that the version never held",
+                        older.file
+                    )),
+                    Err(error) if !error.to_string().contains(key.as_str()) => problems.push(format!(
+                        "{} with `{key}` set was refused with \"{error}\", which should name `{key}`",
+                        older.file
+                    )),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    assert_no_problems("old data accepted though it holds what its upcaster adds", &problems);
+    assert!(checked > 0, "no older fixture lacks a field of its current version; the v1 events that gained a date do");
 }

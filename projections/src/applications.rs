@@ -2,7 +2,6 @@
 //! applicant, batch, decision and money — and the batch calendar beside it, from which the
 //! batch work queues are read.
 
-use aisc_domain::command_service::EventCodec;
 use aisc_domain::event_store::RecordedEvent;
 use aisc_domain::subsidy::application::ApplicationEvent;
 use aisc_domain::subsidy::batches::BatchEvent;
@@ -261,9 +260,7 @@ fn dates_text(dates: &[NaiveDate]) -> String {
 
 impl BatchChanges {
     fn batch_event(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        match BatchEvent::from_stored(&event.event_type, event.schema_version, &event.data)
-            .map_err(|error| bad(event, error))?
-        {
+        match event.decode::<BatchEvent>().map_err(|error| bad(event, error))? {
             BatchEvent::BatchOpened(e) => self.batches_opened.push((e.batch_id, e.deadline, e.committee_date)),
             BatchEvent::BatchClosed(e) => self.batches_closed.push(e.batch_id),
         }
@@ -272,8 +269,7 @@ impl BatchChanges {
 
     fn application_event(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
         use ApplicationEvent as E;
-        let decoded = ApplicationEvent::from_stored(&event.event_type, event.schema_version, &event.data)
-            .map_err(|error| bad(event, error))?;
+        let decoded = event.decode::<ApplicationEvent>().map_err(|error| bad(event, error))?;
         let id = streams::application_id(&event.stream).unwrap_or_default().to_string();
         if let E::ApplicationSubmitted(submitted) = &decoded {
             let submission = &submitted.details;
@@ -371,8 +367,7 @@ impl BatchChanges {
     }
 
     fn budget_event(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        let decoded = FundingEvent::from_stored(&event.event_type, event.schema_version, &event.data)
-            .map_err(|error| bad(event, error))?;
+        let decoded = event.decode::<FundingEvent>().map_err(|error| bad(event, error))?;
         let year = streams::budget_year(&event.stream).map(|year| year.to_string()).unwrap_or_default();
         // Every budget fact but receipts concerns the computing power subsidy line.
         let (line, column, value) = match decoded {
@@ -388,8 +383,7 @@ impl BatchChanges {
     }
 
     fn capacity_event(&mut self, event: &RecordedEvent) -> Result<(), ProjectionError> {
-        let decoded = CapacityEvent::from_stored(&event.event_type, event.schema_version, &event.data)
-            .map_err(|error| bad(event, error))?;
+        let decoded = event.decode::<CapacityEvent>().map_err(|error| bad(event, error))?;
         let (service, period, column, value) = match decoded {
             CapacityEvent::CapacityDeclared(e) => (e.service_type, e.period, 0, e.units),
             CapacityEvent::CapacityAllocated(e) => (e.service_type, e.period, 1, e.allocated_total),

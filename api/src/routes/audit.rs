@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use aisc_domain::event_store::Position;
 use aisc_projections::audit_trail::{self, AuditQuery};
 use aisc_projections::runner::wait_for_position;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 use sqlx::PgPool;
 
@@ -32,6 +32,10 @@ struct AuditParams {
     recorded_from: Option<DateTime<Utc>>,
     /// Recorded before this time (RFC 3339).
     recorded_before: Option<DateTime<Utc>>,
+    /// Taking effect on or after this business date (YYYY-MM-DD): facts of the scheme only.
+    effective_from: Option<NaiveDate>,
+    /// Taking effect on or before this business date (YYYY-MM-DD): "as it stood on".
+    effective_until: Option<NaiveDate>,
     /// Continue after this position (the `next_after` of the previous page).
     #[serde(default)]
     after: u64,
@@ -54,6 +58,9 @@ pub struct AuditEntryView {
     pub request_id: Option<String>,
     pub correlation_id: Option<String>,
     pub recorded_at: DateTime<Utc>,
+    /// The date the fact takes effect in the scheme's terms (decided on, signed on, the usage
+    /// month's first day…); absent for events outside the scheme.
+    pub effective_on: Option<NaiveDate>,
 }
 
 impl From<audit_trail::AuditEntry> for AuditEntryView {
@@ -69,6 +76,7 @@ impl From<audit_trail::AuditEntry> for AuditEntryView {
             request_id: entry.request_id,
             correlation_id: entry.correlation_id,
             recorded_at: entry.recorded_at,
+            effective_on: entry.effective_on,
         }
     }
 }
@@ -110,6 +118,11 @@ pub async fn query_audit_trail(
     {
         return Err(ApiError::bad_field("recorded_before", "must be after recorded_from"));
     }
+    if let (Some(from), Some(until)) = (params.effective_from, params.effective_until)
+        && from > until
+    {
+        return Err(ApiError::bad_field("effective_until", "must not be before effective_from"));
+    }
     if let Some(position) = params.after_position
         && !wait_for_position(&pool, audit_trail::NAME, Position(position), READ_YOUR_WRITES_WAIT).await?
     {
@@ -123,6 +136,8 @@ pub async fn query_audit_trail(
             event_type: params.event_type,
             recorded_from: params.recorded_from,
             recorded_before: params.recorded_before,
+            effective_from: params.effective_from,
+            effective_until: params.effective_until,
             after_position: params.after,
             limit,
         },

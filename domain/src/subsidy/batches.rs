@@ -43,6 +43,7 @@ impl BatchCalendarState {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchOpened {
+    pub opened_on: NaiveDate,
     pub batch_id: String,
     pub deadline: NaiveDate,
     pub committee_date: NaiveDate,
@@ -54,7 +55,10 @@ pub struct BatchClosed {
     pub closed_on: NaiveDate,
 }
 
-crate::event_payloads!(1: BatchOpened, BatchClosed);
+crate::event_payloads!(1: BatchClosed);
+// Version 1 did not store the day the batch was opened.
+crate::business_date_added_in_v2!(BatchOpened: opened_on);
+crate::business_dates!(BatchOpened => |e| e.opened_on, BatchClosed => |e| e.closed_on);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchEvent {
@@ -79,7 +83,7 @@ impl StreamDecision for OpenBatch {
     fn stream(&self) -> Result<StreamId, DomainError> {
         streams::batches()
     }
-    fn decide(&self, state: &BatchCalendarState, _facts: &Facts) -> Result<Vec<BatchEvent>, DomainError> {
+    fn decide(&self, state: &BatchCalendarState, facts: &Facts) -> Result<Vec<BatchEvent>, DomainError> {
         let batch_id = &self.batch_id;
         let valid = !batch_id.is_empty()
             && batch_id.len() <= 40
@@ -100,8 +104,13 @@ impl StreamDecision for OpenBatch {
             });
         }
         Ok(vec![
-            BatchOpened { batch_id: batch_id.clone(), deadline: self.deadline, committee_date: self.committee_date }
-                .into(),
+            BatchOpened {
+                opened_on: facts.today,
+                batch_id: batch_id.clone(),
+                deadline: self.deadline,
+                committee_date: self.committee_date,
+            }
+            .into(),
         ])
     }
 }

@@ -81,6 +81,14 @@ pub struct CapacityRedeployed {
 
 crate::event_payloads!(1: CapacityDeclared, CapacityAllocated, CapacityReleased, CapacityRedeployed);
 
+// Capacity is a fact of its month.
+crate::business_dates!(
+    CapacityDeclared => |e| e.period.first_day(),
+    CapacityAllocated => |e| e.period.first_day(),
+    CapacityReleased => |e| e.period.first_day(),
+    CapacityRedeployed => |e| e.period.first_day(),
+);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CapacityEvent {
     CapacityDeclared(CapacityDeclared),

@@ -8,7 +8,7 @@ use super::batches::BatchEvent;
 use super::capacity::CapacityEvent;
 use super::funding::FundingEvent;
 use super::prices::PriceEvent;
-use crate::codec::{CodecError, EventCodec};
+use crate::codec::{BusinessDate, CodecError, EventCodec, StoredContext};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemeEvent {
@@ -43,6 +43,14 @@ macro_rules! scheme_event_from {
             }
         })+
 
+        impl BusinessDate for SchemeEvent {
+            fn effective_on(&self) -> chrono::NaiveDate {
+                match self {
+                    $(SchemeEvent::$variant(event) => event.effective_on(),)+
+                }
+            }
+        }
+
         impl EventCodec for SchemeEvent {
             fn event_type(&self) -> &'static str {
                 match self {
@@ -59,9 +67,15 @@ macro_rules! scheme_event_from {
                     $(SchemeEvent::$variant(event) => event.to_data(),)+
                 }
             }
-            fn from_stored(event_type: &str, schema_version: u32, data: &Value) -> Result<Self, CodecError> {
+            fn from_stored(
+                event_type: &str,
+                schema_version: u32,
+                data: &Value,
+                context: StoredContext,
+            ) -> Result<Self, CodecError> {
                 $(if <$event>::EVENT_TYPES.contains(&event_type) {
-                    return <$event>::from_stored(event_type, schema_version, data).map(SchemeEvent::$variant);
+                    return <$event>::from_stored(event_type, schema_version, data, context)
+                        .map(SchemeEvent::$variant);
                 })+
                 Err(CodecError {
                     action: "decode",

@@ -57,6 +57,8 @@ pub struct FundingReceived {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubsidyCommitted {
+    /// The committee's decision date.
+    pub committed_on: NaiveDate,
     pub application_id: String,
     pub amount: Money,
     pub committed_total: Money,
@@ -65,6 +67,7 @@ pub struct SubsidyCommitted {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubsidyReleased {
+    pub released_on: NaiveDate,
     pub application_id: String,
     pub amount: Money,
     pub committed_total: Money,
@@ -73,6 +76,7 @@ pub struct SubsidyReleased {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubsidyDisbursed {
+    pub disbursed_on: NaiveDate,
     pub application_id: String,
     pub usage_id: String,
     pub amount: Money,
@@ -81,6 +85,7 @@ pub struct SubsidyDisbursed {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubsidyDisbursementReversed {
+    pub reversed_on: NaiveDate,
     pub application_id: String,
     pub usage_id: String,
     pub amount: Money,
@@ -89,13 +94,29 @@ pub struct SubsidyDisbursementReversed {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnusedSubsidyRedirected {
+    pub redirected_on: NaiveDate,
     pub amount: Money,
     pub to: String,
 }
 
-crate::event_payloads!(1:
-    FundingReceived, SubsidyCommitted, SubsidyReleased, SubsidyDisbursed, SubsidyDisbursementReversed,
-    UnusedSubsidyRedirected
+crate::event_payloads!(1: FundingReceived);
+
+// Version 1 of these did not store their business date.
+crate::business_date_added_in_v2!(
+    SubsidyCommitted: committed_on,
+    SubsidyReleased: released_on,
+    SubsidyDisbursed: disbursed_on,
+    SubsidyDisbursementReversed: reversed_on,
+    UnusedSubsidyRedirected: redirected_on
+);
+
+crate::business_dates!(
+    FundingReceived => |e| e.received_on,
+    SubsidyCommitted => |e| e.committed_on,
+    SubsidyReleased => |e| e.released_on,
+    SubsidyDisbursed => |e| e.disbursed_on,
+    SubsidyDisbursementReversed => |e| e.reversed_on,
+    UnusedSubsidyRedirected => |e| e.redirected_on,
 );
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,16 +220,21 @@ impl StreamDecision for RedirectUnusedSubsidy {
         if unused.cents() <= 0 {
             return Err(DomainError::NothingToRedirect { year: year.to_string() });
         }
-        Ok(vec![UnusedSubsidyRedirected { amount: unused, to: "publicity_and_talent".into() }.into()])
+        Ok(vec![
+            UnusedSubsidyRedirected { redirected_on: facts.today, amount: unused, to: "publicity_and_talent".into() }
+                .into(),
+        ])
     }
 }
 
-/// Commits subsidy for an approval in `year`: refused when the year's subsidy left is short.
+/// Commits subsidy for an approval decided on `committed_on` in `year`: refused when the
+/// year's subsidy left is short.
 pub fn commit(
     state: &FundingYearState,
     year: FinancialYear,
     application_id: &str,
     amount: Money,
+    committed_on: NaiveDate,
 ) -> Result<FundingEvent, DomainError> {
     let year = year.to_string();
     if state.closed {
@@ -220,6 +246,7 @@ pub fn commit(
     }
     let committed_total = state.committed.checked_add(amount)?;
     Ok(SubsidyCommitted {
+        committed_on,
         application_id: application_id.to_string(),
         amount,
         committed_total,
@@ -228,10 +255,16 @@ pub fn commit(
     .into())
 }
 
-/// Releases commitment no longer needed (completion, termination).
-pub fn release(state: &FundingYearState, application_id: &str, amount: Money) -> Result<FundingEvent, DomainError> {
+/// Releases commitment no longer needed (completion, termination on `released_on`).
+pub fn release(
+    state: &FundingYearState,
+    application_id: &str,
+    amount: Money,
+    released_on: NaiveDate,
+) -> Result<FundingEvent, DomainError> {
     let committed_total = state.committed.checked_sub(amount)?;
     Ok(SubsidyReleased {
+        released_on,
         application_id: application_id.to_string(),
         amount,
         committed_total,
@@ -268,14 +301,16 @@ impl crate::command_service::Aggregate for FundingYear {
     }
 }
 
-/// Records subsidy paid out for a usage line.
+/// Records subsidy paid out for a usage line on `disbursed_on`.
 pub fn disburse(
     state: &FundingYearState,
     application_id: &str,
     usage_id: &str,
     amount: Money,
+    disbursed_on: NaiveDate,
 ) -> Result<FundingEvent, DomainError> {
     Ok(SubsidyDisbursed {
+        disbursed_on,
         application_id: application_id.to_string(),
         usage_id: usage_id.to_string(),
         amount,
@@ -284,14 +319,16 @@ pub fn disburse(
     .into())
 }
 
-/// Reverses a disbursement (a correction is a new event, never an edit).
+/// Reverses a disbursement on `reversed_on` (a correction is a new event, never an edit).
 pub fn reverse(
     state: &FundingYearState,
     application_id: &str,
     usage_id: &str,
     amount: Money,
+    reversed_on: NaiveDate,
 ) -> Result<FundingEvent, DomainError> {
     Ok(SubsidyDisbursementReversed {
+        reversed_on,
         application_id: application_id.to_string(),
         usage_id: usage_id.to_string(),
         amount,

@@ -38,6 +38,7 @@ pub struct ServiceRateSet {
 }
 
 crate::event_payloads!(1: ServiceRateSet);
+crate::business_dates!(ServiceRateSet => |e| e.effective_from);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PriceEvent {

@@ -128,9 +128,26 @@ pub fn university_submission() -> Submission {
     }
 }
 
-/// Batch 2025-q2 opened: deadline 31 May 2025, committee on 15 June.
+/// Batch 2025-q2 opened on 1 April 2025: deadline 31 May 2025, committee on 15 June.
 pub fn q2_opened() -> BatchEvent {
-    BatchOpened { batch_id: "2025-q2".into(), deadline: day(2025, 5, 31), committee_date: day(2025, 6, 15) }.into()
+    BatchOpened {
+        opened_on: day(2025, 4, 1),
+        batch_id: "2025-q2".into(),
+        deadline: day(2025, 5, 31),
+        committee_date: day(2025, 6, 15),
+    }
+    .into()
+}
+
+/// Batch 2025-q3 opened on 1 April 2025: deadline 31 August 2025, committee on 15 September.
+pub fn q3_opened() -> BatchEvent {
+    BatchOpened {
+        opened_on: day(2025, 4, 1),
+        batch_id: "2025-q3".into(),
+        deadline: day(2025, 8, 31),
+        committee_date: day(2025, 9, 15),
+    }
+    .into()
 }
 
 /// Batch 2025-q2 closed after its deadline.

@@ -29,8 +29,9 @@ use super::streams;
 use super::testing::*;
 use super::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
 use super::{DomainError, Facts};
+use crate::codec::{BusinessDate, StoredContext};
 use crate::command_service::{Decision, EventCodec, Histories};
-use crate::event_store::StreamId;
+use crate::event_store::{Position, RecordedEvent, StreamId};
 
 const ID: &str = "0b7e5c1a";
 
@@ -102,6 +103,7 @@ fn assessed() -> Vec<E> {
     let mut events = eligible();
     events.push(
         AssessmentRecorded {
+            assessed_on: day(2025, 6, 5),
             assessor: "assessor-1".into(),
             scores: scores(),
             total_score: 32,
@@ -334,9 +336,7 @@ fn a_submission_is_placed_in_its_batch_and_validated() {
     );
 
     // The earliest open batch whose deadline has not passed (§15), and none when none is.
-    let q3: BatchEvent =
-        BatchOpened { batch_id: "2025-q3".into(), deadline: day(2025, 8, 31), committee_date: day(2025, 9, 15) }.into();
-    let two_open = (ApplicationState::default(), given(&[q3, q2_opened()], batches::apply));
+    let two_open = (ApplicationState::default(), given(&[q3_opened(), q2_opened()], batches::apply));
     let placed = when_decided(&submit, &two_open, &applicant(day(2025, 6, 1))).expect("submitted");
     assert!(
         matches!(&placed[..], [(stream, E::ApplicationSubmitted(s))]
@@ -457,8 +457,26 @@ fn an_assessment_needs_eligibility_a_no_conflict_declaration_and_valid_scores() 
     let state = given(&eligible(), app::apply);
     then_refused(assess(&state, false, 8), "conflict_of_interest_not_declared");
     then_refused(assess(&state, true, 11), "score_out_of_range");
-    // Recorded by the acting assessor, with the total of the four scores (32).
+    // Recorded by the acting assessor, on the day it is recorded (5 June), with the total of
+    // the four scores (32).
     then_events(assess(&state, true, 8), &assessed()[2..]);
+    let later = when(
+        &RecordAssessment {
+            application_id: ID.into(),
+            scores: scores(),
+            recommended_rate: rate(7_000),
+            recommended_ceiling: hkd(500_000),
+            duration_months: 6,
+            conditions: vec![],
+            no_conflict_declared: true,
+        },
+        &state,
+        &facts(day(2025, 6, 9), "assessor-1"),
+    );
+    assert!(
+        matches!(&later.as_deref(), Ok([E::AssessmentRecorded(assessment)]) if assessment.assessed_on == day(2025, 6, 9)),
+        "{later:?}"
+    );
 }
 
 // ---- the committee ----
@@ -503,6 +521,7 @@ fn approval_writes_the_application_the_budget_of_each_year_and_capacity_together
             budget("2025-26"),
             SchemeEvent::Funding(
                 SubsidyCommitted {
+                    committed_on: day(2025, 6, 15),
                     application_id: ID.into(),
                     amount: hkd(178_500),
                     committed_total: hkd(178_500),
@@ -538,6 +557,38 @@ fn approval_writes_the_application_the_budget_of_each_year_and_capacity_together
         ]
     );
     assert_eq!(approve(7_000, None).subject(), Ok(application()));
+}
+
+#[test]
+fn an_approval_commits_subsidy_on_the_committees_decision_date_not_the_day_it_is_recorded() {
+    // Decided on 15 June 2025, recorded by the secretariat on 18 June: every commitment, in
+    // each year the approval reserves in, is dated 15 June.
+    let state = approval_state(&assessed());
+    let recorded_later = facts(day(2025, 6, 18), "secretariat-1");
+    for decision in [approve(7_000, None), spanning_two_years(None)] {
+        let written = when_decided(&decision, &state, &recorded_later).expect("approved");
+        let commitments: Vec<(StreamId, chrono::NaiveDate)> = written
+            .iter()
+            .filter_map(|(stream, event)| match event {
+                SchemeEvent::Funding(FundingEvent::SubsidyCommitted(committed)) => {
+                    Some((stream.clone(), committed.committed_on))
+                }
+                _ => None,
+            })
+            .collect();
+        let years: Vec<StreamId> = committed(&written).into_iter().map(|(stream, _)| stream).collect();
+        assert!(!years.is_empty(), "{written:?}");
+        assert_eq!(commitments, years.into_iter().map(|stream| (stream, day(2025, 6, 15))).collect::<Vec<_>>());
+        // The approval and the commitments take effect on the decision date; the capacity
+        // allocated, in the months it is allocated in.
+        for (_, event) in &written {
+            let expected = match event {
+                SchemeEvent::Capacity(CapacityEvent::CapacityAllocated(allocated)) => allocated.period.first_day(),
+                _ => day(2025, 6, 15),
+            };
+            assert_eq!(event.effective_on(), expected, "{event:?}");
+        }
+    }
 }
 
 /// Approved from January to June 2026: 100 node-hours in February 2026 (financial year
@@ -618,8 +669,13 @@ fn approval_reserves_nothing_in_a_year_where_no_units_are_allocated_even_if_the_
     // (Split by days, 2025-26 would have held 275 of the 365 days' share.)
     let calendar = given(
         &[
-            BatchOpened { batch_id: "2024-q4".into(), deadline: day(2024, 11, 30), committee_date: day(2024, 12, 16) }
-                .into(),
+            BatchOpened {
+                opened_on: day(2024, 9, 1),
+                batch_id: "2024-q4".into(),
+                deadline: day(2024, 11, 30),
+                committee_date: day(2024, 12, 16),
+            }
+            .into(),
             BatchClosed { batch_id: "2024-q4".into(), closed_on: day(2024, 12, 1) }.into(),
         ],
         batches::apply,
@@ -782,8 +838,7 @@ fn the_committee_decides_only_after_the_batch_closes_and_can_reject_or_defer() {
     };
     then_refused(when(&sign, &closed, &facts(day(2025, 7, 1), "legal-1")), "application_closed");
 
-    let q3_opened: BatchEvent =
-        BatchOpened { batch_id: "2025-q3".into(), deadline: day(2025, 8, 31), committee_date: day(2025, 9, 15) }.into();
+    let q3_opened = q3_opened();
     let q3_closed: BatchEvent = BatchClosed { batch_id: "2025-q3".into(), closed_on: day(2025, 9, 1) }.into();
     let calendar = given(&[q2_opened(), q2_closed(), q3_opened.clone()], batches::apply);
     let defer = DeferApplication {
@@ -936,8 +991,7 @@ fn an_approved_period_runs_at_most_36_months() {
 fn a_committee_decision_is_dated_on_or_after_the_batch_deadline_and_not_after_today() {
     let state = approval_state(&assessed());
     let meeting_on = |decided_on| app::CommitteeMeeting { decided_on, ..meeting() };
-    let q3_opened: BatchEvent =
-        BatchOpened { batch_id: "2025-q3".into(), deadline: day(2025, 8, 31), committee_date: day(2025, 9, 15) }.into();
+    let q3_opened = q3_opened();
     let calendar = given(&[q2_opened(), q2_closed(), q3_opened.clone()], batches::apply);
     let with_calendar = ApprovalState { calendar: calendar.clone(), ..state };
     let application_and_calendar = (with_calendar.application.clone(), calendar);
@@ -1116,6 +1170,7 @@ fn usage_is_charged_at_the_rate_in_force_times_the_approved_rate() {
         ceiling_left: Money::from_cents(ALLOCATION_SUBSIDY_CENTS - 990_675),
     };
     let disbursed = SubsidyDisbursed {
+        disbursed_on: day(2025, 8, 5),
         application_id: ID.into(),
         usage_id: "u-2025-07-333".into(),
         amount: Money::from_cents(990_675),
@@ -1185,6 +1240,7 @@ fn usage_is_paid_from_the_funding_year_of_its_month() {
     let written = when_decided(&april, &state, &finance(day(2026, 5, 5))).expect("charged");
     // 100 × HK$42.50 × 70 % = HK$2,975.00.
     let disbursed = SubsidyDisbursed {
+        disbursed_on: day(2026, 5, 5),
         application_id: ID.into(),
         usage_id: "u-2026-04-100".into(),
         amount: hkd(2_975),
@@ -1244,6 +1300,7 @@ fn a_disbursement_is_reversed_by_a_new_event_and_only_once() {
     let state = (given(&events, app::apply), given(&budget_events, funding::apply));
     let written = when_decided(&reverse("u-2025-07-100", "metering error"), &state, &finance(day(2025, 8, 20)));
     let reversed = DisbursementReversed {
+        reversed_on: day(2025, 8, 20),
         usage_id: "u-2025-07-100".into(),
         amount: Money::from_cents(297_500),
         units: 100,
@@ -1251,6 +1308,7 @@ fn a_disbursement_is_reversed_by_a_new_event_and_only_once() {
         disbursed_total: Money::ZERO,
     };
     let budget_reversed = SubsidyDisbursementReversed {
+        reversed_on: day(2025, 8, 20),
         application_id: ID.into(),
         usage_id: "u-2025-07-100".into(),
         amount: Money::from_cents(297_500),
@@ -1334,6 +1392,7 @@ fn an_overdue_progress_report_blocks_disbursement_until_it_is_submitted() {
     then_events(
         reviewed.clone(),
         &[ProgressReportReviewed {
+            reviewed_on: day(2025, 10, 20),
             due: day(2025, 10, 15),
             accepted: false,
             comments: "add utilisation figures".into(),
@@ -1367,7 +1426,8 @@ fn completion_and_termination_release_the_unused_commitment_and_close_the_applic
     // HK$178,500 reserved, HK$29,750 disbursed: HK$148,750 released to 2025-26.
     let officer = facts(day(2026, 1, 31), "officer-1");
     let released = vec![Reservation { year: fy("2025-26"), amount: Money::from_cents(14_875_000) }];
-    let release = SubsidyReleased {
+    let release_on = |released_on| SubsidyReleased {
+        released_on,
         application_id: ID.into(),
         amount: Money::from_cents(14_875_000),
         committed_total: Money::from_cents(2_975_000),
@@ -1383,7 +1443,7 @@ fn completion_and_termination_release_the_unused_commitment_and_close_the_applic
                     ApplicationCompleted { completed_on: day(2026, 1, 31), released: released.clone() }.into(),
                 ),
             ),
-            (budget("2025-26"), SchemeEvent::Funding(release.clone().into())),
+            (budget("2025-26"), SchemeEvent::Funding(release_on(day(2026, 1, 31)).into())),
         ],
     );
 
@@ -1402,7 +1462,7 @@ fn completion_and_termination_release_the_unused_commitment_and_close_the_applic
                     .into(),
                 ),
             ),
-            (budget("2025-26"), SchemeEvent::Funding(release.into())),
+            (budget("2025-26"), SchemeEvent::Funding(release_on(day(2025, 9, 1)).into())),
         ],
     );
     then_refused(when_decided(&close(Some(" ")), &state, &facts(day(2025, 9, 1), "officer-1")), "invalid_input");
@@ -1430,6 +1490,7 @@ fn a_project_spanning_two_years_releases_what_it_holds_in_each() {
     let release = |amount: i64| {
         SchemeEvent::Funding(
             SubsidyReleased {
+                released_on: day(2025, 12, 1),
                 application_id: ID.into(),
                 amount: Money::from_cents(amount),
                 committed_total: Money::ZERO,
@@ -1612,15 +1673,24 @@ fn a_funding_year_records_receipts_and_redirects_unused_subsidy_only_after_it_en
     );
     let redirect = RedirectUnusedSubsidy { year };
     then_refused(when(&redirect, &state, &finance(day(2026, 3, 31))), "year_not_ended");
-    let commit = funding::commit(&state, year, ID, hkd(57_000_000)).expect("commit");
+    let commit = funding::commit(&state, year, ID, hkd(57_000_000), day(2025, 6, 15)).expect("commit");
+    assert!(
+        matches!(&commit, FundingEvent::SubsidyCommitted(committed) if committed.committed_on == day(2025, 6, 15)),
+        "{commit:?}"
+    );
     let state = funding::apply(state, &commit);
     let redirected = when(&redirect, &state, &finance(day(2026, 4, 1)));
     then_events(
         redirected.clone(),
-        &[UnusedSubsidyRedirected { amount: hkd(800_000_000), to: "publicity_and_talent".into() }.into()],
+        &[UnusedSubsidyRedirected {
+            redirected_on: day(2026, 4, 1),
+            amount: hkd(800_000_000),
+            to: "publicity_and_talent".into(),
+        }
+        .into()],
     );
     let closed = given(&[received, vec![commit], redirected.expect("redirected")].concat(), funding::apply);
-    then_refused_saying(funding::commit(&closed, year, ID, hkd(1)), "year_closed", &["2025-26"]);
+    then_refused_saying(funding::commit(&closed, year, ID, hkd(1), day(2026, 4, 2)), "year_closed", &["2025-26"]);
     then_refused(when(&redirect, &closed, &finance(day(2026, 4, 2))), "year_closed");
 }
 
@@ -1726,7 +1796,8 @@ fn batches_take_applications_in_deadline_order_and_close_only_after_their_deadli
     {
         events.extend(when(&decision, &given(&events, batches::apply), &secretariat).expect("opened"));
     }
-    assert_eq!(events[1], q2_opened());
+    // Each opened on the day it is recorded, 1 April 2025.
+    assert_eq!(events, [q3_opened(), q2_opened()]);
     let calendar: BatchCalendarState = given(&events, batches::apply);
     assert_eq!(calendar.batch_for(day(2025, 5, 1)).expect("batch").0, "2025-q2");
     assert_eq!(calendar.batch_for(day(2025, 6, 1)).expect("batch").0, "2025-q3", "the deadline of 2025-q2 has passed");
@@ -1785,6 +1856,7 @@ fn one_of_each_event() -> Vec<SchemeEvent> {
         }
         .into(),
         ProgressReportReviewed {
+            reviewed_on: day(2025, 10, 20),
             due: day(2025, 10, 15),
             accepted: true,
             comments: String::new(),
@@ -1807,9 +1879,23 @@ fn one_of_each_event() -> Vec<SchemeEvent> {
     let others: Vec<SchemeEvent> = vec![
         SchemeEvent::Funding(received(fy("2025-26"), 1_000_000)),
         SchemeEvent::Funding(
-            SubsidyReleased { application_id: ID.into(), amount: hkd(1), committed_total: hkd(2), left: hkd(3) }.into(),
+            SubsidyReleased {
+                released_on: day(2026, 1, 31),
+                application_id: ID.into(),
+                amount: hkd(1),
+                committed_total: hkd(2),
+                left: hkd(3),
+            }
+            .into(),
         ),
-        SchemeEvent::Funding(UnusedSubsidyRedirected { amount: hkd(1), to: "publicity_and_talent".into() }.into()),
+        SchemeEvent::Funding(
+            UnusedSubsidyRedirected {
+                redirected_on: day(2026, 4, 1),
+                amount: hkd(1),
+                to: "publicity_and_talent".into(),
+            }
+            .into(),
+        ),
         SchemeEvent::Capacity(
             CapacityDeclared { service_type: gpu(), period: period("2025-07"), units: 10, subsidised_cap: 9 }.into(),
         ),
@@ -1847,26 +1933,210 @@ fn one_of_each_event() -> Vec<SchemeEvent> {
         .collect()
 }
 
+/// A stored event's context: recorded at `at` (RFC 3339).
+fn recorded_at(at: &str) -> StoredContext {
+    StoredContext::new(at.parse().expect("an RFC 3339 time"))
+}
+
 #[test]
 fn events_round_trip_through_their_stored_form() {
     let events = one_of_each_event();
     let types: BTreeSet<&str> = events.iter().map(|event| event.event_type()).collect();
     assert_eq!(types, SchemeEvent::event_types().collect::<BTreeSet<_>>(), "one of every event type");
+    // Data at the current version is read as stored, whenever it was recorded.
+    let contexts = [recorded_at("2025-03-31T17:00:00Z"), recorded_at("2026-12-31T23:59:59Z")];
     for event in events {
         let data = event.to_data().expect("encode");
         assert!(data.get("type").is_none(), "the type is stored apart from the data");
-        let back = SchemeEvent::from_stored(event.event_type(), event.schema_version(), &data).expect("decode");
-        assert_eq!(back, event);
-        let newer = SchemeEvent::from_stored(event.event_type(), event.schema_version() + 1, &data);
+        for context in contexts {
+            let back = SchemeEvent::from_stored(event.event_type(), event.schema_version(), &data, context);
+            assert_eq!(back.as_ref(), Ok(&event), "recorded at {}", context.recorded_at);
+        }
+        let newer = SchemeEvent::from_stored(event.event_type(), event.schema_version() + 1, &data, contexts[0]);
         assert!(newer.is_err(), "{} from a newer schema is refused, not guessed at", event.event_type());
         if let SchemeEvent::Application(event) = &event {
-            assert_eq!(E::from_stored(event.event_type(), event.schema_version(), &data).as_ref(), Ok(event));
+            assert_eq!(
+                E::from_stored(event.event_type(), event.schema_version(), &data, contexts[0]).as_ref(),
+                Ok(event)
+            );
         }
     }
-    assert!(E::from_stored("NoSuchEvent", 1, &serde_json::json!({})).is_err());
-    assert!(SchemeEvent::from_stored("NoSuchEvent", 1, &serde_json::json!({})).is_err());
+    assert!(E::from_stored("NoSuchEvent", 1, &serde_json::json!({}), contexts[0]).is_err());
+    assert!(SchemeEvent::from_stored("NoSuchEvent", 1, &serde_json::json!({}), contexts[0]).is_err());
     assert!(
-        E::from_stored("BatchOpened", 1, &q2_opened().to_data().expect("encode")).is_err(),
+        E::from_stored(
+            "BatchOpened",
+            q2_opened().schema_version(),
+            &q2_opened().to_data().expect("encode"),
+            contexts[0]
+        )
+        .is_err(),
         "not an application event"
     );
+}
+
+#[test]
+fn every_event_takes_effect_on_its_business_date_and_a_monthly_fact_on_its_months_first_day() {
+    let events = one_of_each_event();
+    let dated: Vec<(&str, chrono::NaiveDate)> =
+        events.iter().map(|event| (event.event_type(), event.effective_on())).collect();
+    let allocated: Vec<(&str, chrono::NaiveDate)> = Period::range(period("2025-07"), period("2025-12"))
+        .into_iter()
+        .map(|month| ("CapacityAllocated", month.first_day()))
+        .collect();
+    let expected: Vec<(&str, chrono::NaiveDate)> = [
+        // The application's life to its first charge and reversal.
+        ("ApplicationSubmitted", day(2025, 5, 2)),
+        ("EligibilityConfirmed", day(2025, 6, 2)),
+        ("AssessmentRecorded", day(2025, 6, 5)),
+        ("ApplicationApproved", day(2025, 6, 15)),
+        ("AgreementSigned", day(2025, 6, 30)),
+        ("UsageCharged", day(2025, 7, 1)), // usage of July 2025, charged on 5 August
+        ("ApplicationAmended", day(2025, 5, 20)),
+        ("ApplicationWithdrawn", day(2025, 5, 21)),
+        ("RuledIneligible", day(2025, 6, 2)),
+        ("ApplicationRejected", day(2025, 6, 15)),
+        ("ApplicationDeferred", day(2025, 6, 15)),
+        ("ProgressReportSubmitted", day(2025, 10, 1)),
+        ("ProgressReportReviewed", day(2025, 10, 20)),
+        ("ApplicationCompleted", day(2026, 1, 31)),
+        ("ApplicationTerminated", day(2025, 9, 1)),
+        // The approval, recorded on the day of the committee: the application, the budget,
+        // then capacity in each month allocated.
+        ("ApplicationApproved", day(2025, 6, 15)),
+        ("SubsidyCommitted", day(2025, 6, 15)),
+    ]
+    .into_iter()
+    .chain(allocated)
+    .chain([
+        // The charge of July 2025's usage on 5 August and its reversal on 20 August.
+        ("UsageCharged", day(2025, 7, 1)),
+        ("SubsidyDisbursed", day(2025, 8, 5)),
+        ("DisbursementReversed", day(2025, 8, 20)),
+        ("SubsidyDisbursementReversed", day(2025, 8, 20)),
+        // Funding years, capacity of July 2025, batches and prices.
+        ("FundingReceived", day(2025, 4, 1)),
+        ("SubsidyReleased", day(2026, 1, 31)),
+        ("UnusedSubsidyRedirected", day(2026, 4, 1)),
+        ("CapacityDeclared", day(2025, 7, 1)),
+        ("CapacityReleased", day(2025, 7, 1)),
+        ("CapacityRedeployed", day(2025, 7, 1)),
+        ("BatchOpened", day(2025, 4, 1)),
+        ("BatchClosed", day(2025, 6, 1)),
+        ("ServiceRateSet", day(2025, 4, 1)),
+    ])
+    .collect();
+    assert_eq!(dated, expected);
+    let types: BTreeSet<&str> = expected.iter().map(|(event_type, _)| *event_type).collect();
+    assert_eq!(types, SchemeEvent::event_types().collect::<BTreeSet<_>>(), "a date for every event type");
+    // Each aggregate's events have the same date as the scheme's.
+    for event in &events {
+        let date = match event {
+            SchemeEvent::Application(event) => event.effective_on(),
+            SchemeEvent::Batch(event) => event.effective_on(),
+            SchemeEvent::Capacity(event) => event.effective_on(),
+            SchemeEvent::Funding(event) => event.effective_on(),
+            SchemeEvent::Price(event) => event.effective_on(),
+        };
+        assert_eq!(date, event.effective_on(), "{event:?}");
+    }
+}
+
+/// The types whose first version did not store their business date, and its field.
+const BUSINESS_DATE_ADDED_IN_V2: [(&str, &str); 9] = [
+    ("AssessmentRecorded", "assessed_on"),
+    ("DisbursementReversed", "reversed_on"),
+    ("ProgressReportReviewed", "reviewed_on"),
+    ("SubsidyCommitted", "committed_on"),
+    ("SubsidyReleased", "released_on"),
+    ("SubsidyDisbursed", "disbursed_on"),
+    ("SubsidyDisbursementReversed", "reversed_on"),
+    ("UnusedSubsidyRedirected", "redirected_on"),
+    ("BatchOpened", "opened_on"),
+];
+
+#[test]
+fn the_stored_context_dates_an_event_by_the_hong_kong_day_it_was_recorded() {
+    // Hong Kong is UTC+8 all year: its day starts at 16:00 UTC the day before.
+    for (at, hong_kong_day) in [
+        ("2025-03-31T00:00:00Z", day(2025, 3, 31)),
+        ("2025-03-31T15:59:59Z", day(2025, 3, 31)),
+        ("2025-03-31T16:00:00Z", day(2025, 4, 1)),
+        ("2025-03-31T17:00:00Z", day(2025, 4, 1)),
+        ("2025-12-31T16:30:00Z", day(2026, 1, 1)),
+        ("2025-07-01T00:30:00+08:00", day(2025, 7, 1)),
+    ] {
+        assert_eq!(recorded_at(at).recorded_on(), hong_kong_day, "recorded at {at}");
+    }
+}
+
+#[test]
+fn a_version_1_event_without_its_business_date_takes_the_hong_kong_day_it_was_recorded() {
+    let events = one_of_each_event();
+    // Recorded at 1 am on 1 April 2025 in Hong Kong: still 31 March in UTC.
+    let context = recorded_at("2025-03-31T17:00:00Z");
+    for (event_type, field) in BUSINESS_DATE_ADDED_IN_V2 {
+        let event = events.iter().find(|event| event.event_type() == event_type).expect("one of each event");
+        assert_eq!(event.schema_version(), 2, "{event_type} stores its {field} from version 2");
+        let mut current = event.to_data().expect("encode");
+        let date = current.as_object_mut().and_then(|fields| fields.remove(field));
+        assert!(date.is_some_and(|date| date.is_string()), "{event_type} stores its business date as {field}");
+        let version_1 = current;
+
+        let upcast = SchemeEvent::from_stored(event_type, 1, &version_1, context).expect("decode v1");
+        assert_eq!(upcast.effective_on(), day(2025, 4, 1), "{event_type}");
+        // Nothing else changes: the event is the one stored, dated the day it was recorded.
+        let mut expected = version_1.clone();
+        expected[field] = serde_json::json!("2025-04-01");
+        assert_eq!(upcast.to_data(), Ok(expected), "{event_type}");
+        // A day earlier in Hong Kong, a day earlier in the event.
+        let day_before = SchemeEvent::from_stored(event_type, 1, &version_1, recorded_at("2025-03-31T15:59:59Z"));
+        assert_eq!(day_before.map(|event| event.effective_on()), Ok(day(2025, 3, 31)), "{event_type}");
+
+        // Version 1 data never held the date: data that does is refused, not overwritten.
+        let mut holding_a_date = version_1.clone();
+        holding_a_date[field] = serde_json::json!("2024-01-02");
+        match SchemeEvent::from_stored(event_type, 1, &holding_a_date, context) {
+            Ok(event) => panic!("{event_type} v1 with {field} was accepted as {event:?}"),
+            Err(error) => {
+                assert_eq!(error.event_type, event_type);
+                let message = error.to_string();
+                assert!(message.contains(field) && message.contains("v1"), "{message}");
+            }
+        }
+        // And version 2 data without its date is refused, not dated.
+        let refused = SchemeEvent::from_stored(event_type, 2, &version_1, context);
+        assert!(refused.as_ref().is_err_and(|error| error.to_string().contains(field)), "{event_type}: {refused:?}");
+    }
+    // The types still at version 1 stored their business date from the first: read as stored.
+    for event in events.iter().filter(|event| event.schema_version() == 1) {
+        let data = event.to_data().expect("encode");
+        let read = SchemeEvent::from_stored(event.event_type(), 1, &data, context);
+        assert_eq!(read.as_ref(), Ok(event), "{} is read as stored", event.event_type());
+    }
+}
+
+#[test]
+fn a_recorded_event_is_decoded_with_the_time_it_was_recorded() {
+    let mut opened = q2_opened().to_data().expect("encode");
+    opened.as_object_mut().expect("an object").remove("opened_on");
+    let recorded = RecordedEvent {
+        position: Position(7),
+        stream: streams::batches().expect("stream"),
+        stream_version: 1,
+        event_id: uuid::Uuid::nil(),
+        event_type: "BatchOpened".into(),
+        schema_version: 1,
+        data: opened,
+        metadata: serde_json::json!({}),
+        recorded_at: "2025-03-31T17:00:00Z".parse().expect("time"),
+    };
+    let expected = BatchOpened {
+        opened_on: day(2025, 4, 1),
+        batch_id: "2025-q2".into(),
+        deadline: day(2025, 5, 31),
+        committee_date: day(2025, 6, 15),
+    };
+    assert_eq!(recorded.decode::<BatchEvent>(), Ok(expected.clone().into()));
+    assert_eq!(recorded.decode::<SchemeEvent>(), Ok(SchemeEvent::Batch(expected.into())));
 }

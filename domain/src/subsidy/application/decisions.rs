@@ -232,6 +232,7 @@ impl StreamDecision for RecordAssessment {
         }
         Ok(vec![
             AssessmentRecorded {
+                assessed_on: facts.today,
                 assessor: facts.actor.clone(),
                 scores: self.scores,
                 total_score,
@@ -577,7 +578,13 @@ impl Decision for ApproveApplication {
         let mut budget_events = Vec::with_capacity(reservations.len());
         for reservation in &reservations {
             let budget = inputs.budgets.get(&reservation.year).cloned().unwrap_or_default();
-            let committed = funding::commit(&budget, reservation.year, application_id, reservation.amount)?;
+            let committed = funding::commit(
+                &budget,
+                reservation.year,
+                application_id,
+                reservation.amount,
+                self.meeting.decided_on,
+            )?;
             budget_events.push((streams::budget(reservation.year)?, SchemeEvent::from(committed)));
         }
         let capacity_stream = streams::capacity()?;
@@ -758,7 +765,7 @@ impl ChargeUsage {
                 disbursed: state.disbursed.to_string(),
             });
         }
-        let disbursement = funding::disburse(budget, state.id(), &self.usage_id, subsidy)?;
+        let disbursement = funding::disburse(budget, state.id(), &self.usage_id, subsidy, today)?;
         let charged = UsageCharged {
             usage_id: self.usage_id.clone(),
             service_type: self.service_type.clone(),
@@ -845,7 +852,7 @@ impl Decision for ReverseDisbursement {
         };
         application_and::<FundingYear>(loaded, &self.application_id, budget)
     }
-    fn decide(&self, (state, budget): &Self::State, _facts: &Facts) -> SchemeEvents {
+    fn decide(&self, (state, budget): &Self::State, facts: &Facts) -> SchemeEvents {
         state.open(&self.application_id, "reverse a disbursement of", &[Status::AgreementSigned])?;
         let line = state
             .usage
@@ -860,8 +867,9 @@ impl Decision for ReverseDisbursement {
                 reason: "record why the disbursement is reversed".into(),
             });
         }
-        let reversal = funding::reverse(budget, state.id(), &self.usage_id, line.subsidy)?;
+        let reversal = funding::reverse(budget, state.id(), &self.usage_id, line.subsidy, facts.today)?;
         let reversed = DisbursementReversed {
+            reversed_on: facts.today,
             usage_id: self.usage_id.clone(),
             amount: line.subsidy,
             units: line.units,
@@ -960,6 +968,7 @@ impl StreamDecision for ReviewProgressReport {
         }
         Ok(vec![
             ProgressReportReviewed {
+                reviewed_on: facts.today,
                 due: self.due,
                 accepted: self.accepted,
                 comments: self.comments.clone(),
@@ -1029,7 +1038,7 @@ impl Decision for CloseProject {
         let mut budget_events = Vec::with_capacity(released.len());
         for reservation in &released {
             let budget = budgets.get(&reservation.year).cloned().unwrap_or_default();
-            let release = funding::release(&budget, state.id(), reservation.amount)?;
+            let release = funding::release(&budget, state.id(), reservation.amount, facts.today)?;
             budget_events.push((streams::budget(reservation.year)?, SchemeEvent::from(release)));
         }
         let closed: ApplicationEvent = match &self.termination_reason {

@@ -7,12 +7,15 @@
 //!   (`approval: {…}`) in the committee's decisions.
 //! - v2 stores those fields flat in the event's own payload, so no command or request type
 //!   shapes what is stored.
+//! - v2 of `AssessmentRecorded`, `DisbursementReversed` and `ProgressReportReviewed` adds the
+//!   business date the first release did not store (`assessed_on`, `reversed_on`,
+//!   `reviewed_on`); their v1 data takes the Hong Kong day the event was recorded.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::codec::{EventPayload, flatten_field};
+use crate::codec::{EventPayload, StoredContext, flatten_field};
 use crate::event_payloads;
 use crate::subsidy::capacity::Allocation;
 use crate::subsidy::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
@@ -148,6 +151,7 @@ pub struct RuledIneligible {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssessmentRecorded {
+    pub assessed_on: NaiveDate,
     pub assessor: String,
     pub scores: Scores,
     pub total_score: u32,
@@ -205,6 +209,7 @@ pub struct UsageCharged {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DisbursementReversed {
+    pub reversed_on: NaiveDate,
     pub usage_id: String,
     pub amount: Money,
     pub units: u64,
@@ -222,6 +227,7 @@ pub struct ProgressReportSubmitted {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgressReportReviewed {
+    pub reviewed_on: NaiveDate,
     pub due: NaiveDate,
     pub accepted: bool,
     pub comments: String,
@@ -246,7 +252,7 @@ pub struct ApplicationTerminated {
 impl EventPayload for ApplicationSubmitted {
     const EVENT_TYPE: &'static str = "ApplicationSubmitted";
     const SCHEMA_VERSION: u32 = 2;
-    fn upcast(from_version: u32, data: Value) -> Result<Value, String> {
+    fn upcast(from_version: u32, data: Value, _context: &StoredContext) -> Result<Value, String> {
         match from_version {
             1 => flatten_field(data, "submission"),
             other => Err(format!("no upcaster from schema version {other}")),
@@ -257,7 +263,7 @@ impl EventPayload for ApplicationSubmitted {
 impl EventPayload for ApplicationAmended {
     const EVENT_TYPE: &'static str = "ApplicationAmended";
     const SCHEMA_VERSION: u32 = 2;
-    fn upcast(from_version: u32, data: Value) -> Result<Value, String> {
+    fn upcast(from_version: u32, data: Value, _context: &StoredContext) -> Result<Value, String> {
         match from_version {
             1 => flatten_field(data, "submission"),
             other => Err(format!("no upcaster from schema version {other}")),
@@ -268,7 +274,7 @@ impl EventPayload for ApplicationAmended {
 impl EventPayload for ApplicationApproved {
     const EVENT_TYPE: &'static str = "ApplicationApproved";
     const SCHEMA_VERSION: u32 = 2;
-    fn upcast(from_version: u32, data: Value) -> Result<Value, String> {
+    fn upcast(from_version: u32, data: Value, _context: &StoredContext) -> Result<Value, String> {
         match from_version {
             1 => flatten_field(flatten_field(data, "meeting")?, "approval"),
             other => Err(format!("no upcaster from schema version {other}")),
@@ -279,7 +285,7 @@ impl EventPayload for ApplicationApproved {
 impl EventPayload for ApplicationRejected {
     const EVENT_TYPE: &'static str = "ApplicationRejected";
     const SCHEMA_VERSION: u32 = 2;
-    fn upcast(from_version: u32, data: Value) -> Result<Value, String> {
+    fn upcast(from_version: u32, data: Value, _context: &StoredContext) -> Result<Value, String> {
         match from_version {
             1 => flatten_field(data, "meeting"),
             other => Err(format!("no upcaster from schema version {other}")),
@@ -290,7 +296,7 @@ impl EventPayload for ApplicationRejected {
 impl EventPayload for ApplicationDeferred {
     const EVENT_TYPE: &'static str = "ApplicationDeferred";
     const SCHEMA_VERSION: u32 = 2;
-    fn upcast(from_version: u32, data: Value) -> Result<Value, String> {
+    fn upcast(from_version: u32, data: Value, _context: &StoredContext) -> Result<Value, String> {
         match from_version {
             1 => flatten_field(data, "meeting"),
             other => Err(format!("no upcaster from schema version {other}")),
@@ -299,8 +305,33 @@ impl EventPayload for ApplicationDeferred {
 }
 
 event_payloads!(1:
-    ApplicationWithdrawn, EligibilityConfirmed, RuledIneligible, AssessmentRecorded, AgreementSigned, UsageCharged,
-    DisbursementReversed, ProgressReportSubmitted, ProgressReportReviewed, ApplicationCompleted, ApplicationTerminated
+    ApplicationWithdrawn, EligibilityConfirmed, RuledIneligible, AgreementSigned, UsageCharged, ProgressReportSubmitted,
+    ApplicationCompleted, ApplicationTerminated
+);
+
+crate::business_date_added_in_v2!(
+    AssessmentRecorded: assessed_on,
+    DisbursementReversed: reversed_on,
+    ProgressReportReviewed: reviewed_on
+);
+
+crate::business_dates!(
+    ApplicationSubmitted => |e| e.submitted_on,
+    ApplicationAmended => |e| e.amended_on,
+    ApplicationWithdrawn => |e| e.withdrawn_on,
+    EligibilityConfirmed => |e| e.checked_on,
+    RuledIneligible => |e| e.checked_on,
+    AssessmentRecorded => |e| e.assessed_on,
+    ApplicationApproved => |e| e.committee.decided_on,
+    ApplicationRejected => |e| e.committee.decided_on,
+    ApplicationDeferred => |e| e.committee.decided_on,
+    AgreementSigned => |e| e.signed_on,
+    UsageCharged => |e| e.period.first_day(),
+    DisbursementReversed => |e| e.reversed_on,
+    ProgressReportSubmitted => |e| e.submitted_on,
+    ProgressReportReviewed => |e| e.reviewed_on,
+    ApplicationCompleted => |e| e.completed_on,
+    ApplicationTerminated => |e| e.terminated_on,
 );
 
 /// Every event of an application's stream.
