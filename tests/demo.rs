@@ -78,19 +78,33 @@ async fn the_same_seed_gives_the_same_scheme_and_another_seed_another() {
             .await
             .expect("verify");
     assert_eq!(report.first_broken, None);
+    // Charges are decided on the applications' own streams: no funding year records a
+    // disbursement, and each application's running total is its charges less its reversals.
+    let year_disbursements: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type IN ('SubsidyDisbursed', 'SubsidyDisbursementReversed')",
+    )
+    .fetch_one(&first.pool)
+    .await
+    .expect("count");
+    assert_eq!(year_disbursements, 0);
+    let (charged, charges): (i64, i64) = sqlx::query_as(
+        "SELECT coalesce(sum(CASE event_type WHEN 'UsageCharged' THEN (data->>'subsidy')::bigint \
+         ELSE -(data->>'amount')::bigint END), 0)::bigint, count(*) FILTER (WHERE event_type = 'UsageCharged') \
+         FROM events WHERE event_type IN ('UsageCharged', 'DisbursementReversed')",
+    )
+    .fetch_one(&first.pool)
+    .await
+    .expect("sum");
+    assert!(charges > 0, "usage was charged");
     let disbursed: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum((data->>'amount')::bigint), 0)::bigint FROM events WHERE event_type = 'SubsidyDisbursed'",
+        "SELECT coalesce(sum(total), 0)::bigint FROM (SELECT DISTINCT ON (stream_id) \
+         (data->>'disbursed_total')::bigint AS total FROM events \
+         WHERE event_type IN ('UsageCharged', 'DisbursementReversed') ORDER BY stream_id, stream_version DESC) t",
     )
     .fetch_one(&first.pool)
     .await
     .expect("sum");
-    let charged: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum((data->>'subsidy')::bigint), 0)::bigint FROM events WHERE event_type = 'UsageCharged'",
-    )
-    .fetch_one(&first.pool)
-    .await
-    .expect("sum");
-    assert_eq!(disbursed, charged, "every usage line's subsidy was paid from the budget");
+    assert_eq!(disbursed, charged, "the applications' disbursed totals are their charges less reversals");
     for database in [first, second, third] {
         database.drop_database().await;
     }

@@ -84,13 +84,21 @@ async fn an_application_runs_from_submission_to_completion_on_postgresql() {
     assert_eq!(state.disbursed, Money::from_cents(4_462_500));
     assert_eq!(version, Some(11), "twelve events");
 
+    assert_eq!(disbursed_in(&state, "2025-26"), Money::from_cents(4_462_500));
+
     let (budget, _) = scheme.funding_state(FinancialYear::parse("2025-26").expect("year")).await.expect("budget");
-    assert_eq!(budget.disbursed, Money::from_cents(4_462_500));
     assert_eq!(budget.committed, Money::from_cents(4_462_500), "the unused commitment was released");
     assert_eq!(budget.subsidy_left(), Money::from_cents(85_700_000_000 - 4_462_500));
+    // The charges and the reversal were decided on the application's stream alone: the funding
+    // year holds its receipt, the commitment and its release (its disbursed total is the read
+    // model's).
+    let store = scheme.commands().store();
+    let year_stream = StreamId::parse("budget-2025-26").expect("stream");
+    let year_events = store.read_stream(&year_stream, None, ReadDirection::Forward, 100).await.expect("read");
+    let kinds: Vec<&str> = year_events.iter().map(|event| event.event_type.as_str()).collect();
+    assert_eq!(kinds, ["FundingReceived", "SubsidyCommitted", "SubsidyReleased"]);
 
     // Every event carries who did it; the chains verify.
-    let store = scheme.commands().store();
     let stream = StreamId::parse(format!("application-{id}")).expect("stream");
     let events = store.read_stream(&stream, None, ReadDirection::Forward, 100).await.expect("read");
     assert_eq!(events[0].event_type, "ApplicationSubmitted");

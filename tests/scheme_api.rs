@@ -149,7 +149,12 @@ async fn a_staff_tool_drives_an_application_from_batch_opening_to_completion() {
     assert_eq!(state["state"]["status"], "completed");
     // 1,000 node-hours at HK$42.50 and 70 %: HK$29,750.00.
     assert_eq!(state["state"]["disbursed"], 2_975_000);
-    let year = app.get("finance_officer", "/api/v1/funding-years/2025-26").await.json();
+    // The year's disbursed total is the read model's, once it has the completion's position.
+    let year = app
+        .get("finance_officer", &format!("/api/v1/funding-years/2025-26?after_position={}", completed["position"]))
+        .await;
+    assert_eq!(year.status, 200, "{}", year.body);
+    let year = year.json();
     assert_eq!(year["state"]["disbursed"], 2_975_000);
     assert_eq!(year["state"]["committed"], 2_975_000, "the unused commitment was released");
 
@@ -381,16 +386,14 @@ async fn the_audit_trail_dates_each_fact_by_when_it_takes_effect_and_when_it_was
     );
 
     // The budget's commitment takes effect on the committee's decision date; its other facts on
-    // the day they happened (received on, disbursed, reversed, released at completion).
+    // the day they happened (received on, released at completion). Usage charges and their
+    // reversals are the application's, not the funding year's.
     let budget = app.get("auditor", "/api/v1/audit-trail?stream_id=budget-2025-26").await;
     assert_eq!(
         dated(&budget),
         pairs(&[
             ("FundingReceived", "2025-04-01"),
             ("SubsidyCommitted", "2025-06-15"),
-            ("SubsidyDisbursed", "2025-09-03"),
-            ("SubsidyDisbursed", "2025-09-03"),
-            ("SubsidyDisbursementReversed", "2025-09-10"),
             ("SubsidyReleased", "2026-01-31"),
         ]),
         "{}",
@@ -711,13 +714,14 @@ async fn the_ceiling_is_reserved_per_financial_year_as_the_allocated_units_fall(
     body["start"] = json!("2026-01-01");
     body["end"] = json!("2026-06-30");
     body["ceiling_cents"] = json!(10_000_000);
-    // HK$100,000.00 × 6/7 = HK$85,714.28 (rounded down) in 2025-26; the rest, HK$14,285.72, in
-    // 2026-27, where HK$10,000.00 is all there is.
+    // HK$100,000.00 × 6/7 = HK$85,714.285…, rounded up to HK$85,714.29 in 2025-26 (below the
+    // HK$89,250.00 its units can draw); the rest, HK$14,285.71, in 2026-27, where HK$10,000.00
+    // is all there is.
     let version = etag(&app, &id).await;
     let problem = refused(&app, "committee_secretariat", &path, &body, "budget_short").await;
     let detail = problem["detail"].as_str().unwrap_or_default();
     assert!(
-        detail.contains("2026-27") && detail.contains("HK$14,285.72") && detail.contains("HK$10,000.00"),
+        detail.contains("2026-27") && detail.contains("HK$14,285.71") && detail.contains("HK$10,000.00"),
         "{detail}"
     );
     assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
@@ -728,13 +732,83 @@ async fn the_ceiling_is_reserved_per_financial_year_as_the_allocated_units_fall(
     let terms = app.get("auditor", &format!("/api/v1/applications/{id}")).await.json()["state"]["approval"].clone();
     assert_eq!(
         terms["reservations"],
-        json!([{"year": "2025-26", "amount": 8_571_428}, {"year": "2026-27", "amount": 1_428_572}]),
+        json!([{"year": "2025-26", "amount": 8_571_429}, {"year": "2026-27", "amount": 1_428_571}]),
         "{terms}"
     );
-    for (year, committed) in [("2025-26", 8_571_428), ("2026-27", 1_428_572)] {
+    for (year, committed) in [("2025-26", 8_571_429), ("2026-27", 1_428_571)] {
         let budget = app.get("finance_officer", &format!("/api/v1/funding-years/{year}")).await.json();
         assert_eq!(budget["state"]["committed"], committed, "{year}: {budget}");
     }
+    app.stop().await;
+}
+
+/// Rule: a charge takes its subsidy from what the application reserved in the usage month's
+/// financial year; it may not draw more there, even while the ceiling still has room.
+#[tokio::test]
+async fn a_charge_beyond_the_years_reservation_is_refused_while_the_ceiling_has_room() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    capacity(&app, &["2026-01", "2026-02", "2026-03", "2026-04"]).await;
+    let id = assessed_application(&app).await;
+    let receipt = r#"{"line": "computing_power_subsidy", "amount_cents": 2000000, "received_on": "2025-06-15"}"#;
+    ok(&app.post("finance_officer", "/api/v1/funding-years/2026-27/receipts", &[], receipt).await);
+    // January to March 2026 (3,000 node-hours, HK$89,250.00 of subsidy) in 2025-26, April (500)
+    // in 2026-27, under a ceiling of HK$100,000.00: HK$85,714.29 is reserved in 2025-26 and
+    // HK$14,285.71 in 2026-27.
+    let mut body = approval();
+    body["allocations"] = json!([
+        {"service_type": "gpu_node_hour_h800", "period": "2026-01", "units": 1000},
+        {"service_type": "gpu_node_hour_h800", "period": "2026-02", "units": 1000},
+        {"service_type": "gpu_node_hour_h800", "period": "2026-03", "units": 1000},
+        {"service_type": "gpu_node_hour_h800", "period": "2026-04", "units": 500},
+    ]);
+    body["start"] = json!("2026-01-01");
+    body["end"] = json!("2026-06-30");
+    body["ceiling_cents"] = json!(10_000_000);
+    let base = format!("/api/v1/applications/{id}");
+    ok(&app.post("committee_secretariat", &format!("{base}/approval"), &[], &body.to_string()).await);
+    let terms = app.get("auditor", &base).await.json()["state"]["approval"].clone();
+    assert_eq!(
+        terms["reservations"],
+        json!([{"year": "2025-26", "amount": 8_571_429}, {"year": "2026-27", "amount": 1_428_571}]),
+        "{terms}"
+    );
+    app.set_day(2025, 6, 30);
+    let agreement = r#"{"signed_on": "2025-06-30", "reporting_due_dates": ["2026-07-15"]}"#;
+    ok(&app.post("committee_secretariat", &format!("{base}/agreement"), &[], agreement).await);
+
+    app.set_day(2026, 4, 2);
+    let charge = |usage_id: &str, month: &str, units: u64| json!({"usage_id": usage_id, "service_type": "gpu_node_hour_h800", "period": month, "units": units});
+    // January and February: 2 × 1,000 × HK$42.50 × 70 % = HK$59,500.00 of the HK$85,714.29.
+    for month in ["2026-01", "2026-02"] {
+        ok(&app.post("finance_officer", &format!("{base}/usage"), &[], &charge(month, month, 1000).to_string()).await);
+    }
+    // March's 1,000 node-hours are within the allocation, and their HK$29,750.00 within the
+    // ceiling (HK$40,500.00 left), but not within 2025-26's reservation (HK$26,214.29 left).
+    let version = etag(&app, &id).await;
+    let usage = format!("{base}/usage");
+    let problem =
+        refused(&app, "finance_officer", &usage, &charge("2026-03", "2026-03", 1000), "year_reservation_exceeded")
+            .await;
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("2025-26")
+            && detail.contains("HK$29,750.00")
+            && detail.contains("HK$85,714.29")
+            && detail.contains("HK$59,500.00"),
+        "{detail}"
+    );
+    assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
+    // 880 node-hours (HK$26,180.00) fit; 2 more (HK$59.50) do not fit in the HK$34.29 left.
+    let fits = ok(&app.post("finance_officer", &usage, &[], &charge("2026-03", "2026-03", 880).to_string()).await);
+    refused(&app, "finance_officer", &usage, &charge("2026-03b", "2026-03", 2), "year_reservation_exceeded").await;
+    let state = app.get("auditor", &base).await.json()["state"].clone();
+    assert_eq!(state["disbursed"], 8_568_000, "{state}");
+    assert_eq!(state["usage"].as_object().map(serde_json::Map::len), Some(3), "{state}");
+    let year =
+        app.get("finance_officer", &format!("/api/v1/funding-years/2025-26?after_position={}", fits["position"])).await;
+    assert_eq!(year.status, 200, "{}", year.body);
+    assert_eq!(year.json()["state"]["disbursed"], 8_568_000, "{}", year.body);
     app.stop().await;
 }
 
@@ -890,11 +964,14 @@ async fn usage_subsidy_is_rounded_down_and_messages_show_amounts_as_staff_read_t
     // 3 node-hours × HK$42.55 × 70 % = HK$89.355: HK$89.35 (half up would pay HK$89.36).
     let october =
         r#"{"usage_id": "sched-2025-10", "service_type": "gpu_node_hour_h800", "period": "2025-10", "units": 3}"#;
-    ok(&app.post("finance_officer", &format!("{base}/usage"), &[], october).await);
+    let charged = ok(&app.post("finance_officer", &format!("{base}/usage"), &[], october).await);
     let state = app.get("auditor", &base).await.json()["state"].clone();
     assert_eq!(state["usage"]["sched-2025-10"]["subsidy"], 8_935, "{state}");
     assert_eq!(state["disbursed"], 8_935);
-    let year = app.get("finance_officer", "/api/v1/funding-years/2025-26").await.json();
+    let year = app
+        .get("finance_officer", &format!("/api/v1/funding-years/2025-26?after_position={}", charged["position"]))
+        .await
+        .json();
     assert_eq!(year["state"]["disbursed"], 8_935, "{year}");
     app.stop().await;
 }

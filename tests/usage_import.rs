@@ -11,7 +11,7 @@ use aisc_domain::event_store::{EventStore, PositionRange, ReadDirection, StreamI
 use aisc_domain::subsidy::application::SignAgreement;
 use aisc_domain::subsidy::service::{UsageImportReport, UsageImportRequest};
 use aisc_domain::subsidy::usage_import::ImportMode;
-use aisc_domain::subsidy::values::{FinancialYear, Money};
+use aisc_domain::subsidy::values::Money;
 use chrono::NaiveDate;
 use support::TestDatabase;
 use support::scheme::*;
@@ -71,8 +71,18 @@ fn refused_codes(report: &UsageImportReport) -> Vec<(usize, &'static str)> {
 const MIXED_REFUSALS: [(usize, &str); 4] =
     [(4, "invalid_line"), (5, "unknown_application"), (6, "units_above_allocation"), (7, "wrong_stage")];
 
-async fn disbursed(scheme: &Scheme) -> Money {
-    scheme.funding_state(FinancialYear::parse("2025-26").expect("year")).await.expect("funding").0.disbursed
+/// The applications with signed agreements of [`scheme_with_agreements`].
+const SIGNED: [&str; 3] = ["a1", "a2", "a3"];
+
+/// The subsidy disbursed in 2025-26 to `applications`: the sum of their own figures (the
+/// funding year's stream no longer records disbursements; its total is the read model's).
+async fn disbursed(scheme: &Scheme, applications: &[&str]) -> Money {
+    let mut cents = 0;
+    for id in applications {
+        let (state, _) = scheme.application_state(id).await.expect("application");
+        cents += disbursed_in(&state, "2025-26").cents();
+    }
+    Money::from_cents(cents)
 }
 
 #[tokio::test]
@@ -90,7 +100,7 @@ async fn an_invalid_line_refuses_the_whole_import_with_its_line_number_and_nothi
     assert!(report.written_lines.is_empty());
     assert!(report.refused[2].message.contains("700"), "{}", report.refused[2].message);
     assert_eq!(store.head_position().await.expect("head"), head_before, "nothing was appended");
-    assert_eq!(disbursed(&scheme).await, Money::ZERO);
+    assert_eq!(disbursed(&scheme, &SIGNED).await, Money::ZERO);
     database.drop_database().await;
 }
 
@@ -110,13 +120,13 @@ async fn partial_mode_writes_exactly_the_accepted_lines_and_a_rerun_charges_noth
     let charged = a1.usage.get("july-1-2").expect("line 2 charged to a1 under its usage id");
     assert_eq!(charged.units, 400);
     // 400 + 300 node-hours at HK$42.50, 70 % subsidised.
-    assert_eq!(disbursed(&scheme).await, Money::from_cents(700 * 4_250 * 70 / 100));
+    assert_eq!(disbursed(&scheme, &SIGNED).await, Money::from_cents(700 * 4_250 * 70 / 100));
 
     let rerun = import(&scheme, request("july-1", MIXED, ImportMode::Partial, 100)).await;
     assert_eq!((rerun.written, rerun.already_imported), (0, 2));
     assert_eq!(rerun.already_imported_lines, vec![[2, 3]]);
     assert_eq!(refused_codes(&rerun), MIXED_REFUSALS.to_vec());
-    assert_eq!(disbursed(&scheme).await, Money::from_cents(700 * 4_250 * 70 / 100), "nothing charged twice");
+    assert_eq!(disbursed(&scheme, &SIGNED).await, Money::from_cents(700 * 4_250 * 70 / 100), "nothing charged twice");
 
     // The allocation is cumulative across imports and within a file: 400 + 600 fits, 1 more does not.
     let august =
@@ -146,23 +156,33 @@ async fn lines_are_appended_in_batches_each_one_transaction_and_the_log_verifies
     assert_eq!(report.batches, 5, "18 lines in batches of 4");
 
     let store = PostgresEventStore::new(database.pool.clone());
-    let budget = StreamId::parse("budget-2025-26").expect("stream");
-    let disbursements = store.read_stream(&budget, None, ReadDirection::Forward, 1_000).await.expect("budget");
-    let disbursements: Vec<_> = disbursements.iter().filter(|e| e.event_type == "SubsidyDisbursed").collect();
-    assert_eq!(disbursements.len(), 18);
+    let mut charges = Vec::new();
+    for id in ["a1", "a2", "a3"] {
+        let stream = StreamId::parse(format!("application-{id}")).expect("stream");
+        let events = store.read_stream(&stream, None, ReadDirection::Forward, 1_000).await.expect("application");
+        charges.extend(events.into_iter().filter(|event| event.event_type == "UsageCharged"));
+    }
+    assert_eq!(charges.len(), 18);
     // Each batch is one transaction: its events share the transaction's part of the position.
-    let mut transactions: Vec<u64> = disbursements.iter().map(|event| event.position.0 >> 20).collect();
+    let mut transactions: Vec<u64> = charges.iter().map(|event| event.position.0 >> 20).collect();
+    transactions.sort_unstable();
     transactions.dedup();
     assert_eq!(transactions.len(), 5);
+    // The import appends to the applications' streams only: the funding year holds its receipt
+    // and the three commitments.
+    let budget = StreamId::parse("budget-2025-26").expect("stream");
+    assert_eq!(store.stream_version(&budget).await.expect("budget"), Some(3));
     let units: u64 = (1..=3).map(|n| 100 * n * 6).sum();
-    assert_eq!(disbursed(&scheme).await, Money::from_cents(units as i64 * 4_250 * 70 / 100));
+    assert_eq!(disbursed(&scheme, &SIGNED).await, Money::from_cents(units as i64 * 4_250 * 70 / 100));
     let verified = store.verify(PositionRange::default()).await.expect("verify");
     assert!(verified.first_broken.is_none(), "{verified:?}");
     database.drop_database().await;
 }
 
+/// Charges are decided on the application's stream, so the import races single charges to
+/// the same application (a1): each conflict is decided again on fresh state.
 #[tokio::test]
-async fn an_import_racing_single_charges_on_the_same_funding_year_charges_every_line_once() {
+async fn an_import_racing_single_charges_on_the_same_application_charges_every_line_once() {
     let database = TestDatabase::create().await;
     let scheme = std::sync::Arc::new(scheme_with_agreements(&database, day(2026, 1, 15)).await);
     let mut csv = String::from("project,service_type,units,period\n");
@@ -177,7 +197,7 @@ async fn an_import_racing_single_charges_on_the_same_funding_year_charges_every_
         let scheme = scheme.clone();
         tokio::spawn(async move {
             for (n, month) in ["2025-07", "2025-08", "2025-09", "2025-10"].iter().enumerate() {
-                let charge = usage("a3", &format!("single-{n}"), month, 50);
+                let charge = usage("a1", &format!("single-{n}"), month, 50);
                 act(&scheme, &charge, "fin-2", "finance_officer", charge_day).await.expect("single charge");
             }
         })
@@ -189,10 +209,10 @@ async fn an_import_racing_single_charges_on_the_same_funding_year_charges_every_
     assert_eq!(report.written + report.already_imported, 6);
     assert_eq!(report.written, 6);
     let total_units = 6 * 100 + 4 * 50;
-    assert_eq!(disbursed(&scheme).await, Money::from_cents(total_units * 4_250 * 70 / 100));
-    for id in ["a1", "a2"] {
+    assert_eq!(disbursed(&scheme, &SIGNED).await, Money::from_cents(total_units * 4_250 * 70 / 100));
+    for (id, lines) in [("a1", 3 + 4), ("a2", 3), ("a3", 0)] {
         let (state, _) = scheme.application_state(id).await.expect("state");
-        assert_eq!(state.usage.len(), 3, "{id}");
+        assert_eq!(state.usage.len(), lines, "{id}");
     }
     database.drop_database().await;
 }
@@ -227,7 +247,7 @@ async fn the_http_path_answers_422_with_each_refused_line_or_the_report() {
     assert_eq!(problem["code"], "import_refused");
     assert_eq!(problem["errors"][0]["field"], "line 3");
     assert!(problem["errors"][0]["message"].as_str().unwrap_or_default().contains("units"), "{problem}");
-    assert_eq!(disbursed(&scheme).await, Money::ZERO);
+    assert_eq!(disbursed(&scheme, &["a1", "a2"]).await, Money::ZERO);
 
     let forbidden = app.post("intake_officer", "/api/v1/usage-imports", &headers, csv).await;
     assert_eq!(forbidden.status, 403);

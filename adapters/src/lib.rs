@@ -3,12 +3,14 @@
 //! service needs at start-up.
 
 pub mod access;
+pub mod backoff;
 pub mod clock;
 pub mod database;
 pub mod event_hash;
 pub mod event_ids;
 pub mod postgres_store;
 
+pub use backoff::JitteredBackoff;
 pub use database::{DatabaseConfig, DatabaseError};
 pub use event_ids::TimeOrderedEventIds;
 pub use postgres_store::PostgresEventStore;

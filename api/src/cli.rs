@@ -374,7 +374,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let import_id = import_id.unwrap_or_else(|| crate::routes::scheme::imports::import_id_of(&csv));
             let store = open_store(&database).await?;
             let scheme = aisc_domain::subsidy::service::SchemeService::new(
-                aisc_domain::command_service::CommandService::new(store, aisc_adapters::TimeOrderedEventIds),
+                aisc_domain::command_service::CommandService::new(store, aisc_adapters::TimeOrderedEventIds)
+                    .with_backoff(std::sync::Arc::new(aisc_adapters::JitteredBackoff::default())),
             );
             let request_id = uuid::Uuid::new_v4().to_string();
             let meta = aisc_domain::command_service::CommandMetadata {
@@ -414,7 +415,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Demo(DemoCommand::Seed { database, applications, years, seed }) => {
             let store = open_store(&database).await?;
             let scheme = aisc_domain::subsidy::service::SchemeService::new(
-                aisc_domain::command_service::CommandService::new(store, aisc_adapters::TimeOrderedEventIds),
+                aisc_domain::command_service::CommandService::new(store, aisc_adapters::TimeOrderedEventIds)
+                    .with_backoff(std::sync::Arc::new(aisc_adapters::JitteredBackoff::default())),
             );
             let summary = aisc_domain::demo::seed(&scheme, applications, years, seed)
                 .await

@@ -76,7 +76,8 @@ impl Application {
         let (stop_projections, projections) = start_projections(&pool, &store);
         let pool_data = web::Data::new(pool.clone());
         let scheme_data = web::Data::new(aisc_domain::subsidy::service::SchemeService::new(
-            aisc_domain::command_service::CommandService::new(store.clone(), aisc_adapters::TimeOrderedEventIds),
+            aisc_domain::command_service::CommandService::new(store.clone(), aisc_adapters::TimeOrderedEventIds)
+                .with_backoff(std::sync::Arc::new(aisc_adapters::JitteredBackoff::default())),
         ));
         let store_data = web::Data::new(store);
         let clock_data = web::Data::new(config.clock.clone());

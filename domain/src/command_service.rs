@@ -33,6 +33,14 @@ pub trait Aggregate: 'static {
     fn apply(state: Self::State, event: &Self::Event) -> Self::State;
 }
 
+/// How long to wait before deciding again after losing a race for a stream (an adapter: a
+/// sleep with jitter, so writers that collided do not collide again in step).
+#[async_trait::async_trait]
+pub trait Backoff: Send + Sync {
+    /// Waits before attempt `attempt + 1` (the first retry follows attempt 1).
+    async fn pause(&self, attempt: usize);
+}
+
 /// Where new event ids come from (an adapter: random or time-ordered UUIDs).
 pub trait EventIds: Send + Sync {
     fn next_id(&self) -> Uuid;
@@ -299,21 +307,46 @@ pub enum CommandError<E> {
     Store(StoreError),
 }
 
+/// Attempts at a decision whose streams other writers keep changing, by default. Each attempt
+/// decides on fresh state, so a command that is valid on the state it finds is decided however
+/// many writers share its stream; only an `If-Match` names a version that cannot be retried.
+const DEFAULT_ATTEMPTS: usize = 64;
+
 pub struct CommandService<S, I> {
     store: S,
     ids: I,
     max_attempts: usize,
+    backoff: Option<Arc<dyn Backoff>>,
     kept: Mutex<HashMap<StreamId, FoldedState>>,
 }
 
 impl<S: EventStore, I: EventIds> CommandService<S, I> {
     pub fn new(store: S, ids: I) -> Self {
-        Self { store, ids, max_attempts: 5, kept: Mutex::new(HashMap::new()) }
+        Self { store, ids, max_attempts: DEFAULT_ATTEMPTS, backoff: None, kept: Mutex::new(HashMap::new()) }
     }
 
     pub fn with_max_attempts(mut self, attempts: usize) -> Self {
         self.max_attempts = attempts.max(1);
         self
+    }
+
+    /// Waits between attempts after a conflict (none by default).
+    pub fn with_backoff(mut self, backoff: Arc<dyn Backoff>) -> Self {
+        self.backoff = Some(backoff);
+        self
+    }
+
+    /// How many attempts a decision gets before a conflict is given up.
+    pub fn max_attempts(&self) -> usize {
+        self.max_attempts
+    }
+
+    /// Waits as the service waits before attempt `attempt + 1` (for bulk paths that retry
+    /// themselves).
+    pub async fn back_off(&self, attempt: usize) {
+        if let Some(backoff) = &self.backoff {
+            backoff.pause(attempt).await;
+        }
     }
 
     pub fn store(&self) -> &S {
@@ -433,7 +466,10 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
                 {
                     return Err(CommandError::Conflict { stream, expected, actual });
                 }
-                Err(StoreError::WrongExpectedVersion { .. }) => attempt += 1,
+                Err(StoreError::WrongExpectedVersion { .. }) => {
+                    self.back_off(attempt).await;
+                    attempt += 1;
+                }
                 Err(other) => return Err(CommandError::Store(other)),
             }
         }
@@ -1127,6 +1163,103 @@ mod tests {
         assert!(matches!(outcome, Err(CommandError::Conflict { .. })), "{outcome:?}");
         assert_eq!(service.store().rival_writes.load(Ordering::SeqCst), 7, "three attempts, no more");
         assert_eq!(decision.seen().len(), 3);
+    }
+
+    /// A wait that only records the attempts it follows.
+    #[derive(Default)]
+    struct RecordedBackoff(Mutex<Vec<usize>>);
+
+    impl RecordedBackoff {
+        fn attempts(&self) -> Vec<usize> {
+            self.0.lock().expect("lock").clone()
+        }
+    }
+
+    #[async_trait]
+    impl Backoff for RecordedBackoff {
+        async fn pause(&self, attempt: usize) {
+            self.0.lock().expect("lock").push(attempt);
+        }
+    }
+
+    fn service_with_backoff() -> (CommandService<MemoryStore, SequentialIds>, Arc<RecordedBackoff>) {
+        let backoff = Arc::new(RecordedBackoff::default());
+        (service().with_backoff(backoff.clone()), backoff)
+    }
+
+    /// Adds one more than the subject's total to it, whatever the total: never refused.
+    fn outbid(a: &StreamId, b: &StreamId) -> Pair {
+        Pair::new(a, b, |pair, subject, _| vec![(pair.subject.clone(), Added(subject + 1))])
+    }
+
+    #[test]
+    fn by_default_a_decision_outlasts_many_rival_writers_and_decides_on_the_final_state() {
+        let service = service();
+        let (a, b) = (named("counter-a"), named("counter-b"));
+        // A rival adds 100 to the subject before each of our first 20 appends.
+        service.store().rival_writes.store(20, Ordering::SeqCst);
+        let decision = outbid(&a, &b);
+        let written = run(&service, &decision).expect("decided at the 21st attempt");
+        let totals: Vec<i64> = decision.seen().into_iter().map(|(subject, _)| subject).collect();
+        assert_eq!(totals, (0..=20).map(|rivals| rivals * 100).collect::<Vec<_>>(), "each attempt on fresh state");
+        assert_eq!(service.store().rival_writes.load(Ordering::SeqCst), 0, "every rival wrote");
+        assert_eq!(written.version, Some(20));
+        assert_eq!(total(&service, &a), (2_000 + 2_001, Some(20)), "decided on the state the rivals left");
+        assert_eq!(service.store().added(&a).last(), Some(&Added(2_001)));
+    }
+
+    #[test]
+    fn by_default_a_decision_is_attempted_64_times_before_the_conflict_is_reported() {
+        let service = service();
+        service.store().rival_writes.store(100, Ordering::SeqCst);
+        let decision = outbid(&named("counter-a"), &named("counter-b"));
+        let outcome = run(&service, &decision);
+        assert!(matches!(outcome, Err(CommandError::Conflict { .. })), "{outcome:?}");
+        assert_eq!(decision.seen().len(), 64);
+        assert_eq!(service.store().rival_writes.load(Ordering::SeqCst), 36, "64 appends tried, no more");
+        assert!(service.store().added(&named("counter-a")).iter().all(|added| *added == Added(100)), "only rivals");
+    }
+
+    #[test]
+    fn the_backoff_waits_once_before_each_retry_numbered_by_the_attempt_lost() {
+        let (service, backoff) = service_with_backoff();
+        // No conflict, no wait.
+        run(&service, &add(1)).expect("first");
+        assert_eq!(backoff.attempts(), Vec::<usize>::new());
+        // Three rivals: three waits, after attempts 1, 2 and 3; the fourth attempt wins.
+        service.store().rival_writes.store(3, Ordering::SeqCst);
+        let decision = add(1);
+        run(&service, &decision).expect("decided again");
+        assert_eq!(decision.seen(), vec![1, 101, 201, 301]);
+        assert_eq!(backoff.attempts(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn no_wait_follows_the_last_attempt_a_refusal_or_a_stale_if_match() {
+        let backoff = Arc::new(RecordedBackoff::default());
+        let service = service().with_max_attempts(3).with_backoff(backoff.clone());
+        service.store().rival_writes.store(10, Ordering::SeqCst);
+        let outcome = run(&service, &add(1));
+        assert!(matches!(outcome, Err(CommandError::Conflict { .. })), "{outcome:?}");
+        assert_eq!(backoff.attempts(), vec![1, 2], "no wait after the third and last attempt");
+
+        // With If-Match, a conflict is the caller's: no retry and no wait.
+        let (service, backoff) = service_with_backoff();
+        run(&service, &add(5)).expect("first");
+        service.store().rival_writes.store(1, Ordering::SeqCst);
+        let raced = add(5);
+        let outcome = block_on(service.run(&raced, &(), Some(0), &metadata()));
+        assert!(matches!(outcome, Err(CommandError::Conflict { .. })), "{outcome:?}");
+        assert_eq!(raced.seen(), vec![5], "decided once");
+        assert_eq!(backoff.attempts(), Vec::<usize>::new());
+
+        // A conflict, then a refusal on the new state: one wait, for the one retry.
+        let (service, backoff) = service_with_backoff();
+        run(&service, &add(850)).expect("first");
+        service.store().rival_writes.store(1, Ordering::SeqCst);
+        let refused = run(&service, &add(100));
+        assert!(matches!(refused, Err(CommandError::Rejected(_))), "{refused:?}");
+        assert_eq!(backoff.attempts(), vec![1]);
     }
 
     #[test]

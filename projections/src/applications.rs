@@ -127,7 +127,7 @@ impl Projection for Applications {
     }
 
     fn version(&self) -> i32 {
-        3
+        4
     }
 
     fn tables(&self) -> &'static [TableSpec] {
@@ -233,6 +233,8 @@ struct BatchChanges {
     /// (application, usage id, reason) of each reversal, in log order.
     usage_reversed: Vec<(String, String, String)>,
 }
+
+const SUBSIDY_LINE: &str = "computing_power_subsidy";
 
 /// A usage charge as finance officers read it: units, rate, gross and subsidy.
 #[derive(Debug, Clone)]
@@ -374,8 +376,9 @@ impl BatchChanges {
             FundingEvent::FundingReceived(e) => (line_name(e.line), 0, e.line_total.cents()),
             FundingEvent::SubsidyCommitted(e) => ("computing_power_subsidy", 1, e.committed_total.cents()),
             FundingEvent::SubsidyReleased(e) => ("computing_power_subsidy", 1, e.committed_total.cents()),
-            FundingEvent::SubsidyDisbursed(e) => ("computing_power_subsidy", 2, e.disbursed_total.cents()),
-            FundingEvent::SubsidyDisbursementReversed(e) => ("computing_power_subsidy", 2, e.disbursed_total.cents()),
+            // Disbursements are counted from the applications' own charges and reversals (the
+            // first releases also wrote them here; counting both would count them twice).
+            FundingEvent::SubsidyDisbursed(_) | FundingEvent::SubsidyDisbursementReversed(_) => return Ok(()),
             FundingEvent::UnusedSubsidyRedirected(e) => ("computing_power_subsidy", 3, e.amount.cents()),
         };
         self.budget.entry((year, line)).or_default().0[column] = Some(value);
@@ -424,7 +427,14 @@ impl BatchChanges {
         }
         write_new_applications(connection, schema, self.new_applications).await?;
         write_application_changes(connection, schema, self.applications).await?;
-        write_usage(connection, schema, self.usage_charged, self.usage_reversed).await?;
+        let mut disbursed: BTreeMap<String, i64> = BTreeMap::new();
+        for charge in &self.usage_charged {
+            *disbursed.entry(charge.financial_year.clone()).or_default() += charge.subsidy_cents;
+        }
+        for (year, subsidy) in write_usage(connection, schema, self.usage_charged, self.usage_reversed).await? {
+            *disbursed.entry(year).or_default() -= subsidy;
+        }
+        add_disbursed(connection, schema, disbursed).await?;
         let budget = self.budget.into_iter().map(|((year, line), totals)| ((year, line.to_string()), totals)).collect();
         write_totals(connection, schema, "budget_view", ["year", "line"], BUDGET_COLUMNS, budget).await?;
         write_totals(connection, schema, "capacity_view", ["service_type", "period"], CAPACITY_COLUMNS, self.capacity)
@@ -546,14 +556,46 @@ async fn write_application_changes(
     Ok(())
 }
 
+/// Adds each funding year's change in disbursed subsidy to its computing power subsidy line.
+async fn add_disbursed(
+    connection: &mut PgConnection,
+    schema: &str,
+    mut disbursed: BTreeMap<String, i64>,
+) -> Result<(), ProjectionError> {
+    disbursed.retain(|_, delta| *delta != 0);
+    if disbursed.is_empty() {
+        return Ok(());
+    }
+    let years: Vec<&String> = disbursed.keys().collect();
+    let deltas: Vec<i64> = disbursed.values().copied().collect();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {schema}.budget_view (year, line) SELECT year, $2 FROM unnest($1::text[]) AS u(year) \
+         ON CONFLICT DO NOTHING"
+    )))
+    .bind(&years)
+    .bind(SUBSIDY_LINE)
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {schema}.budget_view b SET disbursed_cents = b.disbursed_cents + u.delta \
+         FROM unnest($1::text[], $2::bigint[]) AS u(year, delta) WHERE b.year = u.year AND b.line = $3"
+    )))
+    .bind(&years)
+    .bind(deltas)
+    .bind(SUBSIDY_LINE)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
 /// Inserts the charges, then marks the reversed ones (a charge and its reversal may come in
-/// the same batch).
+/// the same batch); answers the financial year and subsidy of each line reversed.
 async fn write_usage(
     connection: &mut PgConnection,
     schema: &str,
     charged: Vec<UsageRow>,
     reversed: Vec<(String, String, String)>,
-) -> Result<(), ProjectionError> {
+) -> Result<Vec<(String, i64)>, ProjectionError> {
     if !charged.is_empty() {
         let texts = |pick: fn(&UsageRow) -> &str| charged.iter().map(|row| pick(row).to_string()).collect::<Vec<_>>();
         let bigints = |pick: fn(&UsageRow) -> i64| charged.iter().map(pick).collect::<Vec<_>>();
@@ -581,18 +623,24 @@ async fn write_usage(
         let (applications, rest): (Vec<String>, Vec<(String, String)>) =
             reversed.into_iter().map(|(application, usage, reason)| (application, (usage, reason))).unzip();
         let (usages, reasons): (Vec<String>, Vec<String>) = rest.into_iter().unzip();
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE {schema}.usage_view v SET reversed = true, reversal_reason = u.reason \
              FROM unnest($1::text[], $2::text[], $3::text[]) AS u(application_id, usage_id, reason) \
-             WHERE v.application_id = u.application_id AND v.usage_id = u.usage_id"
+             WHERE v.application_id = u.application_id AND v.usage_id = u.usage_id AND NOT v.reversed \
+             RETURNING v.financial_year, v.subsidy_cents"
         )))
         .bind(applications)
         .bind(usages)
         .bind(reasons)
-        .execute(&mut *connection)
+        .fetch_all(&mut *connection)
         .await?;
+        return rows
+            .iter()
+            .map(|row| Ok((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(ProjectionError::from);
     }
-    Ok(())
+    Ok(Vec::new())
 }
 
 /// Upserts rows of totals keyed by two text columns: missing rows are created at zero, then
@@ -842,6 +890,17 @@ pub struct UsageLineRow {
     pub reversed: bool,
     pub reversal_reason: Option<String>,
     pub charged_position: i64,
+}
+
+/// The computing power subsidy disbursed in a funding year: its usage charges, less reversals.
+pub async fn disbursed_in_year(pool: &PgPool, year: &str) -> Result<i64, ProjectionError> {
+    let disbursed: Option<i64> =
+        sqlx::query_scalar("SELECT disbursed_cents FROM budget_view WHERE year = $1 AND line = $2")
+            .bind(year)
+            .bind(SUBSIDY_LINE)
+            .fetch_optional(pool)
+            .await?;
+    Ok(disbursed.unwrap_or(0))
 }
 
 /// Whether the read model holds the application.

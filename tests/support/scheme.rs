@@ -2,11 +2,13 @@
 //! a GPU price and capacity, and applications at each stage.
 #![allow(dead_code)]
 
-use aisc_adapters::{PostgresEventStore, TimeOrderedEventIds};
+use std::sync::Arc;
+
+use aisc_adapters::{JitteredBackoff, PostgresEventStore, TimeOrderedEventIds};
 use aisc_domain::command_service::{CommandMetadata, CommandService, Decision, Written};
 use aisc_domain::subsidy::application::{
-    ApproveApplication, ChargeUsage, CheckEligibility, CommitteeMeeting, Contact, RecordAssessment, RequestedResource,
-    Scores, Submission, SubmitApplication,
+    ApplicationState, ApproveApplication, ChargeUsage, CheckEligibility, CommitteeMeeting, Contact, RecordAssessment,
+    RequestedResource, Scores, Submission, SubmitApplication,
 };
 use aisc_domain::subsidy::batches::{CloseBatch, OpenBatch};
 use aisc_domain::subsidy::capacity::{Allocation, DeclareCapacity};
@@ -80,9 +82,13 @@ where
     scheme.run(decision, &Facts::new(today, actor), None, &meta(actor, role)).await
 }
 
+/// The scheme as the server and the command line build it: a conflict without `If-Match` is
+/// decided again on fresh state after a jittered, exponentially growing wait.
 pub async fn scheme(database: &TestDatabase) -> Scheme {
     let store = PostgresEventStore::new(database.pool.clone());
-    SchemeService::new(CommandService::new(store, TimeOrderedEventIds))
+    SchemeService::new(
+        CommandService::new(store, TimeOrderedEventIds).with_backoff(Arc::new(JitteredBackoff::default())),
+    )
 }
 
 /// A batch, funding for 2025-26, a GPU price and capacity for July to December 2025.
@@ -190,4 +196,14 @@ pub fn usage(application_id: &str, usage_id: &str, month: &str, units: u64) -> C
         period: period(month),
         units,
     }
+}
+
+/// The subsidy `state` has disbursed in financial year `year`: its charges of that year's
+/// months, less the ones reversed (a funding year's disbursed total is the sum of these over
+/// its applications).
+pub fn disbursed_in(state: &ApplicationState, year: &str) -> Money {
+    let year = FinancialYear::parse(year).expect("year");
+    let cents =
+        state.usage.values().filter(|line| line.year == year && !line.reversed).map(|line| line.subsidy.cents());
+    Money::from_cents(cents.sum())
 }

@@ -118,6 +118,10 @@ pub enum DomainError {
     UnitsAboveAllocation { service_type: String, requested: u64, allocated: u64, used: u64 },
     #[error("a subsidy of {requested} would exceed the ceiling of {ceiling} ({disbursed} already disbursed)")]
     CeilingExceeded { requested: String, ceiling: String, disbursed: String },
+    #[error(
+        "a subsidy of {requested} would exceed what the application reserved in funding year {year} ({reserved}, of which {disbursed} is disbursed)"
+    )]
+    YearReservationExceeded { year: String, requested: String, reserved: String, disbursed: String },
     #[error("the progress report due on {due} is overdue; nothing more is disbursed until it is submitted")]
     ProgressReportOverdue { due: NaiveDate },
     #[error("no disbursement {usage} on this application")]
@@ -182,6 +186,7 @@ impl DomainError {
             DomainError::UsageOutsideApprovedPeriod { .. } => "usage_outside_approved_period",
             DomainError::UnitsAboveAllocation { .. } => "units_above_allocation",
             DomainError::CeilingExceeded { .. } => "ceiling_exceeded",
+            DomainError::YearReservationExceeded { .. } => "year_reservation_exceeded",
             DomainError::ProgressReportOverdue { .. } => "progress_report_overdue",
             DomainError::UnknownUsage { .. } => "unknown_usage",
             DomainError::AlreadyReversed { .. } => "already_reversed",

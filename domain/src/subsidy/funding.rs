@@ -1,7 +1,13 @@
 //! A funding year (`budget-2025-26`): what the Government paid for the year per budget line
-//! (§16, §23), what approvals committed, what was released and disbursed, and the unused
-//! subsidy redirected to publicity and talent at year end (§17). Commitments never exceed
-//! the computing power subsidy received.
+//! (§16, §23), what approvals committed and what was released, and the unused subsidy
+//! redirected to publicity and talent at year end (§17). Commitments never exceed the
+//! computing power subsidy received.
+//!
+//! Disbursements are not this stream's: an approval reserves its subsidy here once, per year,
+//! and each usage charge is then decided on the application's own stream against what it
+//! reserved, so charges never contend for the year. The year's disbursed totals are the read
+//! model's. `SubsidyDisbursed` and `SubsidyDisbursementReversed` were written here by the first
+//! releases; they stay readable and change nothing the year decides on.
 
 use std::collections::BTreeMap;
 
@@ -30,7 +36,6 @@ pub struct FundingYearState {
     pub received: BTreeMap<BudgetLine, Money>,
     /// Computing power subsidy committed by approvals and not released.
     pub committed: Money,
-    pub disbursed: Money,
     pub redirected: Money,
     pub closed: bool,
 }
@@ -281,8 +286,8 @@ pub fn apply(mut state: FundingYearState, event: &FundingEvent) -> FundingYearSt
         }
         FundingEvent::SubsidyCommitted(e) => state.committed = e.committed_total,
         FundingEvent::SubsidyReleased(e) => state.committed = e.committed_total,
-        FundingEvent::SubsidyDisbursed(e) => state.disbursed = e.disbursed_total,
-        FundingEvent::SubsidyDisbursementReversed(e) => state.disbursed = e.disbursed_total,
+        // History: the application's own charge events carry the same facts.
+        FundingEvent::SubsidyDisbursed(_) | FundingEvent::SubsidyDisbursementReversed(_) => {}
         FundingEvent::UnusedSubsidyRedirected(e) => {
             state.redirected = e.amount;
             state.closed = true;
@@ -299,40 +304,4 @@ impl crate::command_service::Aggregate for FundingYear {
     fn apply(state: FundingYearState, event: &FundingEvent) -> FundingYearState {
         apply(state, event)
     }
-}
-
-/// Records subsidy paid out for a usage line on `disbursed_on`.
-pub fn disburse(
-    state: &FundingYearState,
-    application_id: &str,
-    usage_id: &str,
-    amount: Money,
-    disbursed_on: NaiveDate,
-) -> Result<FundingEvent, DomainError> {
-    Ok(SubsidyDisbursed {
-        disbursed_on,
-        application_id: application_id.to_string(),
-        usage_id: usage_id.to_string(),
-        amount,
-        disbursed_total: state.disbursed.checked_add(amount)?,
-    }
-    .into())
-}
-
-/// Reverses a disbursement on `reversed_on` (a correction is a new event, never an edit).
-pub fn reverse(
-    state: &FundingYearState,
-    application_id: &str,
-    usage_id: &str,
-    amount: Money,
-    reversed_on: NaiveDate,
-) -> Result<FundingEvent, DomainError> {
-    Ok(SubsidyDisbursementReversed {
-        reversed_on,
-        application_id: application_id.to_string(),
-        usage_id: usage_id.to_string(),
-        amount,
-        disbursed_total: state.disbursed.checked_sub(amount)?,
-    }
-    .into())
 }

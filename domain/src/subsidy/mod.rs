@@ -11,6 +11,9 @@
 //! - The budget lines of §23 all receive funding; only the computing power subsidy line is
 //!   committed by approvals and paid out by disbursements (§10); the other two lines are
 //!   Cyberport's own programmes, outside this back office's decisions.
+//! - An approval reserves its subsidy in each funding year once; a usage charge is then paid
+//!   from what its application reserved in the usage month's year, decided on the
+//!   application's stream alone. The year's disbursed totals are derived in the read model.
 //! - An approval's ceiling is at most the subsidy of its allocated units (units × rate in force
 //!   for the service and month × approved rate, rounded down), and that amount when omitted.
 //!   It is reserved in the financial years where the allocated months fall, in proportion to

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use super::Facts;
 use super::application::{self, Application, ApplicationState};
 use super::error::DomainError;
-use super::funding::{self, FundingYear, FundingYearState};
+use super::funding::{FundingYear, FundingYearState};
 use super::prices::PriceSchedule;
 use super::streams;
 use super::usage_import::{self, ImportMode, ImportStates, LineError, LineOutcome};
@@ -57,8 +57,8 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
     /// (a refused line is reported with its number); in all-or-nothing mode one refused line
     /// means nothing is written, in partial mode the accepted lines are written. Accepted
     /// lines are appended in batches of `batch_lines`, each batch one transaction over its
-    /// applications and funding years. A batch that meets a concurrent change decides again on
-    /// fresh state; lines an earlier run of the same import id wrote are recognised, so an
+    /// applications. A batch that meets a concurrent change decides again on fresh state (with
+    /// the service's attempts and backoff); lines an earlier run of the same import id wrote are recognised, so an
     /// interrupted import is finished by running it again.
     pub async fn import_usage(
         &self,
@@ -110,7 +110,8 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
             }
             // Second pass: decide again from the loaded states and append every full batch.
             let mut states = initial;
-            let mut batch: Vec<(&usage_import::UsageLine, Box<ImportCharge>)> = Vec::with_capacity(batch_lines);
+            let mut batch: Vec<(&usage_import::UsageLine, Box<application::ApplicationEvent>)> =
+                Vec::with_capacity(batch_lines);
             let mut conflicted = None;
             let mut lines_left = lines.iter().peekable();
             while let Some(line) = lines_left.next() {
@@ -146,44 +147,33 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
                         let stream = streams::application(id).map_err(rejected)?;
                         self.commands.remember::<Application>(&stream, versions.get(&stream).copied().flatten(), state);
                     }
-                    for (year, state) in &states.budgets {
-                        let stream = streams::budget(*year).map_err(rejected)?;
-                        self.commands.remember::<FundingYear>(&stream, versions.get(&stream).copied().flatten(), state);
-                    }
                     return Ok(report(&written_lines, refused, batches, positions));
                 }
-                Some(conflict) if attempt >= IMPORT_ATTEMPTS => return Err(conflict),
-                Some(_) => attempt += 1,
+                Some(conflict) if attempt >= self.commands.max_attempts() => return Err(conflict),
+                Some(_) => {
+                    self.commands.back_off(attempt).await;
+                    attempt += 1;
+                }
             }
         }
     }
 
-    /// Appends one batch of charges in one transaction: each application's charges and each
-    /// funding year's disbursements at the version last loaded or written.
+    /// Appends one batch of charges in one transaction: each application's charges at the
+    /// version last loaded or written.
     async fn append_import_batch(
         &self,
-        batch: &[(&usage_import::UsageLine, Box<ImportCharge>)],
+        batch: &[(&usage_import::UsageLine, Box<application::ApplicationEvent>)],
         versions: &mut BTreeMap<StreamId, Option<u64>>,
         meta: &CommandMetadata,
     ) -> SchemeResult<Vec<Written>> {
         let mut charged: BTreeMap<StreamId, Vec<application::ApplicationEvent>> = BTreeMap::new();
-        let mut disbursed: BTreeMap<StreamId, Vec<funding::FundingEvent>> = BTreeMap::new();
         for (line, charge) in batch {
             let application = streams::application(&line.application_id).map_err(rejected)?;
-            charged.entry(application).or_default().push(charge.0.clone());
-            disbursed
-                .entry(streams::budget(line.financial_year()).map_err(rejected)?)
-                .or_default()
-                .push(charge.1.clone());
+            charged.entry(application).or_default().push(charge.as_ref().clone());
         }
-        let loaded = |stream: &StreamId| versions.get(stream).copied().flatten();
-        let mut decided = Vec::with_capacity(charged.len() + disbursed.len());
+        let mut decided = Vec::with_capacity(charged.len());
         for (stream, events) in charged {
-            let version = loaded(&stream);
-            decided.push((Decided::new(stream, &events)?, version));
-        }
-        for (stream, events) in disbursed {
-            let version = loaded(&stream);
+            let version = versions.get(&stream).copied().flatten();
             decided.push((Decided::new(stream, &events)?, version));
         }
         let streams: Vec<StreamId> = decided.iter().map(|(decision, _)| decision.stream.clone()).collect();
@@ -194,8 +184,8 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
         Ok(written)
     }
 
-    /// The applications, funding years and price schedule the lines are decided against, and
-    /// the version each stream was loaded at.
+    /// The applications and price schedule the lines are decided against, and the version each
+    /// application was loaded at.
     async fn import_states(
         &self,
         lines: &[usage_import::UsageLine],
@@ -208,15 +198,6 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
             .map(|id| streams::application(id).map_err(rejected))
             .collect::<SchemeResult<Vec<_>>>()?;
         let application_states = self.commands.current_states::<Application, DomainError>(&application_streams).await?;
-        let years: Vec<FinancialYear> =
-            lines.iter().map(usage_import::UsageLine::financial_year).collect::<BTreeSet<_>>().into_iter().collect();
-        let year_streams =
-            years.iter().map(|year| streams::budget(*year).map_err(rejected)).collect::<SchemeResult<Vec<_>>>()?;
-        let year_states = self.commands.current_states::<FundingYear, DomainError>(&year_streams).await?;
-        for ((year, stream), (state, version)) in years.into_iter().zip(year_streams).zip(year_states) {
-            states.budgets.insert(year, state);
-            versions.insert(stream, version);
-        }
         let schedule = streams::prices().map_err(rejected)?;
         let mut schedule_state = self.commands.current_states::<PriceSchedule, DomainError>(&[schedule]).await?;
         states.prices = schedule_state.pop().map(|(state, _)| state).unwrap_or_default();
@@ -249,12 +230,6 @@ fn known(app_state: ApplicationState, application_id: &str) -> SchemeResult<Appl
     }
     Ok(app_state)
 }
-
-/// A line's charge to its application and disbursement from its funding year.
-type ImportCharge = (application::ApplicationEvent, funding::FundingEvent);
-
-/// How many times an import decides again after meeting a concurrent change.
-const IMPORT_ATTEMPTS: usize = 8;
 
 /// A usage import as the caller asks for it.
 #[derive(Debug, Clone, Copy)]

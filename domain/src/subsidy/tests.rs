@@ -38,6 +38,9 @@ const ID: &str = "0b7e5c1a";
 /// What a decision over several streams writes.
 type Written = Vec<(StreamId, SchemeEvent)>;
 
+/// What a decision on the application alone writes (a usage charge, a reversal).
+type Charged = Vec<(StreamId, E)>;
+
 fn fy(text: &str) -> FinancialYear {
     FinancialYear::parse(text).expect("year")
 }
@@ -65,6 +68,16 @@ fn application_events(written: &[(StreamId, SchemeEvent)]) -> Vec<E> {
             other => panic!("{other:?} written to the application stream"),
         })
         .collect()
+}
+
+/// The events of a decision that writes the application alone: every one goes to the
+/// application's stream, none to a funding year's.
+#[track_caller]
+fn charged_events(written: &[(StreamId, E)]) -> Vec<E> {
+    for (stream, event) in written {
+        assert_eq!(*stream, application(), "{event:?} written outside the application");
+    }
+    written.iter().map(|(_, event)| event.clone()).collect()
 }
 
 /// The funding events of what a decision wrote to one budget year.
@@ -288,11 +301,6 @@ fn signed() -> Vec<E> {
     events
 }
 
-/// Funding year 2025-26 after the approval committed HK$178,500.
-fn budget_2025() -> FundingYearState {
-    budgets_after(1_000_000, &approval_written()).remove(&fy("2025-26")).expect("year")
-}
-
 // ---- usage ----
 
 fn usage(units: u64, month: &str) -> ChargeUsage {
@@ -305,9 +313,10 @@ fn usage(units: u64, month: &str) -> ChargeUsage {
     }
 }
 
-/// Charges usage to the application at `events`, paid from 2025-26 at HK$42.50 a node-hour.
-fn charge(events: &[E], usage: &ChargeUsage, today: chrono::NaiveDate) -> Result<Written, DomainError> {
-    when_decided(usage, &(given(events, app::apply), budget_2025(), price_schedule()), &finance(today))
+/// Charges usage to the application at `events` at HK$42.50 a node-hour: paid from what the
+/// application reserved in the usage month's funding year.
+fn charge(events: &[E], usage: &ChargeUsage, today: chrono::NaiveDate) -> Result<Charged, DomainError> {
+    when_decided(usage, &(given(events, app::apply), price_schedule()), &finance(today))
 }
 
 // ---- submission, eligibility, assessment ----
@@ -606,6 +615,64 @@ fn spanning_two_years(ceiling: Option<Money>) -> ApproveApplication {
     }
 }
 
+/// What an approval of a project from July 2025 to June 2028 reads: HK$1m received in each
+/// funding year from 2025-26 to 2028-29, 10,000 units of capacity a month, HK$42.50 a node-hour.
+fn approval_state_to_2028() -> ApprovalState {
+    let funded = |year: &str| (fy(year), given(&[received(fy(year), 1_000_000)], funding::apply));
+    ApprovalState {
+        budgets: [funded("2025-26"), funded("2026-27"), funded("2027-28"), funded("2028-29")].into_iter().collect(),
+        capacity: capacity_in("2025-07", "2028-06", 10_000),
+        ..approval_state(&assessed())
+    }
+}
+
+/// An approval at 70 % from July 2025 to June 2028 of `allocated` node-hours by month.
+fn approve_to_2028(allocated: &[(&str, u64)], ceiling: Option<Money>) -> ApproveApplication {
+    ApproveApplication {
+        allocations: allocated
+            .iter()
+            .map(|(month, units)| Allocation { service_type: gpu(), period: period(month), units: *units })
+            .collect(),
+        start: day(2025, 7, 1),
+        end: day(2028, 6, 30),
+        ceiling,
+        ..approve(7_000, None)
+    }
+}
+
+#[test]
+fn earlier_years_take_their_share_rounded_up_unless_those_shares_would_pass_the_ceiling() {
+    // 100 node-hours in July of 2025, 2026 and 2027: HK$2,975.00 of subsidy in each of
+    // 2025-26, 2026-27 and 2027-28.
+    let state = approval_state_to_2028();
+    let reserved = |ceiling: Option<i64>| {
+        let decision =
+            approve_to_2028(&[("2025-07", 100), ("2026-07", 100), ("2027-07", 100)], ceiling.map(Money::from_cents));
+        let written = decide_approval(&state, decision).expect("approved");
+        let terms = approved_terms(&written);
+        let reservations: Vec<(StreamId, i64)> =
+            terms.reservations.iter().map(|r| (streams::budget(r.year).expect("stream"), r.amount.cents())).collect();
+        assert_eq!(committed(&written), reservations, "each year commits what the application reserves in it");
+        assert_eq!(reservations.iter().map(|(_, cents)| cents).sum::<i64>(), terms.ceiling.cents());
+        reservations
+    };
+    // Omitted, the ceiling is the allocation's subsidy: each year reserves its own units' subsidy.
+    assert_eq!(
+        reserved(None),
+        vec![(budget("2025-26"), 297_500), (budget("2026-27"), 297_500), (budget("2027-28"), 297_500)]
+    );
+    // HK$1,000.01: a third is 33,333.67 cents, rounded up in the earlier years; the last takes the rest.
+    assert_eq!(
+        reserved(Some(100_001)),
+        vec![(budget("2025-26"), 33_334), (budget("2026-27"), 33_334), (budget("2027-28"), 33_333)]
+    );
+    // Two cents: a cent in each earlier year, nothing left for the last, which reserves nothing.
+    assert_eq!(reserved(Some(2)), vec![(budget("2025-26"), 1), (budget("2026-27"), 1)]);
+    // One cent: shares rounded up (a cent each) would pass it; rounded down they are nothing,
+    // and the last year takes the cent.
+    assert_eq!(reserved(Some(1)), vec![(budget("2027-28"), 1)]);
+}
+
 #[test]
 fn approval_reserves_the_ceiling_in_each_year_in_proportion_to_the_subsidy_allocated_in_it() {
     let state = approval_state(&assessed());
@@ -619,28 +686,31 @@ fn approval_reserves_the_ceiling_in_each_year_in_proportion_to_the_subsidy_alloc
         [&application(), &budget("2025-26"), &budget("2026-27"), &capacity_stream(), &capacity_stream()]
     );
     // A third of the allocated subsidy falls in 2025-26: HK$1,000.01 / 3 = 33,333.67 cents,
-    // rounded down; the remainder goes to the last year, so the parts add up to the ceiling.
+    // rounded up (it is below the HK$2,975.00 of that year's units); the rest goes to the last
+    // year, so the parts add up to the ceiling.
     let reserved = committed(&written);
-    assert_eq!(reserved, vec![(budget("2025-26"), 33_333), (budget("2026-27"), 66_668)]);
+    assert_eq!(reserved, vec![(budget("2025-26"), 33_334), (budget("2026-27"), 66_667)]);
     assert_eq!(reserved.iter().map(|(_, cents)| cents).sum::<i64>(), 100_001);
     assert_eq!(
         approved_terms(&written).reservations,
         vec![
-            Reservation { year: fy("2025-26"), amount: Money::from_cents(33_333) },
-            Reservation { year: fy("2026-27"), amount: Money::from_cents(66_668) },
+            Reservation { year: fy("2025-26"), amount: Money::from_cents(33_334) },
+            Reservation { year: fy("2026-27"), amount: Money::from_cents(66_667) },
         ]
     );
     // Omitted, the ceiling is the allocated subsidy, reserved where it falls.
     let written = decide_approval(&state, spanning_two_years(None)).expect("approved");
     assert_eq!(committed(&written), vec![(budget("2025-26"), 297_500), (budget("2026-27"), 595_000)]);
 
-    // A year whose share rounds down to nothing reserves nothing: no commitment is written to it.
+    // A year whose share is nothing reserves nothing: no commitment is written to it. A
+    // ceiling of one cent is a third of a cent in 2025-26, rounded up to the cent; the last
+    // year is left nothing.
     let written = decide_approval(&state, spanning_two_years(Some(Money::from_cents(1)))).expect("approved");
-    assert_eq!(committed(&written), vec![(budget("2026-27"), 1)]);
-    assert!(written_to(&written, &budget("2025-26")).is_empty(), "{written:?}");
+    assert_eq!(committed(&written), vec![(budget("2025-26"), 1)]);
+    assert!(written_to(&written, &budget("2026-27")).is_empty(), "{written:?}");
     assert_eq!(
         approved_terms(&written).reservations,
-        vec![Reservation { year: fy("2026-27"), amount: Money::from_cents(1) }]
+        vec![Reservation { year: fy("2025-26"), amount: Money::from_cents(1) }]
     );
 }
 
@@ -1117,11 +1187,7 @@ fn an_unknown_application_is_refused_naming_the_id_requested() {
     // Usage of an unknown application is refused as such, before its rate is looked up.
     let charge = ChargeUsage { application_id: unknown.into(), ..usage(10, "2025-07") };
     then_refused_saying(
-        when_decided(
-            &charge,
-            &(nobody, FundingYearState::default(), PriceScheduleState::default()),
-            &finance(day(2025, 8, 5)),
-        ),
+        when_decided(&charge, &(nobody, PriceScheduleState::default()), &finance(day(2025, 8, 5))),
         "unknown_application",
         &["no application 9c2d4e7f"],
     );
@@ -1169,44 +1235,29 @@ fn usage_is_charged_at_the_rate_in_force_times_the_approved_rate() {
         disbursed_total: Money::from_cents(990_675),
         ceiling_left: Money::from_cents(ALLOCATION_SUBSIDY_CENTS - 990_675),
     };
-    let disbursed = SubsidyDisbursed {
-        disbursed_on: day(2025, 8, 5),
-        application_id: ID.into(),
-        usage_id: "u-2025-07-333".into(),
-        amount: Money::from_cents(990_675),
-        disbursed_total: Money::from_cents(990_675),
-    };
-    then_events(
-        written,
-        &[
-            (application(), SchemeEvent::Application(charged.into())),
-            (budget("2025-26"), SchemeEvent::Funding(disbursed.into())),
-        ],
-    );
+    // One event, to the application: the funding year is not written.
+    then_events(written, &[(application(), charged.into())]);
 
     // The rate in force is the schedule's on the first day of the usage month.
     let cheaper = given(&[rate_set(4_250, day(2025, 4, 1)), rate_set(3_900, day(2025, 8, 1))], prices::apply);
     let august = when_decided(
         &usage(100, "2025-08"),
-        &(given(&signed(), app::apply), budget_2025(), cheaper.clone()),
+        &(given(&signed(), app::apply), cheaper.clone()),
         &finance(day(2025, 9, 5)),
     )
     .expect("charged");
     assert!(
-        matches!(&application_events(&august)[..], [E::UsageCharged(line)] if line.rate_per_unit.cents() == 3_900 && line.subsidy.cents() == 273_000),
+        matches!(&charged_events(&august)[..], [E::UsageCharged(line)] if line.rate_per_unit.cents() == 3_900 && line.subsidy.cents() == 273_000),
         "{august:?}"
     );
-    let july = when_decided(
-        &usage(100, "2025-07"),
-        &(given(&signed(), app::apply), budget_2025(), cheaper),
-        &finance(day(2025, 9, 5)),
-    )
-    .expect("charged");
-    assert!(matches!(&application_events(&july)[..], [E::UsageCharged(line)] if line.rate_per_unit.cents() == 4_250));
+    let july =
+        when_decided(&usage(100, "2025-07"), &(given(&signed(), app::apply), cheaper), &finance(day(2025, 9, 5)))
+            .expect("charged");
+    assert!(matches!(&charged_events(&july)[..], [E::UsageCharged(line)] if line.rate_per_unit.cents() == 4_250));
     then_refused(
         when_decided(
             &usage(100, "2025-07"),
-            &(given(&signed(), app::apply), budget_2025(), PriceScheduleState::default()),
+            &(given(&signed(), app::apply), PriceScheduleState::default()),
             &finance(day(2025, 8, 5)),
         ),
         "no_rate_in_force",
@@ -1227,32 +1278,31 @@ fn usage_is_paid_from_the_funding_year_of_its_month() {
     let mut events = assessed();
     events.extend(application_events(&approval));
     events.push(AgreementSigned { signed_on: day(2026, 2, 15), reporting_due_dates: vec![day(2026, 6, 15)] }.into());
-    let budgets = budgets_after(1_000_000, &approval);
+    // HK$2,975.00 reserved in each year: March 2026 is in 2025-26, April in 2026-27.
+    assert_eq!(
+        approved_terms(&approval).reservations,
+        vec![
+            Reservation { year: fy("2025-26"), amount: hkd(2_975) },
+            Reservation { year: fy("2026-27"), amount: hkd(2_975) }
+        ]
+    );
 
     let april = usage(100, "2026-04");
-    assert_eq!(april.subject(), Ok(application()));
-    assert_eq!(
-        april.boundary(&Histories::default()),
-        Ok(vec![budget("2026-27"), streams::prices().expect("prices")]),
-        "reads the year of April 2026 and the price schedule"
-    );
-    let state = (given(&events, app::apply), budgets[&fy("2026-27")].clone(), price_schedule());
+    assert_eq!(april.financial_year(), fy("2026-27"));
+    let state = (given(&events, app::apply), price_schedule());
     let written = when_decided(&april, &state, &finance(day(2026, 5, 5))).expect("charged");
-    // 100 × HK$42.50 × 70 % = HK$2,975.00.
-    let disbursed = SubsidyDisbursed {
-        disbursed_on: day(2026, 5, 5),
-        application_id: ID.into(),
-        usage_id: "u-2026-04-100".into(),
-        amount: hkd(2_975),
-        disbursed_total: hkd(2_975),
-    };
-    assert_eq!(written.len(), 2, "{written:?}");
+    // 100 × HK$42.50 × 70 % = HK$2,975.00, from what the application holds in 2026-27.
     assert!(
-        matches!(&written[0], (stream, SchemeEvent::Application(E::UsageCharged(line)))
+        matches!(&written[..], [(stream, E::UsageCharged(line))]
             if *stream == application() && line.financial_year == fy("2026-27") && line.subsidy == hkd(2_975)),
         "{written:?}"
     );
-    assert_eq!(written[1], (budget("2026-27"), SchemeEvent::Funding(disbursed.into())));
+    events.extend(charged_events(&written));
+    let after = given(&events, app::apply);
+    assert_eq!(after.disbursed_by_year(), BTreeMap::from([(fy("2026-27"), hkd(2_975))]));
+    assert_eq!(after.usage_year("u-2026-04-100"), Some(fy("2026-27")));
+    // What is left to the application is 2025-26's reservation, for March.
+    assert_eq!(after.unused_reservations(), vec![Reservation { year: fy("2025-26"), amount: hkd(2_975) }]);
 }
 
 #[test]
@@ -1263,7 +1313,7 @@ fn usage_outside_the_period_above_the_allocation_or_beyond_the_ceiling_is_refuse
     then_refused(charge(&events, &usage(1_001, "2025-07"), day(2025, 8, 5)), "units_above_allocation");
     then_refused(charge(&events, &usage(0, "2025-07"), day(2025, 8, 5)), "invalid_input");
     let first = charge(&events, &usage(600, "2025-07"), day(2025, 8, 5)).expect("first");
-    let events = [events, application_events(&first)].concat();
+    let events = [events, charged_events(&first)].concat();
     then_refused(charge(&events, &usage(600, "2025-07"), day(2025, 8, 6)), "no_change");
     let refusal = then_refused(charge(&events, &usage(401, "2025-07"), day(2025, 8, 6)), "units_above_allocation");
     assert!(refusal.to_string().contains("600 used"), "{refusal}");
@@ -1271,11 +1321,7 @@ fn usage_outside_the_period_above_the_allocation_or_beyond_the_ceiling_is_refuse
     // At HK$1,000 a node-hour in August, 1,000 units × 70 % = HK$700,000, above the ceiling.
     let expensive = given(&[rate_set(4_250, day(2025, 4, 1)), rate_set(100_000, day(2025, 8, 1))], prices::apply);
     then_refused_saying(
-        when_decided(
-            &usage(1_000, "2025-08"),
-            &(given(&events, app::apply), budget_2025(), expensive),
-            &finance(day(2025, 9, 5)),
-        ),
+        when_decided(&usage(1_000, "2025-08"), &(given(&events, app::apply), expensive), &finance(day(2025, 9, 5))),
         "ceiling_exceeded",
         &["HK$700,000.00", "the ceiling of HK$178,500.00", "HK$17,850.00 already disbursed"],
     );
@@ -1285,19 +1331,18 @@ fn usage_outside_the_period_above_the_allocation_or_beyond_the_ceiling_is_refuse
 fn a_disbursement_is_reversed_by_a_new_event_and_only_once() {
     let charged = charge(&signed(), &usage(100, "2025-07"), day(2025, 8, 5)).expect("charged");
     let mut events = signed();
-    events.extend(application_events(&charged));
-    let mut budget_events = vec![received(fy("2025-26"), 1_000_000)];
-    budget_events.extend(funding_events(&approval_written(), "2025-26"));
-    budget_events.extend(funding_events(&charged, "2025-26"));
+    events.extend(charged_events(&charged));
     let reverse = |usage_id: &str, reason: &str| ReverseDisbursement {
         application_id: ID.into(),
         usage_id: usage_id.into(),
         reason: reason.into(),
     };
-    // Which year it reads is known only once the application is loaded.
+    // A decision on the application alone: it reads and writes no funding year.
+    assert_eq!(reverse("u-2025-07-100", "x").subject(), Ok(application()));
     assert_eq!(reverse("u-2025-07-100", "x").boundary(&Histories::default()), Ok(vec![]));
 
-    let state = (given(&events, app::apply), given(&budget_events, funding::apply));
+    let state = given(&events, app::apply);
+    assert_eq!(state.disbursed_by_year(), BTreeMap::from([(fy("2025-26"), Money::from_cents(297_500))]));
     let written = when_decided(&reverse("u-2025-07-100", "metering error"), &state, &finance(day(2025, 8, 20)));
     let reversed = DisbursementReversed {
         reversed_on: day(2025, 8, 20),
@@ -1307,32 +1352,17 @@ fn a_disbursement_is_reversed_by_a_new_event_and_only_once() {
         reason: "metering error".into(),
         disbursed_total: Money::ZERO,
     };
-    let budget_reversed = SubsidyDisbursementReversed {
-        reversed_on: day(2025, 8, 20),
-        application_id: ID.into(),
-        usage_id: "u-2025-07-100".into(),
-        amount: Money::from_cents(297_500),
-        disbursed_total: Money::ZERO,
-    };
-    then_events(
-        written.clone(),
-        &[
-            (application(), SchemeEvent::Application(reversed.into())),
-            (budget("2025-26"), SchemeEvent::Funding(budget_reversed.into())),
-        ],
-    );
+    then_events(written.clone(), &[(application(), reversed.into())]);
     then_refused(when_decided(&reverse("u-2025-07-100", " "), &state, &finance(day(2025, 8, 20))), "invalid_input");
-    let written = written.expect("reversed");
-    events.extend(application_events(&written));
-    budget_events.extend(funding_events(&written, "2025-26"));
-    let state = (given(&events, app::apply), given(&budget_events, funding::apply));
-    assert_eq!(state.0.disbursed, Money::ZERO);
-    assert_eq!(state.1.disbursed, Money::ZERO);
-    then_refused(
-        when_decided(&reverse("u-2025-07-100", "again"), &state, &finance(day(2025, 8, 21))),
-        "already_reversed",
-    );
-    then_refused(when_decided(&reverse("u-none", "x"), &state, &finance(day(2025, 8, 21))), "unknown_usage");
+    events.extend(charged_events(&written.expect("reversed")));
+    let state = given(&events, app::apply);
+    // The application's own figures hold the reversal: nothing disbursed, in total or in the
+    // year, and the whole reservation of 2025-26 held again.
+    assert_eq!(state.disbursed, Money::ZERO);
+    assert_eq!(state.disbursed_by_year(), BTreeMap::new());
+    assert_eq!(state.unused_reservations(), vec![Reservation { year: fy("2025-26"), amount: hkd(178_500) }]);
+    then_refused(when(&reverse("u-2025-07-100", "again"), &state, &finance(day(2025, 8, 21))), "already_reversed");
+    then_refused(when(&reverse("u-none", "x"), &state, &finance(day(2025, 8, 21))), "unknown_usage");
     // The units are free again.
     assert!(charge(&events, &usage(1_000, "2025-07"), day(2025, 8, 7)).is_ok());
 }
@@ -1412,9 +1442,8 @@ fn an_overdue_progress_report_blocks_disbursement_until_it_is_submitted() {
 fn completion_and_termination_release_the_unused_commitment_and_close_the_application() {
     let charged = charge(&signed(), &usage(1_000, "2025-07"), day(2025, 8, 5)).expect("charged");
     let mut events = signed();
-    events.extend(application_events(&charged));
-    let approval = [approval_written(), charged].concat();
-    let held = budgets_after(1_000_000, &approval);
+    events.extend(charged_events(&charged));
+    let held = budgets_after(1_000_000, &approval_written());
     let state = (given(&events, app::apply), held);
     let close = |reason: Option<&str>| CloseProject {
         application_id: ID.into(),
@@ -1423,7 +1452,8 @@ fn completion_and_termination_release_the_unused_commitment_and_close_the_applic
     // Which years it reads is known only once the application is loaded.
     assert_eq!(close(None).boundary(&Histories::default()), Ok(vec![]));
 
-    // HK$178,500 reserved, HK$29,750 disbursed: HK$148,750 released to 2025-26.
+    // HK$178,500 reserved, HK$29,750 disbursed (the application's own figure): HK$148,750
+    // released to 2025-26.
     let officer = facts(day(2026, 1, 31), "officer-1");
     let released = vec![Reservation { year: fy("2025-26"), amount: Money::from_cents(14_875_000) }];
     let release_on = |released_on| SubsidyReleased {
@@ -1471,7 +1501,7 @@ fn completion_and_termination_release_the_unused_commitment_and_close_the_applic
     let done = given(&events, app::apply);
     let later = facts(day(2026, 2, 1), "officer-1");
     for refused in [
-        when_decided(&usage(1, "2025-08"), &(done.clone(), budget_2025(), price_schedule()), &later).map(|_| ()),
+        when_decided(&usage(1, "2025-08"), &(done.clone(), price_schedule()), &later).map(|_| ()),
         when_decided(&close(None), &(done.clone(), BTreeMap::new()), &later).map(|_| ()),
         when(&WithdrawApplication { application_id: ID.into(), reason: "x".into() }, &done, &later).map(|_| ()),
     ] {
@@ -1502,7 +1532,7 @@ fn a_project_spanning_two_years_releases_what_it_holds_in_each() {
     assert_eq!(written.len(), 3, "{written:?}");
     assert!(matches!(&written[0], (stream, SchemeEvent::Application(E::ApplicationTerminated(t)))
         if *stream == application() && t.released.len() == 2));
-    assert_eq!(written[1..], [(budget("2025-26"), release(33_333)), (budget("2026-27"), release(66_668))]);
+    assert_eq!(written[1..], [(budget("2025-26"), release(33_334)), (budget("2026-27"), release(66_667))]);
 }
 
 #[test]
@@ -1514,7 +1544,7 @@ fn usage_of_a_month_without_a_rate_is_refused_as_such_whatever_the_applications_
         then_refused_saying(
             when_decided(
                 &usage(10, "2025-07"),
-                &(given(&events, app::apply), budget_2025(), unpriced.clone()),
+                &(given(&events, app::apply), unpriced.clone()),
                 &finance(day(2025, 8, 5)),
             ),
             "no_rate_in_force",
@@ -1535,7 +1565,7 @@ fn usage_is_charged_only_once_its_month_has_begun() {
     // From the month's first day it is charged: 10 × HK$42.50 × 70 % = HK$297.50.
     let written = charge(&signed(), &usage(10, "2025-09"), day(2025, 9, 1)).expect("charged");
     assert!(
-        matches!(&application_events(&written)[..], [E::UsageCharged(line)]
+        matches!(&charged_events(&written)[..], [E::UsageCharged(line)]
             if line.period == period("2025-09") && line.subsidy == Money::from_cents(29_750)),
         "{written:?}"
     );
@@ -1558,16 +1588,12 @@ fn usage_subsidy_is_rounded_down_to_the_cent() {
     assert_eq!(approved_terms(&approval).ceiling, Money::from_cents(5_957));
     let mut events = [assessed(), application_events(&approval)].concat();
     events.push(AgreementSigned { signed_on: day(2025, 6, 30), reporting_due_dates: vec![day(2025, 10, 15)] }.into());
-    let mut budget = budgets_after(1_000_000, &approval).remove(&fy("2025-26")).expect("year");
     // Each month: 1 × HK$42.55 × 70 % = 2,978.5 cents, paid as HK$29.78 (half up would pay HK$29.79).
     for (month, disbursed_total) in [("2025-07", 2_978), ("2025-08", 5_956)] {
-        let written = when_decided(
-            &usage(1, month),
-            &(given(&events, app::apply), budget.clone(), prices.clone()),
-            &finance(day(2025, 9, 5)),
-        )
-        .expect("charged");
-        let charged = application_events(&written);
+        let written =
+            when_decided(&usage(1, month), &(given(&events, app::apply), prices.clone()), &finance(day(2025, 9, 5)))
+                .expect("charged");
+        let charged = charged_events(&written);
         let [E::UsageCharged(line)] = &charged[..] else { panic!("charged: {written:?}") };
         assert_eq!(
             (line.gross, line.subsidy, line.disbursed_total),
@@ -1575,10 +1601,286 @@ fn usage_subsidy_is_rounded_down_to_the_cent() {
             "{month}"
         );
         events.extend(charged);
-        budget = funding_events(&written, "2025-26").iter().fold(budget, funding::apply);
     }
     // Every allocated unit charged stays within the ceiling (half up, HK$59.58 would not).
     assert_eq!(given(&events, app::apply).disbursed, Money::from_cents(5_956));
+}
+
+/// The application approved as `decision` decides (on the default approval's state) and
+/// under agreement from 30 June 2025, its one progress report due on 30 September 2028.
+fn signed_as(decision: ApproveApplication) -> (Vec<E>, ApprovedTerms) {
+    let approval = decide_approval(&approval_state(&assessed()), decision).expect("approved");
+    let mut events = [assessed(), application_events(&approval)].concat();
+    events.push(AgreementSigned { signed_on: day(2025, 6, 30), reporting_due_dates: vec![day(2028, 9, 30)] }.into());
+    (events, approved_terms(&approval))
+}
+
+/// `units` of `month`'s usage under the id `usage_id`.
+fn usage_line(usage_id: &str, units: u64, month: &str) -> ChargeUsage {
+    ChargeUsage { usage_id: usage_id.into(), ..usage(units, month) }
+}
+
+#[test]
+fn a_charge_is_refused_beyond_what_the_application_reserved_in_the_usage_months_year() {
+    // 100 node-hours in February 2026 (2025-26) and 200 in May 2026 (2026-27), HK$29.75 of
+    // subsidy a node-hour. A ceiling of HK$981.75 is 33 node-hours' worth: a third, HK$327.25
+    // (11 node-hours), reserved in 2025-26 and HK$654.50 (22) in 2026-27.
+    let (events, terms) = signed_as(spanning_two_years(Some(Money::from_cents(98_175))));
+    assert_eq!(
+        terms.reservations,
+        vec![
+            Reservation { year: fy("2025-26"), amount: Money::from_cents(32_725) },
+            Reservation { year: fy("2026-27"), amount: Money::from_cents(65_450) },
+        ]
+    );
+    let in_march = day(2026, 3, 5);
+    let in_june = day(2026, 6, 5);
+
+    // A charge reaching exactly the year's reservation is accepted.
+    let february = charge(&events, &usage(11, "2026-02"), in_march).expect("charged");
+    let [E::UsageCharged(line)] = &charged_events(&february)[..] else { panic!("{february:?}") };
+    assert_eq!((line.subsidy, line.ceiling_left), (Money::from_cents(32_725), Money::from_cents(65_450)));
+    let events = [events, charged_events(&february)].concat();
+    // Then nothing more in 2025-26, though the ceiling has HK$654.50 left: usage of February
+    // cannot draw on what was reserved in 2026-27.
+    then_refused_saying(
+        charge(&events, &usage(1, "2026-02"), in_march),
+        "year_reservation_exceeded",
+        &["a subsidy of HK$29.75", "funding year 2025-26", "(HK$327.25, of which HK$327.25 is disbursed)"],
+    );
+    // 2026-27's reservation is the application's to use, to the cent.
+    let may = charge(&events, &usage(22, "2026-05"), in_june).expect("charged");
+    let [E::UsageCharged(line)] = &charged_events(&may)[..] else { panic!("{may:?}") };
+    assert_eq!(
+        (line.subsidy, line.disbursed_total, line.ceiling_left),
+        (Money::from_cents(65_450), Money::from_cents(98_175), Money::ZERO)
+    );
+    let events = [events, charged_events(&may)].concat();
+    then_refused(charge(&events, &usage(1, "2026-05"), in_june), "ceiling_exceeded");
+
+    // A reversal gives the year back what the line took.
+    let reversal = ReverseDisbursement {
+        application_id: ID.into(),
+        usage_id: "u-2026-02-11".into(),
+        reason: "metering error".into(),
+    };
+    let reversed = when(&reversal, &given(&events, app::apply), &finance(in_march)).expect("reversed");
+    let events = [events, reversed].concat();
+    assert_eq!(given(&events, app::apply).disbursed_by_year().get(&fy("2025-26")), None);
+    assert!(charge(&events, &usage_line("u-2026-02-again", 11, "2026-02"), in_march).is_ok());
+}
+
+#[test]
+fn a_later_years_usage_cannot_draw_on_an_earlier_years_reservation_and_a_cent_over_is_refused() {
+    let (events, _) = signed_as(spanning_two_years(Some(Money::from_cents(98_175))));
+    // 23 node-hours of May 2026 are HK$684.25: within the ceiling of HK$981.75, above the
+    // HK$654.50 reserved in 2026-27, though 2025-26 holds HK$327.25 unused.
+    then_refused_saying(
+        charge(&events, &usage(23, "2026-05"), day(2026, 6, 5)),
+        "year_reservation_exceeded",
+        &["a subsidy of HK$684.25", "funding year 2026-27", "(HK$654.50, of which HK$0.00 is disbursed)"],
+    );
+    assert!(charge(&events, &usage(22, "2026-05"), day(2026, 6, 5)).is_ok());
+
+    // HK$981.72 reserves HK$327.24 in 2025-26: 11 node-hours, HK$327.25, are a cent over.
+    let (events, terms) = signed_as(spanning_two_years(Some(Money::from_cents(98_172))));
+    assert_eq!(terms.reservations[0], Reservation { year: fy("2025-26"), amount: Money::from_cents(32_724) });
+    let refusal = then_refused_saying(
+        charge(&events, &usage(11, "2026-02"), day(2026, 3, 5)),
+        "year_reservation_exceeded",
+        &["a subsidy of HK$327.25", "funding year 2025-26", "(HK$327.24, of which HK$0.00 is disbursed)"],
+    );
+    assert_eq!(
+        refusal,
+        DomainError::YearReservationExceeded {
+            year: "2025-26".into(),
+            requested: "HK$327.25".into(),
+            reserved: "HK$327.24".into(),
+            disbursed: "HK$0.00".into(),
+        }
+    );
+    assert!(charge(&events, &usage(10, "2026-02"), day(2026, 3, 5)).is_ok());
+}
+
+#[test]
+fn every_allocated_unit_is_paid_in_full_when_the_ceiling_is_the_allocations_subsidy() {
+    // Allocations over two and three financial years at rates that give fractions of a cent;
+    // the ceiling omitted, so it is the allocation's subsidy, rounded down once.
+    let exceptional = Some("unique public-health impact");
+    let cases = [
+        // HK$42.55 at 70 %: 2,978.5 cents a node-hour.
+        (
+            7_000,
+            None,
+            vec![(4_255, day(2025, 4, 1))],
+            vec![("2026-02", 1), ("2026-03", 3), ("2026-04", 7), ("2027-01", 5)],
+        ),
+        // HK$33.33, then HK$44.41 from October 2026, at 69.99 %, over three years.
+        (
+            6_999,
+            None,
+            vec![(3_333, day(2025, 4, 1)), (4_441, day(2026, 10, 1))],
+            vec![
+                ("2025-08", 333),
+                ("2025-12", 17),
+                ("2026-05", 101),
+                ("2026-11", 999),
+                ("2027-04", 77),
+                ("2028-03", 1),
+            ],
+        ),
+        // One cent a unit at 90 %: 0.9 of a cent a unit.
+        (9_000, exceptional, vec![(1, day(2025, 4, 1))], vec![("2025-07", 7), ("2026-04", 11), ("2027-06", 13)]),
+        // HK$0.07 at 50.01 %: 3.5007 cents a unit, the last year the smallest.
+        (5_001, None, vec![(7, day(2025, 4, 1))], vec![("2025-09", 2_999), ("2026-09", 1_001), ("2027-05", 1)]),
+        // HK$42.50 at 70 %, whole cents, three years.
+        (7_000, None, vec![(4_250, day(2025, 4, 1))], vec![("2025-07", 1_000), ("2026-06", 333), ("2027-12", 7)]),
+    ];
+    for (bps, reason, rates, allocated) in cases {
+        let schedule: PriceScheduleState =
+            given(&rates.iter().map(|(cents, from)| rate_set(*cents, *from)).collect::<Vec<_>>(), prices::apply);
+        let state = ApprovalState { prices: schedule.clone(), ..approval_state_to_2028() };
+        let decision = ApproveApplication {
+            rate: rate(bps),
+            exceptional_reason: reason.map(str::to_string),
+            ..approve_to_2028(&allocated, None)
+        };
+        let case = format!("{bps} bps at {rates:?}: {allocated:?}");
+        let approval = decide_approval(&state, decision).unwrap_or_else(|error| panic!("{case}: {error}"));
+        let terms = approved_terms(&approval);
+
+        // The subsidy of each year's units, unrounded (ten-thousandths of a cent), worked out here.
+        let mut by_year: BTreeMap<FinancialYear, i128> = BTreeMap::new();
+        for (month, units) in &allocated {
+            let first_day = period(month).first_day();
+            let cents = schedule.rate_in_force(&gpu(), first_day).expect("rate").cents();
+            *by_year.entry(FinancialYear::containing(first_day)).or_default() +=
+                i128::from(*units) * i128::from(cents) * i128::from(bps);
+        }
+        let ceiling = by_year.values().sum::<i128>() / 10_000;
+        assert_eq!(i128::from(terms.ceiling.cents()), ceiling, "{case}");
+        // Each year but the last reserves exactly what its units can draw; the last the rest.
+        let (last, _) = by_year.last_key_value().expect("a year");
+        let expected: Vec<Reservation> = by_year
+            .iter()
+            .map(|(year, subsidy)| {
+                let earlier: i128 = by_year.iter().filter(|(other, _)| *other != last).map(|(_, s)| s / 10_000).sum();
+                let amount = if year == last { ceiling - earlier } else { subsidy / 10_000 };
+                Reservation { year: *year, amount: Money::from_cents(i64::try_from(amount).expect("cents")) }
+            })
+            .filter(|reservation| reservation.amount.cents() > 0)
+            .collect();
+        assert_eq!(terms.reservations, expected, "{case}");
+        assert_eq!(terms.reservations.iter().map(|r| r.amount.cents()).sum::<i64>(), terms.ceiling.cents(), "{case}");
+
+        // Every allocated unit charged month by month, each month in two lines where it can be
+        // (so each line is rounded down on its own).
+        let mut events = [assessed(), application_events(&approval)].concat();
+        events
+            .push(AgreementSigned { signed_on: day(2025, 6, 30), reporting_due_dates: vec![day(2028, 9, 30)] }.into());
+        let mut lines: Vec<UsageCharged> = Vec::new();
+        for (month, units) in &allocated {
+            let parts = [units / 3, units - units / 3];
+            for (part, units) in parts.into_iter().filter(|units| *units > 0).enumerate() {
+                let decision = usage_line(&format!("u-{month}-{part}"), units, month);
+                let today = period(month).first_day() + chrono::Days::new(40);
+                let written = when_decided(&decision, &(given(&events, app::apply), schedule.clone()), &finance(today))
+                    .unwrap_or_else(|error| panic!("{case}: {units} units of {month} refused: {error}"));
+                let charged = charged_events(&written);
+                let [E::UsageCharged(line)] = &charged[..] else { panic!("{case}: {written:?}") };
+                lines.push(line.clone());
+                events.extend(charged);
+            }
+        }
+        let paid = given(&events, app::apply);
+        let total: i64 = lines.iter().map(|line| line.subsidy.cents()).sum();
+        assert_eq!(paid.disbursed.cents(), total, "{case}");
+        assert_eq!(lines.last().map(|line| line.disbursed_total.cents()), Some(total), "{case}");
+        assert_eq!(
+            lines.last().map(|line| line.ceiling_left),
+            terms.ceiling.checked_sub(paid.disbursed).ok(),
+            "{case}"
+        );
+        assert!(total <= terms.ceiling.cents(), "{case}: {total} paid");
+        let allocated_units: u64 = allocated.iter().map(|(_, units)| units).sum();
+        assert_eq!(lines.iter().map(|line| line.units).sum::<u64>(), allocated_units, "{case}");
+        for reservation in &terms.reservations {
+            let in_year: i64 = lines
+                .iter()
+                .filter(|line| line.financial_year == reservation.year)
+                .map(|line| line.subsidy.cents())
+                .sum();
+            assert!(in_year <= reservation.amount.cents(), "{case}: {in_year} paid in {}", reservation.year);
+            assert_eq!(paid.disbursed_by_year().get(&reservation.year).map_or(0, |m| m.cents()), in_year, "{case}");
+        }
+    }
+}
+
+#[test]
+fn a_usage_charge_reads_the_application_and_the_price_schedule_and_writes_only_the_application() {
+    let july = usage(100, "2025-07");
+    assert_eq!(july.subject(), Ok(application()));
+    // The price schedule is read; no funding year is read or written, whatever the month.
+    for month in ["2025-07", "2026-02", "2026-05"] {
+        assert_eq!(
+            usage(100, month).boundary(&Histories::default()),
+            Ok(vec![streams::prices().expect("prices")]),
+            "{month}"
+        );
+    }
+    let written = charge(&signed(), &july, day(2025, 8, 5)).expect("charged");
+    let streams: Vec<&StreamId> = written.iter().map(|(stream, _)| stream).collect();
+    assert_eq!(streams, [&application()]);
+    // The decision's event is the pure charge, shared with the bulk import.
+    let charged = july.charge(&given(&signed(), app::apply), &price_schedule(), day(2025, 8, 5)).expect("charged");
+    assert_eq!(written, vec![(application(), charged.into())]);
+
+    // A reversal is a decision on the application alone.
+    let reversal =
+        ReverseDisbursement { application_id: ID.into(), usage_id: "u-2025-07-100".into(), reason: "x".into() };
+    assert_eq!(Decision::subject(&reversal), Ok(application()));
+    assert_eq!(reversal.boundary(&Histories::default()), Ok(vec![]));
+    let state = given(&[signed(), charged_events(&written)].concat(), app::apply);
+    let reversed = when_decided(&reversal, &state, &finance(day(2025, 8, 20))).expect("reversed");
+    assert!(
+        matches!(&reversed[..], [(stream, E::DisbursementReversed(_))] if *stream == application()),
+        "{reversed:?}"
+    );
+}
+
+#[test]
+fn an_imported_line_is_charged_to_the_application_alone_and_held_to_the_years_reservation() {
+    use super::usage_import::{ImportStates, LineOutcome, UsageLine, decide_line};
+    let (events, _) = signed_as(spanning_two_years(Some(Money::from_cents(98_175))));
+    let mut states = ImportStates {
+        applications: BTreeMap::from([(ID.to_string(), given(&events, app::apply))]),
+        prices: price_schedule(),
+    };
+    let line = |line: usize, units: u64, month: &str| UsageLine {
+        line,
+        application_id: ID.into(),
+        service_type: gpu(),
+        units,
+        period: period(month),
+    };
+    // 11 node-hours of February 2026: exactly 2025-26's HK$327.25.
+    let outcome = decide_line(&mut states, "run-1", &line(2, 11, "2026-02"), day(2026, 3, 5));
+    let LineOutcome::Charge(event) = outcome else { panic!("charged, not {outcome:?}") };
+    assert!(
+        matches!(event.as_ref(), E::UsageCharged(charged) if charged.subsidy == Money::from_cents(32_725) && charged.financial_year == fy("2025-26")),
+        "{event:?}"
+    );
+    assert_eq!(states.applications[ID].disbursed, Money::from_cents(32_725), "the state the next line is decided on");
+    // The next line of the same year is refused as the decision refuses it.
+    let outcome = decide_line(&mut states, "run-1", &line(3, 1, "2026-02"), day(2026, 3, 5));
+    let LineOutcome::Refused(error) = outcome else { panic!("refused, not {outcome:?}") };
+    assert_eq!((error.line, error.code), (3, "year_reservation_exceeded"));
+    assert!(error.message.contains("funding year 2025-26"), "{}", error.message);
+    // And the other year's is there to use.
+    assert!(matches!(
+        decide_line(&mut states, "run-1", &line(4, 22, "2026-05"), day(2026, 6, 5)),
+        LineOutcome::Charge(_)
+    ));
 }
 
 #[test]
@@ -1692,6 +1994,36 @@ fn a_funding_year_records_receipts_and_redirects_unused_subsidy_only_after_it_en
     let closed = given(&[received, vec![commit], redirected.expect("redirected")].concat(), funding::apply);
     then_refused_saying(funding::commit(&closed, year, ID, hkd(1), day(2026, 4, 2)), "year_closed", &["2025-26"]);
     then_refused(when(&redirect, &closed, &finance(day(2026, 4, 2))), "year_closed");
+}
+
+#[test]
+fn disbursements_the_first_releases_wrote_to_a_funding_year_fold_without_effect() {
+    let year = fy("2025-26");
+    let commitment =
+        funding::commit(&given(&[received(year, 1_000_000)], funding::apply), year, ID, hkd(178_500), day(2025, 6, 15))
+            .expect("commit");
+    let before = given(&[received(year, 1_000_000), commitment.clone()], funding::apply);
+    let [disbursed, reversed] = legacy_disbursement_events();
+    let with_history =
+        given(&[received(year, 1_000_000), commitment, disbursed.clone(), reversed.clone()], funding::apply);
+    assert_eq!(with_history, before);
+    assert_eq!(funding::apply(before.clone(), &disbursed), before);
+    assert_eq!(with_history.subsidy_left(), hkd(821_500));
+    // What the year decides on is unchanged by them: the same commitment is refused or taken.
+    then_refused(funding::commit(&with_history, year, ID, hkd(821_501), day(2025, 7, 1)), "budget_short");
+    assert!(funding::commit(&with_history, year, ID, hkd(821_500), day(2025, 7, 1)).is_ok());
+
+    // The amounts are the application's own: its charge and reversal carry them.
+    let charged = charge(&signed(), &usage(100, "2025-07"), day(2025, 8, 5)).expect("charged");
+    let events = [signed(), charged_events(&charged)].concat();
+    let state = given(&events, app::apply);
+    assert_eq!(state.disbursed, Money::from_cents(297_500));
+    assert_eq!(state.disbursed_by_year(), BTreeMap::from([(year, Money::from_cents(297_500))]));
+    assert!(
+        matches!(&charged_events(&charged)[..], [E::UsageCharged(line)]
+            if line.disbursed_total == Money::from_cents(297_500) && line.financial_year == year),
+        "{charged:?}"
+    );
 }
 
 #[test]
@@ -1825,6 +2157,29 @@ fn batches_take_applications_in_deadline_order_and_close_only_after_their_deadli
     );
 }
 
+/// A funding year's record of the charge of 100 node-hours of July 2025 on 5 August
+/// (HK$2,975.00) and of its reversal on 20 August, as the first releases wrote it.
+fn legacy_disbursement_events() -> [FundingEvent; 2] {
+    [
+        SubsidyDisbursed {
+            disbursed_on: day(2025, 8, 5),
+            application_id: ID.into(),
+            usage_id: "u-2025-07-100".into(),
+            amount: Money::from_cents(297_500),
+            disbursed_total: Money::from_cents(297_500),
+        }
+        .into(),
+        SubsidyDisbursementReversed {
+            reversed_on: day(2025, 8, 20),
+            application_id: ID.into(),
+            usage_id: "u-2025-07-100".into(),
+            amount: Money::from_cents(297_500),
+            disbursed_total: Money::ZERO,
+        }
+        .into(),
+    ]
+}
+
 /// One event of every type of the scheme.
 fn one_of_each_event() -> Vec<SchemeEvent> {
     let kpis = Kpis {
@@ -1867,15 +2222,13 @@ fn one_of_each_event() -> Vec<SchemeEvent> {
         ApplicationTerminated { reason: "abandoned".into(), terminated_on: day(2025, 9, 1), released }.into(),
     ];
     let charged = charge(&signed(), &usage(100, "2025-07"), day(2025, 8, 5)).expect("charged");
-    let events = [signed(), application_events(&charged)].concat();
+    let events = [signed(), charged_events(&charged)].concat();
     let reversal =
         ReverseDisbursement { application_id: ID.into(), usage_id: "u-2025-07-100".into(), reason: "x".into() };
-    let reversed = when_decided(
-        &reversal,
-        &(given(&events, app::apply), budgets_after(1_000_000, &charged)[&fy("2025-26")].clone()),
-        &finance(day(2025, 8, 20)),
-    )
-    .expect("reversed");
+    let reversed = when(&reversal, &given(&events, app::apply), &finance(day(2025, 8, 20))).expect("reversed");
+    // The funding year's record of the same charge and reversal, as the first releases wrote
+    // it: no decision writes these any more, but they stay readable.
+    let [disbursed, reversed_in_year] = legacy_disbursement_events();
     let others: Vec<SchemeEvent> = vec![
         SchemeEvent::Funding(received(fy("2025-26"), 1_000_000)),
         SchemeEvent::Funding(
@@ -1928,7 +2281,12 @@ fn one_of_each_event() -> Vec<SchemeEvent> {
         .chain(lifecycle)
         .map(SchemeEvent::Application)
         .chain(approval_written().into_iter().map(|(_, event)| event))
-        .chain(charged.into_iter().chain(reversed).map(|(_, event)| event))
+        .chain([
+            SchemeEvent::Application(charged_events(&charged).remove(0)),
+            SchemeEvent::Funding(disbursed),
+            SchemeEvent::Application(reversed[0].clone()),
+            SchemeEvent::Funding(reversed_in_year),
+        ])
         .chain(others)
         .collect()
 }
@@ -2009,7 +2367,8 @@ fn every_event_takes_effect_on_its_business_date_and_a_monthly_fact_on_its_month
     .into_iter()
     .chain(allocated)
     .chain([
-        // The charge of July 2025's usage on 5 August and its reversal on 20 August.
+        // The charge of July 2025's usage on 5 August and its reversal on 20 August (each
+        // followed by the funding year's record of it, as the first releases wrote it).
         ("UsageCharged", day(2025, 7, 1)),
         ("SubsidyDisbursed", day(2025, 8, 5)),
         ("DisbursementReversed", day(2025, 8, 20)),

@@ -17,9 +17,8 @@ use serde::Serialize;
 
 use super::application::{self, ApplicationState, ChargeUsage};
 use super::error::DomainError;
-use super::funding::{self, FundingEvent, FundingYearState};
 use super::prices::PriceScheduleState;
-use super::values::{FinancialYear, Period, ServiceType};
+use super::values::{Period, ServiceType};
 
 /// The header the file must start with.
 pub const HEADER: [&str; 4] = ["project", "service_type", "units", "period"];
@@ -58,10 +57,6 @@ pub struct UsageLine {
 impl UsageLine {
     pub fn usage_id(&self, import_id: &str) -> String {
         usage_id(import_id, self.line)
-    }
-
-    pub fn financial_year(&self) -> FinancialYear {
-        FinancialYear::containing(self.period.first_day())
     }
 }
 
@@ -202,8 +197,9 @@ fn split_fields(raw: &str) -> Result<Vec<String>, String> {
 /// What deciding a line gave.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LineOutcome {
-    /// The line's charge and its disbursement from the usage month's funding year.
-    Charge(Box<(application::ApplicationEvent, FundingEvent)>),
+    /// The line's charge to its application (paid from what it reserved in the usage month's
+    /// funding year).
+    Charge(Box<application::ApplicationEvent>),
     /// Charged by an earlier run of the same import.
     AlreadyImported,
     Refused(LineError),
@@ -213,7 +209,6 @@ pub enum LineOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct ImportStates {
     pub applications: BTreeMap<String, ApplicationState>,
-    pub budgets: BTreeMap<FinancialYear, FundingYearState>,
     pub prices: PriceScheduleState,
 }
 
@@ -238,15 +233,13 @@ pub fn decide_line(states: &mut ImportStates, import_id: &str, line: &UsageLine,
         period: line.period,
         units: line.units,
     };
-    let budget = states.budgets.entry(line.financial_year()).or_default();
-    match charge.charge(state, budget, &states.prices, today) {
-        Ok((charged, disbursement)) => {
+    match charge.charge(state, &states.prices, today) {
+        Ok(charged) => {
             let event = application::ApplicationEvent::from(charged);
-            *budget = funding::apply(std::mem::take(budget), &disbursement);
             if let Some(state) = states.applications.remove(&line.application_id) {
                 states.applications.insert(line.application_id.clone(), application::state::apply(state, &event));
             }
-            LineOutcome::Charge(Box::new((event, disbursement)))
+            LineOutcome::Charge(Box::new(event))
         }
         Err(error) => refuse(error),
     }

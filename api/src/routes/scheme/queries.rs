@@ -16,7 +16,7 @@ use crate::authorization::{Action, require};
 use crate::problem::{ApiError, ProblemDocument};
 use crate::routes::audit::READ_YOUR_WRITES_WAIT;
 
-async fn reached(pool: &PgPool, after_position: Option<u64>) -> Result<(), ApiError> {
+pub(crate) async fn reached(pool: &PgPool, after_position: Option<u64>) -> Result<(), ApiError> {
     if let Some(position) = after_position
         && !wait_for_position(pool, applications::NAME, Position(position), READ_YOUR_WRITES_WAIT).await?
     {
@@ -110,8 +110,9 @@ pub async fn list_applications(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct QueueParams {
-    after_position: Option<u64>,
+pub(crate) struct QueueParams {
+    /// Answer once the read model has applied this position (read-your-writes).
+    pub(crate) after_position: Option<u64>,
 }
 
 /// `GET /api/v1/batches/{batch_id}/queue`: counts per stage and the work queues of a batch.

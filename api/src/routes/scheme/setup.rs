@@ -147,23 +147,29 @@ pub async fn redirect_unused(
     .await
 }
 
-/// `GET /api/v1/funding-years/{year}`: received, committed, disbursed, left.
-#[utoipa::path(tag = "funding", params(("year" = String, Path)), responses((status = 200, description = "The funding year; ETag is its version", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+/// `GET /api/v1/funding-years/{year}`: received, committed, left (the year's own stream) and
+/// disbursed (the read model's total of the year's usage charges, less reversals).
+#[utoipa::path(tag = "funding", params(("year" = String, Path), super::queries::QueueParams), responses((status = 200, description = "The funding year; ETag is its version", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/funding-years/{year}")]
 pub async fn funding_year(
+    request: HttpRequest,
     path: web::Path<String>,
     principal: Principal,
     scheme: web::Data<Scheme>,
+    pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
     let year = year_of(&path.into_inner())?;
+    let params: super::queries::QueueParams = crate::routes::query(&request)?;
     let (state, version) = scheme.funding_state(year).await.map_err(|error| command_failure(error, false))?;
     if version.is_none() {
         return Err(ApiError::NotFound(format!("no funding is recorded for {year}")));
     }
+    super::queries::reached(&pool, params.after_position).await?;
+    let disbursed = aisc_projections::applications::disbursed_in_year(&pool, &year.to_string()).await?;
     let left = state.subsidy_left();
     Ok(view(
-        &serde_json::json!({ "year": state.year, "received": state.received, "committed": state.committed, "disbursed": state.disbursed, "redirected": state.redirected, "closed": state.closed, "subsidy_left": left }),
+        &serde_json::json!({ "year": state.year, "received": state.received, "committed": state.committed, "disbursed": disbursed, "redirected": state.redirected, "closed": state.closed, "subsidy_left": left }),
         version,
     ))
 }

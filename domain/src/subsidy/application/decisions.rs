@@ -21,7 +21,7 @@ use crate::subsidy::batches::{Batch, BatchCalendar, BatchCalendarState};
 use crate::subsidy::capacity::{self, Allocation, Capacity, CapacityState};
 use crate::subsidy::error::DomainError;
 use crate::subsidy::events::SchemeEvent;
-use crate::subsidy::funding::{self, FundingEvent, FundingYear, FundingYearState};
+use crate::subsidy::funding::{self, FundingYear, FundingYearState};
 use crate::subsidy::prices::{PriceSchedule, PriceScheduleState};
 use crate::subsidy::streams;
 use crate::subsidy::values::{
@@ -610,9 +610,12 @@ impl Decision for ApproveApplication {
 }
 
 /// Splits the ceiling across the financial years in proportion to the subsidy of the units
-/// allocated in each year's months (Government funds each year separately, §16, §23), rounded
-/// down; the remainder goes to the last year, so the parts add up to the ceiling exactly.
-/// A year whose share rounds to nothing reserves nothing.
+/// allocated in each year's months (Government funds each year separately, §16, §23). Every
+/// year but the last takes its share rounded up to the cent, but never more than the subsidy
+/// of its own units (so a ceiling equal to the allocation's subsidy reserves each year exactly
+/// what its units can draw, and no charge within the allocation is refused for a cent); the
+/// last year takes the rest, so the parts add up to the ceiling exactly. A year whose share
+/// is nothing reserves nothing.
 fn reservations(
     ceiling: Money,
     subsidy_by_year: &BTreeMap<FinancialYear, i128>,
@@ -622,21 +625,30 @@ fn reservations(
         .try_fold(0_i128, |total, year| total.checked_add(*year))
         .ok_or(DomainError::AmountOverflow)?
         .max(1);
-    let mut left = ceiling.cents();
-    let mut reservations = Vec::with_capacity(subsidy_by_year.len());
-    for (index, (year, subsidy)) in subsidy_by_year.iter().enumerate() {
-        let amount = if index + 1 == subsidy_by_year.len() {
-            left
-        } else {
-            let share = i128::from(ceiling.cents()).checked_mul(*subsidy).ok_or(DomainError::AmountOverflow)? / total;
-            i64::try_from(share).map_err(|_| DomainError::AmountOverflow)?
-        };
-        left -= amount;
-        if amount > 0 {
-            reservations.push(Reservation { year: *year, amount: Money::from_cents(amount) });
+    let cents = i128::from(ceiling.cents());
+    let share = |subsidy: i128, round_up: bool| -> Result<i64, DomainError> {
+        let scaled = cents.checked_mul(subsidy).ok_or(DomainError::AmountOverflow)?;
+        let mut amount = scaled / total + i128::from(round_up && scaled % total != 0);
+        if round_up {
+            amount = amount.min(subsidy / 10_000);
         }
+        i64::try_from(amount).map_err(|_| DomainError::AmountOverflow)
+    };
+    let years: Vec<(FinancialYear, i128)> = subsidy_by_year.iter().map(|(year, subsidy)| (*year, *subsidy)).collect();
+    let Some((last, earlier)) = years.split_last() else { return Ok(Vec::new()) };
+    let mut amounts = earlier.iter().map(|(_, subsidy)| share(*subsidy, true)).collect::<Result<Vec<_>, _>>()?;
+    if amounts.iter().sum::<i64>() > ceiling.cents() {
+        // A ceiling far below the allocation: plain shares rounded down always fit.
+        amounts = earlier.iter().map(|(_, subsidy)| share(*subsidy, false)).collect::<Result<Vec<_>, _>>()?;
     }
-    Ok(reservations)
+    amounts.push(ceiling.cents() - amounts.iter().sum::<i64>());
+    Ok(earlier
+        .iter()
+        .chain(std::iter::once(last))
+        .zip(amounts)
+        .filter(|(_, amount)| *amount > 0)
+        .map(|((year, _), amount)| Reservation { year: *year, amount: Money::from_cents(amount) })
+        .collect())
 }
 
 /// The signed funding agreement and its reporting schedule (§21).
@@ -703,14 +715,15 @@ impl ChargeUsage {
         FinancialYear::containing(self.period.first_day())
     }
 
-    /// The charge and its disbursement: pure, shared with the bulk import.
+    /// The charge: pure, shared with the bulk import. The subsidy is paid from what the
+    /// application reserved in the usage month's financial year at approval, so the decision
+    /// needs the application alone (and the price schedule, read).
     pub fn charge(
         &self,
         state: &ApplicationState,
-        budget: &FundingYearState,
         prices: &PriceScheduleState,
         today: NaiveDate,
-    ) -> Result<(UsageCharged, FundingEvent), DomainError> {
+    ) -> Result<UsageCharged, DomainError> {
         if state.status == Status::New {
             return Err(DomainError::UnknownApplication { application: self.application_id.clone() });
         }
@@ -765,7 +778,21 @@ impl ChargeUsage {
                 disbursed: state.disbursed.to_string(),
             });
         }
-        let disbursement = funding::disburse(budget, state.id(), &self.usage_id, subsidy, today)?;
+        let year = self.financial_year();
+        let reserved = approval
+            .reservations
+            .iter()
+            .filter(|reservation| reservation.year == year)
+            .try_fold(Money::ZERO, |total, reservation| total.checked_add(reservation.amount))?;
+        let disbursed_in_year = state.disbursed_by_year().get(&year).copied().unwrap_or_default();
+        if disbursed_in_year.checked_add(subsidy)? > reserved {
+            return Err(DomainError::YearReservationExceeded {
+                year: year.to_string(),
+                requested: subsidy.to_string(),
+                reserved: reserved.to_string(),
+                disbursed: disbursed_in_year.to_string(),
+            });
+        }
         let charged = UsageCharged {
             usage_id: self.usage_id.clone(),
             service_type: self.service_type.clone(),
@@ -779,42 +806,40 @@ impl ChargeUsage {
             disbursed_total,
             ceiling_left: approval.ceiling.checked_sub(disbursed_total)?,
         };
-        Ok((charged, disbursement))
+        Ok(charged)
     }
 }
 
 impl Decision for ChargeUsage {
-    type State = (ApplicationState, FundingYearState, PriceScheduleState);
+    type State = (ApplicationState, PriceScheduleState);
     type Facts = Facts;
-    type Event = SchemeEvent;
+    type Event = ApplicationEvent;
     type Error = DomainError;
 
     fn subject(&self) -> Result<StreamId, DomainError> {
         streams::application(&self.application_id)
     }
+    /// The price schedule is read, not written: charges on different applications never
+    /// contend for a stream.
     fn boundary(&self, _: &Histories) -> Result<Vec<StreamId>, DomainError> {
-        Ok(vec![streams::budget(self.financial_year())?, streams::prices()?])
+        Ok(vec![streams::prices()?])
     }
     fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError> {
-        let (application, budget) =
-            application_and::<FundingYear>(loaded, &self.application_id, streams::budget(self.financial_year()))?;
-        let prices = match streams::prices() {
-            Ok(stream) => loaded.state::<PriceSchedule>(&stream)?,
-            Err(_) => PriceScheduleState::default(),
-        };
-        Ok((application, budget, prices))
+        application_and::<PriceSchedule>(loaded, &self.application_id, streams::prices())
     }
-    fn decide(&self, (state, budget, prices): &Self::State, facts: &Facts) -> SchemeEvents {
-        let (charged, disbursement) = self.charge(state, budget, prices, facts.today)?;
-        Ok(vec![
-            (self.subject()?, ApplicationEvent::from(charged).into()),
-            (streams::budget(self.financial_year())?, disbursement.into()),
-        ])
+    fn decide(
+        &self,
+        (state, prices): &Self::State,
+        facts: &Facts,
+    ) -> Result<Vec<(StreamId, ApplicationEvent)>, DomainError> {
+        let charged = self.charge(state, prices, facts.today)?;
+        Ok(vec![(self.subject()?, charged.into())])
     }
 }
 
-/// Reverses a disbursement: a correction is a new event, never an edit. Reads the funding
-/// year the line was paid from, known once the application is loaded.
+/// Reverses a disbursement: a correction is a new event, never an edit. It returns the
+/// subsidy to what the application holds in the line's financial year; the year's totals are
+/// the read model's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReverseDisbursement {
     pub application_id: String,
@@ -822,37 +847,15 @@ pub struct ReverseDisbursement {
     pub reason: String,
 }
 
-impl ReverseDisbursement {
-    fn year(&self, loaded: &Histories) -> Result<Option<FinancialYear>, CodecError> {
-        let Ok(stream) = streams::application(&self.application_id) else { return Ok(None) };
-        Ok(loaded.state::<Application>(&stream)?.usage_year(&self.usage_id))
-    }
-}
-
-impl Decision for ReverseDisbursement {
-    type State = (ApplicationState, FundingYearState);
+impl StreamDecision for ReverseDisbursement {
+    type Aggregate = Application;
     type Facts = Facts;
-    type Event = SchemeEvent;
     type Error = DomainError;
 
-    fn subject(&self) -> Result<StreamId, DomainError> {
+    fn stream(&self) -> Result<StreamId, DomainError> {
         streams::application(&self.application_id)
     }
-    fn boundary(&self, loaded: &Histories) -> Result<Vec<StreamId>, DomainError> {
-        // A history that does not decode is reported by `state`; the boundary stays the subject.
-        match self.year(loaded) {
-            Ok(Some(year)) => Ok(vec![streams::budget(year)?]),
-            _ => Ok(Vec::new()),
-        }
-    }
-    fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError> {
-        let budget = match self.year(loaded)? {
-            Some(year) => streams::budget(year),
-            None => Err(DomainError::UnknownUsage { usage: self.usage_id.clone() }),
-        };
-        application_and::<FundingYear>(loaded, &self.application_id, budget)
-    }
-    fn decide(&self, (state, budget): &Self::State, facts: &Facts) -> SchemeEvents {
+    fn decide(&self, state: &ApplicationState, facts: &Facts) -> Events {
         state.open(&self.application_id, "reverse a disbursement of", &[Status::AgreementSigned])?;
         let line = state
             .usage
@@ -867,18 +870,16 @@ impl Decision for ReverseDisbursement {
                 reason: "record why the disbursement is reversed".into(),
             });
         }
-        let reversal = funding::reverse(budget, state.id(), &self.usage_id, line.subsidy, facts.today)?;
-        let reversed = DisbursementReversed {
-            reversed_on: facts.today,
-            usage_id: self.usage_id.clone(),
-            amount: line.subsidy,
-            units: line.units,
-            reason: self.reason.clone(),
-            disbursed_total: state.disbursed.checked_sub(line.subsidy)?,
-        };
         Ok(vec![
-            (self.subject()?, ApplicationEvent::from(reversed).into()),
-            (streams::budget(line.year)?, reversal.into()),
+            DisbursementReversed {
+                reversed_on: facts.today,
+                usage_id: self.usage_id.clone(),
+                amount: line.subsidy,
+                units: line.units,
+                reason: self.reason.clone(),
+                disbursed_total: state.disbursed.checked_sub(line.subsidy)?,
+            }
+            .into(),
         ])
     }
 }
