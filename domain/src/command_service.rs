@@ -109,8 +109,50 @@ impl StreamHistory {
 /// would otherwise read and fold a history that only grows.
 const CACHE_MIN_EVENTS: u64 = 32;
 
-/// Streams whose folded state the service keeps, at most.
+/// Streams whose folded state the service keeps, at most, by default: a few MiB for the
+/// scheme's hot streams and its busiest applications.
 const CACHE_MAX_STREAMS: usize = 4_096;
+
+/// The folded states kept between commands, bounded: when full, the least recently used
+/// stream is forgotten (it is folded again from the log when next used).
+#[derive(Debug, Default)]
+struct KeptStates {
+    states: HashMap<StreamId, (FoldedState, u64)>,
+    /// Ticks once per use; a state's tick is when it was last used.
+    clock: u64,
+}
+
+impl KeptStates {
+    /// The kept state of `stream`, marked as just used.
+    fn get(&mut self, stream: &StreamId) -> Option<FoldedState> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.states.get_mut(stream).map(|(state, used)| {
+            *used = clock;
+            state.clone()
+        })
+    }
+
+    /// Keeps `state` unless a later one is kept; makes room by forgetting the least recently
+    /// used stream.
+    fn keep(&mut self, stream: StreamId, state: FoldedState, capacity: usize) {
+        self.clock += 1;
+        if let Some((existing, used)) = self.states.get_mut(&stream) {
+            if existing.version < state.version {
+                *existing = state;
+            }
+            *used = self.clock;
+            return;
+        }
+        if self.states.len() >= capacity
+            && let Some(oldest) =
+                self.states.iter().min_by_key(|(_, (_, used))| *used).map(|(stream, _)| stream.clone())
+        {
+            self.states.remove(&oldest);
+        }
+        self.states.insert(stream, (state, self.clock));
+    }
+}
 
 /// A stream's state folded up to a version, kept between commands. Valid for ever: the log is
 /// append-only, so the state at a version never changes.
@@ -197,6 +239,14 @@ pub trait Decision: Sync {
 
     /// Folds the loaded streams into its state.
     fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError>;
+
+    /// Whether the subject is a stream this command creates under a fresh id (a submission):
+    /// the first attempt then does not read it and appends as its first events; should the
+    /// stream exist after all, the append conflicts and the next attempt reads it and decides
+    /// again.
+    fn creates_subject(&self) -> bool {
+        false
+    }
 
     /// The decision itself: the events for each stream (in order), or a refusal. Nothing is
     /// written when it returns no event.
@@ -317,16 +367,30 @@ pub struct CommandService<S, I> {
     ids: I,
     max_attempts: usize,
     backoff: Option<Arc<dyn Backoff>>,
-    kept: Mutex<HashMap<StreamId, FoldedState>>,
+    kept: Mutex<KeptStates>,
+    kept_capacity: usize,
 }
 
 impl<S: EventStore, I: EventIds> CommandService<S, I> {
     pub fn new(store: S, ids: I) -> Self {
-        Self { store, ids, max_attempts: DEFAULT_ATTEMPTS, backoff: None, kept: Mutex::new(HashMap::new()) }
+        Self {
+            store,
+            ids,
+            max_attempts: DEFAULT_ATTEMPTS,
+            backoff: None,
+            kept: Mutex::new(KeptStates::default()),
+            kept_capacity: CACHE_MAX_STREAMS,
+        }
     }
 
     pub fn with_max_attempts(mut self, attempts: usize) -> Self {
         self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Keeps the folded states of at most `streams` streams (4,096 by default).
+    pub fn with_kept_states(mut self, streams: usize) -> Self {
+        self.kept_capacity = streams.max(1);
         self
     }
 
@@ -411,7 +475,9 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
         let metadata = encode_metadata(metadata)?;
         let mut attempt = 1;
         loop {
-            let histories = self.load_boundary(decision, &subject).await?;
+            // A new subject is not read on the first attempt: there is nothing to read.
+            let unread_subject = attempt == 1 && if_match.is_none() && decision.creates_subject();
+            let histories = self.load_boundary(decision, &subject, unread_subject).await?;
             let version_read = histories.get(&subject).and_then(|history| history.version);
             if let Some(expected) = if_match
                 && version_read != Some(expected)
@@ -480,12 +546,17 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
         &self,
         decision: &D,
         subject: &StreamId,
+        unread_subject: bool,
     ) -> Result<Histories, CommandError<D::Error>> {
         let mut histories = Histories::default();
         let mut wanted = vec![subject.clone()];
+        if unread_subject {
+            histories.streams.insert(subject.clone(), StreamHistory::default());
+            wanted.clear();
+        }
         for _ in 0..=BOUNDARY_ROUNDS {
             for stream in wanted {
-                let kept = self.kept.lock().ok().and_then(|kept| kept.get(&stream).cloned());
+                let kept = self.kept.lock().ok().and_then(|mut kept| kept.get(&stream));
                 let history =
                     self.load_after(&stream, kept.as_ref().map(|k| k.version)).await.map_err(CommandError::Store)?;
                 if let Some(kept) = kept {
@@ -524,15 +595,7 @@ impl<S, I> CommandService<S, I> {
     fn keep(&self, histories: &Histories) {
         let (Ok(mut folded), Ok(mut kept)) = (histories.folded.lock(), self.kept.lock()) else { return };
         for (stream, state) in folded.drain(..) {
-            if kept.len() >= CACHE_MAX_STREAMS && !kept.contains_key(&stream) {
-                // Full: make room by forgetting one stream (it is folded again when next used).
-                if let Some(forgotten) = kept.keys().next().cloned() {
-                    kept.remove(&forgotten);
-                }
-            }
-            if kept.get(&stream).is_none_or(|existing| existing.version < state.version) {
-                kept.insert(stream, state);
-            }
+            kept.keep(stream, state, self.kept_capacity);
         }
     }
 }
@@ -574,7 +637,7 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
         let mut histories = Histories::default();
         let mut cold = Vec::new();
         for stream in streams {
-            let kept = self.kept.lock().ok().and_then(|kept| kept.get(stream).cloned());
+            let kept = self.kept.lock().ok().and_then(|mut kept| kept.get(stream));
             match kept {
                 Some(kept) if kept.aggregate == TypeId::of::<A>() => {
                     let history = self.load_after(stream, Some(kept.version)).await.map_err(CommandError::Store)?;
@@ -661,6 +724,8 @@ mod tests {
         rival_writes: AtomicUsize,
         rival_stream: Mutex<Option<StreamId>>,
         events_read: AtomicUsize,
+        /// Calls of `read_stream`, whatever they found.
+        stream_reads: AtomicUsize,
         appends: AtomicUsize,
     }
 
@@ -752,6 +817,7 @@ mod tests {
                 .cloned()
                 .collect();
             self.events_read.fetch_add(page.len(), Ordering::SeqCst);
+            self.stream_reads.fetch_add(1, Ordering::SeqCst);
             Ok(page)
         }
 
@@ -1427,5 +1493,71 @@ mod tests {
         hot_counter(&service, 40);
         let other = run(&service, &ReadDoubled(counter()));
         assert!(matches!(other, Err(CommandError::Codec(_))), "{other:?}");
+    }
+
+    /// Creates a counter stream: refused when the stream already has events.
+    struct CreateCounter(StreamId);
+
+    impl Decision for CreateCounter {
+        type State = i64;
+        type Facts = ();
+        type Event = Added;
+        type Error = String;
+
+        fn subject(&self) -> Result<StreamId, String> {
+            Ok(self.0.clone())
+        }
+        fn boundary(&self, _loaded: &Histories) -> Result<Vec<StreamId>, String> {
+            Ok(Vec::new())
+        }
+        fn state(&self, loaded: &Histories) -> Result<i64, CodecError> {
+            Ok(loaded.get(&self.0).map_or(0, |history| history.events.len() as i64))
+        }
+        fn creates_subject(&self) -> bool {
+            true
+        }
+        fn decide(&self, existing: &i64, _facts: &()) -> Result<Vec<(StreamId, Added)>, String> {
+            if *existing > 0 {
+                return Err(format!("{} exists", self.0));
+            }
+            Ok(vec![(self.0.clone(), Added(1))])
+        }
+    }
+
+    #[test]
+    fn a_stream_a_command_creates_is_not_read_first() {
+        let service = service();
+        let fresh = StreamId::parse("counter-fresh").expect("stream");
+        let written = run(&service, &CreateCounter(fresh.clone())).expect("created");
+        assert_eq!(written.version, Some(0));
+        assert_eq!(service.store().stream_reads.load(Ordering::SeqCst), 0, "the new stream was not read");
+        // The same id again: the append conflicts, the next attempt reads the stream and refuses.
+        let again = run(&service, &CreateCounter(fresh.clone()));
+        assert!(matches!(&again, Err(CommandError::Rejected(message)) if message.contains("exists")), "{again:?}");
+        assert_eq!(block_on(service.state::<Counter>(&fresh)).expect("state"), (1, Some(0)), "written once");
+    }
+
+    #[test]
+    fn the_least_recently_used_kept_state_is_forgotten_first() {
+        let service = service().with_kept_states(2);
+        let stream = |name: &str| StreamId::parse(format!("counter-{name}")).expect("stream");
+        for name in ["a", "b"] {
+            for _ in 0..40 {
+                run(&service, &add_to(stream(name), 1)).expect("add");
+            }
+        }
+        // `a` is used again, then a third hot stream takes the place of the least recent, `b`.
+        run(&service, &add_to(stream("a"), 1)).expect("a");
+        for _ in 0..40 {
+            run(&service, &add_to(stream("c"), 1)).expect("add");
+        }
+        let reads = |name: &str| {
+            service.store().events_read.store(0, Ordering::SeqCst);
+            run(&service, &add_to(stream(name), 1)).expect("add");
+            service.store().events_read.load(Ordering::SeqCst)
+        };
+        assert_eq!(reads("a"), 1, "a was kept: only the event after its state is read");
+        assert_eq!(reads("c"), 1, "c was kept");
+        assert_eq!(reads("b"), 40, "b was forgotten and read whole");
     }
 }

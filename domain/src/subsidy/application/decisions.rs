@@ -80,6 +80,10 @@ impl Decision for SubmitApplication {
     fn state(&self, loaded: &Histories) -> Result<Self::State, CodecError> {
         application_and::<BatchCalendar>(loaded, &self.application_id, streams::batches())
     }
+    /// A submission creates its application's stream.
+    fn creates_subject(&self) -> bool {
+        true
+    }
     fn decide(
         &self,
         (state, calendar): &Self::State,
