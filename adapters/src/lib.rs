@@ -9,6 +9,7 @@ pub mod database;
 pub mod event_hash;
 pub mod event_ids;
 pub mod postgres_store;
+pub mod token_cache;
 
 pub use backoff::JitteredBackoff;
 pub use database::{DatabaseConfig, DatabaseError};

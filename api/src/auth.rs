@@ -118,9 +118,20 @@ pub async fn list(pool: &PgPool) -> Result<Vec<TokenInfo>, TokenError> {
 
 /// The principal a bearer token stands for, if it is known and not revoked.
 pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Option<Principal>, sqlx::Error> {
-    let found = access::find_token(pool, token).await?;
-    Ok(found
-        .map(|(name, roles)| Principal { name, roles: roles.iter().filter_map(|role| role.parse().ok()).collect() }))
+    Ok(access::find_token(pool, token).await?.map(principal))
+}
+
+/// As [`authenticate`], through the in-memory cache of verified tokens (revocations reach it
+/// through `LISTEN`).
+pub async fn authenticate_with(
+    tokens: &aisc_adapters::token_cache::TokenCache,
+    token: &str,
+) -> Result<Option<Principal>, sqlx::Error> {
+    Ok(tokens.verify(token).await?.map(principal))
+}
+
+fn principal((name, roles): (String, Vec<String>)) -> Principal {
+    Principal { name, roles: roles.iter().filter_map(|role| role.parse().ok()).collect() }
 }
 
 /// Parses `intake_officer,assessor`.

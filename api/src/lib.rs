@@ -6,6 +6,7 @@ pub mod cli;
 pub mod command;
 pub mod event_feed;
 pub mod health;
+pub mod input;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;

@@ -34,6 +34,9 @@ impl Modify for BearerAuth {
     }
 }
 
+/// Where the document is served: the one `/api/v1` path that needs no token.
+pub const DOCUMENT_PATH: &str = "/api/v1/openapi.json";
+
 /// The generated document, rendered once at start-up.
 pub struct OpenApiJson(pub String);
 

@@ -50,6 +50,9 @@ pub enum ApiError {
     PreconditionFailed { detail: String, current_version: Option<u64> },
     #[error("the request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// A body in a media type the route does not take (the `Content-Type` header is named).
+    #[error("{detail}")]
+    UnsupportedMediaType { detail: String },
     /// A refusal of the domain, with its stable code.
     #[error("{detail}")]
     Unprocessable { code: &'static str, detail: String, errors: Vec<FieldProblem> },
@@ -78,6 +81,7 @@ impl ApiError {
             ApiError::Conflict { .. } => "Conflict",
             ApiError::PreconditionFailed { .. } => "Precondition Failed",
             ApiError::PayloadTooLarge { .. } => "Payload Too Large",
+            ApiError::UnsupportedMediaType { .. } => "Unsupported Media Type",
             ApiError::Unprocessable { .. } => "Unprocessable Content",
             ApiError::Unavailable => "Service Unavailable",
             ApiError::Internal(_) => "Internal Server Error",
@@ -96,6 +100,9 @@ impl ApiError {
         };
         match self {
             ApiError::BadRequest { errors, .. } => document.errors = Some(errors.clone()),
+            ApiError::UnsupportedMediaType { detail } => {
+                document.errors = Some(vec![FieldProblem { field: "Content-Type".into(), message: detail.clone() }]);
+            }
             ApiError::Unprocessable { code, errors, .. } => {
                 document.code = Some(code);
                 document.errors = (!errors.is_empty()).then(|| errors.clone());
@@ -119,6 +126,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -126,6 +134,8 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        // Only the service's own failures are errors in the log; a caller's bad input, a
+        // refusal or an outage is answered and logged with the request's status.
         if let ApiError::Internal(detail) = self {
             tracing::error!(detail = %detail, "request failed");
         }
@@ -217,6 +227,9 @@ mod tests {
         let body =
             body_of(&ApiError::Unprocessable { code: "rate_above_cap", detail: "too high".into(), errors: vec![] });
         assert_eq!((body["status"].as_u64(), body["code"].as_str()), (Some(422), Some("rate_above_cap")));
+        let unsupported = ApiError::UnsupportedMediaType { detail: "send JSON".into() };
+        let body = body_of(&unsupported);
+        assert_eq!((body["status"].as_u64(), body["errors"][0]["field"].as_str()), (Some(415), Some("Content-Type")));
         let unavailable = ApiError::Unavailable.error_response();
         assert_eq!(unavailable.headers().get("retry-after").expect("retry-after"), "2");
     }

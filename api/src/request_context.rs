@@ -1,10 +1,11 @@
 //! Per-request context: the request id (`X-Request-Id` accepted or generated, and returned),
-//! the authenticated principal, and one JSON log line per request.
+//! the authenticated principal (checked first, for every `/api/v1` route), and one JSON log
+//! line per request.
 
 use std::future::{Ready, ready};
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
@@ -67,23 +68,96 @@ pub async fn track_request(
     Ok(response)
 }
 
+/// Whether a path needs a bearer token: everything under `/api/v1` but the OpenAPI document,
+/// unknown paths included (a caller without a token learns nothing of what exists).
+fn needs_token(path: &str) -> bool {
+    (path == "/api/v1" || path.starts_with("/api/v1/")) && path != crate::openapi::DOCUMENT_PATH
+}
+
+/// The token of an `Authorization: Bearer <token>` header. The scheme name is matched without
+/// regard to case (RFC 7235 §2.1); any other scheme, or no token, is no token.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once([' ', '\t'])?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The principal of the request's bearer token; 401 without a known one.
+async fn principal_of(request: &HttpRequest) -> Result<Principal, ApiError> {
+    let token = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token)
+        .map(str::to_owned);
+    let Some(token) = token else { return Err(ApiError::Unauthorized) };
+    // The running service keeps verified tokens in memory; without the cache, the database.
+    if let Some(tokens) = request.app_data::<web::Data<aisc_adapters::token_cache::TokenCache>>() {
+        return auth::authenticate_with(tokens, &token).await?.ok_or(ApiError::Unauthorized);
+    }
+    let pool = request.app_data::<web::Data<PgPool>>().cloned().ok_or(ApiError::Unauthorized)?;
+    auth::authenticate(&pool, &token).await?.ok_or(ApiError::Unauthorized)
+}
+
+/// Middleware: authenticates every request that needs a token before anything else about it
+/// (its route, parameters, media type or body) is looked at, so a caller without a valid token
+/// gets 401 and nothing else. The principal is kept for the handlers.
+pub async fn authenticate(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    // The path as the router reads it (percent-decoded), so no spelling of a route escapes.
+    if !needs_token(request.match_info().as_str()) {
+        return Ok(next.call(request).await?.map_into_left_body());
+    }
+    match principal_of(request.request()).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            Ok(next.call(request).await?.map_into_left_body())
+        }
+        Err(error) => {
+            let response = actix_web::ResponseError::error_response(&error);
+            Ok(request.into_response(response).map_into_right_body())
+        }
+    }
+}
+
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = std::pin::Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let token = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-            .map(|token| token.trim().to_string());
-        let pool = request.app_data::<web::Data<PgPool>>().cloned();
-        Box::pin(async move {
-            let (Some(token), Some(pool)) = (token, pool) else {
-                return Err(ApiError::Unauthorized);
-            };
-            auth::authenticate(&pool, &token).await?.ok_or(ApiError::Unauthorized)
-        })
+        // Authenticated by the middleware; a route outside it authenticates here.
+        if let Some(principal) = request.extensions().get::<Principal>().cloned() {
+            return Box::pin(ready(Ok(principal)));
+        }
+        let request = request.clone();
+        Box::pin(async move { principal_of(&request).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_without_regard_to_case() {
+        for header in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR  abc ", "Bearer\tabc"] {
+            assert_eq!(bearer_token(header), Some("abc"), "{header:?}");
+        }
+        for header in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "abc", ""] {
+            assert_eq!(bearer_token(header), None, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn everything_under_the_api_but_its_document_needs_a_token() {
+        assert!(needs_token("/api/v1/events"));
+        assert!(needs_token("/api/v1/no-such-resource"));
+        assert!(needs_token("/api/v1"));
+        assert!(!needs_token("/api/v1/openapi.json"));
+        assert!(!needs_token("/health/ready"));
+        assert!(!needs_token("/metrics"));
+        assert!(!needs_token("/api/v10/x"));
     }
 }

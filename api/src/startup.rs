@@ -81,6 +81,9 @@ impl Application {
         ));
         let store_data = web::Data::new(store);
         let clock_data = web::Data::new(config.clock.clone());
+        let tokens = aisc_adapters::token_cache::TokenCache::new(pool.clone());
+        tokens.start();
+        let tokens_data = web::Data::new(tokens);
         let server = HttpServer::new(move || {
             let (app, document) = App::new()
                 .into_utoipa_app()
@@ -95,7 +98,11 @@ impl Application {
                 .app_data(store_data.clone())
                 .app_data(scheme_data.clone())
                 .app_data(clock_data.clone())
+                .app_data(tokens_data.clone())
                 .app_data(document)
+                // The last registered runs first: the request id and the log line cover every
+                // answer, the authentication's 401 included; authentication precedes routing.
+                .wrap(actix_web::middleware::from_fn(crate::request_context::authenticate))
                 .wrap(actix_web::middleware::from_fn(crate::request_context::track_request))
                 .default_service(web::to(not_found))
         })

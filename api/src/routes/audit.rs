@@ -13,6 +13,7 @@ use sqlx::PgPool;
 
 use crate::auth::Principal;
 use crate::authorization::{Action, require};
+use crate::input;
 use crate::problem::{ApiError, ProblemDocument};
 
 /// How long a query naming `after_position` waits for the read model to reach it.
@@ -109,6 +110,15 @@ pub async fn query_audit_trail(
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadAuditTrail)?;
     let params: AuditParams = super::query(&request)?;
+    if let Some(stream_id) = &params.stream_id {
+        input::stream_id("stream_id", stream_id)?;
+    }
+    if let Some(actor) = &params.actor {
+        input::name("actor", actor)?;
+    }
+    if let Some(event_type) = &params.event_type {
+        input::event_type("event_type", event_type)?;
+    }
     let limit = params.limit.unwrap_or(100);
     if !(1..=1_000).contains(&limit) {
         return Err(ApiError::bad_field("limit", format!("must be between 1 and 1000, not {limit}")));

@@ -9,9 +9,18 @@ use serde::de::DeserializeOwned;
 
 use crate::problem::ApiError;
 
-/// Query parameters, with a 400 naming the parameter when one is malformed or unknown.
+/// Query parameters, with a 400 naming the parameter when one is malformed or unknown, or holds
+/// a control character (a NUL among them: no parameter of this API has any).
 pub fn query<T: DeserializeOwned>(request: &actix_web::HttpRequest) -> Result<T, ApiError> {
     let pairs = form_urlencoded::parse(request.query_string().as_bytes());
+    for (key, value) in pairs {
+        if key.chars().any(char::is_control) {
+            return Err(ApiError::bad_field("query", "a parameter name holds a control character"));
+        }
+        if value.chars().any(char::is_control) {
+            return Err(ApiError::bad_field(key, "holds a control character"));
+        }
+    }
     let deserializer = serde_urlencoded::Deserializer::new(pairs);
     serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let message = error.inner().to_string();

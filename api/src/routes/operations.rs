@@ -106,12 +106,13 @@ pub struct RebuildRequest {
     request_body(content = Option<RebuildRequest>, content_type = "application/json"),
     responses(
         (status = 202, description = "The leading instance will rebuild the read model", headers(("Location" = String, description = "The projections' status"))),
-        (status = 400, description = "A malformed body", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "A malformed name or body", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Only administrators may ask for a rebuild", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No projection of that name", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 409, description = "The projection has not run yet, or the same Idempotency-Key is in flight", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 413, description = "The body is too large", body = ProblemDocument, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not application/json", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "The Idempotency-Key was used for another request", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 503, description = "The database is unavailable", body = ProblemDocument, content_type = "application/problem+json"),
     )
@@ -126,10 +127,21 @@ pub async fn rebuild_projection(
 ) -> Result<HttpResponse, ApiError> {
     let context = CommandContext::from_request(&request).await?;
     require(&context.principal, Action::RebuildProjection)?;
+    crate::input::declared_json(&request)?;
     let body = read_body(payload).await?;
+    crate::input::json_body(&request, &body)?;
     let name = path.into_inner();
+    let valid_name = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid_name {
+        return Err(ApiError::bad_field("name", "lower-case letters, digits and _, at most 64"));
+    }
     run_idempotent(&pool, &context, &request, &body, || async {
         let rebuild: RebuildRequest = if body.is_empty() { RebuildRequest::default() } else { parse_json(&body)? };
+        if let Some(reason) = &rebuild.reason {
+            crate::input::text("reason", reason)?;
+        }
         let runner = runners(&pool, &store)
             .into_iter()
             .find(|runner| runner.name() == name)

@@ -15,19 +15,16 @@ use super::bodies::*;
 use super::{CommandAccepted, Scheme, command, decide, domain_refusal, view};
 use crate::auth::Principal;
 use crate::authorization::{Action, require};
-use crate::command::parse_json;
+use crate::input;
 use crate::problem::{ApiError, ProblemDocument};
 
 fn check_id(application_id: &str) -> Result<(), ApiError> {
-    let valid = !application_id.is_empty()
-        && application_id.len() <= 64
-        && application_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if valid { Ok(()) } else { Err(ApiError::bad_field("application_id", "letters, digits and -, at most 64")) }
+    input::application_id("application_id", application_id)
 }
 
 /// `POST /api/v1/applications`: submits an application into the earliest open batch.
 #[utoipa::path(tag = "applications", params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe: submit once")), request_body = SubmissionBody,
-    responses((status = 201, body = CommandAccepted, headers(("Location" = String, description = "The application"))), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 201, body = CommandAccepted, headers(("Location" = String, description = "The application"))), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 415, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/applications")]
 pub async fn submit(
     request: HttpRequest,
@@ -38,7 +35,7 @@ pub async fn submit(
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
     command(&request, payload, &pool, Action::SubmitApplication, true, |context, meta, body| async move {
-        let submission = parse_json::<SubmissionBody>(&body)?.into_domain()?;
+        let submission = parse_body::<SubmissionBody>(&body)?.into_domain()?;
         let application_id = uuid::Uuid::new_v4().simple().to_string();
         decide(&scheme, &SubmitApplication { application_id, submission }, today, &context, &meta).await
     })
@@ -99,15 +96,15 @@ macro_rules! application_command {
     ($name:ident, $route:literal, $action:expr, $body:ty, $doc:literal, |$scheme:ident, $id:ident, $context:ident, $meta:ident, $parsed:ident, $today:ident| $run:expr) => {
         #[doc = $doc]
         #[utoipa::path(tag = "applications", params(("application_id" = String, Path), ("If-Match" = Option<String>, Header, description = "Only against this version (an ETag)"), ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")), request_body = $body,
-            responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+            responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 415, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
         #[post($route)]
         pub async fn $name(request: HttpRequest, path: web::Path<String>, payload: web::Payload, pool: web::Data<PgPool>, scheme: web::Data<Scheme>, clock: web::Data<Clock>) -> Result<HttpResponse, ApiError> {
             #[allow(unused_variables)]
             let $today = clock.today();
             let $id = path.into_inner();
-            check_id(&$id)?;
             command(&request, payload, &pool, $action, false, |$context, $meta, body| async move {
-                let $parsed: $body = parse_json(&body)?;
+                check_id(&$id)?;
+                let $parsed: $body = parse_body(&body)?;
                 let $scheme = scheme;
                 $run
             })
@@ -298,7 +295,7 @@ application_command!(
 
 /// `POST /api/v1/applications/{application_id}/usage/{usage_id}/reversal`
 #[utoipa::path(tag = "applications", params(("application_id" = String, Path), ("usage_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body = ReasonBody,
-    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 415, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/applications/{application_id}/usage/{usage_id}/reversal")]
 pub async fn reverse_usage(
     request: HttpRequest,
@@ -310,9 +307,10 @@ pub async fn reverse_usage(
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
     let (id, usage_id) = path.into_inner();
-    check_id(&id)?;
     command(&request, payload, &pool, Action::ChargeUsage, false, |context, meta, body| async move {
-        let body: ReasonBody = parse_json(&body)?;
+        check_id(&id)?;
+        input::usage_id("usage_id", &usage_id)?;
+        let body: ReasonBody = parse_body(&body)?;
         let reversal = ReverseDisbursement { application_id: id, usage_id, reason: body.reason };
         decide(&scheme, &reversal, today, &context, &meta).await
     })
@@ -321,7 +319,7 @@ pub async fn reverse_usage(
 
 /// `POST /api/v1/applications/{application_id}/progress-reports/{due}/review`
 #[utoipa::path(tag = "applications", params(("application_id" = String, Path), ("due" = String, Path, example = "2025-10-15"), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)), request_body = ReviewBody,
-    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 415, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/applications/{application_id}/progress-reports/{due}/review")]
 pub async fn review_progress_report(
     request: HttpRequest,
@@ -333,10 +331,10 @@ pub async fn review_progress_report(
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
     let (id, due) = path.into_inner();
-    check_id(&id)?;
-    let due: NaiveDate = due.parse().map_err(|_| ApiError::bad_field("due", "a date such as 2025-10-15"))?;
     command(&request, payload, &pool, Action::ReviewProgressReport, false, |context, meta, body| async move {
-        let body: ReviewBody = parse_json(&body)?;
+        check_id(&id)?;
+        let due: NaiveDate = due.parse().map_err(|_| ApiError::bad_field("due", "a date such as 2025-10-15"))?;
+        let body: ReviewBody = parse_body(&body)?;
         let review = ReviewProgressReport { application_id: id, due, accepted: body.accepted, comments: body.comments };
         decide(&scheme, &review, today, &context, &meta).await
     })

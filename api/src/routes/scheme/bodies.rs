@@ -8,8 +8,24 @@ use aisc_domain::subsidy::capacity::Allocation;
 use aisc_domain::subsidy::values::{ApplicantCategory, Money, Period, RateBps, ServiceType};
 use chrono::NaiveDate;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
+use crate::command::parse_json;
+use crate::input;
 use crate::problem::ApiError;
+
+/// A request body's bounds beyond its types: identifiers, counts and free text (see
+/// [`crate::input`]); a value out of bounds is a 400 naming its path.
+pub trait Bounded {
+    fn check(&self) -> Result<(), ApiError>;
+}
+
+/// Parses a JSON command body and checks its bounds.
+pub fn parse_body<T: DeserializeOwned + Bounded>(body: &[u8]) -> Result<T, ApiError> {
+    let parsed: T = parse_json(body)?;
+    parsed.check()?;
+    Ok(parsed)
+}
 
 /// An amount in HK cents that fits the ledger (at most 9,223,372,036,854,775,807).
 pub fn cents(value: u64, field: &str) -> Result<Money, ApiError> {
@@ -32,6 +48,7 @@ pub struct ResourceBody {
     pub first_period: Period,
     #[schema(value_type = String, example = "2025-12")]
     pub last_period: Period,
+    /// At most 1,000,000,000.
     pub units_per_month: u64,
 }
 
@@ -74,6 +91,22 @@ pub struct SubmissionBody {
     pub contact: ContactBody,
 }
 
+impl Bounded for SubmissionBody {
+    fn check(&self) -> Result<(), ApiError> {
+        // Lengths of the applicant's texts are the domain's rules (422 naming the field).
+        for (index, resource) in self.requested_resources.iter().enumerate() {
+            input::units(&format!("requested_resources[{index}].units_per_month"), resource.units_per_month)?;
+        }
+        input::count("team_size", self.team_size)?;
+        input::count("talents", self.talents)?;
+        if let Some(undertakings) = &self.undertakings {
+            input::count("undertakings.professionals_to_employ", undertakings.professionals_to_employ)?;
+            input::text("undertakings.contribution", &undertakings.contribution)?;
+        }
+        Ok(())
+    }
+}
+
 impl SubmissionBody {
     pub fn into_domain(self) -> Result<Submission, ApiError> {
         Ok(Submission {
@@ -114,6 +147,12 @@ pub struct ReasonBody {
     pub reason: String,
 }
 
+impl Bounded for ReasonBody {
+    fn check(&self) -> Result<(), ApiError> {
+        input::text("reason", &self.reason)
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoresBody {
@@ -136,6 +175,12 @@ pub struct AssessmentBody {
     pub no_conflict_declared: bool,
 }
 
+impl Bounded for AssessmentBody {
+    fn check(&self) -> Result<(), ApiError> {
+        input::texts("conditions", &self.conditions)
+    }
+}
+
 impl ScoresBody {
     pub fn into_domain(self) -> Scores {
         Scores {
@@ -150,6 +195,7 @@ impl ScoresBody {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MeetingBody {
+    /// 1 to 100 characters; so is each member's name.
     pub meeting_reference: String,
     pub decided_on: NaiveDate,
     pub members_present: Vec<String>,
@@ -158,6 +204,13 @@ pub struct MeetingBody {
 }
 
 impl MeetingBody {
+    /// Checked where every decision carries it: under `meeting`.
+    fn check(&self) -> Result<(), ApiError> {
+        input::name("meeting.meeting_reference", &self.meeting_reference)?;
+        input::names("meeting.members_present", &self.members_present)?;
+        input::names("meeting.members_recused", &self.members_recused)
+    }
+
     pub fn into_domain(self) -> CommitteeMeeting {
         CommitteeMeeting {
             meeting_reference: self.meeting_reference,
@@ -175,6 +228,7 @@ pub struct AllocationBody {
     pub service_type: ServiceType,
     #[schema(value_type = String, example = "2025-07")]
     pub period: Period,
+    /// At most 1,000,000,000.
     pub units: u64,
 }
 
@@ -202,6 +256,19 @@ pub struct ApprovalBody {
     pub conditions: Vec<String>,
 }
 
+impl Bounded for ApprovalBody {
+    fn check(&self) -> Result<(), ApiError> {
+        self.meeting.check()?;
+        if let Some(reason) = &self.exceptional_reason {
+            input::text("exceptional_reason", reason)?;
+        }
+        for (index, allocation) in self.allocations.iter().enumerate() {
+            input::units(&format!("allocations[{index}].units"), allocation.units)?;
+        }
+        input::texts("conditions", &self.conditions)
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectionBody {
@@ -209,12 +276,28 @@ pub struct RejectionBody {
     pub reasons: Vec<String>,
 }
 
+impl Bounded for RejectionBody {
+    fn check(&self) -> Result<(), ApiError> {
+        self.meeting.check()?;
+        input::texts("reasons", &self.reasons)
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeferralBody {
     pub meeting: MeetingBody,
     pub reason: String,
+    /// Letters, digits, - and _, at most 40.
     pub to_batch_id: String,
+}
+
+impl Bounded for DeferralBody {
+    fn check(&self) -> Result<(), ApiError> {
+        self.meeting.check()?;
+        input::text("reason", &self.reason)?;
+        input::batch_id("to_batch_id", &self.to_batch_id)
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -224,16 +307,31 @@ pub struct AgreementBody {
     pub reporting_due_dates: Vec<NaiveDate>,
 }
 
+impl Bounded for AgreementBody {
+    fn check(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsageBody {
-    /// The scheduler's id of the usage line (one charge per id).
+    /// The scheduler's id of the usage line (one charge per id): letters, digits, -, _ and .,
+    /// beginning with a letter or digit, at most 100.
     pub usage_id: String,
     #[schema(value_type = String)]
     pub service_type: ServiceType,
     #[schema(value_type = String, example = "2025-07")]
     pub period: Period,
+    /// At most 1,000,000,000.
     pub units: u64,
+}
+
+impl Bounded for UsageBody {
+    fn check(&self) -> Result<(), ApiError> {
+        input::usage_id("usage_id", &self.usage_id)?;
+        input::units("units", self.units)
+    }
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -252,6 +350,18 @@ pub struct ProgressReportBody {
     pub due: NaiveDate,
     pub kpis: KpisBody,
     pub summary: String,
+}
+
+impl Bounded for ProgressReportBody {
+    fn check(&self) -> Result<(), ApiError> {
+        let kpis = &self.kpis;
+        input::count("kpis.ai_models_trained_or_deployed", kpis.ai_models_trained_or_deployed)?;
+        input::count("kpis.talents_employed", kpis.talents_employed)?;
+        input::count("kpis.mainland_or_overseas_collaborators", kpis.mainland_or_overseas_collaborators)?;
+        input::count("kpis.publications", kpis.publications)?;
+        input::count("kpis.patents", kpis.patents)?;
+        input::text("summary", &self.summary)
+    }
 }
 
 impl KpisBody {
@@ -274,6 +384,18 @@ pub struct ReviewBody {
     pub comments: String,
 }
 
+impl Bounded for ReviewBody {
+    fn check(&self) -> Result<(), ApiError> {
+        input::text("comments", &self.comments)
+    }
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmptyBody {}
+
+impl Bounded for EmptyBody {
+    fn check(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+}

@@ -77,6 +77,9 @@ pub async fn import_usage(
     let role = require(&context.principal, Action::ChargeUsage)?;
     let params: Params = crate::routes::query(&request)?;
     let mode = ImportMode::parse(params.mode.as_deref().unwrap_or("all_or_nothing")).map_err(domain_refusal)?;
+    if let Some(import_id) = &params.import_id {
+        crate::input::import_id("import_id", import_id)?;
+    }
     let body = read_body_within(payload, MAX_IMPORT_BYTES).await?;
     let csv = std::str::from_utf8(&body).map_err(|error| ApiError::bad_field("body", format!("not UTF-8: {error}")))?;
     let import_id = params.import_id.unwrap_or_else(|| import_id_of(&body));

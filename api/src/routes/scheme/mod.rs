@@ -20,7 +20,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use crate::authorization::{Action, require};
-use crate::command::{CommandContext, read_body, run_idempotent};
+use crate::command::{CommandContext, read_body, run_idempotent_command};
 use crate::problem::{ApiError, FieldProblem};
 
 pub type Scheme = SchemeService<PostgresEventStore, TimeOrderedEventIds>;
@@ -92,8 +92,10 @@ where
     Ok((subject.to_string(), written))
 }
 
-/// Runs a command endpoint: authenticates, authorises `action`, reads the bounded body, makes
-/// the request idempotent under `Idempotency-Key`, and answers with what was written.
+/// Runs a command endpoint: authenticates, authorises `action`, reads the bounded JSON body
+/// (415 for another media type, 400 for a NUL in it), makes the request idempotent under
+/// `Idempotency-Key`, and answers with what was written. `run` checks the path's parameters,
+/// then parses the body and checks its bounds (400 naming the field), then decides.
 pub async fn command<F, Fut>(
     request: &HttpRequest,
     payload: web::Payload,
@@ -108,7 +110,9 @@ where
 {
     let context = CommandContext::from_request(request).await?;
     let role = require(&context.principal, action)?;
+    crate::input::declared_json(request)?;
     let body = read_body(payload).await?;
+    crate::input::json_body(request, &body)?;
     let meta = CommandMetadata {
         actor: context.principal.name.clone(),
         role: role.as_str().to_string(),
@@ -118,28 +122,27 @@ where
     };
     let context_for_run = context.clone();
     let body_for_run = body.clone();
-    run_idempotent(pool, &context, request, &body, || async move {
-        let (stream_id, written) = run(context_for_run, meta, body_for_run).await?;
-        let mut response = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
-        response.insert_header(("X-Stream-Id", stream_id.clone()));
-        if created {
-            let application = StreamId::parse(stream_id.as_str()).ok();
-            let location = match application.as_ref().and_then(streams::application_id) {
-                Some(application_id) => format!("/api/v1/applications/{application_id}"),
-                None => "/api/v1/batches".to_string(),
-            };
-            response.insert_header(("Location", location));
-        }
-        if let Some(version) = written.version {
-            response.insert_header(("ETag", format!("\"{version}\"")));
-        }
-        Ok(response.json(CommandAccepted {
-            stream_id,
-            version: written.version,
-            position: written.position.map(|p| p.0),
-        }))
-    })
-    .await
+    let respond = |stream_id, written| accepted(created, stream_id, written);
+    run_idempotent_command(pool, &context, request, &body, || run(context_for_run, meta, body_for_run), respond).await
+}
+
+/// The answer to a command that wrote `written` to its subject `stream_id` (also the answer
+/// to a retry whose first execution's response was lost: see [`run_idempotent_command`]).
+fn accepted(created: bool, stream_id: String, written: Written) -> HttpResponse {
+    let mut response = if created { HttpResponse::Created() } else { HttpResponse::Ok() };
+    response.insert_header(("X-Stream-Id", stream_id.clone()));
+    if created {
+        let application = StreamId::parse(stream_id.as_str()).ok();
+        let location = match application.as_ref().and_then(streams::application_id) {
+            Some(application_id) => format!("/api/v1/applications/{application_id}"),
+            None => "/api/v1/batches".to_string(),
+        };
+        response.insert_header(("Location", location));
+    }
+    if let Some(version) = written.version {
+        response.insert_header(("ETag", format!("\"{version}\"")));
+    }
+    response.json(CommandAccepted { stream_id, version: written.version, position: written.position.map(|p| p.0) })
 }
 
 /// A JSON view of an aggregate with its version as `ETag`.

@@ -13,6 +13,7 @@ use sqlx::PgPool;
 
 use crate::auth::Principal;
 use crate::authorization::{Action, require};
+use crate::input;
 use crate::problem::{ApiError, ProblemDocument};
 use crate::routes::audit::READ_YOUR_WRITES_WAIT;
 
@@ -36,7 +37,7 @@ struct ListParams {
     batch_id: Option<String>,
     /// Submitted within this financial year, e.g. 2025-26.
     financial_year: Option<String>,
-    /// Free text in the project title or the applicant's name.
+    /// Free text in the project title or the applicant's name (at most 200 characters).
     q: Option<String>,
     /// submitted_on (default), project_title, organisation, status
     sort: Option<String>,
@@ -61,6 +62,18 @@ pub async fn list_applications(
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
     let params: ListParams = crate::routes::query(&request)?;
+    if let Some(status) = &params.status {
+        input::code("status", status)?;
+    }
+    if let Some(category) = &params.category {
+        input::code("category", category)?;
+    }
+    if let Some(batch_id) = &params.batch_id {
+        input::batch_id("batch_id", batch_id)?;
+    }
+    if let Some(text) = &params.q {
+        input::search("q", text)?;
+    }
     let limit = params.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_field("limit", format!("must be between 1 and 500, not {limit}")));
@@ -127,9 +140,10 @@ pub async fn batch_queue(
     clock: web::Data<Clock>,
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
+    let batch_id = path.into_inner();
+    input::batch_id("batch_id", &batch_id)?;
     let params: QueueParams = crate::routes::query(&request)?;
     reached(&pool, params.after_position).await?;
-    let batch_id = path.into_inner();
     let queue = applications::batch_queue(&pool, &batch_id, clock.today())
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no batch {batch_id}")))?;
@@ -149,8 +163,7 @@ pub async fn application_usage(
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
     let application_id = path.into_inner();
-    aisc_domain::subsidy::streams::check_application_id(&application_id)
-        .map_err(|_| ApiError::bad_field("application_id", "letters, digits and -, at most 64"))?;
+    input::application_id("application_id", &application_id)?;
     let params: QueueParams = crate::routes::query(&request)?;
     reached(&pool, params.after_position).await?;
     if !applications::exists(&pool, &application_id).await? {

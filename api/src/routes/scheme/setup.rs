@@ -13,11 +13,11 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use super::bodies::cents;
+use super::bodies::{Bounded, cents, parse_body};
 use super::{CommandAccepted, Scheme, command, command_failure, decide, domain_refusal, view};
 use crate::auth::Principal;
 use crate::authorization::{Action, require};
-use crate::command::parse_json;
+use crate::input;
 use crate::problem::{ApiError, ProblemDocument};
 
 fn year_of(text: &str) -> Result<FinancialYear, ApiError> {
@@ -27,14 +27,21 @@ fn year_of(text: &str) -> Result<FinancialYear, ApiError> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenBatchBody {
+    /// Letters, digits, - and _, at most 40.
     pub batch_id: String,
     pub deadline: NaiveDate,
     pub committee_date: NaiveDate,
 }
 
+impl Bounded for OpenBatchBody {
+    fn check(&self) -> Result<(), ApiError> {
+        input::batch_id("batch_id", &self.batch_id)
+    }
+}
+
 /// `POST /api/v1/batches`: opens a batch with its deadline and committee meeting date.
 #[utoipa::path(tag = "batches", request_body = OpenBatchBody, params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe")),
-    responses((status = 201, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 201, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 415, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/batches")]
 pub async fn open_batch(
     request: HttpRequest,
@@ -45,7 +52,7 @@ pub async fn open_batch(
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
     command(&request, payload, &pool, Action::OpenOrCloseBatch, true, |context, meta, body| async move {
-        let body: OpenBatchBody = parse_json(&body)?;
+        let body: OpenBatchBody = parse_body(&body)?;
         let open = OpenBatch { batch_id: body.batch_id, deadline: body.deadline, committee_date: body.committee_date };
         decide(&scheme, &open, today, &context, &meta).await
     })
@@ -54,7 +61,7 @@ pub async fn open_batch(
 
 /// `POST /api/v1/batches/{batch_id}/closure`: closes the batch after its deadline.
 #[utoipa::path(tag = "batches", params(("batch_id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<super::bodies::EmptyBody>, description = "No fields"),
-    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 415, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/batches/{batch_id}/closure")]
 pub async fn close_batch(
     request: HttpRequest,
@@ -67,7 +74,8 @@ pub async fn close_batch(
     let today = clock.today();
     let batch_id = path.into_inner();
     command(&request, payload, &pool, Action::OpenOrCloseBatch, false, |context, meta, body| async move {
-        let _: super::bodies::EmptyBody = parse_json(&body)?;
+        input::batch_id("batch_id", &batch_id)?;
+        let _: super::bodies::EmptyBody = parse_body(&body)?;
         decide(&scheme, &CloseBatch { batch_id }, today, &context, &meta).await
     })
     .await
@@ -102,9 +110,15 @@ pub struct ReceiptBody {
     pub received_on: NaiveDate,
 }
 
+impl Bounded for ReceiptBody {
+    fn check(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
 /// `POST /api/v1/funding-years/{year}/receipts`: funding received from the Government.
 #[utoipa::path(tag = "funding", params(("year" = String, Path, example = "2025-26"), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)), request_body = ReceiptBody,
-    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 415, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/funding-years/{year}/receipts")]
 pub async fn record_receipt(
     request: HttpRequest,
@@ -115,9 +129,10 @@ pub async fn record_receipt(
     clock: web::Data<Clock>,
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
-    let year = year_of(&path.into_inner())?;
+    let year = path.into_inner();
     command(&request, payload, &pool, Action::RecordFunding, false, |context, meta, body| async move {
-        let body: ReceiptBody = parse_json(&body)?;
+        let year = year_of(&year)?;
+        let body: ReceiptBody = parse_body(&body)?;
         let amount = cents(body.amount_cents, "amount_cents")?;
         let receipt = RecordFundingReceived { year, line: body.line, amount, received_on: body.received_on };
         decide(&scheme, &receipt, today, &context, &meta).await
@@ -128,7 +143,7 @@ pub async fn record_receipt(
 /// `POST /api/v1/funding-years/{year}/redirection`: after the year ends, its unused subsidy
 /// goes to publicity and talent (§17).
 #[utoipa::path(tag = "funding", params(("year" = String, Path), ("If-Match" = Option<String>, Header), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<super::bodies::EmptyBody>, description = "No fields"),
-    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 412, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 415, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/funding-years/{year}/redirection")]
 pub async fn redirect_unused(
     request: HttpRequest,
@@ -139,9 +154,10 @@ pub async fn redirect_unused(
     clock: web::Data<Clock>,
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
-    let year = year_of(&path.into_inner())?;
+    let year = path.into_inner();
     command(&request, payload, &pool, Action::RecordFunding, false, |context, meta, body| async move {
-        let _: super::bodies::EmptyBody = parse_json(&body)?;
+        let year = year_of(&year)?;
+        let _: super::bodies::EmptyBody = parse_body(&body)?;
         decide(&scheme, &RedirectUnusedSubsidy { year }, today, &context, &meta).await
     })
     .await
@@ -184,9 +200,15 @@ pub struct RateBody {
     pub effective_from: NaiveDate,
 }
 
+impl Bounded for RateBody {
+    fn check(&self) -> Result<(), ApiError> {
+        input::name("unit", &self.unit)
+    }
+}
+
 /// `POST /api/v1/price-schedule/rates`: Cyberport's rate for a service from a date (§14).
 #[utoipa::path(tag = "prices", params(("Idempotency-Key" = Option<String>, Header)), request_body = RateBody,
-    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 415, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/price-schedule/rates")]
 pub async fn set_rate(
     request: HttpRequest,
@@ -197,7 +219,7 @@ pub async fn set_rate(
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
     command(&request, payload, &pool, Action::SetPrices, false, |context, meta, body| async move {
-        let body: RateBody = parse_json(&body)?;
+        let body: RateBody = parse_body(&body)?;
         let rate_per_unit = cents(body.rate_per_unit_cents, "rate_per_unit_cents")?;
         let rate = SetServiceRate {
             service_type: body.service_type,
@@ -232,12 +254,19 @@ pub struct CapacityBody {
     pub service_type: ServiceType,
     #[schema(value_type = String, example = "2025-07")]
     pub period: Period,
+    /// At most 1,000,000,000.
     pub units: u64,
+}
+
+impl Bounded for CapacityBody {
+    fn check(&self) -> Result<(), ApiError> {
+        input::units("units", self.units)
+    }
 }
 
 /// `POST /api/v1/capacity`: AISC capacity of a service in a month.
 #[utoipa::path(tag = "capacity", params(("Idempotency-Key" = Option<String>, Header)), request_body = CapacityBody,
-    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 415, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/capacity")]
 pub async fn declare_capacity(
     request: HttpRequest,
@@ -248,7 +277,7 @@ pub async fn declare_capacity(
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
     command(&request, payload, &pool, Action::DeclareCapacity, false, |context, meta, body| async move {
-        let body: CapacityBody = parse_json(&body)?;
+        let body: CapacityBody = parse_body(&body)?;
         let declared = DeclareCapacity { service_type: body.service_type, period: body.period, units: body.units };
         decide(&scheme, &declared, today, &context, &meta).await
     })
@@ -262,13 +291,22 @@ pub struct RedeploymentBody {
     pub service_type: ServiceType,
     #[schema(value_type = String, example = "2025-07")]
     pub period: Period,
+    /// At most 1,000,000,000.
     pub units: u64,
+    /// The committee decision: 1 to 100 characters.
     pub decision_reference: String,
+}
+
+impl Bounded for RedeploymentBody {
+    fn check(&self) -> Result<(), ApiError> {
+        input::units("units", self.units)?;
+        input::name("decision_reference", &self.decision_reference)
+    }
 }
 
 /// `POST /api/v1/capacity/redeployments`: capacity not taken up, at market rates (§17).
 #[utoipa::path(tag = "capacity", params(("Idempotency-Key" = Option<String>, Header)), request_body = RedeploymentBody,
-    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, body = CommandAccepted), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 415, body = ProblemDocument), (status = 422, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/capacity/redeployments")]
 pub async fn redeploy_capacity(
     request: HttpRequest,
@@ -279,7 +317,7 @@ pub async fn redeploy_capacity(
 ) -> Result<HttpResponse, ApiError> {
     let today = clock.today();
     command(&request, payload, &pool, Action::RedeployCapacity, false, |context, meta, body| async move {
-        let body: RedeploymentBody = parse_json(&body)?;
+        let body: RedeploymentBody = parse_body(&body)?;
         let redeployment = RedeployCapacity {
             service_type: body.service_type,
             period: body.period,
