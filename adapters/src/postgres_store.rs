@@ -364,10 +364,10 @@ fn recorded_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     read().map_err(store_error)
 }
 
-#[async_trait]
-impl EventStore for PostgresEventStore {
-    #[tracing::instrument(skip_all, fields(streams = appends.len()), err(Debug))]
-    async fn append_multi(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+impl PostgresEventStore {
+    /// One append of several streams: built and checked, retried while another transaction's
+    /// positions would order it wrongly, then results in the caller's order.
+    async fn append_multi_checked(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
         let streams_in_order: Vec<String> = appends.iter().map(|a| a.stream.as_str().to_owned()).collect();
         let call = AppendCall::build(appends.into_iter().enumerate().collect())?;
         let mut attempt = 0;
@@ -397,6 +397,31 @@ impl EventStore for PostgresEventStore {
                     .ok_or_else(|| StoreError::Failure(format!("no append result for stream {stream}")))
             })
             .collect()
+    }
+}
+
+/// Logs a refused or failed append at the level its cause deserves: a version conflict, a
+/// reused id or an invalid append is the caller's business (retried, or answered 409/412/422)
+/// and is logged at DEBUG; only a failure of the store itself is an ERROR.
+fn log_append_outcome<T>(outcome: &Result<T, StoreError>) {
+    match outcome {
+        Ok(_) => {}
+        Err(error @ (StoreError::WrongExpectedVersion { .. } | StoreError::EventIdReused { .. })) => {
+            tracing::debug!(%error, "append refused")
+        }
+        Err(error @ StoreError::InvalidAppend(_)) => tracing::debug!(%error, "append refused"),
+        Err(error @ StoreError::Unavailable(_)) => tracing::warn!(%error, "append failed: store unavailable"),
+        Err(error @ StoreError::Failure(_)) => tracing::error!(%error, "append failed"),
+    }
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    #[tracing::instrument(skip_all, fields(streams = appends.len()))]
+    async fn append_multi(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
+        let outcome = self.append_multi_checked(appends).await;
+        log_append_outcome(&outcome);
+        outcome
     }
 
     async fn read_stream(
