@@ -306,3 +306,37 @@ async fn the_cli_prints_the_report_and_exits_1_naming_the_refused_line() {
     let _ = std::fs::remove_dir_all(&directory);
     database.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_copy_of_an_imported_file_with_other_line_endings_charges_nothing_twice() {
+    let database = TestDatabase::create().await;
+    let scheme = scheme_with_agreements(&database, day(2099, 1, 15)).await;
+    let directory = std::env::temp_dir().join(format!("aisc-import-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&directory).expect("directory");
+    let lines =
+        "project,service_type,units,period\na1,gpu_node_hour_h800,400,2025-07\na2,gpu_node_hour_h800,300,2025-07\n";
+    let import = |name: &str, content: String| {
+        let file = directory.join(name);
+        std::fs::write(&file, content).expect("write");
+        // No --import-id: the id is derived from the file.
+        let output = Command::new(AISC)
+            .args(["import", "usage", "--file", file.to_str().unwrap_or_default(), "--actor", "scheduler-feed"])
+            .env("DATABASE_URL", &database.url)
+            .output()
+            .expect("run aisc");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_str::<serde_json::Value>(&String::from_utf8_lossy(&output.stdout)).expect("JSON report")
+    };
+    let first = import("usage.csv", lines.to_string());
+    assert_eq!(first["written"], 2);
+    // The same file saved on Windows, with a byte-order mark: the same import, nothing charged.
+    let copy = import("usage-windows.csv", format!("\u{feff}{}", lines.replace('\n', "\r\n")));
+    assert_eq!((copy["import_id"].clone(), copy["written"].clone()), (first["import_id"].clone(), 0.into()));
+    assert_eq!(copy["already_imported"], 2);
+    for (id, units) in [("a1", 400), ("a2", 300)] {
+        let (state, _) = scheme.application_state(id).await.expect("state");
+        assert_eq!(state.usage.values().map(|line| line.units).collect::<Vec<_>>(), vec![units], "{id}");
+    }
+    let _ = std::fs::remove_dir_all(&directory);
+    database.drop_database().await;
+}

@@ -99,6 +99,8 @@ pub fn check_import_id(import_id: &str) -> Result<(), DomainError> {
 /// Parses the file: the well-formed lines, and an error for each malformed one. An empty or
 /// headerless file is one error on line 1. Blank lines are skipped.
 pub fn parse(text: &str) -> (Vec<UsageLine>, Vec<LineError>) {
+    // Spreadsheets save CSV with a byte-order mark; it is not part of the header.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = Vec::new();
     let mut errors = Vec::new();
     let mut numbered = text.lines().enumerate().map(|(index, raw)| (index + 1, raw.trim_end_matches('\r')));
@@ -319,6 +321,13 @@ mod tests {
             assert_eq!(errors.len(), 1, "{text:?}");
             assert_eq!(errors[0].line, 1, "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_header_is_not_part_of_it() {
+        let (lines, errors) = parse("\u{feff}project,service_type,units,period\r\nabc-1,gpu_node_hour,1,2025-07\r\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(lines.len(), 1);
     }
 
     #[test]

@@ -19,11 +19,57 @@ pub const MAX_IMPORT_BYTES: usize = 32 * 1024 * 1024;
 pub const IMPORT_BATCH_LINES: usize = 2_000;
 
 /// The import id when the caller gives none: derived from the file, so posting the same file
-/// again is recognised as the same import and charges nothing twice.
+/// again is recognised as the same import and charges nothing twice — also when a copy of it
+/// has another line ending (CRLF or CR), a byte-order mark, or no final line break. Those do
+/// not change what the lines say nor their numbers (blank lines, which do count, are kept).
 pub fn import_id_of(csv: &[u8]) -> String {
-    let digest = Sha256::digest(csv);
+    let digest = Sha256::digest(normal_form(csv));
     let hex: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
     format!("file-{hex}")
+}
+
+/// The file with LF line endings, without a UTF-8 byte-order mark, ending with one line break
+/// (a file already so is unchanged, so its id is the one it always had).
+fn normal_form(csv: &[u8]) -> Vec<u8> {
+    let csv = csv.strip_prefix(b"\xef\xbb\xbf").unwrap_or(csv);
+    let mut normal = Vec::with_capacity(csv.len() + 1);
+    let mut bytes = csv.iter().copied().peekable();
+    while let Some(byte) = bytes.next() {
+        if byte == b'\r' {
+            if bytes.peek() == Some(&b'\n') {
+                bytes.next();
+            }
+            normal.push(b'\n');
+        } else {
+            normal.push(byte);
+        }
+    }
+    if !normal.is_empty() && normal.last() != Some(&b'\n') {
+        normal.push(b'\n');
+    }
+    normal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_of_a_file_with_other_line_endings_have_its_import_id() {
+        let file = "project,service_type,units,period\na1,gpu,10,2025-07\n\na2,gpu,5,2025-07\n";
+        let id = import_id_of(file.as_bytes());
+        for copy in [
+            file.replace('\n', "\r\n"),
+            file.replace('\n', "\r"),
+            format!("\u{feff}{file}"),
+            file.trim_end().to_string(),
+        ] {
+            assert_eq!(import_id_of(copy.as_bytes()), id, "{copy:?}");
+        }
+        // Other lines, or other line numbers, are another import.
+        assert_ne!(import_id_of(file.replace("10", "11").as_bytes()), id);
+        assert_ne!(import_id_of(file.replace("\n\n", "\n").as_bytes()), id);
+    }
 }
 
 /// A report for the caller: 200 when lines were written (or were already), 422 with every
