@@ -282,25 +282,7 @@ async fn sigterm_lets_in_flight_requests_finish_before_the_service_exits() {
     let database = support::TestDatabase::create().await;
     let token =
         aisc_api::auth::issue(&database.pool, "auditor-1", &[aisc_api::auth::Role::Auditor]).await.expect("token");
-    let mut child = Command::new(AISC)
-        .args(["serve"])
-        .env("DATABASE_URL", &database.url)
-        .env("AISC_BIND", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn aisc serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (port_sender, port_receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let parsed: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if let Some(port) = parsed["fields"]["port"].as_u64() {
-                let _ = port_sender.send(port as u16);
-            }
-        }
-    });
-    let port = port_receiver.recv_timeout(Duration::from_secs(30)).expect("port");
+    let (mut child, port) = support::serve_process(&database.url);
 
     // A query waiting (about 3 s) for a position the read model will never reach is in flight
     // when the service is told to stop.

@@ -4,35 +4,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const AISC: &str = env!("CARGO_BIN_EXE_aisc");
-
-/// An `aisc serve` process on `database_url`, and its port.
-fn serve(database_url: &str) -> (Child, u16) {
-    let mut child = Command::new(AISC)
-        .args(["serve"])
-        .env("DATABASE_URL", database_url)
-        .env("AISC_BIND", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn aisc serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (port_sender, port_receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let parsed: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if let Some(port) = parsed["fields"]["port"].as_u64() {
-                let _ = port_sender.send(port as u16);
-            }
-        }
-    });
-    let port = port_receiver.recv_timeout(Duration::from_secs(60)).expect("port");
-    (child, port)
-}
 
 async fn status(port: u16, bearer: &str) -> u16 {
     support::http(port, "GET", "/api/v1/events?limit=1", &[("Authorization", bearer)], None).await.status
@@ -44,8 +19,8 @@ async fn a_revoked_token_is_refused_by_every_running_instance_at_once() {
     let token =
         aisc_api::auth::issue(&database.pool, "auditor-1", &[aisc_api::auth::Role::Auditor]).await.expect("token");
     let bearer = format!("Bearer {token}");
-    let (mut first, first_port) = serve(&database.url);
-    let (mut second, second_port) = serve(&database.url);
+    let (mut first, first_port) = support::serve_process(&database.url);
+    let (mut second, second_port) = support::serve_process(&database.url);
     support::wait_until_ready(first_port).await;
     support::wait_until_ready(second_port).await;
     for port in [first_port, second_port] {

@@ -310,3 +310,29 @@ pub async fn wait_until_ready(port: u16) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// `aisc serve` as a process of its own on `database_url`, on a port the system chooses, and
+/// that port as the service logs it. Standard error is discarded.
+pub fn serve_process(database_url: &str) -> (std::process::Child, u16) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aisc"))
+        .args(["serve"])
+        .env("DATABASE_URL", database_url)
+        .env("AISC_BIND", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn aisc serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (port_sender, port_receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let parsed: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if let Some(port) = parsed["fields"]["port"].as_u64() {
+                let _ = port_sender.send(port as u16);
+            }
+        }
+    });
+    let port = port_receiver.recv_timeout(std::time::Duration::from_secs(60)).expect("the service's port");
+    (child, port)
+}
