@@ -68,8 +68,8 @@ async fn serve_creates_its_database_answers_health_and_stops_gracefully_on_sigte
         .spawn()
         .expect("spawn aisc serve");
 
-    // The JSON log announces the port it bound.
-    let stdout = child.stdout.take().expect("stdout");
+    // The JSON log (standard error, not a terminal) announces the port it bound.
+    let stdout = child.stderr.take().expect("stderr");
     let (port_sender, port_receiver) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut lines = Vec::new();
@@ -218,6 +218,37 @@ async fn audit_export_writes_the_history_as_eventstoredb_shaped_ndjson() {
         })
         .collect();
     assert_eq!(positions, events[2..=4].iter().map(|e| e.position.0).collect::<Vec<_>>());
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn long_commands_show_progress_and_logs_on_standard_error_only() {
+    let (database, _store) = database_with_events(12).await;
+    for (args, label) in [
+        (vec!["audit", "export"], "audit export: done, 12 of 12 events (100%)"),
+        (vec!["audit", "verify"], "audit verify: done, 12 of 12 events (100%)"),
+        (
+            vec!["projections", "rebuild", "audit_trail"],
+            "projections rebuild audit_trail: done, 12 of 12 events (100%)",
+        ),
+    ] {
+        let (ok, stdout, stderr) = aisc(&args, &database.url);
+        assert!(ok, "{args:?}: {stderr}");
+        assert!(stderr.lines().any(|line| line.starts_with(label)), "{args:?}: {stderr}");
+        assert!(!stdout.contains("done,") && !stdout.contains("events/s"), "{args:?}: progress on standard output");
+    }
+
+    // Logs are JSON lines when standard error is not a terminal, or as --log-format says.
+    let (ok, stdout, stderr) = aisc(&["migrate"], &database.url);
+    assert!(ok && stdout.is_empty(), "{stdout}");
+    let logged: serde_json::Value =
+        serde_json::from_str(stderr.lines().last().expect("a log line")).expect("a JSON log line");
+    assert_eq!(logged["fields"]["message"], "migrations applied");
+    let (ok, stdout, stderr) = aisc(&["migrate", "--log-format", "human"], &database.url);
+    assert!(ok && stdout.is_empty(), "{stdout}");
+    let line = stderr.lines().last().expect("a log line");
+    assert!(line.contains("INFO") && line.contains("migrations applied"), "{line}");
+    assert!(serde_json::from_str::<serde_json::Value>(line).is_err(), "human-readable: {line}");
     database.drop_database().await;
 }
 

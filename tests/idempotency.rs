@@ -119,11 +119,14 @@ impl Server {
             .args(["serve"])
             .env("DATABASE_URL", &database.url)
             .env("AISC_BIND", "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // The tests hold commands at a gate for longer than a request is let run by default.
+            .env("AISC_DB_STATEMENT_TIMEOUT_MS", "0")
+            .env("AISC_REQUEST_DEADLINE_MS", "120000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn aisc serve");
-        let stdout = child.stdout.take().expect("stdout");
+        let stdout = child.stderr.take().expect("stderr");
         let (port_sender, port_receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -416,7 +419,8 @@ async fn a_multi_stream_command_whose_response_could_not_be_kept_is_answered_fro
 
 #[tokio::test]
 async fn a_live_claim_answers_409_still_running_and_racing_requests_run_once() {
-    let app = TestApp::spawn().await;
+    // The first request is held well past the default request deadline on purpose.
+    let app = TestApp::spawn_configured(|config| config.limits.deadline = Duration::from_secs(60)).await;
     let pool = &app.database.pool;
     ok(&app.post("finance_officer", RECEIPTS, &[], &receipt(500_000)).await);
     let mut gatekeeper = PgConnection::connect(&app.database.url).await.expect("gatekeeper");

@@ -59,3 +59,63 @@ async fn a_database_outage_gives_quick_503s_and_the_service_recovers_by_itself()
     drop(proxy);
     test_database.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_silent_database_gives_503_at_the_request_deadline_and_the_service_recovers() {
+    let test_database = TestDatabase::create().await;
+    let token =
+        aisc_api::auth::issue(&test_database.pool, "auditor-1", &[aisc_api::auth::Role::Auditor]).await.expect("token");
+    let bearer = format!("Bearer {token}");
+
+    let admin: sqlx::postgres::PgConnectOptions = support::admin_url().parse().expect("url");
+    let proxy = OutageProxy::start(admin.get_port()).await;
+    let through_proxy = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, test_database.name);
+    let mut config = DatabaseConfig::new(through_proxy.clone());
+    config.acquire_timeout = Duration::from_secs(3);
+    let pool = database::connect(&config).await.expect("pool through the proxy");
+    let mut service = aisc_api::ServiceConfig::new(through_proxy, "127.0.0.1:0");
+    service.limits.deadline = Duration::from_millis(1_000);
+    let application = aisc_api::Application::build_with_pool(service, pool).expect("build");
+    let port = application.port();
+    let server = tokio::spawn(application.run_until_stopped());
+    support::wait_until_ready(port).await;
+    assert_eq!(http(port, "GET", "/api/v1/events", &[("Authorization", &bearer)], None).await.status, 200);
+
+    // The sockets stay open and nothing comes back: only the deadline ends the wait.
+    proxy.black_hole();
+    for path in ["/api/v1/events", "/api/v1/audit-trail", "/api/v1/events", "/health/ready"] {
+        let started = Instant::now();
+        let down = http(port, "GET", path, &[("Authorization", &bearer), ("X-Request-Id", "silent-1")], None).await;
+        let waited = started.elapsed();
+        assert_eq!(down.status, 503, "{path}: {}", down.body);
+        assert!(waited < Duration::from_millis(2_500), "{path} answered after {waited:?}");
+        assert_eq!(down.header("retry-after"), Some("2"), "{path}");
+        assert_eq!(down.header("content-type"), Some("application/problem+json"), "{path}");
+        assert_eq!(down.header("x-request-id"), Some("silent-1"), "{path}");
+    }
+    let metrics = http(port, "GET", "/metrics", &[], None).await;
+    let exceeded: u64 = metrics
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix("aisc_request_deadlines_exceeded_total "))
+        .and_then(|count| count.trim().parse().ok())
+        .expect("the deadline metric");
+    assert!(exceeded >= 4, "{}", metrics.body);
+    assert_eq!(http(port, "GET", "/health/live", &[], None).await.status, 200, "alive while the database is silent");
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = http(port, "GET", "/api/v1/events", &[("Authorization", &bearer)], None).await;
+        if response.status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {} {}", response.status, response.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    support::wait_until_ready(port).await;
+
+    server.abort();
+    drop(proxy);
+    test_database.drop_database().await;
+}

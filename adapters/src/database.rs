@@ -18,11 +18,15 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     /// How long a request waits for a pooled connection before the database counts as down.
     pub acquire_timeout: Duration,
+    /// The server cancels a statement that runs longer, and ends a session left idle inside a
+    /// transaction that long (so a stuck client cannot hold back readers of `$all`). `None`
+    /// for background work: projections, rebuilds and the long commands of the command line.
+    pub statement_timeout: Option<Duration>,
 }
 
 impl DatabaseConfig {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), max_connections: 16, acquire_timeout: Duration::from_secs(3) }
+        Self { url: url.into(), max_connections: 16, acquire_timeout: Duration::from_secs(3), statement_timeout: None }
     }
 }
 
@@ -89,7 +93,14 @@ pub async fn ensure_database_exists(config: &DatabaseConfig) -> Result<(), Datab
 
 /// A connection pool that fails fast when the server goes away, and reconnects by itself.
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DatabaseError> {
-    let options = parse_options(&config.url)?;
+    let mut options = parse_options(&config.url)?;
+    if let Some(limit) = config.statement_timeout.filter(|limit| !limit.is_zero()) {
+        let milliseconds = limit.as_millis().to_string();
+        options = options.options([
+            ("statement_timeout", milliseconds.as_str()),
+            ("idle_in_transaction_session_timeout", milliseconds.as_str()),
+        ]);
+    }
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
@@ -133,6 +144,26 @@ fn one_line(error: &sqlx::Error) -> String {
         source = cause.source();
     }
     text.replace('\n', " ")
+}
+
+/// Whether an error means the database cannot serve now (down, unreachable, shutting down, or
+/// a statement cut off by the statement timeout) rather than a fault of the request or code:
+/// the caller may retry shortly.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(database) => matches!(
+            database.code().as_deref(),
+            // admin shutdown, crash shutdown, cannot connect now, connection failures,
+            // statement timeout or cancellation, idle-in-transaction timeout
+            Some("57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006" | "08001" | "08004" | "57014" | "25P03")
+        ),
+        _ => false,
+    }
 }
 
 /// Whether the database answers a trivial query: the readiness probe.

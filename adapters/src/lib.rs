@@ -8,6 +8,7 @@ pub mod clock;
 pub mod database;
 pub mod event_hash;
 pub mod event_ids;
+pub mod held_back;
 pub mod postgres_store;
 pub mod token_cache;
 

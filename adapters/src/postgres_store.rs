@@ -316,19 +316,14 @@ fn wrong_expected_version(detail: &str, call: &AppendCall) -> StoreError {
 
 /// Maps a database failure to the store's terms: connection trouble is `Unavailable`.
 fn store_error(error: sqlx::Error) -> StoreError {
+    if crate::database::is_unavailable(&error) {
+        return StoreError::Unavailable(match &error {
+            sqlx::Error::Database(database) => database.message().to_owned(),
+            other => other.to_string(),
+        });
+    }
     match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // admin shutdown, crash shutdown, cannot connect now, connection failures
-            Some("57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006" | "08001" | "08004") => {
-                StoreError::Unavailable(db.message().to_owned())
-            }
-            _ => StoreError::Failure(db.message().to_owned()),
-        },
+        sqlx::Error::Database(database) => StoreError::Failure(database.message().to_owned()),
         _ => StoreError::Failure(error.to_string()),
     }
 }
@@ -490,13 +485,21 @@ impl EventStore for PostgresEventStore {
         let deadline = std::time::Instant::now() + self.held_back_wait;
         let mut pause = Duration::from_millis(1);
         let mut events: Vec<RecordedEvent> = Vec::new();
+        let mut waiting_since = None;
         loop {
             let cursor = events.last().map_or(after, |event| event.position);
             let slice = self.read_all_once(cursor, limit - events.len()).await?;
             events.extend(slice.events);
             if events.len() >= limit || !slice.held_back || std::time::Instant::now() >= deadline {
+                if let Some(since) = waiting_since {
+                    let waited = std::time::Instant::elapsed(&since);
+                    if crate::held_back::record(waited) {
+                        crate::held_back::warn_long_wait(&self.pool, waited).await;
+                    }
+                }
                 return Ok(AllSlice { events, held_back: slice.held_back });
             }
+            waiting_since.get_or_insert_with(std::time::Instant::now);
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
         }
@@ -511,11 +514,32 @@ impl EventStore for PostgresEventStore {
 
     #[tracing::instrument(skip(self), err(Debug))]
     async fn verify(&self, range: PositionRange) -> Result<VerifyReport, StoreError> {
-        Verifier::new(&self.pool, range).run().await
+        Verifier::new(&self.pool, range).run(&aisc_domain::progress::Unwatched).await
     }
 }
 
 impl PostgresEventStore {
+    /// [`EventStore::verify`], telling `progress` the events verified so far.
+    pub async fn verify_reporting(
+        &self,
+        range: PositionRange,
+        progress: &dyn aisc_domain::progress::Progress,
+    ) -> Result<VerifyReport, StoreError> {
+        Verifier::new(&self.pool, range).run(progress).await
+    }
+
+    /// How many events the range holds (for progress shown against a total).
+    pub async fn count_in(&self, range: PositionRange) -> Result<u64, StoreError> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE global_position >= $1 AND global_position <= $2")
+                .bind(range.from.map_or(0, |from| i64::try_from(from.0).unwrap_or(i64::MAX)))
+                .bind(range.to.map_or(i64::MAX, |to| i64::try_from(to.0).unwrap_or(i64::MAX)))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(store_error)?;
+        Ok(to_u64(count))
+    }
+
     /// The position of the last event recorded so far (0 for an empty log).
     pub async fn head_position(&self) -> Result<Position, StoreError> {
         let head: i64 = sqlx::query_scalar("SELECT coalesce(max(global_position), 0) FROM events")
@@ -644,7 +668,7 @@ impl<'a> Verifier<'a> {
         Self { pool, range, heads: HashMap::new(), verified: 0 }
     }
 
-    async fn run(mut self) -> Result<VerifyReport, StoreError> {
+    async fn run(mut self, progress: &dyn aisc_domain::progress::Progress) -> Result<VerifyReport, StoreError> {
         let mut after: i64 = self.range.from.map_or(-1, |from| i64::try_from(from.0).unwrap_or(i64::MAX) - 1);
         let to = self.range.to.map_or(i64::MAX, |to| i64::try_from(to.0).unwrap_or(i64::MAX));
         loop {
@@ -670,6 +694,7 @@ impl<'a> Verifier<'a> {
                 }
                 self.verified += 1;
             }
+            progress.reached(self.verified);
         }
         if self.range.to.is_none()
             && let Some(broken) = self.check_stream_heads().await?

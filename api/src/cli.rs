@@ -12,6 +12,7 @@ use aisc_projections::{ProjectionError, ProjectionRunner};
 use clap::{Parser, Subcommand};
 
 use crate::event_feed::FeedEvent;
+use crate::progress::ProgressReport;
 use crate::startup::{Application, DEFAULT_BIND, ServiceConfig, StartupError};
 use crate::telemetry;
 
@@ -22,6 +23,10 @@ use crate::telemetry;
     about = "AISC Subsidy Back Office: the AI Subsidy Scheme's event-sourced back office"
 )]
 pub struct Cli {
+    /// Logs (always on standard error): human-readable on a terminal and JSON otherwise
+    /// (auto), or as chosen.
+    #[arg(long, global = true, env = "AISC_LOG_FORMAT", value_enum, default_value = "auto")]
+    pub log_format: telemetry::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,9 +37,8 @@ pub enum Command {
     Serve {
         #[command(flatten)]
         database: DatabaseArgs,
-        /// Address to listen on.
-        #[arg(long, env = "AISC_BIND", default_value = DEFAULT_BIND)]
-        bind: String,
+        #[command(flatten)]
+        serve: ServeArgs,
     },
     /// Create the database if missing and apply the migrations, then exit.
     Migrate {
@@ -203,6 +207,63 @@ pub struct DatabaseArgs {
     pub url: String,
 }
 
+/// How the HTTP service runs; the defaults fit a small server (2 cores).
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (`:0` picks a free port, logged as `port`).
+    #[arg(long, env = "AISC_BIND", default_value = DEFAULT_BIND)]
+    pub bind: String,
+    /// HTTP worker threads.
+    #[arg(long, env = "AISC_HTTP_WORKERS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub http_workers: u16,
+    /// Database connections for requests (the projections have a few of their own).
+    #[arg(long, env = "AISC_DB_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub db_pool_size: u32,
+    /// How long a request waits for a free database connection before it is answered 503.
+    #[arg(long, env = "AISC_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 3_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub db_acquire_timeout_ms: u64,
+    /// A request's SQL statement running longer is cancelled by the server (0: no limit). As
+    /// long as the request deadline by default: a request answered 503 at its deadline leaves
+    /// no statement running (and perhaps committing) much longer.
+    #[arg(long, env = "AISC_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub db_statement_timeout_ms: u64,
+    /// A request not answered by then is answered 503 with Retry-After.
+    #[arg(long, env = "AISC_REQUEST_DEADLINE_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub request_deadline_ms: u64,
+    /// The deadline of bulk requests: usage imports, verifying the log, the KPI dashboard.
+    #[arg(long, env = "AISC_BULK_REQUEST_DEADLINE_MS", default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub bulk_request_deadline_ms: u64,
+    /// Largest JSON command body, in bytes (413 above).
+    #[arg(long, env = "AISC_MAX_BODY_BYTES", default_value_t = 256 * 1024, value_parser = clap::value_parser!(u64).range(1_024..=64 * 1024 * 1024))]
+    pub max_body_bytes: u64,
+    /// Largest usage import file, in bytes (413 above).
+    #[arg(long, env = "AISC_MAX_IMPORT_BYTES", default_value_t = 32 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1_024..=1024 * 1024 * 1024))]
+    pub max_import_bytes: u64,
+    /// How long a stop (SIGINT, SIGTERM) waits for requests in flight, in seconds.
+    #[arg(long, env = "AISC_SHUTDOWN_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub shutdown_timeout_s: u64,
+}
+
+impl ServeArgs {
+    /// The service's configuration on `database_url`.
+    pub fn config(&self, database_url: String) -> ServiceConfig {
+        let mut config = ServiceConfig::new(database_url, self.bind.clone());
+        config.workers = usize::from(self.http_workers);
+        config.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_s);
+        config.database.max_connections = self.db_pool_size;
+        config.database.acquire_timeout = Duration::from_millis(self.db_acquire_timeout_ms);
+        config.database.statement_timeout =
+            (self.db_statement_timeout_ms > 0).then(|| Duration::from_millis(self.db_statement_timeout_ms));
+        config.limits = crate::limits::RequestLimits {
+            deadline: Duration::from_millis(self.request_deadline_ms),
+            bulk_deadline: Duration::from_millis(self.bulk_request_deadline_ms),
+            command_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
+            import_body_bytes: usize::try_from(self.max_import_bytes).unwrap_or(usize::MAX),
+        };
+        config
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct RangeArgs {
     /// First position to include.
@@ -226,7 +287,10 @@ impl RangeArgs {
 
 /// Parses the arguments and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return refuse_arguments(&error),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -241,6 +305,23 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version as clap prints them; any other problem with the arguments or their
+/// environment variables as one line on standard error, exit 2.
+fn refuse_arguments(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = error.print();
+        return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+    }
+    let rendered = error.render().to_string();
+    let first_line = rendered.lines().find(|line| !line.trim().is_empty()).unwrap_or("invalid arguments");
+    eprintln!("{}", first_line.trim_end());
+    ExitCode::from(2)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -262,16 +343,15 @@ pub enum CliError {
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    telemetry::init_logs(cli.log_format);
     match cli.command {
-        Command::Serve { database, bind } => {
-            telemetry::init_json_logs();
-            let application = Application::build(ServiceConfig::new(database.url, bind)).await?;
+        Command::Serve { database, serve } => {
+            let application = Application::build(serve.config(database.url)).await?;
             application.run_until_stopped().await?;
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate { database } => {
-            telemetry::init_json_logs();
             let config = DatabaseConfig::new(database.url);
             database::connect_and_migrate(&config).await?;
             tracing::info!(database = %database::redacted(&config.url), "migrations applied");
@@ -312,7 +392,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Audit(AuditCommand::Verify { database, range }) => {
             let range = range.range()?;
             let store = open_store(&database).await?;
-            let report = store.verify(range).await?;
+            let progress = ProgressReport::new("audit verify", "events", Some(store.count_in(range).await?));
+            let report = store.verify_reporting(range, &progress).await?;
+            progress.finish();
             match report.first_broken {
                 None => {
                     println!("OK: {} events verified, every hash chain intact", report.verified);
@@ -398,8 +480,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 today: aisc_adapters::clock::today_in_hong_kong(),
                 batch_lines,
             };
-            let report =
-                scheme.import_usage(import, &meta).await.map_err(|error| CliError::Usage(error.to_string()))?;
+            let progress = ProgressReport::new(
+                "import usage",
+                "lines written",
+                Some((text.lines().count() as u64).saturating_sub(1)),
+            );
+            let report = scheme
+                .import_usage_reporting(import, &meta, &progress)
+                .await
+                .map_err(|error| CliError::Usage(error.to_string()))?;
+            progress.finish();
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &report).map_err(|error| CliError::Usage(error.to_string()))?;
             writeln!(out)?;
@@ -418,9 +508,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 aisc_domain::command_service::CommandService::new(store, aisc_adapters::TimeOrderedEventIds)
                     .with_backoff(std::sync::Arc::new(aisc_adapters::JitteredBackoff::default())),
             );
-            let summary = aisc_domain::demo::seed(&scheme, applications, years, seed)
+            let progress = ProgressReport::new("demo seed", "commands", None);
+            let summary = aisc_domain::demo::seed_reporting(&scheme, applications, years, seed, &progress)
                 .await
                 .map_err(|error| CliError::Usage(error.to_string()))?;
+            progress.finish();
             println!(
                 "seeded {} applications: {} approved, {} rejected, {} ineligible, {} withdrawn; {} usage lines, {} progress reports",
                 summary.applications,
@@ -458,8 +550,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             if chosen.is_empty() {
                 return Err(ProjectionError::Unknown(name.unwrap_or_default()).into());
             }
+            let events = store.count_in(PositionRange::default()).await?;
             for runner in chosen {
+                let progress = Arc::new(ProgressReport::new(
+                    format!("projections rebuild {}", runner.name()),
+                    "events",
+                    Some(events),
+                ));
+                let runner = runner.with_progress(progress.clone());
                 let position = runner.rebuild(Duration::from_secs(3_600)).await?;
+                progress.finish();
                 println!("rebuilt {} up to position {}", runner.name(), position);
             }
             Ok(ExitCode::SUCCESS)
@@ -510,6 +610,9 @@ fn runners(store: &PostgresEventStore) -> Vec<ProjectionRunner> {
 
 /// Streams the range page by page to standard output, one JSON object per line.
 async fn export(store: &PostgresEventStore, range: PositionRange) -> Result<(), CliError> {
+    use aisc_domain::progress::Progress;
+    let progress = ProgressReport::new("audit export", "events", Some(store.count_in(range).await?));
+    let mut exported = 0_u64;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut after = Position(range.from.map_or(0, |from| from.0.saturating_sub(1)));
@@ -528,11 +631,14 @@ async fn export(store: &PostgresEventStore, range: PositionRange) -> Result<(), 
             let line = serde_json::to_string(&FeedEvent::from(event))
                 .map_err(|error| CliError::Usage(format!("cannot encode event {}: {error}", event.event_id)))?;
             writeln!(out, "{line}")?;
+            exported += 1;
         }
+        progress.reached(exported);
         if after.0 >= to {
             break;
         }
     }
     out.flush()?;
+    progress.finish();
     Ok(())
 }

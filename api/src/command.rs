@@ -22,9 +22,6 @@ use crate::auth::Principal;
 use crate::problem::ApiError;
 use crate::request_context::RequestId;
 
-/// Largest command body accepted.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
-
 /// Headers a replayed response carries over from the first one.
 const REPLAYED_HEADERS: [&str; 4] = ["etag", "location", "x-stream-id", "content-type"];
 
@@ -65,9 +62,9 @@ impl CommandContext {
     }
 }
 
-/// Reads the body, refusing more than [`MAX_BODY_BYTES`] with 413.
-pub async fn read_body(payload: web::Payload) -> Result<web::Bytes, ApiError> {
-    read_body_within(payload, MAX_BODY_BYTES).await
+/// Reads a command's body, refusing more than the configured limit with 413.
+pub async fn read_body(request: &HttpRequest, payload: web::Payload) -> Result<web::Bytes, ApiError> {
+    read_body_within(payload, crate::limits::RequestLimits::of(request).command_body_bytes).await
 }
 
 /// Reads the body, refusing more than `limit` bytes with 413.

@@ -1,5 +1,6 @@
 //! Prometheus metrics at `/metrics`: requests by route, method and status, a latency
-//! histogram by route, append conflicts, and the database pool.
+//! histogram by route, append conflicts, requests cut off at their deadline, the held-back
+//! waits of `$all`, projections' failures and stalls, and the database pool.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,6 +19,7 @@ struct Registry {
     /// Per route: bucket counts, count, sum in seconds.
     latency: BTreeMap<String, ([u64; BUCKETS.len()], u64, f64)>,
     append_conflicts: u64,
+    deadlines_exceeded: u64,
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -44,6 +46,12 @@ pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration)
 pub fn record_append_conflict() {
     if let Ok(mut registry) = registry().lock() {
         registry.append_conflicts += 1;
+    }
+}
+
+pub fn record_deadline_exceeded() {
+    if let Ok(mut registry) = registry().lock() {
+        registry.deadlines_exceeded += 1;
     }
 }
 
@@ -84,6 +92,42 @@ pub async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
         let _ = writeln!(out, "# HELP aisc_append_conflicts_total Commands refused for a concurrent change.");
         let _ = writeln!(out, "# TYPE aisc_append_conflicts_total counter");
         let _ = writeln!(out, "aisc_append_conflicts_total {}", registry.append_conflicts);
+        let _ = writeln!(out, "# HELP aisc_request_deadlines_exceeded_total Requests answered 503 at their deadline.");
+        let _ = writeln!(out, "# TYPE aisc_request_deadlines_exceeded_total counter");
+        let _ = writeln!(out, "aisc_request_deadlines_exceeded_total {}", registry.deadlines_exceeded);
+    }
+    let held_back = aisc_adapters::held_back::stats();
+    let _ = writeln!(out, "# HELP aisc_all_held_back_waits_total Reads of $all that waited for a running transaction.");
+    let _ = writeln!(out, "# TYPE aisc_all_held_back_waits_total counter");
+    let _ = writeln!(out, "aisc_all_held_back_waits_total {}", held_back.waits);
+    let _ = writeln!(
+        out,
+        "# HELP aisc_all_held_back_wait_seconds_total Time reads of $all waited for running transactions."
+    );
+    let _ = writeln!(out, "# TYPE aisc_all_held_back_wait_seconds_total counter");
+    let _ = writeln!(out, "aisc_all_held_back_wait_seconds_total {}", held_back.wait_seconds);
+    let _ = writeln!(
+        out,
+        "# HELP aisc_all_held_back_long_waits_total Waits of $all over {} ms (each logged with the pinning backend).",
+        aisc_adapters::held_back::LONG_WAIT.as_millis()
+    );
+    let _ = writeln!(out, "# TYPE aisc_all_held_back_long_waits_total counter");
+    let _ = writeln!(out, "aisc_all_held_back_long_waits_total {}", held_back.long_waits);
+    let health = aisc_projections::health::snapshot();
+    let _ = writeln!(out, "# HELP aisc_projection_failures_total Failures of a projection (it then leads again).");
+    let _ = writeln!(out, "# TYPE aisc_projection_failures_total counter");
+    for projection in aisc_projections::all() {
+        let failures = health.get(projection.name()).map_or(0, |health| health.failures_total);
+        let _ = writeln!(out, "aisc_projection_failures_total{{projection=\"{}\"}} {failures}", projection.name());
+    }
+    let _ = writeln!(
+        out,
+        "# HELP aisc_projection_stalled 1 while a projection fails again at the same position (an event it cannot apply)."
+    );
+    let _ = writeln!(out, "# TYPE aisc_projection_stalled gauge");
+    for projection in aisc_projections::all() {
+        let stalled = health.get(projection.name()).is_some_and(|health| health.stalled());
+        let _ = writeln!(out, "aisc_projection_stalled{{projection=\"{}\"}} {}", projection.name(), u8::from(stalled));
     }
     let _ = writeln!(out, "# HELP aisc_db_pool_connections Database connections open, and idle.");
     let _ = writeln!(out, "# TYPE aisc_db_pool_connections gauge");

@@ -58,6 +58,9 @@ pub enum ApiError {
     Unprocessable { code: &'static str, detail: String, errors: Vec<FieldProblem> },
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
+    /// The request was not finished by its deadline (its work, if any, was dropped).
+    #[error("no answer within the request deadline of {} ms; try again shortly", deadline.as_millis())]
+    DeadlineExceeded { deadline: std::time::Duration, request_id: Option<String> },
     #[error("an unexpected error occurred; it has been logged")]
     Internal(String),
 }
@@ -83,7 +86,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "Payload Too Large",
             ApiError::UnsupportedMediaType { .. } => "Unsupported Media Type",
             ApiError::Unprocessable { .. } => "Unprocessable Content",
-            ApiError::Unavailable => "Service Unavailable",
+            ApiError::Unavailable | ApiError::DeadlineExceeded { .. } => "Service Unavailable",
             ApiError::Internal(_) => "Internal Server Error",
         }
     }
@@ -128,7 +131,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::DeadlineExceeded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -145,6 +148,13 @@ impl ResponseError for ApiError {
             ApiError::Unavailable => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("2")));
             }
+            ApiError::DeadlineExceeded { request_id, .. } => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("2")));
+                // Answered without the request (dropped with its work): its id comes along here.
+                if let Some(value) = request_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
+                    response.insert_header((crate::request_context::REQUEST_ID_HEADER, value));
+                }
+            }
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
             }
@@ -156,10 +166,10 @@ impl ResponseError for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        if aisc_adapters::database::is_unavailable(&error) {
+            return ApiError::Unavailable;
+        }
         match error {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-                ApiError::Unavailable
-            }
             // A read model queried before its first build on a new database.
             sqlx::Error::Database(ref database) if database.code().as_deref() == Some("42P01") => {
                 tracing::warn!(error = %error, "a read model is not built yet");

@@ -11,6 +11,7 @@ use actix_web::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use sqlx::PgPool;
+use tracing::Instrument;
 
 use crate::auth::{self, Principal};
 use crate::problem::ApiError;
@@ -50,11 +51,14 @@ pub async fn track_request(
     request.extensions_mut().insert(RequestId(request_id.clone()));
     let method = request.method().to_string();
     let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_string());
-    let mut response = next.call(request).await?;
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
-    }
-    let status = response.status().as_u16();
+    // Every line logged while the request is served carries its id.
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
+    let answered = next.call(request).instrument(span).await;
+    // An error here is answered by the server from the error itself (the deadline's 503).
+    let status = match &answered {
+        Ok(response) => response.status().as_u16(),
+        Err(error) => error.as_response_error().status_code().as_u16(),
+    };
     let elapsed = started.elapsed();
     crate::metrics::record_request(&method, &route, status, elapsed);
     tracing::info!(
@@ -65,6 +69,10 @@ pub async fn track_request(
         latency_ms = elapsed.as_secs_f64() * 1e3,
         "request"
     );
+    let mut response = answered?;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(HeaderName::from_static(REQUEST_ID_HEADER), value);
+    }
     Ok(response)
 }
 

@@ -26,6 +26,8 @@ pub struct ServiceConfig {
     pub shutdown_timeout: Duration,
     /// Where commands take today's date from.
     pub clock: aisc_adapters::clock::Clock,
+    /// Deadlines and body sizes of requests.
+    pub limits: crate::limits::RequestLimits,
 }
 
 impl ServiceConfig {
@@ -36,6 +38,7 @@ impl ServiceConfig {
             workers: 2,
             shutdown_timeout: Duration::from_secs(10),
             clock: aisc_adapters::clock::Clock::hong_kong(),
+            limits: crate::limits::RequestLimits::default(),
         }
     }
 }
@@ -59,13 +62,30 @@ pub struct Application {
 
 impl Application {
     /// Connects (creating the database and applying migrations), binds and builds the server.
+    /// Requests use a pool under the statement timeout; the projections one of their own
+    /// without it, so a long rebuild is not cut off and cannot starve requests of connections.
     pub async fn build(config: ServiceConfig) -> Result<Self, StartupError> {
-        let pool = database::connect_and_migrate(&config.database).await?;
-        Self::build_with_pool(config, pool)
+        let background = DatabaseConfig {
+            max_connections: BACKGROUND_CONNECTIONS,
+            statement_timeout: None,
+            ..config.database.clone()
+        };
+        let background_pool = database::connect_and_migrate(&background).await?;
+        let pool = database::connect(&config.database).await?;
+        Self::build_with_pools(config, pool, background_pool)
     }
 
     /// Builds on an already migrated pool (tests bring their own database).
     pub fn build_with_pool(config: ServiceConfig, pool: PgPool) -> Result<Self, StartupError> {
+        Self::build_with_pools(config, pool.clone(), pool)
+    }
+
+    /// Builds with one pool for requests and one for the projections.
+    pub fn build_with_pools(
+        config: ServiceConfig,
+        pool: PgPool,
+        background_pool: PgPool,
+    ) -> Result<Self, StartupError> {
         let listener = TcpListener::bind(&config.bind)
             .map_err(|error| StartupError::Bind { bind: config.bind.clone(), reason: error.to_string() })?;
         let port = listener
@@ -73,7 +93,8 @@ impl Application {
             .map_err(|error| StartupError::Bind { bind: config.bind.clone(), reason: error.to_string() })?
             .port();
         let store = PostgresEventStore::new(pool.clone());
-        let (stop_projections, projections) = start_projections(&pool, &store);
+        let (stop_projections, projections) =
+            start_projections(&background_pool, &PostgresEventStore::new(background_pool.clone()));
         let pool_data = web::Data::new(pool.clone());
         let scheme_data = web::Data::new(aisc_domain::subsidy::service::SchemeService::new(
             aisc_domain::command_service::CommandService::new(store.clone(), aisc_adapters::TimeOrderedEventIds)
@@ -84,6 +105,7 @@ impl Application {
         let tokens = aisc_adapters::token_cache::TokenCache::new(pool.clone());
         tokens.start();
         let tokens_data = web::Data::new(tokens);
+        let limits_data = web::Data::new(config.limits);
         let server = HttpServer::new(move || {
             let (app, document) = App::new()
                 .into_utoipa_app()
@@ -99,10 +121,13 @@ impl Application {
                 .app_data(scheme_data.clone())
                 .app_data(clock_data.clone())
                 .app_data(tokens_data.clone())
+                .app_data(limits_data.clone())
                 .app_data(document)
                 // The last registered runs first: the request id and the log line cover every
-                // answer, the authentication's 401 included; authentication precedes routing.
+                // answer, the deadline's 503 and the authentication's 401 included; the
+                // deadline covers authentication; authentication precedes routing.
                 .wrap(actix_web::middleware::from_fn(crate::request_context::authenticate))
+                .wrap(actix_web::middleware::from_fn(crate::limits::enforce_deadline))
                 .wrap(actix_web::middleware::from_fn(crate::request_context::track_request))
                 .default_service(web::to(not_found))
         })
@@ -140,6 +165,10 @@ impl Application {
 async fn not_found(request: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, crate::problem::ApiError> {
     Err(crate::problem::ApiError::NotFound(format!("no resource at {} {}", request.method(), request.path())))
 }
+
+/// Connections of the projections' pool: each runner holds one for its leadership lock and
+/// uses another for its batches.
+const BACKGROUND_CONNECTIONS: u32 = 8;
 
 /// How long shutdown waits for a projection to finish its batch.
 const PROJECTION_STOP_TIMEOUT: Duration = Duration::from_secs(10);

@@ -133,10 +133,22 @@ pub async fn seed<S: EventStore, I: EventIds>(
     years: u32,
     seed: u64,
 ) -> Result<SeedSummary, SeedError> {
+    seed_reporting(scheme, applications, years, seed, &crate::progress::Unwatched).await
+}
+
+/// [`seed`], telling `progress` the commands run so far.
+pub async fn seed_reporting<S: EventStore, I: EventIds>(
+    scheme: &SchemeService<S, I>,
+    applications: usize,
+    years: u32,
+    seed: u64,
+    progress: &dyn crate::progress::Progress,
+) -> Result<SeedSummary, SeedError> {
     let mut dice = Dice(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut summary = SeedSummary { applications, ..SeedSummary::default() };
     let mut request = 0_u64;
     let mut next = || {
+        progress.reached(request);
         request += 1;
         request
     };

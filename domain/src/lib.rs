@@ -10,4 +10,5 @@ pub mod codec;
 pub mod command_service;
 pub mod demo;
 pub mod event_store;
+pub mod progress;
 pub mod subsidy;

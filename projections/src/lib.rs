@@ -3,6 +3,7 @@
 
 pub mod applications;
 pub mod audit_trail;
+pub mod health;
 pub mod kpi;
 pub mod projection;
 pub mod runner;

@@ -44,11 +44,26 @@ pub struct ProjectionRunner {
     projection: Arc<dyn Projection>,
     batch_size: usize,
     standby_poll: Duration,
+    /// Told the events replayed by a rebuild.
+    progress: Arc<dyn aisc_domain::progress::Progress>,
 }
 
 impl ProjectionRunner {
     pub fn new(pool: PgPool, store: Arc<dyn EventStore>, projection: Arc<dyn Projection>) -> Self {
-        Self { pool, store, projection, batch_size: 500, standby_poll: Duration::from_millis(500) }
+        Self {
+            pool,
+            store,
+            projection,
+            batch_size: 500,
+            standby_poll: Duration::from_millis(500),
+            progress: Arc::new(aisc_domain::progress::Unwatched),
+        }
+    }
+
+    /// Tells `progress` the events a rebuild has replayed so far.
+    pub fn with_progress(mut self, progress: Arc<dyn aisc_domain::progress::Progress>) -> Self {
+        self.progress = progress;
+        self
     }
 
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
@@ -78,7 +93,12 @@ impl ProjectionRunner {
                     match outcome {
                         Ok(()) => return,
                         Err(error) => {
-                            tracing::warn!(projection = name, error = %error, "projection failed; starting over")
+                            tracing::warn!(projection = name, error = %error, "projection failed; starting over");
+                            let position = match &error {
+                                ProjectionError::BadEvent { position, .. } => Some(*position),
+                                _ => self.checkpoint().await.ok().map(|position| position.0),
+                            };
+                            crate::health::record_failure(name, position, &error.to_string());
                         }
                     }
                 }
@@ -128,6 +148,7 @@ impl ProjectionRunner {
         }
         let name = self.projection.name();
         self.request_rebuild().await?;
+        tracing::info!(projection = name, "a running service leads the projection: asked it to rebuild, waiting");
         let deadline = Instant::now() + wait_at_most;
         loop {
             let pending: Option<bool> =
@@ -274,6 +295,7 @@ impl ProjectionRunner {
             return Err(ProjectionError::Busy(self.projection.name()));
         }
         transaction.commit().await?;
+        crate::health::record_progress(self.projection.name());
         Ok(last.position)
     }
 
@@ -320,6 +342,7 @@ impl ProjectionRunner {
             };
             position = last.position;
             replayed += within.len() as u64;
+            self.progress.reached(replayed);
             let mut transaction = self.pool.begin().await?;
             skip_flush_wait(&mut transaction).await?;
             self.apply_handled(&mut transaction, schema, &within).await?;

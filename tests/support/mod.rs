@@ -192,11 +192,17 @@ pub const ROLES: [&str; 6] =
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_configured(|_| {}).await
+    }
+
+    /// [`TestApp::spawn`] with the service's configuration changed by `configure`.
+    pub async fn spawn_configured(configure: impl FnOnce(&mut aisc_api::ServiceConfig)) -> Self {
         let database = TestDatabase::create_with_pool_size(20).await;
         let day =
             std::sync::Arc::new(std::sync::Mutex::new(chrono::NaiveDate::from_ymd_opt(2025, 5, 2).expect("date")));
         let mut config = aisc_api::ServiceConfig::new(database.url.clone(), "127.0.0.1:0");
         config.clock = aisc_adapters::clock::Clock::set_by(day.clone());
+        configure(&mut config);
         let application =
             aisc_api::Application::build_with_pool(config, database.pool.clone()).expect("build application");
         let port = application.port();
@@ -246,6 +252,7 @@ pub struct OutageProxy {
     pub port: u16,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     cut: tokio::sync::watch::Sender<u64>,
+    silent: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -256,10 +263,11 @@ impl OutageProxy {
         let port = listener.local_addr().expect("proxy address").port();
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (cut, cuts) = tokio::sync::watch::channel(0_u64);
+        let (silent, silences) = tokio::sync::watch::channel(false);
         let task = {
             let down = down.clone();
             tokio::spawn(async move {
-                while let Ok((mut client, _)) = listener.accept().await {
+                while let Ok((client, _)) = listener.accept().await {
                     if down.load(Ordering::SeqCst) {
                         drop(client);
                         continue;
@@ -267,19 +275,23 @@ impl OutageProxy {
                     let mut cuts = cuts.clone();
                     // Only cuts after this connection was opened end it.
                     cuts.borrow_and_update();
+                    let silences = silences.clone();
                     tokio::spawn(async move {
-                        let Ok(mut server) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await else {
+                        let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await else {
                             return;
                         };
+                        let (client_reads, client_writes) = client.into_split();
+                        let (server_reads, server_writes) = server.into_split();
                         tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = forward(client_reads, server_writes, silences.clone()) => {}
+                            _ = forward(server_reads, client_writes, silences) => {}
                             _ = cuts.changed() => {}
                         }
                     });
                 }
             })
         };
-        Self { port, down, cut, task }
+        Self { port, down, cut, silent, task }
     }
 
     /// Drops every open connection and refuses new ones.
@@ -288,8 +300,40 @@ impl OutageProxy {
         self.cut.send_modify(|n| *n += 1);
     }
 
+    /// A silent partition: connections stay open (new ones are accepted) but no byte passes
+    /// either way until [`OutageProxy::restore`]; then what was held is delivered, as TCP
+    /// would once the network heals.
+    pub fn black_hole(&self) {
+        self.silent.send_replace(true);
+    }
+
     pub fn restore(&self) {
         self.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.silent.send_replace(false);
+    }
+}
+
+/// Copies one direction of a proxied connection, holding the bytes while the network is silent.
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut silent: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0_u8; 16 * 1024];
+    loop {
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        while *silent.borrow_and_update() {
+            if silent.changed().await.is_err() {
+                return;
+            }
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -312,18 +356,25 @@ pub async fn wait_until_ready(port: u16) {
 }
 
 /// `aisc serve` as a process of its own on `database_url`, on a port the system chooses, and
-/// that port as the service logs it. Standard error is discarded.
+/// that port as the service logs it. Its logs are read for the port, then discarded.
 pub fn serve_process(database_url: &str) -> (std::process::Child, u16) {
+    serve_process_with(database_url, &[])
+}
+
+/// [`serve_process`] with more environment variables (its configuration).
+pub fn serve_process_with(database_url: &str, environment: &[(&str, &str)]) -> (std::process::Child, u16) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aisc"))
         .args(["serve"])
         .env("DATABASE_URL", database_url)
         .env("AISC_BIND", "127.0.0.1:0")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .envs(environment.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn aisc serve");
-    let stdout = child.stdout.take().expect("stdout");
+    // The logs (standard error) announce the port.
+    let stdout = child.stderr.take().expect("stderr");
     let (port_sender, port_receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {

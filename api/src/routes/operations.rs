@@ -128,7 +128,7 @@ pub async fn rebuild_projection(
     let context = CommandContext::from_request(&request).await?;
     require(&context.principal, Action::RebuildProjection)?;
     crate::input::declared_json(&request)?;
-    let body = read_body(payload).await?;
+    let body = read_body(&request, payload).await?;
     crate::input::json_body(&request, &body)?;
     let name = path.into_inner();
     let valid_name = !name.is_empty()

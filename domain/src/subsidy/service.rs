@@ -65,6 +65,16 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
         request: UsageImportRequest<'_>,
         meta: &CommandMetadata,
     ) -> SchemeResult<UsageImportReport> {
+        self.import_usage_reporting(request, meta, &crate::progress::Unwatched).await
+    }
+
+    /// [`SchemeService::import_usage`], telling `progress` the lines written so far.
+    pub async fn import_usage_reporting(
+        &self,
+        request: UsageImportRequest<'_>,
+        meta: &CommandMetadata,
+        progress: &dyn crate::progress::Progress,
+    ) -> SchemeResult<UsageImportReport> {
         usage_import::check_import_id(request.import_id).map_err(rejected)?;
         let batch_lines = request.batch_lines.max(1);
         let (lines, format_errors) = usage_import::parse(request.csv);
@@ -130,6 +140,7 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
                             positions.1 = Some(positions.1.map_or(position, |last: u64| last.max(position)));
                         }
                         written_lines.extend(batch.iter().map(|(line, _)| line.line));
+                        progress.reached(written_lines.len() as u64);
                         batches += 1;
                         batch.clear();
                     }

@@ -12,9 +12,6 @@ use crate::authorization::{Action, require};
 use crate::command::{CommandContext, read_body_within};
 use crate::problem::{ApiError, FieldProblem, ProblemDocument};
 
-/// Largest import file accepted: a month of lines for every project of the scheme fits.
-pub const MAX_IMPORT_BYTES: usize = 32 * 1024 * 1024;
-
 /// Lines appended per transaction.
 pub const IMPORT_BATCH_LINES: usize = 2_000;
 
@@ -126,7 +123,7 @@ pub async fn import_usage(
     if let Some(import_id) = &params.import_id {
         crate::input::import_id("import_id", import_id)?;
     }
-    let body = read_body_within(payload, MAX_IMPORT_BYTES).await?;
+    let body = read_body_within(payload, crate::limits::RequestLimits::of(&request).import_body_bytes).await?;
     let csv = std::str::from_utf8(&body).map_err(|error| ApiError::bad_field("body", format!("not UTF-8: {error}")))?;
     let import_id = params.import_id.unwrap_or_else(|| import_id_of(&body));
     let meta = CommandMetadata {

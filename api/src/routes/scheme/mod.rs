@@ -111,7 +111,7 @@ where
     let context = CommandContext::from_request(request).await?;
     let role = require(&context.principal, action)?;
     crate::input::declared_json(request)?;
-    let body = read_body(payload).await?;
+    let body = read_body(request, payload).await?;
     crate::input::json_body(request, &body)?;
     let meta = CommandMetadata {
         actor: context.principal.name.clone(),
