@@ -82,6 +82,7 @@ async fn generate(scheme: &Scheme) -> Vec<String> {
                     let july = ChargeUsage {
                         application_id: id.clone(),
                         usage_id: format!("{id}-2025-07"),
+                        import_id: None,
                         service_type: gpu(),
                         period: period("2025-07"),
                         units: 1 + (n % 16) as u64,

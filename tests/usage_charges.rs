@@ -266,6 +266,7 @@ async fn an_import_racing_forty_single_charges_on_one_application_finishes_and_c
         import_id: "race",
         csv: &csv,
         mode: aisc_domain::subsidy::usage_import::ImportMode::AllOrNothing,
+        repeated_lines: aisc_domain::subsidy::usage_import::RepeatedLines::Refuse,
         today: day(2025, 8, 5),
         batch_lines: 1,
     };

@@ -1,16 +1,17 @@
 //! Bulk usage import on PostgreSQL: every line validated and refused with its number, nothing
 //! written in all-or-nothing mode, exactly the accepted lines in partial mode, batches, a rerun
-//! that charges nothing twice, a race with single charges, and the HTTP and CLI paths.
+//! that charges nothing twice, a race with single charges, the HTTP and CLI paths, and lines
+//! another import already charged refused naming it unless repeats are allowed.
 
 mod support;
 
 use std::process::Command;
 
 use aisc_adapters::PostgresEventStore;
-use aisc_domain::event_store::{EventStore, PositionRange, ReadDirection, StreamId};
+use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, PositionRange, ReadDirection, StreamId};
 use aisc_domain::subsidy::application::SignAgreement;
 use aisc_domain::subsidy::service::{UsageImportReport, UsageImportRequest};
-use aisc_domain::subsidy::usage_import::ImportMode;
+use aisc_domain::subsidy::usage_import::{ImportMode, RepeatedLines};
 use aisc_domain::subsidy::values::Money;
 use chrono::NaiveDate;
 use support::TestDatabase;
@@ -47,7 +48,7 @@ fn today() -> NaiveDate {
 }
 
 fn request<'a>(import_id: &'a str, csv: &'a str, mode: ImportMode, batch_lines: usize) -> UsageImportRequest<'a> {
-    UsageImportRequest { import_id, csv, mode, today: today(), batch_lines }
+    UsageImportRequest { import_id, csv, mode, repeated_lines: RepeatedLines::Refuse, today: today(), batch_lines }
 }
 
 async fn import(scheme: &Scheme, request: UsageImportRequest<'_>) -> UsageImportReport {
@@ -337,6 +338,229 @@ async fn a_copy_of_an_imported_file_with_other_line_endings_charges_nothing_twic
         let (state, _) = scheme.application_state(id).await.expect("state");
         assert_eq!(state.usage.values().map(|line| line.units).collect::<Vec<_>>(), vec![units], "{id}");
     }
+    let _ = std::fs::remove_dir_all(&directory);
+    database.drop_database().await;
+}
+
+/// Two lines a scheduler's file charges for July, and the subsidy they disburse.
+const JULY: &str =
+    "project,service_type,units,period\na1,gpu_node_hour_h800,400,2025-07\na2,gpu_node_hour_h800,300,2025-07\n";
+const JULY_SUBSIDY_CENTS: i64 = 700 * 4_250 * 70 / 100;
+
+#[tokio::test]
+async fn the_same_lines_imported_under_another_import_id_are_refused_naming_the_first_unless_allowed() {
+    let database = TestDatabase::create().await;
+    let scheme = scheme_with_agreements(&database, day(2026, 1, 15)).await;
+    let store = PostgresEventStore::new(database.pool.clone());
+    let first = import(&scheme, request("july-1", JULY, ImportMode::AllOrNothing, 100)).await;
+    assert_eq!(first.written_lines, vec![[2, 3]]);
+
+    // The same file again under another id (a re-export, a copy renamed): every line repeats
+    // what july-1 charged, so all-or-nothing writes nothing and names july-1's lines.
+    let head_before = store.head_position().await.expect("head");
+    let again = import(&scheme, request("july-1-resent", JULY, ImportMode::AllOrNothing, 100)).await;
+    assert_eq!(refused_codes(&again), vec![(2, "usage_already_imported"), (3, "usage_already_imported")]);
+    assert_eq!(again.written, 0);
+    for (refusal, earlier_usage) in again.refused.iter().zip(["july-1-2", "july-1-3"]) {
+        assert!(
+            refusal.message.contains("import july-1 ") && refusal.message.contains(&format!("usage {earlier_usage}")),
+            "{}",
+            refusal.message
+        );
+    }
+    assert_eq!(again.refused[0].project.as_deref(), Some("a1"));
+    assert_eq!(store.head_position().await.expect("head"), head_before, "nothing was appended");
+    assert_eq!(disbursed(&scheme, &SIGNED).await, Money::from_cents(JULY_SUBSIDY_CENTS));
+
+    // The clerk who knows the usage really happened twice says so explicitly.
+    let allowed = UsageImportRequest {
+        repeated_lines: RepeatedLines::Charge,
+        ..request("july-1-resent", JULY, ImportMode::AllOrNothing, 100)
+    };
+    let charged = import(&scheme, allowed).await;
+    assert!(charged.refused.is_empty(), "{:?}", charged.refused);
+    assert_eq!((charged.written_lines.clone(), charged.repeated_lines), (vec![[2, 3]], RepeatedLines::Charge));
+    assert_eq!(disbursed(&scheme, &SIGNED).await, Money::from_cents(2 * JULY_SUBSIDY_CENTS));
+    let (a1, _) = scheme.application_state("a1").await.expect("a1");
+    let imports: Vec<_> = a1.usage.iter().map(|(usage, line)| (usage.as_str(), line.import_id.as_deref())).collect();
+    assert_eq!(imports, vec![("july-1-2", Some("july-1")), ("july-1-resent-2", Some("july-1-resent"))]);
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn partial_mode_refuses_only_the_repeated_lines_and_a_rerun_of_the_same_import_still_resumes() {
+    let database = TestDatabase::create().await;
+    let scheme = scheme_with_agreements(&database, day(2026, 1, 15)).await;
+    import(&scheme, request("july-1", JULY, ImportMode::AllOrNothing, 100)).await;
+
+    // Line 2 repeats july-1's a1 line; line 3 charges a2 other units, line 4 another project:
+    // neither is a repeat.
+    let corrected = "project,service_type,units,period
+a1,gpu_node_hour_h800,400,2025-07
+a2,gpu_node_hour_h800,250,2025-07
+a3,gpu_node_hour_h800,300,2025-07
+";
+    let report = import(&scheme, request("july-2", corrected, ImportMode::Partial, 100)).await;
+    assert_eq!(refused_codes(&report), vec![(2, "usage_already_imported")]);
+    assert!(report.refused[0].message.contains("usage july-1-2"), "{}", report.refused[0].message);
+    assert_eq!(report.written_lines, vec![[3, 4]]);
+    let (a1, _) = scheme.application_state("a1").await.expect("a1");
+    assert_eq!(a1.usage.keys().collect::<Vec<_>>(), vec!["july-1-2"]);
+
+    // Running july-2 again resumes it: its own lines are recognised as imported, not as
+    // repeats, and its repeated line is refused again.
+    let rerun = import(&scheme, request("july-2", corrected, ImportMode::Partial, 100)).await;
+    assert_eq!((rerun.written, rerun.already_imported_lines.clone()), (0, vec![[3, 4]]));
+    assert_eq!(refused_codes(&rerun), vec![(2, "usage_already_imported")]);
+
+    // An interrupted import (only its first line written) finishes under its own id, though
+    // another import has since charged the same usage as its first line.
+    let head = "project,service_type,units,period\na1,gpu_node_hour_h800,100,2025-08\n";
+    let whole = format!("{head}a2,gpu_node_hour_h800,100,2025-08\n");
+    let august = |import_id| UsageImportRequest {
+        today: day(2025, 9, 5),
+        ..request(import_id, &whole, ImportMode::AllOrNothing, 100)
+    };
+    let interrupted =
+        UsageImportRequest { today: day(2025, 9, 5), ..request("aug-1", head, ImportMode::AllOrNothing, 100) };
+    assert_eq!(import(&scheme, interrupted).await.written_lines, vec![[2, 2]]);
+    let resumed = import(&scheme, august("aug-1")).await;
+    assert!(resumed.refused.is_empty(), "{:?}", resumed.refused);
+    assert_eq!((resumed.written_lines, resumed.already_imported_lines), (vec![[3, 3]], vec![[2, 2]]));
+    let (a2, _) = scheme.application_state("a2").await.expect("a2");
+    assert!(a2.usage.contains_key("aug-1-3"), "{:?}", a2.usage.keys());
+    database.drop_database().await;
+}
+
+/// A charge the previous release imported under a default (file-derived) import id did not
+/// record its import; its usage id `file-…-{line}` says it. A copy of that file whose default
+/// id is now another (other line endings, normalised since) is refused naming that import.
+#[tokio::test]
+async fn a_line_a_default_import_of_the_previous_release_charged_is_refused_naming_that_import() {
+    let database = TestDatabase::create().await;
+    let scheme = scheme_with_agreements(&database, day(2026, 1, 15)).await;
+    let store = PostgresEventStore::new(database.pool.clone());
+    // 400 node-hours of July at HK$42.50, 70 %: as the previous release stored it (v1).
+    let subsidy = 400 * 4_250 * 70 / 100;
+    let charged_v1 = NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: "UsageCharged".into(),
+        schema_version: 1,
+        data: serde_json::json!({
+            "usage_id": "file-00112233aabbccdd-2", "service_type": GPU, "period": "2025-07", "units": 400,
+            "rate_per_unit": 4_250, "gross": 400 * 4_250, "subsidy_rate": 7_000, "subsidy": subsidy,
+            "financial_year": "2025-26", "disbursed_total": subsidy, "ceiling_left": 17_850_000 - subsidy
+        }),
+        metadata: serde_json::json!({"actor": "scheduler-feed", "role": "finance_officer", "request_id": "legacy-1"}),
+    };
+    let a1 = StreamId::parse("application-a1").expect("stream");
+    store.append(&a1, ExpectedVersion::Any, vec![charged_v1]).await.expect("append a v1 charge");
+
+    let report = import(&scheme, request("file-99887766ffeeddcc", JULY, ImportMode::Partial, 100)).await;
+    assert_eq!(refused_codes(&report), vec![(2, "usage_already_imported")]);
+    assert!(
+        report.refused[0].message.contains("import file-00112233aabbccdd already charged 400 units")
+            && report.refused[0].message.contains("(usage file-00112233aabbccdd-2)"),
+        "{}",
+        report.refused[0].message
+    );
+    assert_eq!(report.written_lines, vec![[3, 3]]);
+    database.drop_database().await;
+}
+
+#[tokio::test]
+async fn over_http_a_repeated_line_is_a_422_naming_the_first_import_unless_allow_repeated_lines() {
+    let app = support::TestApp::spawn().await;
+    let scheme = scheme(&app.database).await;
+    set_up(&scheme, hkd(857_000_000)).await;
+    for id in ["a1", "a2"] {
+        submitted(&scheme, id).await;
+    }
+    ready_for_committee(&scheme, &["a1", "a2"]).await;
+    for id in ["a1", "a2"] {
+        let approve = approval(id, None);
+        act(&scheme, &approve, "sec-1", "committee_secretariat", committee_day()).await.expect("approve");
+        let agreement = SignAgreement {
+            application_id: id.into(),
+            signed_on: day(2025, 6, 30),
+            reporting_due_dates: vec![day(2026, 1, 15)],
+        };
+        act(&scheme, &agreement, "sec-1", "committee_secretariat", day(2025, 6, 30)).await.expect("agreement");
+    }
+    app.set_day(2025, 8, 5);
+    let headers = [("Content-Type", "text/csv")];
+    let first = app.post("finance_officer", "/api/v1/usage-imports?import_id=sched-july", &headers, JULY).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+
+    let repeated = app.post("finance_officer", "/api/v1/usage-imports?import_id=clerk-july", &headers, JULY).await;
+    assert_eq!(repeated.status, 422, "{}", repeated.body);
+    let problem = repeated.json();
+    assert_eq!(problem["code"], "import_refused");
+    assert_eq!(problem["errors"][0]["field"], "line 2");
+    let message = problem["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("usage_already_imported: import sched-july ") && message.contains("usage sched-july-2"),
+        "{problem}"
+    );
+    assert_eq!(problem["errors"][1]["field"], "line 3");
+    assert_eq!(disbursed(&scheme, &["a1", "a2"]).await, Money::from_cents(JULY_SUBSIDY_CENTS));
+
+    let unreadable = app
+        .post(
+            "finance_officer",
+            "/api/v1/usage-imports?import_id=clerk-july&allow_repeated_lines=maybe",
+            &headers,
+            JULY,
+        )
+        .await;
+    assert_eq!(unreadable.status, 400, "{}", unreadable.body);
+
+    let path = "/api/v1/usage-imports?import_id=clerk-july&allow_repeated_lines=true";
+    let allowed = app.post("finance_officer", path, &headers, JULY).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    let report = allowed.json();
+    assert_eq!((report["written"].clone(), report["repeated_lines"].clone()), (2.into(), "charge".into()));
+    assert_eq!(disbursed(&scheme, &["a1", "a2"]).await, Money::from_cents(2 * JULY_SUBSIDY_CENTS));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_cli_refuses_a_repeated_line_naming_the_first_import_unless_allow_repeated_lines() {
+    let database = TestDatabase::create().await;
+    let scheme = scheme_with_agreements(&database, day(2099, 1, 15)).await;
+    let directory = std::env::temp_dir().join(format!("aisc-import-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&directory).expect("directory");
+    let file = directory.join("usage.csv");
+    std::fs::write(&file, JULY).expect("write");
+    let run = |import_id: &str, extra: &[&str]| {
+        let output = Command::new(AISC)
+            .args(["import", "usage", "--file", file.to_str().unwrap_or_default(), "--actor", "scheduler-feed"])
+            .args(["--import-id", import_id])
+            .args(extra)
+            .env("DATABASE_URL", &database.url)
+            .output()
+            .expect("run aisc");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run("cli-1", &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+
+    let (code, stdout, stderr) = run("cli-2", &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("line 2: usage_already_imported: import cli-1 "), "{stderr}");
+    assert!(stderr.contains("(usage cli-1-3)"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["written"], 0);
+
+    let (code, stdout, stderr) = run("cli-2", &["--allow-repeated-lines"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["written_lines"], serde_json::json!([[2, 3]]));
+    assert_eq!(disbursed(&scheme, &SIGNED).await, Money::from_cents(2 * JULY_SUBSIDY_CENTS));
     let _ = std::fs::remove_dir_all(&directory);
     database.drop_database().await;
 }

@@ -83,6 +83,11 @@ pub enum ImportCommand {
         /// Default: derived from the file's content.
         #[arg(long)]
         import_id: Option<String>,
+        /// Charge a line even when another import already charged its application the same
+        /// service, month and units (by default such a line is refused as
+        /// usage_already_imported, naming that import).
+        #[arg(long)]
+        allow_repeated_lines: bool,
         /// Who imports (recorded as the actor of every charge).
         #[arg(long)]
         actor: String,
@@ -448,7 +453,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Import(ImportCommand::Usage { database, file, mode, import_id, actor, batch_lines }) => {
+        Command::Import(ImportCommand::Usage {
+            database,
+            file,
+            mode,
+            import_id,
+            allow_repeated_lines,
+            actor,
+            batch_lines,
+        }) => {
             let csv = std::fs::read(&file)
                 .map_err(|error| CliError::Usage(format!("cannot read {}: {error}", file.display())))?;
             let text = std::str::from_utf8(&csv)
@@ -477,6 +490,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     ImportModeArg::AllOrNothing => aisc_domain::subsidy::usage_import::ImportMode::AllOrNothing,
                     ImportModeArg::Partial => aisc_domain::subsidy::usage_import::ImportMode::Partial,
                 },
+                repeated_lines: crate::routes::scheme::imports::repeated_lines(allow_repeated_lines),
                 today: aisc_adapters::clock::today_in_hong_kong(),
                 batch_lines,
             };

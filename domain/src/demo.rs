@@ -340,6 +340,7 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
                 let usage = ChargeUsage {
                     application_id: id.clone(),
                     usage_id: format!("{id}-{}", allocation.period),
+                    import_id: None,
                     service_type: gpu(),
                     period: allocation.period,
                     units,

@@ -192,6 +192,7 @@ pub fn usage(application_id: &str, usage_id: &str, month: &str, units: u64) -> C
     ChargeUsage {
         application_id: application_id.into(),
         usage_id: usage_id.into(),
+        import_id: None,
         service_type: gpu(),
         period: period(month),
         units,

@@ -124,6 +124,10 @@ pub enum DomainError {
     YearReservationExceeded { year: String, requested: String, reserved: String, disbursed: String },
     #[error("the progress report due on {due} is overdue; nothing more is disbursed until it is submitted")]
     ProgressReportOverdue { due: NaiveDate },
+    #[error(
+        "import {import} already charged {units} units of {service_type} in {period} to this application (usage {usage}); a line charging the same again is refused unless the import allows repeated lines"
+    )]
+    UsageAlreadyImported { import: String, usage: String, service_type: String, period: String, units: u64 },
     #[error("no disbursement {usage} on this application")]
     UnknownUsage { usage: String },
     #[error("disbursement {usage} was already reversed")]
@@ -188,6 +192,7 @@ impl DomainError {
             DomainError::CeilingExceeded { .. } => "ceiling_exceeded",
             DomainError::YearReservationExceeded { .. } => "year_reservation_exceeded",
             DomainError::ProgressReportOverdue { .. } => "progress_report_overdue",
+            DomainError::UsageAlreadyImported { .. } => "usage_already_imported",
             DomainError::UnknownUsage { .. } => "unknown_usage",
             DomainError::AlreadyReversed { .. } => "already_reversed",
             DomainError::UnknownReport { .. } => "unknown_report",

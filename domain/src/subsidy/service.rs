@@ -13,7 +13,7 @@ use super::error::DomainError;
 use super::funding::{FundingYear, FundingYearState};
 use super::prices::PriceSchedule;
 use super::streams;
-use super::usage_import::{self, ImportMode, ImportStates, LineError, LineOutcome};
+use super::usage_import::{self, ImportMode, ImportStates, LineError, LineOutcome, RepeatedLines};
 use super::values::FinancialYear;
 use crate::command_service::{CommandError, CommandMetadata, CommandService, Decided, Decision, EventIds, Written};
 use crate::event_store::{EventStore, StreamId};
@@ -59,7 +59,10 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
     /// lines are appended in batches of `batch_lines`, each batch one transaction over its
     /// applications. A batch that meets a concurrent change decides again on fresh state (with
     /// the service's attempts and backoff); lines an earlier run of the same import id wrote are recognised, so an
-    /// interrupted import is finished by running it again.
+    /// interrupted import is finished by running it again. A line repeating what another
+    /// import charged (same application, service, month and units) is refused unless the
+    /// request allows repeated lines; that is decided on the state each batch is appended at,
+    /// so two imports of the same lines racing each other cannot both charge them.
     pub async fn import_usage(
         &self,
         request: UsageImportRequest<'_>,
@@ -91,7 +94,13 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
             let mut refused = format_errors.clone();
             let mut already_imported = Vec::new();
             for line in &lines {
-                match usage_import::decide_line(&mut states, request.import_id, line, request.today) {
+                match usage_import::decide_line(
+                    &mut states,
+                    request.import_id,
+                    line,
+                    request.repeated_lines,
+                    request.today,
+                ) {
                     LineOutcome::Charge(_) => {}
                     LineOutcome::AlreadyImported if written_lines.contains(&line.line) => {}
                     LineOutcome::AlreadyImported => already_imported.push(line.line),
@@ -104,6 +113,7 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
                 UsageImportReport {
                     import_id: request.import_id.to_string(),
                     mode: request.mode,
+                    repeated_lines: request.repeated_lines,
                     lines: lines.len() + format_errors.len(),
                     written: written_lines.len(),
                     written_lines: usage_import::line_ranges(written_lines.iter().copied()),
@@ -125,9 +135,13 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
             let mut conflicted = None;
             let mut lines_left = lines.iter().peekable();
             while let Some(line) = lines_left.next() {
-                if let LineOutcome::Charge(charge) =
-                    usage_import::decide_line(&mut states, request.import_id, line, request.today)
-                {
+                if let LineOutcome::Charge(charge) = usage_import::decide_line(
+                    &mut states,
+                    request.import_id,
+                    line,
+                    request.repeated_lines,
+                    request.today,
+                ) {
                     batch.push((line, charge));
                 }
                 if batch.len() < batch_lines && lines_left.peek().is_some() || batch.is_empty() {
@@ -248,6 +262,8 @@ pub struct UsageImportRequest<'a> {
     pub import_id: &'a str,
     pub csv: &'a str,
     pub mode: ImportMode,
+    /// Whether a line repeating a charge another import made is refused (the default) or charged.
+    pub repeated_lines: RepeatedLines,
     pub today: NaiveDate,
     /// Lines appended per transaction.
     pub batch_lines: usize,
@@ -258,6 +274,8 @@ pub struct UsageImportRequest<'a> {
 pub struct UsageImportReport {
     pub import_id: String,
     pub mode: ImportMode,
+    /// Whether lines repeating another import's charges were refused or charged.
+    pub repeated_lines: RepeatedLines,
     /// Usage lines in the file (the header and blank lines not counted).
     pub lines: usize,
     /// Lines charged by this run, and which.

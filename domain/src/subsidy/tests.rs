@@ -307,6 +307,7 @@ fn usage(units: u64, month: &str) -> ChargeUsage {
     ChargeUsage {
         application_id: ID.into(),
         usage_id: format!("u-{month}-{units}"),
+        import_id: None,
         service_type: gpu(),
         period: period(month),
         units,
@@ -1224,6 +1225,7 @@ fn usage_is_charged_at_the_rate_in_force_times_the_approved_rate() {
     let written = charge(&signed(), &usage(333, "2025-07"), day(2025, 8, 5));
     let charged = UsageCharged {
         usage_id: "u-2025-07-333".into(),
+        import_id: None,
         service_type: gpu(),
         period: period("2025-07"),
         units: 333,
@@ -1850,7 +1852,7 @@ fn a_usage_charge_reads_the_application_and_the_price_schedule_and_writes_only_t
 
 #[test]
 fn an_imported_line_is_charged_to_the_application_alone_and_held_to_the_years_reservation() {
-    use super::usage_import::{ImportStates, LineOutcome, UsageLine, decide_line};
+    use super::usage_import::{ImportStates, LineOutcome, RepeatedLines, UsageLine, decide_line};
     let (events, _) = signed_as(spanning_two_years(Some(Money::from_cents(98_175))));
     let mut states = ImportStates {
         applications: BTreeMap::from([(ID.to_string(), given(&events, app::apply))]),
@@ -1864,7 +1866,7 @@ fn an_imported_line_is_charged_to_the_application_alone_and_held_to_the_years_re
         period: period(month),
     };
     // 11 node-hours of February 2026: exactly 2025-26's HK$327.25.
-    let outcome = decide_line(&mut states, "run-1", &line(2, 11, "2026-02"), day(2026, 3, 5));
+    let outcome = decide_line(&mut states, "run-1", &line(2, 11, "2026-02"), RepeatedLines::Refuse, day(2026, 3, 5));
     let LineOutcome::Charge(event) = outcome else { panic!("charged, not {outcome:?}") };
     assert!(
         matches!(event.as_ref(), E::UsageCharged(charged) if charged.subsidy == Money::from_cents(32_725) && charged.financial_year == fy("2025-26")),
@@ -1872,13 +1874,96 @@ fn an_imported_line_is_charged_to_the_application_alone_and_held_to_the_years_re
     );
     assert_eq!(states.applications[ID].disbursed, Money::from_cents(32_725), "the state the next line is decided on");
     // The next line of the same year is refused as the decision refuses it.
-    let outcome = decide_line(&mut states, "run-1", &line(3, 1, "2026-02"), day(2026, 3, 5));
+    let outcome = decide_line(&mut states, "run-1", &line(3, 1, "2026-02"), RepeatedLines::Refuse, day(2026, 3, 5));
     let LineOutcome::Refused(error) = outcome else { panic!("refused, not {outcome:?}") };
     assert_eq!((error.line, error.code), (3, "year_reservation_exceeded"));
     assert!(error.message.contains("funding year 2025-26"), "{}", error.message);
     // And the other year's is there to use.
     assert!(matches!(
-        decide_line(&mut states, "run-1", &line(4, 22, "2026-05"), day(2026, 6, 5)),
+        decide_line(&mut states, "run-1", &line(4, 22, "2026-05"), RepeatedLines::Refuse, day(2026, 6, 5)),
+        LineOutcome::Charge(_)
+    ));
+}
+
+#[test]
+fn a_line_repeating_another_imports_charge_is_refused_naming_that_import_unless_repeats_are_allowed() {
+    use super::usage_import::{ImportStates, LineOutcome, RepeatedLines, UsageLine, decide_line};
+    let today = day(2025, 8, 5);
+    let line = |line: usize, units: u64| UsageLine {
+        line,
+        application_id: ID.into(),
+        service_type: gpu(),
+        units,
+        period: period("2025-07"),
+    };
+    let states_after = |events: &[E]| ImportStates {
+        applications: BTreeMap::from([(ID.to_string(), given(events, app::apply))]),
+        prices: price_schedule(),
+    };
+    let mut states = states_after(&signed());
+    let first = decide_line(&mut states, "july-scheduler", &line(2, 100), RepeatedLines::Refuse, today);
+    let LineOutcome::Charge(first) = first else { panic!("charged, not {first:?}") };
+    assert!(
+        matches!(first.as_ref(), E::UsageCharged(charged) if charged.import_id.as_deref() == Some("july-scheduler")),
+        "the charge records its import: {first:?}"
+    );
+
+    // The same usage under another import id: refused, naming the earlier import and its line.
+    let repeat = decide_line(&mut states, "july-copy", &line(2, 100), RepeatedLines::Refuse, today);
+    let LineOutcome::Refused(error) = repeat else { panic!("refused, not {repeat:?}") };
+    assert_eq!((error.line, error.code), (2, "usage_already_imported"));
+    assert!(
+        error.message.contains("import july-scheduler") && error.message.contains("usage july-scheduler-2"),
+        "{}",
+        error.message
+    );
+    // Other units, or another line of the same import, are not repeats: the scheduler may
+    // report one month in several lines.
+    assert!(matches!(
+        decide_line(&mut states, "july-copy", &line(3, 101), RepeatedLines::Refuse, today),
+        LineOutcome::Charge(_)
+    ));
+    assert!(matches!(
+        decide_line(&mut states, "july-scheduler", &line(5, 100), RepeatedLines::Refuse, today),
+        LineOutcome::Charge(_)
+    ));
+    // The line the first import charged is still recognised as its own on a re-run.
+    assert_eq!(
+        decide_line(&mut states, "july-scheduler", &line(2, 100), RepeatedLines::Refuse, today),
+        LineOutcome::AlreadyImported
+    );
+    // The clerk may charge a repeat explicitly.
+    let allowed = decide_line(&mut states, "july-copy", &line(4, 100), RepeatedLines::Charge, today);
+    assert!(matches!(allowed, LineOutcome::Charge(_)), "{allowed:?}");
+
+    // A charge recorded on its own is no import: the same usage imported after it is charged.
+    let mut direct = signed();
+    direct.extend(charged_events(&charge(&signed(), &usage(100, "2025-07"), today).expect("charged")));
+    let mut states = states_after(&direct);
+    assert!(matches!(
+        decide_line(&mut states, "july-scheduler", &line(2, 100), RepeatedLines::Refuse, today),
+        LineOutcome::Charge(_)
+    ));
+
+    // A reversed charge was undone: importing the same usage again is no repeat.
+    let mut reversed = signed();
+    let mut states = states_after(&reversed);
+    let LineOutcome::Charge(first) =
+        decide_line(&mut states, "july-scheduler", &line(2, 100), RepeatedLines::Refuse, today)
+    else {
+        panic!("charged")
+    };
+    reversed.push(*first);
+    let reversal = ReverseDisbursement {
+        application_id: ID.into(),
+        usage_id: "july-scheduler-2".into(),
+        reason: "metering error".into(),
+    };
+    let state = given(&reversed, app::apply);
+    reversed.extend(charged_events(&when_decided(&reversal, &state, &finance(day(2025, 8, 6))).expect("reversed")));
+    let mut states = states_after(&reversed);
+    assert!(matches!(
+        decide_line(&mut states, "july-copy", &line(2, 100), RepeatedLines::Refuse, day(2025, 8, 7)),
         LineOutcome::Charge(_)
     ));
 }

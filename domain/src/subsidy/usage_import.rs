@@ -9,6 +9,15 @@
 //! Lines are decided in file order against the effect of the lines accepted before them (the
 //! allocation and the ceiling are cumulative). Two lines for the same project, service and
 //! month are both charged: the scheduler may report one month in several lines.
+//!
+//! A line is a *repeat* when its application already has a charge, not reversed, of the same
+//! service, month and units made by another import: the same usage sent again under another
+//! import id (a copy of a file, a re-export from the scheduler) would be paid twice. A repeat
+//! is refused (`usage_already_imported`, naming the earlier import and its usage id) unless
+//! the import allows repeated lines. It is decided on the application's own folded state, at
+//! the version the charge is appended at, so it holds against a concurrent import too. Charges
+//! recorded on their own are not imports and never make a line a repeat; neither does an
+//! earlier run of the same import (its lines are recognised as already imported instead).
 
 use std::collections::BTreeMap;
 
@@ -42,6 +51,18 @@ impl ImportMode {
             }),
         }
     }
+}
+
+/// What an import does with a line that repeats a charge another import made (see the module
+/// documentation).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RepeatedLines {
+    /// Refused as `usage_already_imported`: the default.
+    #[default]
+    Refuse,
+    /// Charged anyway: the clerk has checked that the usage really happened twice.
+    Charge,
 }
 
 /// A well-formed line of the file (line numbers count the header as line 1).
@@ -215,7 +236,13 @@ pub struct ImportStates {
 }
 
 /// Decides one line against the states and, when it is charged, applies its events to them.
-pub fn decide_line(states: &mut ImportStates, import_id: &str, line: &UsageLine, today: NaiveDate) -> LineOutcome {
+pub fn decide_line(
+    states: &mut ImportStates,
+    import_id: &str,
+    line: &UsageLine,
+    repeated_lines: RepeatedLines,
+    today: NaiveDate,
+) -> LineOutcome {
     let refuse =
         |error: DomainError| LineOutcome::Refused(LineError::new(line.line, Some(&line.application_id), &error));
     let Some(state) = states.applications.get(&line.application_id) else {
@@ -228,9 +255,24 @@ pub fn decide_line(states: &mut ImportStates, import_id: &str, line: &UsageLine,
     if state.usage.contains_key(&usage_id) {
         return LineOutcome::AlreadyImported;
     }
+    // Before the charge's own rules: a repeat usually also exceeds the allocation the earlier
+    // import used up, and saying which import charged it tells the clerk what happened.
+    if repeated_lines == RepeatedLines::Refuse
+        && let Some((earlier_usage, earlier_import)) =
+            state.charged_by_another_import(import_id, &line.service_type, line.period, line.units)
+    {
+        return refuse(DomainError::UsageAlreadyImported {
+            import: earlier_import.to_string(),
+            usage: earlier_usage.to_string(),
+            service_type: line.service_type.to_string(),
+            period: line.period.to_string(),
+            units: line.units,
+        });
+    }
     let charge = ChargeUsage {
         application_id: line.application_id.clone(),
         usage_id,
+        import_id: Some(import_id.to_string()),
         service_type: line.service_type.clone(),
         period: line.period,
         units: line.units,
@@ -347,7 +389,7 @@ mod tests {
             if known {
                 states.applications.insert("abc-9".into(), ApplicationState::default());
             }
-            let outcome = decide_line(&mut states, "run-1", &lines[0], today);
+            let outcome = decide_line(&mut states, "run-1", &lines[0], RepeatedLines::Refuse, today);
             let LineOutcome::Refused(error) = outcome else { panic!("refused, not {outcome:?}") };
             assert_eq!((error.line, error.project.as_deref(), error.code), (2, Some("abc-9"), "unknown_application"));
             assert_eq!(error.message, "no application abc-9");

@@ -245,6 +245,8 @@ application_command!(
         let usage = ChargeUsage {
             application_id: id,
             usage_id: body.usage_id,
+            // Charged on its own: not a line of an import.
+            import_id: None,
             service_type: body.service_type,
             period: body.period,
             units: body.units,

@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use aisc_adapters::clock::Clock;
 use aisc_domain::command_service::CommandMetadata;
 use aisc_domain::subsidy::service::{UsageImportReport, UsageImportRequest};
-use aisc_domain::subsidy::usage_import::ImportMode;
+use aisc_domain::subsidy::usage_import::{ImportMode, RepeatedLines};
 use sha2::{Digest, Sha256};
 
 use super::{Scheme, command_failure, domain_refusal};
@@ -69,6 +69,12 @@ mod tests {
     }
 }
 
+/// The import's treatment of a line repeating another import's charge, from the caller's
+/// explicit opt-in (`allow_repeated_lines`, `--allow-repeated-lines`).
+pub fn repeated_lines(allow_repeated_lines: bool) -> RepeatedLines {
+    if allow_repeated_lines { RepeatedLines::Charge } else { RepeatedLines::Refuse }
+}
+
 /// A report for the caller: 200 when lines were written (or were already), 422 with every
 /// refused line when an all-or-nothing import wrote nothing.
 pub fn import_response(report: UsageImportReport) -> Result<HttpResponse, ApiError> {
@@ -100,6 +106,7 @@ pub fn import_response(report: UsageImportReport) -> Result<HttpResponse, ApiErr
     params(
         ("mode" = Option<String>, Query, description = "all_or_nothing (default): one refused line and nothing is written; partial: the accepted lines are written and the refused ones listed"),
         ("import_id" = Option<String>, Query, description = "Names the import (letters, digits, -); running it again charges only the lines not yet charged. Default: derived from the file"),
+        ("allow_repeated_lines" = Option<bool>, Query, description = "false (default): a line whose application another import already charged the same service, month and units is refused as usage_already_imported, naming that import and its usage id; true: such a line is charged anyway. Charges recorded on their own (POST …/usage) never make a line a repeat"),
     ),
     request_body(content = String, content_type = "text/csv", description = "Header `project,service_type,units,period`, then one line per charge, e.g. `3f2a…,gpu_node_hour_h800,1200,2025-07`"),
     responses((status = 200, description = "What was written, line by line", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, description = "Refused lines, each with its number; nothing written", body = ProblemDocument), (status = 503, body = ProblemDocument)))]
@@ -115,6 +122,7 @@ pub async fn import_usage(
     struct Params {
         mode: Option<String>,
         import_id: Option<String>,
+        allow_repeated_lines: Option<bool>,
     }
     let context = CommandContext::from_request(&request).await?;
     let role = require(&context.principal, Action::ChargeUsage)?;
@@ -133,8 +141,14 @@ pub async fn import_usage(
         correlation_id: context.correlation_id.clone(),
         causation_id: None,
     };
-    let import =
-        UsageImportRequest { import_id: &import_id, csv, mode, today: clock.today(), batch_lines: IMPORT_BATCH_LINES };
+    let import = UsageImportRequest {
+        import_id: &import_id,
+        csv,
+        mode,
+        repeated_lines: repeated_lines(params.allow_repeated_lines.unwrap_or(false)),
+        today: clock.today(),
+        batch_lines: IMPORT_BATCH_LINES,
+    };
     let report = scheme.import_usage(import, &meta).await.map_err(|error| command_failure(error, false))?;
     import_response(report)
 }

@@ -709,6 +709,8 @@ impl StreamDecision for SignAgreement {
 pub struct ChargeUsage {
     pub application_id: String,
     pub usage_id: String,
+    /// The bulk import this charge is a line of; `None` for a charge recorded on its own.
+    pub import_id: Option<String>,
     pub service_type: ServiceType,
     pub period: Period,
     pub units: u64,
@@ -799,6 +801,7 @@ impl ChargeUsage {
         }
         let charged = UsageCharged {
             usage_id: self.usage_id.clone(),
+            import_id: self.import_id.clone(),
             service_type: self.service_type.clone(),
             period: self.period,
             units: self.units,

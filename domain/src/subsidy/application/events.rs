@@ -10,12 +10,15 @@
 //! - v2 of `AssessmentRecorded`, `DisbursementReversed` and `ProgressReportReviewed` adds the
 //!   business date the first release did not store (`assessed_on`, `reversed_on`,
 //!   `reviewed_on`); their v1 data takes the Hong Kong day the event was recorded.
+//! - v2 of `UsageCharged` records the bulk import the charge is a line of (`import_id`, null
+//!   for a charge recorded on its own), so that an import can refuse a line another import
+//!   already charged. v1 did not store it; see its upcaster for how v1 data is read.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::codec::{EventPayload, StoredContext, flatten_field};
+use crate::codec::{EventPayload, StoredContext, add_field, flatten_field};
 use crate::event_payloads;
 use crate::subsidy::capacity::Allocation;
 use crate::subsidy::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
@@ -195,6 +198,9 @@ pub struct AgreementSigned {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageCharged {
     pub usage_id: String,
+    /// The bulk import this charge is a line of (its usage id is `{import_id}-{line}`); `None`
+    /// for a charge recorded on its own.
+    pub import_id: Option<String>,
     pub service_type: ServiceType,
     pub period: Period,
     pub units: u64,
@@ -304,8 +310,44 @@ impl EventPayload for ApplicationDeferred {
     }
 }
 
+impl EventPayload for UsageCharged {
+    const EVENT_TYPE: &'static str = "UsageCharged";
+    const SCHEMA_VERSION: u32 = 2;
+    /// v1 did not record the import. Until v2 every import line was charged under the usage id
+    /// `{import_id}-{line}`, and the only import ids the service made up itself were the
+    /// default ones derived from the file (`file-` and 16 hexadecimal digits), a shape no
+    /// charge recorded on its own is known to use; so a v1 usage id of that shape is read as
+    /// that import's line. Any other v1 charge — an import under an id its caller chose,
+    /// which cannot be told from a single charge's usage id such as `sched-2025-11` — is read
+    /// as recorded on its own.
+    fn upcast(from_version: u32, data: Value, _context: &StoredContext) -> Result<Value, String> {
+        match from_version {
+            1 => {
+                let usage_id = data.get("usage_id").and_then(Value::as_str).ok_or("usage_id is missing")?;
+                let import_id = default_import_of(usage_id).map(str::to_owned);
+                add_field(data, "import_id", import_id)
+            }
+            other => Err(format!("no upcaster from schema version {other}")),
+        }
+    }
+}
+
+/// The default import id (`file-` and 16 lower-case hexadecimal digits) a usage id
+/// `{import_id}-{line}` was charged under, if it has that shape (a line number has no leading
+/// zero, and line 1 is the header).
+fn default_import_of(usage_id: &str) -> Option<&str> {
+    const DEFAULT_IMPORT_ID_LEN: usize = "file-".len() + 16;
+    let (import_id, line) = usage_id.split_at_checked(DEFAULT_IMPORT_ID_LEN)?;
+    let hex = import_id.strip_prefix("file-")?;
+    let line = line.strip_prefix('-')?;
+    let hex_ok = hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+    let line_ok =
+        !line.starts_with('0') && line.chars().all(|c| c.is_ascii_digit()) && line.parse::<u64>().is_ok_and(|n| n >= 2);
+    (hex_ok && line_ok).then_some(import_id)
+}
+
 event_payloads!(1:
-    ApplicationWithdrawn, EligibilityConfirmed, RuledIneligible, AgreementSigned, UsageCharged, ProgressReportSubmitted,
+    ApplicationWithdrawn, EligibilityConfirmed, RuledIneligible, AgreementSigned, ProgressReportSubmitted,
     ApplicationCompleted, ApplicationTerminated
 );
 
@@ -376,3 +418,43 @@ crate::stored_events!(
         ApplicationTerminated
     ]
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::EventCodec;
+
+    fn v1_charge(usage_id: &str) -> Value {
+        serde_json::json!({
+            "usage_id": usage_id, "service_type": "gpu_node_hour_h800", "period": "2025-07", "units": 400,
+            "rate_per_unit": 4250, "gross": 1_700_000, "subsidy_rate": 7000, "subsidy": 1_190_000,
+            "financial_year": "2025-26", "disbursed_total": 1_190_000, "ceiling_left": 0
+        })
+    }
+
+    #[test]
+    fn a_v1_charge_is_read_as_an_import_line_only_under_a_default_import_id() {
+        let context = StoredContext::new(chrono::DateTime::UNIX_EPOCH);
+        let import_of = |usage_id: &str| {
+            let event = ApplicationEvent::from_stored("UsageCharged", 1, &v1_charge(usage_id), context)
+                .unwrap_or_else(|error| panic!("{usage_id}: {error}"));
+            let ApplicationEvent::UsageCharged(charged) = event else { panic!("{usage_id}: {event:?}") };
+            charged.import_id
+        };
+        assert_eq!(import_of("file-0a1b2c3d4e5f6a7b-12").as_deref(), Some("file-0a1b2c3d4e5f6a7b"));
+        assert_eq!(import_of("file-0a1b2c3d4e5f6a7b-2").as_deref(), Some("file-0a1b2c3d4e5f6a7b"));
+        for single in [
+            "sched-2025-11",
+            "demo2024-000000-2024-11",
+            "july-1-2",
+            "file-0a1b2c3d4e5f6a7b",
+            "file-0a1b2c3d4e5f6a7b-1",
+            "file-0a1b2c3d4e5f6a7b-02",
+            "file-0A1B2C3D4E5F6A7B-12",
+            "file-0a1b2c3d4e5f6a7-12",
+            "file-0a1b2c3d4e5f6a7b-12-3",
+        ] {
+            assert_eq!(import_of(single), None, "{single}");
+        }
+    }
+}

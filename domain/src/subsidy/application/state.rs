@@ -65,6 +65,8 @@ pub enum ReportState {
 /// A usage line as charged (units, rate, gross amount and subsidy), and whether it was reversed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageLine {
+    /// The bulk import the line was charged by (`None`: charged on its own).
+    pub import_id: Option<String>,
     pub service_type: ServiceType,
     pub period: Period,
     pub units: u64,
@@ -126,6 +128,25 @@ impl ApplicationState {
             .filter(|line| !line.reversed && &line.service_type == service_type && line.period == period)
             .map(|line| line.units)
             .sum()
+    }
+
+    /// A charge that another bulk import than `import_id` made of the same usage — same
+    /// service, month and units, not reversed — as `(usage id, import id)`; the first by usage
+    /// id when several did. Charges recorded on their own are not imports and do not count:
+    /// a clerk's single charge is not a copy of a scheduler's file.
+    pub(crate) fn charged_by_another_import(
+        &self,
+        import_id: &str,
+        service_type: &ServiceType,
+        period: Period,
+        units: u64,
+    ) -> Option<(&str, &str)> {
+        self.usage.iter().find_map(|(usage_id, line)| {
+            let earlier_import = line.import_id.as_deref().filter(|earlier| *earlier != import_id)?;
+            let same_usage =
+                !line.reversed && &line.service_type == service_type && line.period == period && line.units == units;
+            same_usage.then_some((usage_id.as_str(), earlier_import))
+        })
     }
 
     /// Disbursed subsidy per financial year (reversals excluded).
@@ -217,6 +238,7 @@ pub fn apply(mut state: ApplicationState, event: &ApplicationEvent) -> Applicati
             state.usage.insert(
                 e.usage_id.clone(),
                 UsageLine {
+                    import_id: e.import_id.clone(),
                     service_type: e.service_type.clone(),
                     period: e.period,
                     units: e.units,
