@@ -317,11 +317,7 @@ fn wrong_expected_version(detail: &str, call: &AppendCall) -> StoreError {
 /// Maps a database failure to the store's terms: connection trouble is `Unavailable`.
 fn store_error(error: sqlx::Error) -> StoreError {
     match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Tls(_) => StoreError::Unavailable(error.to_string()),
+        error if crate::database::is_connection_failure(error) => StoreError::Unavailable(error.to_string()),
         sqlx::Error::Database(db) => match db.code().as_deref() {
             // admin shutdown, crash shutdown, cannot connect now, connection failures
             Some("57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006" | "08001" | "08004") => {

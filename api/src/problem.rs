@@ -157,9 +157,7 @@ impl ResponseError for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         match error {
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
-                ApiError::Unavailable
-            }
+            ref lost if aisc_adapters::database::is_connection_failure(lost) => ApiError::Unavailable,
             // A read model queried before its first build on a new database.
             sqlx::Error::Database(ref database) if database.code().as_deref() == Some("42P01") => {
                 tracing::warn!(error = %error, "a read model is not built yet");
