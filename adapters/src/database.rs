@@ -1,10 +1,15 @@
 //! Connecting to PostgreSQL at start-up: create the database if it is missing, apply the
 //! migrations, and say clearly where the service tried when the server cannot be reached.
+//!
+//! TLS follows the URL's `sslmode` and `sslrootcert` (else PGSSLMODE and PGSSLROOTCERT), as
+//! sqlx reads them; the session is encrypted by rustls. What sqlx would only report as a bare
+//! I/O error (an unreadable `sslrootcert`, a certificate rustls refuses) is checked or
+//! explained here, so that start-up fails with one line an operator can act on.
 
 use std::time::Duration;
 
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{PgPool, Postgres};
 
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/aisc_subsidy";
@@ -36,6 +41,12 @@ pub enum DatabaseError {
         "cannot reach PostgreSQL at {url}: {reason}; start PostgreSQL there or set DATABASE_URL to a reachable server"
     )]
     Unreachable { url: String, reason: String },
+    /// The server was reached but no acceptable TLS session came of it, or the TLS settings
+    /// cannot work (a `sslrootcert` that cannot be read): retrying would not help.
+    #[error(
+        "cannot open a TLS session with PostgreSQL at {url}: {reason}; check sslmode and sslrootcert in DATABASE_URL (or PGSSLMODE and PGSSLROOTCERT)"
+    )]
+    TlsFailed { url: String, reason: String },
     #[error("DATABASE_URL {url} is not a valid PostgreSQL URL: {reason}")]
     InvalidUrl { url: String, reason: String },
     #[error("cannot create database at {url}: {reason}")]
@@ -101,6 +112,14 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DatabaseError> {
             ("idle_in_transaction_session_timeout", milliseconds.as_str()),
         ]);
     }
+    if !checks_certificate(options.get_ssl_mode()) && root_certificate_setting(&config.url).is_some() {
+        // libpq would verify against it under `require`; sqlx does not, so say so rather than
+        // let the operator believe the server is authenticated.
+        tracing::warn!(
+            database = %redacted(&config.url),
+            "sslrootcert is set but sslmode is neither verify-ca nor verify-full, so the server's certificate is not checked; use sslmode=verify-full to have it checked"
+        );
+    }
     let pool = PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
@@ -112,8 +131,76 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DatabaseError> {
 }
 
 fn parse_options(url: &str) -> Result<PgConnectOptions, DatabaseError> {
-    url.parse::<PgConnectOptions>()
-        .map_err(|error| DatabaseError::InvalidUrl { url: redacted(url), reason: error.to_string() })
+    let options = url
+        .parse::<PgConnectOptions>()
+        .map_err(|error| DatabaseError::InvalidUrl { url: redacted(url), reason: error.to_string() })?;
+    check_root_certificate(url, options.get_ssl_mode())?;
+    Ok(options)
+}
+
+/// Whether the mode checks the server's certificate (rather than only encrypting).
+fn checks_certificate(mode: PgSslMode) -> bool {
+    matches!(mode, PgSslMode::VerifyCa | PgSslMode::VerifyFull)
+}
+
+/// Where the certificate authorities that sign the server's certificate come from.
+#[derive(Debug, PartialEq)]
+enum RootCertificateSetting {
+    File(String),
+    /// PGSSLROOTCERT may hold the PEM itself (sqlx takes a value that looks like PEM as such).
+    InlinePem(String),
+}
+
+/// The `sslrootcert` sqlx will use: the URL's (sqlx also accepts the spellings `ssl-root-cert`
+/// and `ssl-ca`; the last one given wins), else PGSSLROOTCERT.
+fn root_certificate_setting(url: &str) -> Option<RootCertificateSetting> {
+    let from_url = url::Url::parse(url).ok().and_then(|parsed| {
+        parsed
+            .query_pairs()
+            .filter(|(key, _)| matches!(key.as_ref(), "sslrootcert" | "ssl-root-cert" | "ssl-ca"))
+            .last()
+            .map(|(_, path)| RootCertificateSetting::File(path.into_owned()))
+    });
+    from_url.or_else(|| {
+        let value = std::env::var("PGSSLROOTCERT").ok()?;
+        let trimmed = value.trim();
+        Some(if trimmed.starts_with("-----BEGIN") && trimmed.ends_with("-----") {
+            RootCertificateSetting::InlinePem(value)
+        } else {
+            RootCertificateSetting::File(value)
+        })
+    })
+}
+
+const PEM_CERTIFICATE_HEADER: &str = "-----BEGIN CERTIFICATE-----";
+
+/// Under `verify-ca` and `verify-full`, the CA certificate must be there and be PEM: sqlx
+/// would report a missing file as a bare "No such file or directory", and would silently
+/// ignore a file without a PEM certificate.
+fn check_root_certificate(url: &str, mode: PgSslMode) -> Result<(), DatabaseError> {
+    if !checks_certificate(mode) {
+        return Ok(());
+    }
+    let refused = |reason: String| DatabaseError::TlsFailed { url: redacted(url), reason };
+    let (pem, source) = match root_certificate_setting(url) {
+        // sqlx then trusts the bundled public CAs (webpki-roots) alone. Without a host name
+        // check that proves nothing: anyone can buy a certificate from a public CA.
+        None if matches!(mode, PgSslMode::VerifyCa) => {
+            return Err(refused(
+                "sslmode=verify-ca needs sslrootcert, the certificate of the CA that signed the server's certificate (or use sslmode=verify-full to trust the public CAs for the server's host name)".to_string(),
+            ));
+        }
+        None => return Ok(()),
+        Some(RootCertificateSetting::InlinePem(pem)) => (pem, "the PEM in PGSSLROOTCERT".to_string()),
+        Some(RootCertificateSetting::File(path)) => match std::fs::read_to_string(&path) {
+            Ok(pem) => (pem, format!("sslrootcert {path}")),
+            Err(error) => return Err(refused(format!("cannot read sslrootcert {path}: {error}"))),
+        },
+    };
+    if !pem.contains(PEM_CERTIFICATE_HEADER) {
+        return Err(refused(format!("{source} holds no PEM certificate (a {PEM_CERTIFICATE_HEADER} block)")));
+    }
+    Ok(())
 }
 
 async fn with_timeout<T>(
@@ -123,11 +210,64 @@ async fn with_timeout<T>(
     let limit = config.acquire_timeout.max(Duration::from_secs(5));
     match tokio::time::timeout(limit, operation).await {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(DatabaseError::Unreachable { url: redacted(&config.url), reason: one_line(&error) }),
+        Ok(Err(error)) => Err(match tls_failure(&error, root_certificate_setting(&config.url).is_some()) {
+            Some(reason) => DatabaseError::TlsFailed { url: redacted(&config.url), reason },
+            None => DatabaseError::Unreachable { url: redacted(&config.url), reason: unreachable_reason(&error) },
+        }),
         Err(_) => Err(DatabaseError::Unreachable {
             url: redacted(&config.url),
             reason: format!("no answer within {} s", limit.as_secs()),
         }),
+    }
+}
+
+/// Why the TLS session failed, in words an operator can act on; `None` when the failure is not
+/// about TLS.
+fn tls_failure(error: &sqlx::Error, has_root_certificate: bool) -> Option<String> {
+    // sqlx passes a handshake rustls refused as an I/O error wrapping the rustls error, and
+    // a TLS problem of its own (a server that does not offer TLS) as `Error::Tls`.
+    let refused_by_rustls = match error {
+        sqlx::Error::Io(io_error) => io_error.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        sqlx::Error::Tls(inner) => inner.downcast_ref::<rustls::Error>(),
+        _ => None,
+    };
+    match (refused_by_rustls, error) {
+        (Some(rustls_error), _) => Some(explain_rustls_error(rustls_error, has_root_certificate)),
+        (None, sqlx::Error::Tls(inner)) => Some(inner.to_string().replace('\n', " ")),
+        (None, _) => None,
+    }
+}
+
+fn explain_rustls_error(error: &rustls::Error, has_root_certificate: bool) -> String {
+    use rustls::CertificateError;
+    let detail = error.to_string().replace('\n', " ");
+    match error {
+        // BadSignature: a CA of the same name as the issuer, but not the key that signed it.
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer | CertificateError::BadSignature) => {
+            if has_root_certificate {
+                format!("the server's certificate is not signed by the CA in sslrootcert ({detail})")
+            } else {
+                format!(
+                    "the server's certificate is not signed by a public CA; give the CA that signed it as sslrootcert ({detail})"
+                )
+            }
+        }
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!(
+            "the server's certificate does not name the host of the URL, which sslmode=verify-full requires; connect by a name the certificate holds ({detail})"
+        ),
+        rustls::Error::InvalidCertificate(_) => format!("the server's certificate is refused ({detail})"),
+        _ => detail,
+    }
+}
+
+fn unreachable_reason(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Protocol(message) if message.starts_with(CLOSED_AT_THE_TLS_REQUEST) => {
+            "the server closed the connection without answering the request for TLS".to_string()
+        }
+        _ => one_line(error),
     }
 }
 
@@ -146,9 +286,9 @@ fn one_line(error: &sqlx::Error) -> String {
     text.replace('\n', " ")
 }
 
-/// Whether an error means the database cannot serve now (down, unreachable, shutting down, or
-/// a statement cut off by the statement timeout) rather than a fault of the request or code:
-/// the caller may retry shortly.
+/// Whether an error means the database cannot serve now (no connection could be had or it
+/// was lost, the server is shutting down, or a statement was cut off by the statement
+/// timeout) rather than a fault of the request or code: worth a 503, and a retry shortly.
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)
@@ -162,9 +302,15 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
             // statement timeout or cancellation, idle-in-transaction timeout
             Some("57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006" | "08001" | "08004" | "57014" | "25P03")
         ),
+        // Where TLS may be used, sqlx first asks the server for it and reads a one-byte answer
+        // without noticing the end of the stream: a server (or proxy) that closes the
+        // connection at that moment shows up as this protocol error, not as an I/O error.
+        sqlx::Error::Protocol(message) => message.starts_with(CLOSED_AT_THE_TLS_REQUEST),
         _ => false,
     }
 }
+
+const CLOSED_AT_THE_TLS_REQUEST: &str = "unexpected response from SSLRequest: 0x00";
 
 /// Whether the database answers a trivial query: the readiness probe.
 pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
@@ -173,12 +319,20 @@ pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{RootCertificateSetting, redacted, root_certificate_setting};
 
     #[test]
     fn passwords_never_reach_messages() {
         assert_eq!(redacted("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
         assert_eq!(redacted("postgres://postgres@127.0.0.1/x"), "postgres://postgres@127.0.0.1/x");
         assert_eq!(redacted("postgres:///x"), "postgres:///x");
+    }
+
+    #[test]
+    fn the_last_root_certificate_in_the_url_wins_in_any_of_its_spellings() {
+        let url = "postgres://db/x?sslmode=verify-ca&ssl-ca=/first.pem&sslrootcert=%2Fetc%2Fca%20file.pem";
+        assert_eq!(root_certificate_setting(url), Some(RootCertificateSetting::File("/etc/ca file.pem".into())));
+        let url = "postgres://db/x?sslrootcert=/first.pem&ssl-root-cert=/second.pem";
+        assert_eq!(root_certificate_setting(url), Some(RootCertificateSetting::File("/second.pem".into())));
     }
 }
