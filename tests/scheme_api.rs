@@ -1003,3 +1003,48 @@ async fn an_unknown_application_is_404_naming_its_id_and_nothing_is_written() {
     assert_eq!(events(&app).await, before, "nothing written");
     app.stop().await;
 }
+
+/// The scheme's clock beside the log's: a decision taken on 15 June and recorded on 20 June is
+/// in force "as at" 15 June, while the log at a position before it did not know it yet.
+#[tokio::test]
+async fn applications_and_kpis_are_asked_as_they_stood_on_a_business_date() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    let id = assessed_application(&app).await;
+    let base = format!("/api/v1/applications/{id}");
+    let before_the_record = app.get("auditor", "/api/v1/events?limit=1000").await.json();
+    let last_before = before_the_record["events"]
+        .as_array()
+        .and_then(|events| events.last())
+        .and_then(|event| event["position"].as_u64())
+        .expect("a position before the approval is recorded");
+    app.set_day(2025, 6, 20);
+    ok(&app.post("committee_secretariat", &format!("{base}/approval"), &[], &approval().to_string()).await);
+
+    let status_on = async |date: &str| {
+        let response = app.get("auditor", &format!("{base}?effective_on={date}")).await;
+        (response.status, response.json()["state"]["status"].as_str().map(str::to_owned))
+    };
+    assert_eq!(status_on("2025-06-14").await, (200, Some("assessed".to_string())));
+    assert_eq!(status_on("2025-06-15").await, (200, Some("approved".to_string())), "in force from its meeting's day");
+    let unsubmitted = app.get("auditor", &format!("{base}?effective_on=2025-05-01")).await;
+    assert_eq!(unsubmitted.status, 404, "{}", unsubmitted.body);
+    assert!(unsubmitted.body.contains("not yet submitted on 2025-05-01"), "{}", unsubmitted.body);
+    let both = app.get("auditor", &format!("{base}?effective_on=2025-06-30&as_of={last_before}")).await;
+    assert_eq!(both.json()["state"]["status"], "assessed", "the log at that position did not know the decision yet");
+    let bad = app.get("auditor", &format!("{base}?effective_on=30/06/2025")).await;
+    assert_eq!((bad.status, bad.json()["errors"][0]["field"].as_str()), (400, Some("effective_on")));
+
+    let approved_on = async |query: &str| {
+        let response = app.get("auditor", &format!("/api/v1/kpis?year=2025-26&{query}")).await;
+        assert_eq!(response.status, 200, "{query}: {}", response.body);
+        let kpis = response.json();
+        (kpis["applications_received"].as_i64(), kpis["applications_approved"].as_i64())
+    };
+    assert_eq!(approved_on("effective_on=2025-06-14").await, (Some(1), Some(0)));
+    assert_eq!(approved_on("effective_on=2025-06-15").await, (Some(1), Some(1)));
+    assert_eq!(approved_on("effective_on=2025-04-30").await, (Some(0), Some(0)), "nothing submitted yet");
+    assert_eq!(approved_on(&format!("effective_on=2025-06-30&as_of={last_before}")).await, (Some(1), Some(0)));
+    assert_eq!(app.get("auditor", "/api/v1/kpis?effective_on=31-03-2025").await.status, 400);
+    app.stop().await;
+}

@@ -91,6 +91,24 @@ impl StreamHistory {
         StreamHistory { version: events.last().map(|event| event.stream_version), events }
     }
 
+    /// The history of the facts in force on `date` by the scheme's own calendar: the events
+    /// whose business date (a decision's meeting, a receipt's day, a charge's usage month…)
+    /// is on or before it, in the order they were recorded — a decision taken on 28 March
+    /// and recorded on 2 April is in force on 31 March. Combined with [`StreamHistory::as_of`],
+    /// the facts in force on a date as the log knew them at a point.
+    pub fn effective_on<E: EventCodec + crate::codec::BusinessDate>(
+        &self,
+        date: chrono::NaiveDate,
+    ) -> Result<StreamHistory, CodecError> {
+        let mut events = Vec::with_capacity(self.events.len());
+        for recorded in &self.events {
+            if recorded.decode::<E>()?.effective_on() <= date {
+                events.push(recorded.clone());
+            }
+        }
+        Ok(StreamHistory { version: events.last().map(|event| event.stream_version), events })
+    }
+
     /// The aggregate's state folded from this history.
     pub fn fold<A: Aggregate>(&self) -> Result<A::State, CodecError> {
         self.events.iter().try_fold(A::State::default(), |state, recorded| {

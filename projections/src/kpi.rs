@@ -9,7 +9,9 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use std::sync::Arc;
 
-use aisc_domain::event_store::{EventStore, Position};
+use aisc_domain::codec::BusinessDate;
+use aisc_domain::event_store::{EventStore, Position, RecordedEvent};
+use aisc_domain::subsidy::events::SchemeEvent;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::applications::Applications;
@@ -212,11 +214,39 @@ pub async fn dashboard_as_of(
     year: Option<(String, NaiveDate, NaiveDate)>,
     today: NaiveDate,
 ) -> Result<KpiDashboard, ProjectionError> {
+    dashboard_in_the_past(pool, store, PastView { as_of: Some(position), effective_on: None }, year, today).await
+}
+
+/// Which past a dashboard is asked for, by either clock or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PastView {
+    /// As the log stood at this position (recorded time).
+    pub as_of: Option<Position>,
+    /// The facts in force on this business date: the events whose business date is on or
+    /// before it (a charge counts from its usage month's first day).
+    pub effective_on: Option<NaiveDate>,
+}
+
+/// The dashboard replayed from the log into a scratch schema as it stood at `past`. With a
+/// business date, "today" for overdue reports and the like is that date.
+pub async fn dashboard_in_the_past(
+    pool: &PgPool,
+    store: Arc<dyn EventStore>,
+    past: PastView,
+    year: Option<(String, NaiveDate, NaiveDate)>,
+    today: NaiveDate,
+) -> Result<KpiDashboard, ProjectionError> {
+    let today = past.effective_on.map_or(today, |date| date.min(today));
     let nanos =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.subsec_nanos());
-    let schema = format!("as_of_{}_{nanos}", position.0);
+    let schema = format!("as_of_{}_{nanos}", past.as_of.map_or(0, |position| position.0));
     let runner = ProjectionRunner::new(pool.clone(), store, Arc::new(Applications));
-    let replayed = runner.replay_into(&schema, Some(position)).await;
+    let keep = |event: &RecordedEvent| match past.effective_on {
+        None => true,
+        // Only the scheme's events are applied; one that cannot be read fails the replay there.
+        Some(date) => event.decode::<SchemeEvent>().map_or(true, |decoded| decoded.effective_on() <= date),
+    };
+    let replayed = runner.replay_into_where(&schema, past.as_of, &keep).await;
     let outcome = match replayed {
         Ok(_) => {
             let mut connection = pool.acquire().await?;

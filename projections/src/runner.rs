@@ -317,6 +317,17 @@ impl ProjectionRunner {
     /// batches (each its own short transaction), up to `until` (inclusive) or the end.
     /// Returns the last position applied and the number of events read.
     pub async fn replay_into(&self, schema: &str, until: Option<Position>) -> Result<(Position, u64), ProjectionError> {
+        self.replay_into_where(schema, until, &|_| true).await
+    }
+
+    /// [`ProjectionRunner::replay_into`], applying only the events `keep` accepts (the facts
+    /// in force on a business date, say); the position returned is still the last one read.
+    pub async fn replay_into_where(
+        &self,
+        schema: &str,
+        until: Option<Position>,
+        keep: &(dyn Fn(&RecordedEvent) -> bool + Sync),
+    ) -> Result<(Position, u64), ProjectionError> {
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")))
             .execute(&self.pool)
             .await?;
@@ -343,9 +354,10 @@ impl ProjectionRunner {
             position = last.position;
             replayed += within.len() as u64;
             self.progress.reached(replayed);
+            let kept: Vec<RecordedEvent> = within.iter().filter(|event| keep(event)).cloned().collect();
             let mut transaction = self.pool.begin().await?;
             skip_flush_wait(&mut transaction).await?;
-            self.apply_handled(&mut transaction, schema, &within).await?;
+            self.apply_handled(&mut transaction, schema, &kept).await?;
             transaction.commit().await?;
             if within.len() < slice.events.len() {
                 break;

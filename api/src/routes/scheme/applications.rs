@@ -43,8 +43,9 @@ pub async fn submit(
 }
 
 /// `GET /api/v1/applications/{application_id}`: the application as it stands (`ETag` is its
-/// version), or as it stood at a past position or time with `as_of`.
-#[utoipa::path(tag = "applications", params(("application_id" = String, Path), ("as_of" = Option<String>, Query, description = "A position of $all, or an RFC 3339 time: the application as it stood then")),
+/// version), or as it stood at a past position or time with `as_of` (the log's clock), or
+/// with the facts in force on a business date with `effective_on` (the scheme's clock), or both.
+#[utoipa::path(tag = "applications", params(("application_id" = String, Path), ("as_of" = Option<String>, Query, description = "A position of $all, or an RFC 3339 time: the application as the log stood then"), ("effective_on" = Option<String>, Query, description = "A date (YYYY-MM-DD): the application with the facts whose business date is on or before it")),
     responses((status = 200, description = "The application; ETag is its version", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/applications/{application_id}")]
 pub async fn application(
@@ -60,6 +61,7 @@ pub async fn application(
     #[serde(deny_unknown_fields)]
     struct Params {
         as_of: Option<String>,
+        effective_on: Option<chrono::NaiveDate>,
     }
     let params: Params = crate::routes::query(&request)?;
     let stream = streams::application(&application_id).map_err(domain_refusal)?;
@@ -83,6 +85,20 @@ pub async fn application(
                 ),
             };
             history.as_of(as_of)
+        }
+    };
+    let history = match params.effective_on {
+        None => history,
+        Some(date) => {
+            let in_force = history
+                .effective_on::<aisc_domain::subsidy::application::ApplicationEvent>(date)
+                .map_err(ApiError::internal)?;
+            if in_force.version.is_none() && history.version.is_some() {
+                return Err(ApiError::NotFound(format!(
+                    "application {application_id} was not yet submitted on {date}"
+                )));
+            }
+            in_force
         }
     };
     let state = history.fold::<aisc_domain::subsidy::application::Application>().map_err(ApiError::internal)?;

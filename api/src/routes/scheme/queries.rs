@@ -221,9 +221,13 @@ struct KpiParams {
     /// A financial year such as 2025-26; the whole scheme when omitted.
     year: Option<String>,
     after_position: Option<u64>,
-    /// A position of $all, or an RFC 3339 time: the dashboard as it stood then, replayed from
-    /// the log.
+    /// A position of $all, or an RFC 3339 time: the dashboard as the log stood then (the log's
+    /// clock), replayed from the log.
     as_of: Option<String>,
+    /// A date (YYYY-MM-DD): the dashboard of the facts in force on it (the scheme's clock) —
+    /// the figures "as at 31 March" — replayed from the log; with `as_of`, as the log then knew them.
+    #[param(value_type = Option<String>)]
+    effective_on: Option<chrono::NaiveDate>,
 }
 
 /// `GET /api/v1/kpis?year=`: the KPI dashboard for a funding year or the whole scheme.
@@ -259,21 +263,16 @@ pub async fn kpis(
             }
         }),
     };
-    let dashboard = match as_of {
-        Some(position) => {
-            aisc_projections::kpi::dashboard_as_of(
-                &pool,
-                std::sync::Arc::new(store.get_ref().clone()),
-                Position(position),
-                year,
-                clock.today(),
-            )
-            .await?
-        }
-        None => {
+    let dashboard = match (as_of, params.effective_on) {
+        (None, None) => {
             reached(&pool, params.after_position).await?;
             let mut connection = pool.acquire().await?;
             aisc_projections::kpi::dashboard(&mut connection, year, clock.today()).await?
+        }
+        (as_of, effective_on) => {
+            let past = aisc_projections::kpi::PastView { as_of: as_of.map(Position), effective_on };
+            let store = std::sync::Arc::new(store.get_ref().clone());
+            aisc_projections::kpi::dashboard_in_the_past(&pool, store, past, year, clock.today()).await?
         }
     };
     Ok(HttpResponse::Ok().json(dashboard))
