@@ -37,6 +37,7 @@ async fn a_database_outage_gives_quick_503s_and_the_service_recovers_by_itself()
         let waited = started.elapsed();
         assert_eq!(down.status, 503, "{path}: {}", down.body);
         assert!(waited < Duration::from_secs(5), "{path} answered after {waited:?}");
+        eprintln!("database cut: {path} answered {} after {waited:?}", down.status);
         assert!(down.header("retry-after").is_some(), "{path}");
         assert_eq!(down.header("content-type"), Some("application/problem+json"));
         assert!(!down.body.contains("sqlx") && !down.body.contains("os error"), "{}", down.body);
@@ -44,6 +45,7 @@ async fn a_database_outage_gives_quick_503s_and_the_service_recovers_by_itself()
     assert_eq!(http(port, "GET", "/health/live", &[], None).await.status, 200, "alive while the database is down");
 
     proxy.restore();
+    let restored = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let response = http(port, "GET", "/api/v1/events", &[("Authorization", &bearer)], None).await;
@@ -53,6 +55,7 @@ async fn a_database_outage_gives_quick_503s_and_the_service_recovers_by_itself()
         assert!(Instant::now() < deadline, "no recovery: {} {}", response.status, response.body);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    eprintln!("recovered {:?} after the database came back", restored.elapsed());
     support::wait_until_ready(port).await;
 
     server.abort();
@@ -89,6 +92,7 @@ async fn a_silent_database_gives_503_at_the_request_deadline_and_the_service_rec
         let waited = started.elapsed();
         assert_eq!(down.status, 503, "{path}: {}", down.body);
         assert!(waited < Duration::from_millis(2_500), "{path} answered after {waited:?}");
+        eprintln!("silent database: {path} answered {} after {waited:?}", down.status);
         assert_eq!(down.header("retry-after"), Some("2"), "{path}");
         assert_eq!(down.header("content-type"), Some("application/problem+json"), "{path}");
         assert_eq!(down.header("x-request-id"), Some("silent-1"), "{path}");
@@ -104,6 +108,7 @@ async fn a_silent_database_gives_503_at_the_request_deadline_and_the_service_rec
     assert_eq!(http(port, "GET", "/health/live", &[], None).await.status, 200, "alive while the database is silent");
 
     proxy.restore();
+    let restored = Instant::now();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let response = http(port, "GET", "/api/v1/events", &[("Authorization", &bearer)], None).await;
@@ -113,6 +118,7 @@ async fn a_silent_database_gives_503_at_the_request_deadline_and_the_service_rec
         assert!(Instant::now() < deadline, "no recovery: {} {}", response.status, response.body);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    eprintln!("recovered {:?} after the database came back", restored.elapsed());
     support::wait_until_ready(port).await;
 
     server.abort();
