@@ -15,6 +15,7 @@ use crate::event_feed::FeedEvent;
 use crate::progress::ProgressReport;
 use crate::startup::{Application, DEFAULT_BIND, ServiceConfig, StartupError};
 use crate::telemetry;
+use crate::trace_export::{self, OtlpEndpoint};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -247,6 +248,13 @@ pub struct ServeArgs {
     /// How long a stop (SIGINT, SIGTERM) waits for requests in flight, in seconds.
     #[arg(long, env = "AISC_SHUTDOWN_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub shutdown_timeout_s: u64,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (plain http, e.g. http://127.0.0.1:4318):
+    /// a span per request is posted, as JSON, to `{endpoint}/v1/traces`. No export when unset.
+    #[arg(long, env = "AISC_OTLP_ENDPOINT", value_parser = OtlpEndpoint::parse)]
+    pub otlp_endpoint: Option<OtlpEndpoint>,
+    /// The `service.name` of the exported spans.
+    #[arg(long, env = "AISC_OTLP_SERVICE_NAME", default_value = crate::trace_export::DEFAULT_SERVICE_NAME, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub otlp_service_name: String,
 }
 
 impl ServeArgs {
@@ -347,12 +355,30 @@ pub enum CliError {
     Output(#[from] std::io::Error),
 }
 
+/// How long a stop waits for the last request spans to reach the collector.
+const TRACE_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
-    telemetry::init_logs(cli.log_format);
+    // Only `serve` exports traces, and only to a configured collector: otherwise no exporter
+    // task runs and no connection is ever attempted.
+    let (span_recorder, trace_exporter) = match &cli.command {
+        Command::Serve { serve, .. } => {
+            serve.otlp_endpoint.clone().map(|endpoint| trace_export::start(endpoint, serve.otlp_service_name.clone()))
+        }
+        _ => None,
+    }
+    .unzip();
+    telemetry::init_logs(cli.log_format, span_recorder);
     match cli.command {
         Command::Serve { database, serve } => {
+            if let Some(exporter) = &trace_exporter {
+                tracing::info!(endpoint = %exporter.traces_url(), service_name = %serve.otlp_service_name, "exporting request traces");
+            }
             let application = Application::build(serve.config(database.url)).await?;
             application.run_until_stopped().await?;
+            if let Some(exporter) = trace_exporter {
+                exporter.flush_and_stop(TRACE_FLUSH_TIMEOUT).await;
+            }
             tracing::info!("stopped");
             Ok(ExitCode::SUCCESS)
         }

@@ -16,5 +16,6 @@ pub mod request_context;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod trace_export;
 
 pub use startup::{Application, ServiceConfig};

@@ -1,6 +1,7 @@
 //! Prometheus metrics at `/metrics`: requests by route, method and status, a latency
 //! histogram by route, append conflicts, requests cut off at their deadline, the held-back
-//! waits of `$all`, projections' failures and stalls, and the database pool.
+//! waits of `$all`, projections' failures and stalls, exported and dropped trace spans, and the
+//! database pool.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -129,6 +130,16 @@ pub async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
         let stalled = health.get(projection.name()).is_some_and(|health| health.stalled());
         let _ = writeln!(out, "aisc_projection_stalled{{projection=\"{}\"}} {}", projection.name(), u8::from(stalled));
     }
+    let (spans_exported, spans_dropped) = crate::trace_export::span_counts();
+    let _ = writeln!(out, "# HELP aisc_trace_spans_exported_total Request spans taken by the OTLP collector.");
+    let _ = writeln!(out, "# TYPE aisc_trace_spans_exported_total counter");
+    let _ = writeln!(out, "aisc_trace_spans_exported_total {spans_exported}");
+    let _ = writeln!(
+        out,
+        "# HELP aisc_trace_spans_dropped_total Request spans dropped: the export queue full, or the collector down or refusing."
+    );
+    let _ = writeln!(out, "# TYPE aisc_trace_spans_dropped_total counter");
+    let _ = writeln!(out, "aisc_trace_spans_dropped_total {spans_dropped}");
     let _ = writeln!(out, "# HELP aisc_db_pool_connections Database connections open, and idle.");
     let _ = writeln!(out, "# TYPE aisc_db_pool_connections gauge");
     let _ = writeln!(out, "aisc_db_pool_connections{{state=\"open\"}} {}", pool.size());

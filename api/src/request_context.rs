@@ -1,6 +1,6 @@
 //! Per-request context: the request id (`X-Request-Id` accepted or generated, and returned),
-//! the authenticated principal (checked first, for every `/api/v1` route), and one JSON log
-//! line per request.
+//! the authenticated principal (checked first, for every `/api/v1` route), one JSON log line
+//! per request, and the request's span (exported when a collector is configured).
 
 use std::future::{Ready, ready};
 use std::time::Instant;
@@ -17,6 +17,7 @@ use crate::auth::{self, Principal};
 use crate::problem::ApiError;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+const TRACEPARENT_HEADER: &str = "traceparent";
 
 /// The id of the current request, as accepted from the caller or generated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,12 @@ fn accepted_request_id(request: &ServiceRequest) -> Option<String> {
     (!value.is_empty() && value.len() <= 128 && value.chars().all(|c| c.is_ascii_graphic())).then(|| value.to_string())
 }
 
+/// The caller's W3C trace context, continued by the exported request span (never returned).
+fn caller_trace(request: &ServiceRequest) -> Option<crate::trace_export::TraceParent> {
+    let header = request.headers().get(TRACEPARENT_HEADER)?.to_str().ok()?;
+    crate::trace_export::TraceParent::parse(header)
+}
+
 /// Middleware: assigns the request id, returns it, and logs the request when it completes.
 pub async fn track_request(
     request: ServiceRequest,
@@ -51,14 +58,27 @@ pub async fn track_request(
     request.extensions_mut().insert(RequestId(request_id.clone()));
     let method = request.method().to_string();
     let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_string());
-    // Every line logged while the request is served carries its id.
-    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = %route);
-    let answered = next.call(request).instrument(span).await;
+    // Every line logged while the request is served carries its id. The status is recorded
+    // when known, for the exported trace (it is not shown in the log lines of the request,
+    // all written before it).
+    let span = tracing::info_span!(
+        target: crate::trace_export::REQUEST_SPAN_TARGET,
+        crate::trace_export::REQUEST_SPAN_NAME,
+        request_id = %request_id,
+        method = %method,
+        route = %route,
+        status = tracing::field::Empty
+    );
+    if let Some(caller) = caller_trace(&request) {
+        crate::trace_export::continue_trace(&span, caller);
+    }
+    let answered = next.call(request).instrument(span.clone()).await;
     // An error here is answered by the server from the error itself (the deadline's 503).
     let status = match &answered {
         Ok(response) => response.status().as_u16(),
         Err(error) => error.as_response_error().status_code().as_u16(),
     };
+    span.record("status", status);
     let elapsed = started.elapsed();
     crate::metrics::record_request(&method, &route, status, elapsed);
     tracing::info!(
