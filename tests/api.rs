@@ -139,10 +139,26 @@ async fn the_event_feed_pages_all_and_one_stream_in_the_eventstoredb_shape() {
     let page = first.json();
     let events = page["events"].as_array().expect("events");
     assert_eq!(events.len(), 2);
-    for key in ["eventId", "eventType", "streamId", "eventNumber", "position", "created", "data", "metadata"] {
+    for key in [
+        "eventId",
+        "eventType",
+        "streamId",
+        "eventNumber",
+        "position",
+        "schemaVersion",
+        "created",
+        "data",
+        "metadata",
+        "hash",
+        "previousHash",
+    ] {
         assert!(events[0].get(key).is_some(), "{key} in {}", events[0]);
     }
     assert_eq!(events[0]["streamId"], "note-1");
+    // Each event carries its hash and its predecessor's, so a page verifies on its own.
+    assert_eq!(events[0]["previousHash"], "", "a stream's first event chains from nothing");
+    assert_eq!(events[0]["hash"].as_str().map(str::len), Some(64));
+    assert_eq!(events[1]["previousHash"], events[0]["hash"]);
     let next = page["next_after"].as_u64().expect("next_after");
     let rest = app.get("auditor", &format!("/api/v1/events?after={next}&limit=10")).await.json();
     assert_eq!(rest["events"].as_array().expect("events").len(), 3);
@@ -158,6 +174,8 @@ async fn the_event_feed_pages_all_and_one_stream_in_the_eventstoredb_shape() {
         .map(|e| e["eventNumber"].as_u64().expect("n"))
         .collect();
     assert_eq!(numbers, vec![2, 1]);
+    let backward = stream.json()["events"].as_array().expect("events").clone();
+    assert_eq!(backward[0]["previousHash"], backward[1]["hash"], "the stream page carries the chain too");
     app.stop().await;
 }
 

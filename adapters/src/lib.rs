@@ -15,4 +15,4 @@ pub mod token_cache;
 pub use backoff::JitteredBackoff;
 pub use database::{DatabaseConfig, DatabaseError};
 pub use event_ids::TimeOrderedEventIds;
-pub use postgres_store::PostgresEventStore;
+pub use postgres_store::{ChainLink, PostgresEventStore};

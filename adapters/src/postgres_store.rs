@@ -23,7 +23,7 @@ use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::event_hash::{EventContent, chain_hash, check_storable, content_digest};
+use crate::event_hash::{CHAIN_START, EventContent, chain_hash, check_storable, content_digest};
 
 /// The channel on which appends are announced.
 pub const EVENTS_CHANNEL: &str = "aisc_events";
@@ -592,6 +592,56 @@ impl PostgresEventStore {
             false
         };
         Ok(AllSlice { events, held_back })
+    }
+}
+
+/// An event's place in its stream's hash chain, as stored: what lets an export be verified
+/// without the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    /// The event's stored hash.
+    pub hash: Vec<u8>,
+    /// The stored hash of the stream's previous event: [`CHAIN_START`] (empty) for version 0,
+    /// and also when the previous event is missing from the log, which then shows as a broken
+    /// chain to whoever verifies the export.
+    pub previous_hash: Vec<u8>,
+}
+
+impl PostgresEventStore {
+    /// The stored chain links of `events`, in their order. Read in a statement of its own
+    /// (the trait's reads stay as they are): events never change, so the links belong to the
+    /// events however long ago they were read.
+    pub async fn chain_links(&self, events: &[RecordedEvent]) -> Result<Vec<ChainLink>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let positions: Vec<i64> =
+            events.iter().map(|event| i64::try_from(event.position.0).unwrap_or(i64::MAX)).collect();
+        // The predecessor is found through the (stream_id, stream_version) unique index.
+        let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT e.global_position, e.hash, p.hash FROM events e \
+               LEFT JOIN events p ON p.stream_id = e.stream_id AND p.stream_version = e.stream_version - 1 \
+              WHERE e.global_position = ANY($1)",
+        )
+        .bind(&positions)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        let by_position: HashMap<i64, ChainLink> = rows
+            .into_iter()
+            .map(|(position, hash, previous)| {
+                (position, ChainLink { hash, previous_hash: previous.unwrap_or_else(|| CHAIN_START.to_vec()) })
+            })
+            .collect();
+        positions
+            .iter()
+            .map(|position| {
+                by_position
+                    .get(position)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Failure(format!("the event at position {position} has no stored hash")))
+            })
+            .collect()
     }
 }
 

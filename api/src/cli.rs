@@ -170,16 +170,23 @@ pub enum TokensCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the hash chains over the whole log or a range of positions; print the first
-    /// broken event (exit 1) or OK with the count verified.
+    /// Recompute the hash chains over the whole log or a range of positions (or over an export
+    /// with --file); print the first broken event (exit 1) or OK with the count verified (exit
+    /// 0). Exit 2: bad arguments; 3: the database could not be reached or read; 4: the file
+    /// cannot be read or is not an export; 5: any other failure. Only 1 means tampering.
     Verify {
         #[command(flatten)]
         database: DatabaseArgs,
         #[command(flatten)]
         range: RangeArgs,
+        /// Verify this export (what `aisc audit export` wrote) on its own, without connecting
+        /// to any database.
+        #[arg(long, value_name = "EXPORT", conflicts_with_all = ["from", "to"])]
+        file: Option<std::path::PathBuf>,
     },
     /// Write the event history as NDJSON (eventId, eventType, streamId, eventNumber, position,
-    /// created, data, metadata) to standard output.
+    /// schemaVersion, created, data, metadata, hash, previousHash) to standard output; see
+    /// docs/AUDIT-FORMAT.md.
     Export {
         #[command(flatten)]
         database: DatabaseArgs,
@@ -298,24 +305,48 @@ impl RangeArgs {
     }
 }
 
+/// The exit codes of `aisc audit verify`. Only 0 and 1 are verdicts: a script can tell a
+/// broken log from a check that could not be made (a database outage must not look like
+/// tampering). Documented in the README.
+pub mod verify_exit {
+    /// Every hash chain verified.
+    pub const INTACT: u8 = 0;
+    /// Evidence of tampering, and nothing else.
+    pub const TAMPERED: u8 = 1;
+    /// Bad arguments (clap's usage errors exit 2 as well).
+    pub const BAD_ARGUMENTS: u8 = 2;
+    /// The database could not be reached or read.
+    pub const DATABASE_UNAVAILABLE: u8 = 3;
+    /// The file cannot be read, or is not an export with hashes.
+    pub const FILE_UNUSABLE: u8 = 4;
+    /// Anything else that stopped the check (standard output closed, no runtime).
+    pub const FAILED: u8 = 5;
+}
+
 /// Parses the arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => return refuse_arguments(&error),
     };
+    // Every other command exits 1 on any failure; `audit verify` keeps 1 for tampering.
+    let verifying = matches!(cli.command, Command::Audit(AuditCommand::Verify { .. }));
+    let failure_code = |error: &CliError| {
+        if verifying { ExitCode::from(error.verify_exit_code()) } else { ExitCode::FAILURE }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            let error = CliError::Runtime(error);
+            eprintln!("error: {error}");
+            return failure_code(&error);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", error.to_string().replace('\n', " "));
-            ExitCode::FAILURE
+            failure_code(&error)
         }
     }
 }
@@ -353,6 +384,27 @@ pub enum CliError {
     Usage(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    #[error(transparent)]
+    ExportFile(#[from] crate::export_verification::ExportFileError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl CliError {
+    /// What `audit verify` exits with when it fails this way: never [`verify_exit::TAMPERED`].
+    fn verify_exit_code(&self) -> u8 {
+        use aisc_adapters::DatabaseError;
+        match self {
+            CliError::Usage(_) | CliError::Database(DatabaseError::InvalidUrl { .. }) => verify_exit::BAD_ARGUMENTS,
+            CliError::Database(_) | CliError::Store(_) => verify_exit::DATABASE_UNAVAILABLE,
+            CliError::ExportFile(_) => verify_exit::FILE_UNUSABLE,
+            CliError::Startup(_)
+            | CliError::Projection(_)
+            | CliError::Token(_)
+            | CliError::Output(_)
+            | CliError::Runtime(_) => verify_exit::FAILED,
+        }
+    }
 }
 
 /// How long a stop waits for the last request spans to reach the collector.
@@ -420,19 +472,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit(AuditCommand::Verify { database, range }) => {
+        Command::Audit(AuditCommand::Verify { file: Some(file), .. }) => verify_file(&file),
+        Command::Audit(AuditCommand::Verify { database, range, file: None }) => {
             let range = range.range()?;
             let store = open_store(&database).await?;
             let progress = ProgressReport::new("audit verify", "events", Some(store.count_in(range).await?));
             let report = store.verify_reporting(range, &progress).await?;
             progress.finish();
-            match report.first_broken {
+            // A verdict that cannot be written is no verdict (exit 5), not a panic.
+            let mut out = std::io::stdout().lock();
+            let code = match report.first_broken {
                 None => {
-                    println!("OK: {} events verified, every hash chain intact", report.verified);
-                    Ok(ExitCode::SUCCESS)
+                    writeln!(out, "OK: {} events verified, every hash chain intact", report.verified)?;
+                    verify_exit::INTACT
                 }
                 Some(broken) => {
-                    println!(
+                    writeln!(
+                        out,
                         "BROKEN: event at position {} (stream {}, version {}, id {}): {:?}; {} events verified before it",
                         broken.position,
                         broken.stream,
@@ -440,10 +496,12 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                         broken.event_id,
                         broken.problem,
                         report.verified
-                    );
-                    Ok(ExitCode::FAILURE)
+                    )?;
+                    verify_exit::TAMPERED
                 }
-            }
+            };
+            out.flush()?;
+            Ok(ExitCode::from(code))
         }
         Command::Audit(AuditCommand::Export { database, range }) => {
             let range = range.range()?;
@@ -648,7 +706,24 @@ fn runners(store: &PostgresEventStore) -> Vec<ProjectionRunner> {
         .collect()
 }
 
-/// Streams the range page by page to standard output, one JSON object per line.
+/// `audit verify --file`: the export on its own; no database is opened.
+fn verify_file(file: &std::path::Path) -> Result<ExitCode, CliError> {
+    use crate::export_verification::{ExportFileError, verify_export};
+    let path = file.display().to_string();
+    let opened = std::fs::File::open(file)
+        .map_err(|error| ExportFileError::Unreadable { path: path.clone(), reason: error.to_string() })?;
+    let report = verify_export(std::io::BufReader::new(opened), &path)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{report}")?;
+    out.flush()?;
+    Ok(ExitCode::from(match report.first_broken {
+        None => verify_exit::INTACT,
+        Some(_) => verify_exit::TAMPERED,
+    }))
+}
+
+/// Streams the range page by page to standard output, one JSON object per line, each with
+/// its stored hash and its predecessor's.
 async fn export(store: &PostgresEventStore, range: PositionRange) -> Result<(), CliError> {
     use aisc_domain::progress::Progress;
     let progress = ProgressReport::new("audit export", "events", Some(store.count_in(range).await?));
@@ -667,8 +742,11 @@ async fn export(store: &PostgresEventStore, range: PositionRange) -> Result<(), 
             break;
         };
         after = last.position;
-        for event in slice.events.iter().filter(|event| event.position.0 <= to) {
-            let line = serde_json::to_string(&FeedEvent::from(event))
+        // Pages come in position order: the range ends at the first event beyond `to`.
+        let in_range = &slice.events[..slice.events.partition_point(|event| event.position.0 <= to)];
+        let links = store.chain_links(in_range).await?;
+        for (event, link) in in_range.iter().zip(&links) {
+            let line = serde_json::to_string(&FeedEvent::chained(event, link))
                 .map_err(|error| CliError::Usage(format!("cannot encode event {}: {error}", event.event_id)))?;
             writeln!(out, "{line}")?;
             exported += 1;

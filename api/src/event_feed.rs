@@ -1,9 +1,12 @@
 //! Events as auditors and reporting jobs receive them: an EventStoreDB-like JSON shape, used
-//! by `aisc audit export` (NDJSON).
+//! by the HTTP feed and by `aisc audit export` (NDJSON). Each record carries its stored hash
+//! and its predecessor's, so an export verifies on its own (`docs/AUDIT-FORMAT.md`).
 
+use aisc_adapters::ChainLink;
+use aisc_adapters::event_hash::to_hex;
 use aisc_domain::event_store::RecordedEvent;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -15,16 +18,24 @@ pub struct FeedEvent<'a> {
     pub event_number: u64,
     pub position: u64,
     pub schema_version: u32,
+    /// When the event was recorded: RFC 3339 in UTC with exactly six fractional digits
+    /// (`2025-07-01T02:03:04.000005Z`), the microseconds the content digest covers.
+    #[serde(serialize_with = "microseconds_utc")]
+    #[schema(value_type = String, format = DateTime, example = "2025-07-01T02:03:04.000005Z")]
     pub created: DateTime<Utc>,
     #[schema(value_type = Object)]
     pub data: &'a serde_json::Value,
     /// Actor, role, request id, correlation id.
     #[schema(value_type = Object)]
     pub metadata: &'a serde_json::Value,
+    /// The event's hash in its stream's chain: 64 lower-case hex digits.
+    pub hash: String,
+    /// The hash of the stream's previous event; empty ("") for the stream's first event.
+    pub previous_hash: String,
 }
 
-impl<'a> From<&'a RecordedEvent> for FeedEvent<'a> {
-    fn from(event: &'a RecordedEvent) -> Self {
+impl<'a> FeedEvent<'a> {
+    pub fn chained(event: &'a RecordedEvent, link: &ChainLink) -> Self {
         Self {
             event_id: event.event_id,
             event_type: &event.event_type,
@@ -35,6 +46,40 @@ impl<'a> From<&'a RecordedEvent> for FeedEvent<'a> {
             created: event.recorded_at,
             data: &event.data,
             metadata: &event.metadata,
+            hash: to_hex(&link.hash),
+            previous_hash: to_hex(&link.previous_hash),
         }
+    }
+}
+
+/// Always six fractional digits: chrono's default drops trailing zero groups (`.120Z`, or no
+/// fraction at all), which is exact too, but a fixed width is what an auditor's parser expects.
+fn microseconds_utc<S: Serializer>(moment: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&moment.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aisc_domain::event_store::{Position, StreamId};
+
+    #[test]
+    fn a_record_carries_microseconds_and_both_hashes_in_hex() {
+        let event = RecordedEvent {
+            position: Position(1_048_577),
+            stream: StreamId::parse("note-1").expect("stream"),
+            stream_version: 0,
+            event_id: Uuid::nil(),
+            event_type: "NoteRecorded".into(),
+            schema_version: 1,
+            data: serde_json::json!({"n": 1}),
+            metadata: serde_json::json!({}),
+            recorded_at: DateTime::from_timestamp_micros(1_751_335_384_000_000).expect("time"),
+        };
+        let link = ChainLink { hash: vec![0xab; 32], previous_hash: Vec::new() };
+        let record = serde_json::to_value(FeedEvent::chained(&event, &link)).expect("json");
+        assert_eq!(record["created"], "2025-07-01T02:03:04.000000Z");
+        assert_eq!(record["hash"], "ab".repeat(32));
+        assert_eq!(record["previousHash"], "");
     }
 }

@@ -1,5 +1,5 @@
 //! The raw event feed for auditors: one stream's events, and `$all` from a position, paged,
-//! in an EventStoreDB-like shape.
+//! in an EventStoreDB-like shape, each event with its hash and its predecessor's.
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use aisc_adapters::PostgresEventStore;
@@ -76,7 +76,9 @@ pub async fn all_events(
     // The store waits briefly for events held back behind older running transactions.
     let slice = store.read_all(Position(query.after), limit).await?;
     let next_after = slice.events.last().map_or(query.after, |event| event.position.0);
-    let events: Vec<FeedEvent<'_>> = slice.events.iter().map(FeedEvent::from).collect();
+    let links = store.chain_links(&slice.events).await?;
+    let events: Vec<FeedEvent<'_>> =
+        slice.events.iter().zip(&links).map(|(event, link)| FeedEvent::chained(event, link)).collect();
     let more_pending = slice.held_back || events.len() == limit;
     Ok(HttpResponse::Ok().json(EventPage { events, next_after, more_pending }))
 }
@@ -136,7 +138,9 @@ pub async fn stream_events(
         Direction::Backward => ReadDirection::Backward,
     };
     let events = store.read_stream(&stream, query.from, direction, limit).await?;
-    let feed: Vec<FeedEvent<'_>> = events.iter().map(FeedEvent::from).collect();
+    let links = store.chain_links(&events).await?;
+    let feed: Vec<FeedEvent<'_>> =
+        events.iter().zip(&links).map(|(event, link)| FeedEvent::chained(event, link)).collect();
     Ok(HttpResponse::Ok().insert_header(("ETag", format!("\"{version}\""))).json(StreamPage {
         stream_id: stream.as_str(),
         version,
