@@ -16,6 +16,15 @@
 //! where the canonical JSON and RFC 8785 (JCS) agree: for every value within ±(2^53 − 1) they
 //! give the same bytes, because appends refuse the one other case where they would differ
 //! (object keys whose UTF-8 order is not their UTF-16 order).
+//!
+//! The *log digest* a signed seal carries (see [`LogDigest`]) is SHA-256 over the format tag
+//! `aisc-log-digest/1` (length-prefixed as above), then, for every event up to the sealed
+//! position in position order: its global position (8-byte big-endian), its stream id
+//! (length-prefixed), its stream version (8-byte big-endian), its content digest (32 bytes,
+//! recomputed from the event's fields) and its hash (32 bytes, as the chain verification
+//! recomputed it). Because the content digest is recomputed, a rewrite that also recomputes
+//! the stored hashes still changes the log digest; because every event is in it, so does an
+//! event removed, added or moved.
 
 use aisc_domain::event_store::StoreError;
 use chrono::{DateTime, Utc};
@@ -24,6 +33,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 const FORMAT_TAG: &[u8] = b"aisc-event/1";
+const LOG_DIGEST_TAG: &[u8] = b"aisc-log-digest/1";
 
 /// The previous hash of a stream's first event (version 0): nothing, zero bytes.
 pub const CHAIN_START: &[u8] = &[];
@@ -64,6 +74,51 @@ pub fn chain_hash(previous: &[u8], digest: &[u8; 32], stream_version: u64, posit
     hasher.update((stream_version as i64).to_be_bytes());
     hasher.update((position as i64).to_be_bytes());
     hasher.finalize().into()
+}
+
+/// The running digest of the log, event by event in position order (format in the module
+/// documentation). Fed by the chain verification, which recomputes both digests it needs.
+#[derive(Clone)]
+pub struct LogDigest {
+    hasher: Sha256,
+    event_count: u64,
+}
+
+/// What a [`LogDigest`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogDigestValue {
+    pub event_count: u64,
+    pub digest: [u8; 32],
+}
+
+impl Default for LogDigest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LogDigest {
+    pub fn new() -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update((LOG_DIGEST_TAG.len() as u64).to_be_bytes());
+        hasher.update(LOG_DIGEST_TAG);
+        Self { hasher, event_count: 0 }
+    }
+
+    /// Adds the next event in position order.
+    pub fn add(&mut self, position: u64, stream_id: &str, stream_version: u64, content: &[u8; 32], hash: &[u8; 32]) {
+        self.hasher.update(position.to_be_bytes());
+        self.hasher.update((stream_id.len() as u64).to_be_bytes());
+        self.hasher.update(stream_id.as_bytes());
+        self.hasher.update(stream_version.to_be_bytes());
+        self.hasher.update(content);
+        self.hasher.update(hash);
+        self.event_count += 1;
+    }
+
+    pub fn finish(self) -> LogDigestValue {
+        LogDigestValue { event_count: self.event_count, digest: self.hasher.finalize().into() }
+    }
 }
 
 pub fn canonical_json(value: &Value) -> Vec<u8> {
@@ -282,6 +337,32 @@ mod tests {
     fn hashes_are_written_in_lower_case_hex() {
         assert_eq!(to_hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
         assert_eq!(to_hex(CHAIN_START), "");
+    }
+
+    #[test]
+    fn the_log_digest_depends_on_every_event_and_its_place() {
+        let digest_of = |events: &[(u64, &str, u64, u8, u8)]| {
+            let mut log = LogDigest::new();
+            for (position, stream, version, content, hash) in events {
+                log.add(*position, stream, *version, &[*content; 32], &[*hash; 32]);
+            }
+            log.finish()
+        };
+        let original = digest_of(&[(1, "s-1", 0, 1, 2), (2, "s-1", 1, 3, 4)]);
+        assert_eq!(original.event_count, 2);
+        assert_eq!(original, digest_of(&[(1, "s-1", 0, 1, 2), (2, "s-1", 1, 3, 4)]));
+        // The empty log has a digest of its own, not the digest of nothing.
+        assert_ne!(digest_of(&[]).digest, Sha256::digest(b"").as_slice());
+        for changed in [
+            digest_of(&[(1, "s-1", 0, 1, 2)]),
+            digest_of(&[(1, "s-1", 0, 1, 2), (3, "s-1", 1, 3, 4)]),
+            digest_of(&[(1, "s-1", 0, 1, 2), (2, "s-2", 1, 3, 4)]),
+            digest_of(&[(1, "s-1", 0, 1, 2), (2, "s-1", 2, 3, 4)]),
+            digest_of(&[(1, "s-1", 0, 1, 2), (2, "s-1", 1, 9, 4)]),
+            digest_of(&[(1, "s-1", 0, 1, 2), (2, "s-1", 1, 3, 9)]),
+        ] {
+            assert_ne!(changed.digest, original.digest);
+        }
     }
 
     #[test]

@@ -23,7 +23,9 @@ use sqlx::{PgPool, Row};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::event_hash::{CHAIN_START, EventContent, chain_hash, check_storable, content_digest};
+use crate::event_hash::{
+    CHAIN_START, EventContent, LogDigest, LogDigestValue, chain_hash, check_storable, content_digest,
+};
 
 /// The channel on which appends are announced.
 pub const EVENTS_CHANNEL: &str = "aisc_events";
@@ -514,7 +516,7 @@ impl EventStore for PostgresEventStore {
 
     #[tracing::instrument(skip(self), err(Debug))]
     async fn verify(&self, range: PositionRange) -> Result<VerifyReport, StoreError> {
-        Verifier::new(&self.pool, range).run(&aisc_domain::progress::Unwatched).await
+        Ok(Verifier::new(&self.pool, range).run(&aisc_domain::progress::Unwatched).await?.0)
     }
 }
 
@@ -525,7 +527,56 @@ impl PostgresEventStore {
         range: PositionRange,
         progress: &dyn aisc_domain::progress::Progress,
     ) -> Result<VerifyReport, StoreError> {
-        Verifier::new(&self.pool, range).run(progress).await
+        Ok(Verifier::new(&self.pool, range).run(progress).await?.0)
+    }
+
+    /// Verifies the hash chains from the start of the log up to `verify_to` (the whole log,
+    /// stream heads included, when `None`) and, in the same pass, computes the log digest of
+    /// every event from the start up to `digest_to` (see [`LogDigest`]) — what a seal states.
+    /// The digest is `None` when the chains break at or before `digest_to`: the log up to
+    /// there cannot be read as one.
+    pub async fn verify_and_digest(
+        &self,
+        verify_to: Option<Position>,
+        digest_to: Position,
+        progress: &dyn aisc_domain::progress::Progress,
+    ) -> Result<(VerifyReport, Option<LogDigestValue>), StoreError> {
+        if verify_to.is_some_and(|to| to < digest_to) {
+            return Err(StoreError::Failure(format!(
+                "cannot digest the log up to {digest_to} while verifying it only up to {}",
+                verify_to.map_or(0, |to| to.0)
+            )));
+        }
+        let mut verifier = Verifier::new(&self.pool, PositionRange { from: None, to: verify_to });
+        verifier.log_digest = Some((digest_to.0, LogDigest::new()));
+        verifier.run(progress).await
+    }
+
+    /// How far the log is settled: positions below `horizon` can never gain an event (every
+    /// transaction that could write there has ended, and later ones write above it),
+    /// `last_event` is the last event below it and `head` the last event of all (0 when there
+    /// is none); positions from `frontier` on belong to transactions not yet begun. Read from
+    /// one snapshot, as `read_all` reads; a seal covers only positions below `horizon`, or it
+    /// could be broken by an event committing later below its position.
+    pub async fn settled_head(&self) -> Result<SettledHead, StoreError> {
+        let (horizon, frontier, last_event, head): (i64, i64, i64, i64) = sqlx::query_as(concat!(
+            "WITH snapshot AS (SELECT pg_current_snapshot() AS taken), ",
+            "bounds AS (SELECT pg_snapshot_xmin(taken)::text::bigint * 1048576 AS below, ",
+            "pg_snapshot_xmax(taken)::text::bigint * 1048576 AS frontier FROM snapshot) ",
+            "SELECT below, frontier, ",
+            "(SELECT coalesce(max(global_position), 0) FROM events WHERE global_position < below), ",
+            "(SELECT coalesce(max(global_position), 0) FROM events) ",
+            "FROM bounds"
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(SettledHead {
+            last_event: Position(to_u64(last_event)),
+            head: Position(to_u64(head)),
+            horizon: Position(to_u64(horizon)),
+            frontier: Position(to_u64(frontier)),
+        })
     }
 
     /// How many events the range holds (for progress shown against a total).
@@ -645,6 +696,28 @@ impl PostgresEventStore {
     }
 }
 
+/// See [`PostgresEventStore::settled_head`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettledHead {
+    pub last_event: Position,
+    pub head: Position,
+    pub horizon: Position,
+    pub frontier: Position,
+}
+
+impl SettledHead {
+    /// Whether no event can ever be added at or below `position`.
+    pub fn settles(&self, position: Position) -> bool {
+        position < self.horizon
+    }
+
+    /// Whether only transactions running now stand between `position` and its settling;
+    /// beyond that, transactions not yet begun would have to end first.
+    pub fn settles_once_running_transactions_end(&self, position: Position) -> bool {
+        position < self.frontier
+    }
+}
+
 /// A `$all` subscription: reads pages after its last event; when caught up, waits for a
 /// notification (or the poll interval); when events are held back behind a running
 /// transaction, reads again after a short pause.
@@ -711,14 +784,30 @@ struct Verifier<'a> {
     /// Last version and hash seen of each stream in the range.
     heads: HashMap<String, (u64, Vec<u8>)>,
     verified: u64,
+    /// When asked for: the log digest of the events up to this position, fed as they pass
+    /// the chain check (the range then starts at the beginning of the log).
+    log_digest: Option<(u64, LogDigest)>,
+}
+
+/// An event's outcome in the chain check.
+enum Checked {
+    /// Its hash chains to its predecessor; both digests as recomputed.
+    Intact {
+        content_digest: [u8; 32],
+        hash: [u8; 32],
+    },
+    Broken(Tampering),
 }
 
 impl<'a> Verifier<'a> {
     fn new(pool: &'a PgPool, range: PositionRange) -> Self {
-        Self { pool, range, heads: HashMap::new(), verified: 0 }
+        Self { pool, range, heads: HashMap::new(), verified: 0, log_digest: None }
     }
 
-    async fn run(mut self, progress: &dyn aisc_domain::progress::Progress) -> Result<VerifyReport, StoreError> {
+    async fn run(
+        mut self,
+        progress: &dyn aisc_domain::progress::Progress,
+    ) -> Result<(VerifyReport, Option<LogDigestValue>), StoreError> {
         let mut after: i64 = self.range.from.map_or(-1, |from| i64::try_from(from.0).unwrap_or(i64::MAX) - 1);
         let to = self.range.to.map_or(i64::MAX, |to| i64::try_from(to.0).unwrap_or(i64::MAX));
         loop {
@@ -739,8 +828,27 @@ impl<'a> Verifier<'a> {
             for row in &rows {
                 let event = recorded_event(row)?;
                 let stored_hash: Vec<u8> = row.try_get("hash").map_err(store_error)?;
-                if let Some(problem) = self.check(&event, &stored_hash).await? {
-                    return Ok(self.report(Some(broken(&event, problem))));
+                match self.check(&event, &stored_hash).await? {
+                    Checked::Broken(problem) => {
+                        // The log digest cannot be completed past a break before its end.
+                        if self.log_digest.as_ref().is_some_and(|(digest_to, _)| event.position.0 <= *digest_to) {
+                            self.log_digest = None;
+                        }
+                        return Ok(self.finish(Some(broken(&event, problem))));
+                    }
+                    Checked::Intact { content_digest, hash } => {
+                        if let Some((digest_to, log_digest)) = &mut self.log_digest
+                            && event.position.0 <= *digest_to
+                        {
+                            log_digest.add(
+                                event.position.0,
+                                event.stream.as_str(),
+                                event.stream_version,
+                                &content_digest,
+                                &hash,
+                            );
+                        }
+                    }
                 }
                 self.verified += 1;
             }
@@ -749,16 +857,17 @@ impl<'a> Verifier<'a> {
         if self.range.to.is_none()
             && let Some(broken) = self.check_stream_heads().await?
         {
-            return Ok(self.report(Some(broken)));
+            return Ok(self.finish(Some(broken)));
         }
-        Ok(self.report(None))
+        Ok(self.finish(None))
     }
 
-    fn report(&self, first_broken: Option<BrokenEvent>) -> VerifyReport {
-        VerifyReport { verified: self.verified, first_broken }
+    fn finish(self, first_broken: Option<BrokenEvent>) -> (VerifyReport, Option<LogDigestValue>) {
+        let report = VerifyReport { verified: self.verified, first_broken };
+        (report, self.log_digest.map(|(_, log_digest)| log_digest.finish()))
     }
 
-    async fn check(&mut self, event: &RecordedEvent, stored_hash: &[u8]) -> Result<Option<Tampering>, StoreError> {
+    async fn check(&mut self, event: &RecordedEvent, stored_hash: &[u8]) -> Result<Checked, StoreError> {
         let stream = event.stream.as_str();
         let previous = match self.heads.get(stream) {
             Some((version, hash)) => Some((*version, hash.clone())),
@@ -769,7 +878,7 @@ impl<'a> Verifier<'a> {
             None => (0, Vec::new()),
         };
         if event.stream_version != expected_version {
-            return Ok(Some(Tampering::VersionGap { expected_version }));
+            return Ok(Checked::Broken(Tampering::VersionGap { expected_version }));
         }
         let digest = content_digest(&EventContent {
             stream_id: stream,
@@ -782,10 +891,10 @@ impl<'a> Verifier<'a> {
         });
         let expected_hash = chain_hash(&previous_hash, &digest, event.stream_version, event.position.0);
         if expected_hash.as_slice() != stored_hash {
-            return Ok(Some(Tampering::HashMismatch));
+            return Ok(Checked::Broken(Tampering::HashMismatch));
         }
         self.heads.insert(stream.to_owned(), (event.stream_version, stored_hash.to_vec()));
-        Ok(None)
+        Ok(Checked::Intact { content_digest: digest, hash: expected_hash })
     }
 
     /// The stored predecessor of the first event of a stream met in the range: the range

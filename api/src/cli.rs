@@ -183,6 +183,8 @@ pub enum AuditCommand {
         /// to any database.
         #[arg(long, value_name = "EXPORT", conflicts_with_all = ["from", "to"])]
         file: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        seal: SealCheckArgs,
     },
     /// Write the event history as NDJSON (eventId, eventType, streamId, eventNumber, position,
     /// schemaVersion, created, data, metadata, hash, previousHash) to standard output; see
@@ -193,6 +195,40 @@ pub enum AuditCommand {
         #[command(flatten)]
         range: RangeArgs,
     },
+    /// Create an Ed25519 key pair for sealing the log: the private key (PEM, PKCS#8, readable
+    /// by its owner only) at --out and the public key (PEM, SPKI) beside it as NAME.pub. Keep
+    /// the private key off the database host; give the public key to the auditors.
+    Keygen {
+        /// Where to write the private key (e.g. seal-key.pem); neither it nor NAME.pub may exist.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Sign a seal over every event of the log up to a position (by default the log's head,
+    /// once no running transaction can still write below it) and print it as JSON; the chains
+    /// up to there are verified first, and a broken log is not sealed (exit 1).
+    Seal {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The private key written by `aisc audit keygen`.
+        #[arg(long)]
+        key_file: std::path::PathBuf,
+        /// The last position to seal (default: the log's head).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+}
+
+/// `aisc audit verify --seal`: the log must also still reproduce a seal.
+#[derive(Debug, clap::Args)]
+pub struct SealCheckArgs {
+    /// A seal printed by `aisc audit seal`: the whole log is verified, and the log up to the
+    /// seal's position must reproduce its digest and event count (exit 1 if not).
+    #[arg(long, requires = "public_key", conflicts_with_all = ["from", "to"])]
+    pub seal: Option<std::path::PathBuf>,
+    /// The public key the seal must be signed with (the .pub file of `aisc audit keygen`),
+    /// from the key's holder: never the key the seal itself carries.
+    #[arg(long, requires = "seal")]
+    pub public_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -332,7 +368,7 @@ pub fn main() -> ExitCode {
     // Every other command exits 1 on any failure; `audit verify` keeps 1 for tampering.
     let verifying = matches!(cli.command, Command::Audit(AuditCommand::Verify { .. }));
     let failure_code = |error: &CliError| {
-        if verifying { ExitCode::from(error.verify_exit_code()) } else { ExitCode::FAILURE }
+        if verifying { ExitCode::from(error.verify_exit_code()) } else { error.exit_code() }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -363,8 +399,19 @@ fn refuse_arguments(error: &clap::Error) -> ExitCode {
         return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
     }
     let rendered = error.render().to_string();
-    let first_line = rendered.lines().find(|line| !line.trim().is_empty()).unwrap_or("invalid arguments");
-    eprintln!("{}", first_line.trim_end());
+    let mut lines = rendered.lines().skip_while(|line| line.trim().is_empty());
+    let first_line = lines.next().unwrap_or("invalid arguments").trim_end();
+    // "the following required arguments were not provided:" names them on the lines below.
+    let listed: Vec<&str> = if first_line.ends_with(':') {
+        lines.take_while(|line| line.starts_with(' ')).map(str::trim).collect()
+    } else {
+        Vec::new()
+    };
+    if listed.is_empty() {
+        eprintln!("{first_line}");
+    } else {
+        eprintln!("{first_line} {}", listed.join(", "));
+    }
     ExitCode::from(2)
 }
 
@@ -388,6 +435,38 @@ pub enum CliError {
     ExportFile(#[from] crate::export_verification::ExportFileError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// A file named on the command line cannot be read or written (missing, unreadable,
+    /// already there and not to be overwritten).
+    #[error("{0}")]
+    File(String),
+    /// An argument, or what a file named by one holds, is not what the command needs (a
+    /// public key where a private key belongs, a seal that is not one).
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+impl CliError {
+    /// A job must tell a failed check (exit 1: a broken log, a seal not reproduced) from a
+    /// mistake in how it was called: bad input exits 2, a file that cannot be read or written
+    /// 4. Other failures exit 1 until they get codes of their own.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::InvalidInput(_) => ExitCode::from(2),
+            CliError::File(_) => ExitCode::from(4),
+            _ => ExitCode::FAILURE,
+        }
+    }
+}
+
+impl From<crate::seal::SealFileError> for CliError {
+    fn from(error: crate::seal::SealFileError) -> Self {
+        use crate::seal::SealFileError;
+        match error {
+            SealFileError::File(message) => CliError::File(message),
+            SealFileError::Invalid(message) => CliError::InvalidInput(message),
+            SealFileError::KeyGeneration(message) => CliError::Usage(message),
+        }
+    }
 }
 
 impl CliError {
@@ -397,7 +476,8 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::Database(DatabaseError::InvalidUrl { .. }) => verify_exit::BAD_ARGUMENTS,
             CliError::Database(_) | CliError::Store(_) => verify_exit::DATABASE_UNAVAILABLE,
-            CliError::ExportFile(_) => verify_exit::FILE_UNUSABLE,
+            CliError::ExportFile(_) | CliError::File(_) => verify_exit::FILE_UNUSABLE,
+            CliError::InvalidInput(_) => verify_exit::BAD_ARGUMENTS,
             CliError::Startup(_)
             | CliError::Projection(_)
             | CliError::Token(_)
@@ -473,7 +553,29 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(AuditCommand::Verify { file: Some(file), .. }) => verify_file(&file),
-        Command::Audit(AuditCommand::Verify { database, range, file: None }) => {
+        Command::Audit(AuditCommand::Verify {
+            database,
+            range: _,
+            file: None,
+            seal: SealCheckArgs { seal: Some(seal), public_key },
+        }) => {
+            let Some(public_key) = public_key else {
+                return Err(CliError::InvalidInput("--seal needs --public-key".into()));
+            };
+            verify_against_seal(&database, &seal, &public_key).await
+        }
+        Command::Audit(AuditCommand::Keygen { out }) => {
+            let files = crate::seal::generate_key_files(&out)?;
+            println!(
+                "wrote the private key to {} (readable by its owner only; keep it off the database host) and the public key to {} (give it to the auditors)",
+                files.private_key.display(),
+                files.public_key.display()
+            );
+            println!("public key: {}", files.public_key_hex);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(AuditCommand::Seal { database, key_file, to }) => seal_log(&database, &key_file, to).await,
+        Command::Audit(AuditCommand::Verify { database, range, file: None, seal: _ }) => {
             let range = range.range()?;
             let store = open_store(&database).await?;
             let progress = ProgressReport::new("audit verify", "events", Some(store.count_in(range).await?));
@@ -720,6 +822,154 @@ fn verify_file(file: &std::path::Path) -> Result<ExitCode, CliError> {
         None => verify_exit::INTACT,
         Some(_) => verify_exit::TAMPERED,
     }))
+}
+
+/// How long `aisc audit seal` waits for transactions still running below the position it
+/// would seal: they usually end within milliseconds, and a scheduled seal can afford to wait
+/// out a slower one rather than leave events to the next seal.
+const SETTLE_WAIT: Duration = Duration::from_secs(30);
+
+/// `aisc audit seal`: verifies the chains up to the position and signs the log digest.
+async fn seal_log(database: &DatabaseArgs, key_file: &std::path::Path, to: Option<u64>) -> Result<ExitCode, CliError> {
+    // The key first: a wrong key file must not cost a scan of the log.
+    let signing_key = crate::seal::read_signing_key(key_file)?;
+    let store = open_store(database).await?;
+    let position = settled_seal_position(&store, to).await?;
+    let up_to = PositionRange { from: None, to: Some(position) };
+    let progress = ProgressReport::new("audit seal", "events", Some(store.count_in(up_to).await?));
+    let (report, log_digest) = store.verify_and_digest(Some(position), position, &progress).await?;
+    progress.finish();
+    if let Some(broken) = report.first_broken {
+        eprintln!(
+            "error: refusing to seal a broken log: event at position {} (stream {}, version {}, id {}): {:?}; run `aisc audit verify`",
+            broken.position, broken.stream, broken.stream_version, broken.event_id, broken.problem
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let Some(log_digest) = log_digest else {
+        return Err(StoreError::Failure("the verification did not reach the seal's position".into()).into());
+    };
+    let seal = crate::seal::sign(&signing_key, position, log_digest, chrono::Utc::now());
+    let text = serde_json::to_string_pretty(&seal).map_err(|error| CliError::Usage(error.to_string()))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The position to seal once no transaction can still write at or below it, waiting a moment
+/// for those still running: the one asked for, or by default the log's head when the command
+/// began — or, if a long transaction still holds events back after the wait, the last event
+/// before them (said on standard error).
+async fn settled_seal_position(store: &PostgresEventStore, requested: Option<u64>) -> Result<Position, CliError> {
+    let mut settled = store.settled_head().await?;
+    let target = requested.map_or(settled.head, Position);
+    if !settled.settles_once_running_transactions_end(target) {
+        return Err(CliError::InvalidInput(format!(
+            "cannot seal up to position {target}: it is beyond anything written yet, and transactions yet to begin may write there; the log's head is at position {}",
+            settled.head
+        )));
+    }
+    if !settled.settles(target) {
+        tracing::info!(position = %target, "waiting for transactions still running below the position to seal");
+    }
+    let deadline = std::time::Instant::now() + SETTLE_WAIT;
+    while !settled.settles(target) {
+        if std::time::Instant::now() >= deadline {
+            if requested.is_none() {
+                tracing::warn!(
+                    sealed_to = %settled.last_event,
+                    head = %target,
+                    "events after the sealed position are held back by a transaction still running; the next seal covers them"
+                );
+                return Ok(settled.last_event);
+            }
+            return Err(CliError::InvalidInput(format!(
+                "cannot seal up to position {target}: a transaction still running may yet write an event at or below it; the last settled event is at position {} (seal up to there, or try again once running transactions end)",
+                settled.last_event
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        settled = store.settled_head().await?;
+    }
+    Ok(target)
+}
+
+/// `aisc audit verify --seal`: the signature against the auditor's public key (before the
+/// database is touched), then the chains over the whole log and, in the same pass, the
+/// digest of the log up to the seal's position against the seal's.
+async fn verify_against_seal(
+    database: &DatabaseArgs,
+    seal_file: &std::path::Path,
+    public_key_file: &std::path::Path,
+) -> Result<ExitCode, CliError> {
+    let trusted_key = crate::seal::read_verifying_key(public_key_file)?;
+    let seal = crate::seal::read_seal(seal_file)?;
+    if let Err(rejection) = seal.check_signature(&trusted_key) {
+        println!("SEAL INVALID: {}: {rejection}", seal_file.display());
+        return Ok(ExitCode::FAILURE);
+    }
+    let store = open_store(database).await?;
+    let progress = ProgressReport::new("audit verify", "events", Some(store.count_in(PositionRange::WHOLE_LOG).await?));
+    let (report, log_digest) = store.verify_and_digest(None, seal.position, &progress).await?;
+    progress.finish();
+    let chains_intact = match &report.first_broken {
+        None => {
+            println!("OK: {} events verified, every hash chain intact", report.verified);
+            true
+        }
+        Some(broken) => {
+            println!(
+                "BROKEN: event at position {} (stream {}, version {}, id {}): {:?}; {} events verified before it",
+                broken.position, broken.stream, broken.stream_version, broken.event_id, broken.problem, report.verified
+            );
+            false
+        }
+    };
+    let seal_reproduced = match log_digest {
+        None => {
+            println!(
+                "SEAL BROKEN: the log up to position {} no longer reproduces the seal of {}: its hash chains break at or before that position (above)",
+                seal.position, seal.sealed_at
+            );
+            false
+        }
+        Some(now) if now.digest == seal.digest && now.event_count == seal.event_count => {
+            println!(
+                "SEAL OK: the log up to position {} reproduces the seal of {}: {} events, digest {}",
+                seal.position,
+                seal.sealed_at,
+                now.event_count,
+                crate::seal::to_hex(&now.digest)
+            );
+            true
+        }
+        Some(now) => {
+            println!(
+                "SEAL BROKEN: the log up to position {} no longer reproduces the seal of {}: digest {} where the seal says {}; {} events where the seal counted {} ({})",
+                seal.position,
+                seal.sealed_at,
+                crate::seal::to_hex(&now.digest),
+                crate::seal::to_hex(&seal.digest),
+                now.event_count,
+                seal.event_count,
+                count_difference(now.event_count, seal.event_count)
+            );
+            false
+        }
+    };
+    Ok(if chains_intact && seal_reproduced { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// What the difference in event counts between the log and its seal suggests.
+fn count_difference(now: u64, sealed: u64) -> String {
+    match now.cmp(&sealed) {
+        std::cmp::Ordering::Less => format!("{} fewer: events up to the seal's position were removed", sealed - now),
+        std::cmp::Ordering::Greater => {
+            format!("{} more: events were added at or below the seal's position", now - sealed)
+        }
+        std::cmp::Ordering::Equal => "as many: events were changed or replaced".to_string(),
+    }
 }
 
 /// Streams the range page by page to standard output, one JSON object per line, each with

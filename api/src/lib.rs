@@ -15,6 +15,7 @@ pub mod problem;
 pub mod progress;
 pub mod request_context;
 pub mod routes;
+pub mod seal;
 pub mod startup;
 pub mod telemetry;
 pub mod trace_export;
