@@ -262,8 +262,10 @@ async fn projections_status_and_rebuild_report_what_they_did() {
     let (ok, stdout, stderr) = aisc(&["projections", "rebuild", "audit_trail"], &database.url);
     assert!(ok, "{stderr}");
     assert!(stdout.starts_with("rebuilt audit_trail up to position "), "{stdout}");
-    let rows: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM audit_trail").fetch_one(&database.pool).await.expect("rows");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM read_models.audit_trail")
+        .fetch_one(&database.pool)
+        .await
+        .expect("rows");
     assert_eq!(rows, 5);
     let (ok, stdout, _) = aisc(&["projections", "status"], &database.url);
     assert!(ok);

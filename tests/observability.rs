@@ -91,7 +91,7 @@ async fn every_log_line_of_a_request_carries_its_id_and_a_stalled_projection_is_
 
     // A read model gone from under the service: the request answers 503 and warns, and that
     // line, like the queries the request ran, carries the request's id.
-    sqlx::query("ALTER TABLE applications_view RENAME TO applications_view_away")
+    sqlx::query("ALTER TABLE read_models.applications_view RENAME TO applications_view_away")
         .execute(&database.pool)
         .await
         .expect("hide the read model");
@@ -118,7 +118,7 @@ async fn every_log_line_of_a_request_carries_its_id_and_a_stalled_projection_is_
                 && line["fields"]["status"] == 503
         })
         .await;
-    sqlx::query("ALTER TABLE applications_view_away RENAME TO applications_view")
+    sqlx::query("ALTER TABLE read_models.applications_view_away RENAME TO applications_view")
         .execute(&database.pool)
         .await
         .expect("restore the read model");

@@ -138,7 +138,10 @@ async fn expected_counts(pool: &PgPool) -> Vec<(String, i64)> {
 }
 
 async fn projected_counts(pool: &PgPool) -> Vec<(String, i64)> {
-    sqlx::query_as("SELECT event_type, applied FROM type_counts ORDER BY 1").fetch_all(pool).await.expect("projected")
+    sqlx::query_as("SELECT event_type, applied FROM read_models.type_counts ORDER BY 1")
+        .fetch_all(pool)
+        .await
+        .expect("projected")
 }
 
 async fn head(pool: &PgPool) -> Position {
@@ -191,7 +194,7 @@ type AuditRow = (i64, Uuid, String, i64, String, Option<String>, Option<String>,
 async fn audit_rows(pool: &PgPool) -> Vec<AuditRow> {
     sqlx::query_as(
         "SELECT position, event_id, stream_id, stream_version, event_type, actor, role, request_id, effective_on \
-         FROM audit_trail ORDER BY position",
+         FROM read_models.audit_trail ORDER BY position",
     )
     .fetch_all(pool)
     .await
@@ -263,7 +266,7 @@ async fn queries_get_complete_answers_while_a_rebuild_runs() {
         tokio::spawn(async move {
             let mut answered = 0;
             while !stop.load(Ordering::SeqCst) {
-                let total: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_trail")
+                let total: i64 = sqlx::query_scalar("SELECT count(*) FROM read_models.audit_trail")
                     .fetch_one(&pool)
                     .await
                     .expect("query during rebuild");
@@ -363,7 +366,10 @@ async fn a_projection_whose_version_changed_is_rebuilt_at_start_up() {
     append_many(&store, 300).await;
     runner(&database, &store, type_counts(1)).catch_up().await.expect("v1");
     // Damage the read model as a changed projection would find it wrong, then bump the version.
-    sqlx::query("UPDATE type_counts SET applied = applied * 10").execute(&database.pool).await.expect("damage");
+    sqlx::query("UPDATE read_models.type_counts SET applied = applied * 10")
+        .execute(&database.pool)
+        .await
+        .expect("damage");
     let status = runner(&database, &store, type_counts(2)).status().await.expect("status");
     assert_eq!((status.version, status.built_version), (2, Some(1)));
     runner(&database, &store, type_counts(2)).catch_up().await.expect("v2");

@@ -119,13 +119,13 @@ async fn table(pool: &PgPool, sql: &'static str) -> Vec<String> {
 
 async fn snapshot(pool: &PgPool) -> Vec<Vec<String>> {
     vec![
-        table(pool, "SELECT row_to_json(a)::text FROM (SELECT * FROM applications_view ORDER BY application_id) a")
+        table(pool, "SELECT row_to_json(a)::text FROM (SELECT * FROM read_models.applications_view ORDER BY application_id) a")
             .await,
-        table(pool, "SELECT row_to_json(b)::text FROM (SELECT * FROM batches_view ORDER BY batch_id) b").await,
-        table(pool, "SELECT row_to_json(u)::text FROM (SELECT * FROM usage_view ORDER BY application_id, usage_id) u")
+        table(pool, "SELECT row_to_json(b)::text FROM (SELECT * FROM read_models.batches_view ORDER BY batch_id) b").await,
+        table(pool, "SELECT row_to_json(u)::text FROM (SELECT * FROM read_models.usage_view ORDER BY application_id, usage_id) u")
             .await,
-        table(pool, "SELECT row_to_json(y)::text FROM (SELECT * FROM budget_view ORDER BY year, line) y").await,
-        table(pool, "SELECT row_to_json(c)::text FROM (SELECT * FROM capacity_view ORDER BY service_type, period) c")
+        table(pool, "SELECT row_to_json(y)::text FROM (SELECT * FROM read_models.budget_view ORDER BY year, line) y").await,
+        table(pool, "SELECT row_to_json(c)::text FROM (SELECT * FROM read_models.capacity_view ORDER BY service_type, period) c")
             .await,
     ]
 }

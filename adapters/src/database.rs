@@ -1,6 +1,11 @@
 //! Connecting to PostgreSQL at start-up: create the database if it is missing, apply the
 //! migrations, and say clearly where the service tried when the server cannot be reached.
 //!
+//! Who may migrate: the role that owns the event log (or, on a database without one yet, a
+//! role that may create objects in it) — the owner. The service's login roles (members of
+//! `aisc_service`, see `migrations/20261201000001_least_privilege.sql`) may not; they check
+//! that the schema is current instead, and refuse to start when it is not.
+//!
 //! TLS follows the URL's `sslmode` and `sslrootcert` (else PGSSLMODE and PGSSLROOTCERT), as
 //! sqlx reads them; the session is encrypted by rustls. What sqlx would only report as a bare
 //! I/O error (an unreadable `sslrootcert`, a certificate rustls refuses) is checked or
@@ -8,7 +13,7 @@
 
 use std::time::Duration;
 
-use sqlx::migrate::MigrateDatabase;
+use sqlx::migrate::{MigrateDatabase, Migration};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{PgPool, Postgres};
 
@@ -27,11 +32,20 @@ pub struct DatabaseConfig {
     /// transaction that long (so a stuck client cannot hold back readers of `$all`). `None`
     /// for background work: projections, rebuilds and the long commands of the command line.
     pub statement_timeout: Option<Duration>,
+    /// Every transaction of the pool is read-only (`default_transaction_read_only`): the
+    /// commands that only read cannot write, whatever role they run as.
+    pub read_only: bool,
 }
 
 impl DatabaseConfig {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), max_connections: 16, acquire_timeout: Duration::from_secs(3), statement_timeout: None }
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+            statement_timeout: None,
+            read_only: false,
+        }
     }
 }
 
@@ -53,6 +67,20 @@ pub enum DatabaseError {
     CreateFailed { url: String, reason: String },
     #[error("cannot apply migrations to {url}: {reason}")]
     MigrationFailed { url: String, reason: String },
+    /// The connected role does not own the log: only the owner migrates.
+    #[error(
+        "role {role} does not own the event log at {url}, so it may not migrate it; run `aisc migrate` as the owner role"
+    )]
+    NotTheOwner { role: String, url: String },
+    /// A role that may not migrate met a schema older than its code.
+    #[error("{pending} pending at {url} ({names}); run `aisc migrate` as the owner role")]
+    MigrationsPending { pending: String, url: String, names: String },
+    /// A role that may not migrate cannot even read which migrations were applied: the
+    /// database has not been prepared for it (migrated since roles were introduced).
+    #[error(
+        "role {role} cannot read which migrations {url} has applied ({reason}), so the database is not prepared for it; run `aisc migrate` as the owner role"
+    )]
+    MigrationsUnreadable { role: String, url: String, reason: String },
 }
 
 /// The URL with any password replaced, fit for messages and logs.
@@ -71,16 +99,115 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
-/// Connects, creating the database if it does not exist, and applies the migrations.
+/// `aisc migrate`: connects, creating the database if it does not exist, and applies the
+/// migrations and the grants; refuses, saying so, when the role does not own the log.
 pub async fn connect_and_migrate(config: &DatabaseConfig) -> Result<PgPool, DatabaseError> {
     ensure_database_exists(config).await?;
     let pool = connect(config).await?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .map_err(|error| DatabaseError::MigrationFailed { url: redacted(&config.url), reason: error.to_string() })?;
+    let rights = migration_rights(&pool, config).await?;
+    if !rights.may_migrate {
+        return Err(DatabaseError::NotTheOwner { role: rights.role, url: redacted(&config.url) });
+    }
+    migrate(&pool, config).await?;
     Ok(pool)
 }
+
+/// `aisc serve` and the commands that write: connects (creating the database if it does not
+/// exist) and migrates when the role owns the log, as in development; a role that does not
+/// (a login of the service) only checks that no migration is pending, and refuses if one is.
+pub async fn connect_and_migrate_if_owner(config: &DatabaseConfig) -> Result<PgPool, DatabaseError> {
+    ensure_database_exists(config).await?;
+    let pool = connect(config).await?;
+    let rights = migration_rights(&pool, config).await?;
+    if rights.may_migrate {
+        migrate(&pool, config).await?;
+    } else {
+        require_current_schema(&pool, config, &rights.role).await?;
+    }
+    Ok(pool)
+}
+
+/// The commands that only read: connects to an existing database, never creates or migrates
+/// it, and makes every transaction read-only.
+pub async fn connect_read_only(config: &DatabaseConfig) -> Result<PgPool, DatabaseError> {
+    connect(&DatabaseConfig { read_only: true, ..config.clone() }).await
+}
+
+/// Applies the migrations, then states every grant again (`aisc_grant_privileges()`, which the
+/// migrations define), so that roles recreated or rights taken away by hand are put right.
+async fn migrate(pool: &PgPool, config: &DatabaseConfig) -> Result<(), DatabaseError> {
+    let failed = |reason: String| DatabaseError::MigrationFailed { url: redacted(&config.url), reason };
+    MIGRATOR.run(pool).await.map_err(|error| failed(error.to_string()))?;
+    sqlx::query("SELECT aisc_grant_privileges()").execute(pool).await.map_err(|error| failed(one_line(&error)))?;
+    Ok(())
+}
+
+/// Who is connected, and whether that role may migrate the database.
+struct MigrationRights {
+    role: String,
+    may_migrate: bool,
+}
+
+async fn migration_rights(pool: &PgPool, config: &DatabaseConfig) -> Result<MigrationRights, DatabaseError> {
+    // The owner of the log, or a role that inherits its rights (a superuser counts as every
+    // role); before the log exists, a role that may create objects in the database.
+    let row: (String, Option<bool>) = sqlx::query_as(
+        "SELECT current_user::text, \
+                coalesce(pg_has_role((SELECT relowner FROM pg_class WHERE oid = to_regclass('public.events')), 'USAGE'), \
+                         has_database_privilege(current_database(), 'CREATE'))",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(|error| DatabaseError::Unreachable { url: redacted(&config.url), reason: one_line(&error) })?;
+    Ok(MigrationRights { role: row.0, may_migrate: row.1.unwrap_or(false) })
+}
+
+/// The migrations of this binary the database has not applied.
+pub async fn pending_migrations(pool: &PgPool) -> Result<Vec<&'static Migration>, sqlx::Error> {
+    let tracked: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations')::text").fetch_one(pool).await?;
+    let applied: Vec<i64> = match tracked {
+        None => Vec::new(),
+        Some(_) => {
+            sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success ORDER BY version")
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    Ok(MIGRATOR
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration() && !applied.contains(&migration.version))
+        .collect())
+}
+
+async fn require_current_schema(pool: &PgPool, config: &DatabaseConfig, role: &str) -> Result<(), DatabaseError> {
+    let pending = pending_migrations(pool).await.map_err(|error| match &error {
+        sqlx::Error::Database(database) if database.code().as_deref() == Some(INSUFFICIENT_PRIVILEGE) => {
+            DatabaseError::MigrationsUnreadable {
+                role: role.to_string(),
+                url: redacted(&config.url),
+                reason: one_line(&error),
+            }
+        }
+        _ => DatabaseError::Unreachable { url: redacted(&config.url), reason: one_line(&error) },
+    })?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> =
+        pending.iter().map(|migration| format!("{} {}", migration.version, migration.description)).collect();
+    Err(DatabaseError::MigrationsPending {
+        pending: match pending.len() {
+            1 => "1 migration".to_string(),
+            count => format!("{count} migrations"),
+        },
+        url: redacted(&config.url),
+        names: names.join(", "),
+    })
+}
+
+/// SQLSTATE 42501: the role lacks a privilege.
+const INSUFFICIENT_PRIVILEGE: &str = "42501";
 
 /// Creates the database named by the URL when the server does not have it yet.
 pub async fn ensure_database_exists(config: &DatabaseConfig) -> Result<(), DatabaseError> {
@@ -111,6 +238,9 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, DatabaseError> {
             ("statement_timeout", milliseconds.as_str()),
             ("idle_in_transaction_session_timeout", milliseconds.as_str()),
         ]);
+    }
+    if config.read_only {
+        options = options.options([("default_transaction_read_only", "on")]);
     }
     if !checks_certificate(options.get_ssl_mode()) && root_certificate_setting(&config.url).is_some() {
         // libpq would verify against it under `require`; sqlx does not, so say so rather than

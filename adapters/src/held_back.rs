@@ -99,7 +99,12 @@ pub(crate) async fn warn_long_wait(pool: &PgPool, wait: Duration) {
             query = backend.query.as_deref().unwrap_or(""),
             "readers of $all held back by a long transaction"
         ),
-        Ok(None) => tracing::warn!(waited_ms, "readers of $all held back; the transaction has since ended"),
+        // A role without pg_read_all_stats (the service's) sees no transaction id of another
+        // role's sessions, so the culprit may be there and hidden.
+        Ok(None) => tracing::warn!(
+            waited_ms,
+            "readers of $all held back; the transaction has since ended, or belongs to a role whose sessions this one may not see (grant it pg_read_all_stats)"
+        ),
         Err(error) => {
             tracing::warn!(waited_ms, error = %error, "readers of $all held back; pg_stat_activity unreadable")
         }

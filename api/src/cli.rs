@@ -34,14 +34,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP service and the projections (creates the database and applies migrations first).
+    /// Run the HTTP service and the projections (creates the database if missing; applies
+    /// migrations when run as the owner of the log, else refuses while any is pending).
     Serve {
         #[command(flatten)]
         database: DatabaseArgs,
         #[command(flatten)]
         serve: ServeArgs,
     },
-    /// Create the database if missing and apply the migrations, then exit.
+    /// Create the database if missing, apply the migrations and the grants of the roles
+    /// aisc_service and aisc_auditor, then exit. Run as the owner of the log.
     Migrate {
         #[command(flatten)]
         database: DatabaseArgs,
@@ -577,7 +579,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Audit(AuditCommand::Seal { database, key_file, to }) => seal_log(&database, &key_file, to).await,
         Command::Audit(AuditCommand::Verify { database, range, file: None, seal: _ }) => {
             let range = range.range()?;
-            let store = open_store(&database).await?;
+            let store = open_read_only_store(&database).await?;
             let progress = ProgressReport::new("audit verify", "events", Some(store.count_in(range).await?));
             let report = store.verify_reporting(range, &progress).await?;
             progress.finish();
@@ -607,7 +609,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         }
         Command::Audit(AuditCommand::Export { database, range }) => {
             let range = range.range()?;
-            let store = open_store(&database).await?;
+            let store = open_read_only_store(&database).await?;
             export(&store, range).await?;
             Ok(ExitCode::SUCCESS)
         }
@@ -620,7 +622,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     Some((year.to_string(), year.first_day(), year.last_day()))
                 }
             };
-            let store = open_store(&database).await?;
+            let store = open_store_without_migrating(&database).await?;
             bring_up_to_date(&store, aisc_projections::applications::NAME).await?;
             let mut connection = store
                 .pool()
@@ -726,7 +728,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Projections(ProjectionsCommand::Status { database }) => {
-            let store = open_store(&database).await?;
+            let store = open_read_only_store(&database).await?;
             println!(
                 "{:<16} {:>8} {:>8} {:>22} {:>22} {:>10}",
                 "projection", "version", "built", "position", "head", "lag"
@@ -767,21 +769,49 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     }
 }
 
+/// The commands that write: as `aisc serve`, they migrate when run as the owner of the log and
+/// otherwise refuse while a migration is pending.
 async fn open_pool(database: &DatabaseArgs) -> Result<sqlx::PgPool, CliError> {
-    Ok(database::connect_and_migrate(&DatabaseConfig::new(database.url.clone())).await?)
+    Ok(database::connect_and_migrate_if_owner(&DatabaseConfig::new(database.url.clone())).await?)
 }
 
 async fn open_store(database: &DatabaseArgs) -> Result<PostgresEventStore, CliError> {
     Ok(PostgresEventStore::new(open_pool(database).await?))
 }
 
+/// The commands that only read (an auditor's role has only SELECT): no database created, no
+/// migration, and every transaction read-only.
+async fn open_read_only_store(database: &DatabaseArgs) -> Result<PostgresEventStore, CliError> {
+    Ok(PostgresEventStore::new(database::connect_read_only(&DatabaseConfig::new(database.url.clone())).await?))
+}
+
+/// `reports kpi`: no database created, no migration; whether it may bring the read model up to
+/// date depends on the role (see [`bring_up_to_date`]).
+async fn open_store_without_migrating(database: &DatabaseArgs) -> Result<PostgresEventStore, CliError> {
+    Ok(PostgresEventStore::new(database::connect(&DatabaseConfig::new(database.url.clone())).await?))
+}
+
 /// Applies the log to the read model: here if no service runs it, else waits for the service.
+/// A role that may not write the read models (an auditor's) never applies anything: it waits
+/// for a running service, or, with none running, reads the read model as it stands and says
+/// how far behind the log it is.
 async fn bring_up_to_date(store: &PostgresEventStore, name: &str) -> Result<(), CliError> {
     let Some(runner) = runners(store).into_iter().find(|runner| runner.name() == name) else {
         return Err(ProjectionError::Unknown(name.to_string()).into());
     };
-    match runner.catch_up().await {
-        Ok(_) => Ok(()),
+    let may_write: bool = sqlx::query_scalar("SELECT has_table_privilege('public.projection_checkpoints', 'UPDATE')")
+        .fetch_one(store.pool())
+        .await
+        .map_err(|error| CliError::Usage(format!("cannot read this role's rights: {error}")))?;
+    let outcome = if may_write {
+        runner.catch_up().await.map(|_| ())
+    } else if runner.led_elsewhere().await? {
+        Err(ProjectionError::Busy(runner.name()))
+    } else {
+        return read_as_it_stands(&runner).await;
+    };
+    match outcome {
+        Ok(()) => Ok(()),
         Err(ProjectionError::Busy(_)) => {
             let head = store
                 .head_position()
@@ -798,6 +828,32 @@ async fn bring_up_to_date(store: &PostgresEventStore, name: &str) -> Result<(), 
         }
         Err(other) => Err(other.into()),
     }
+}
+
+/// For a role that may only read, with no service running the projection: the read model as
+/// it stands, if this version built it; how far behind the log it is goes to the logs.
+async fn read_as_it_stands(runner: &ProjectionRunner) -> Result<(), CliError> {
+    let status = runner.status().await?;
+    if status.built_version != Some(status.version) {
+        return Err(CliError::Usage(format!(
+            "the {} read model has not been built by this version and no service is running it; start `aisc serve`, or run this command as the service's role",
+            status.name
+        )));
+    }
+    if status.lag_events > 0 {
+        let behind = match status.lag_events {
+            1 => "1 event".to_string(),
+            count => format!("{count} events"),
+        };
+        tracing::warn!(
+            projection = status.name,
+            position = status.position,
+            lag_events = status.lag_events,
+            "no service is running the projection and this role may not: the report is from the read model as it stands at position {}, {behind} behind the log",
+            status.position
+        );
+    }
+    Ok(())
 }
 
 fn runners(store: &PostgresEventStore) -> Vec<ProjectionRunner> {

@@ -61,7 +61,8 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects (creating the database and applying migrations), binds and builds the server.
+    /// Connects (creating the database if missing), migrates when the role owns the log — else
+    /// refuses to start on a schema with migrations pending —, binds and builds the server.
     /// Requests use a pool under the statement timeout; the projections one of their own
     /// without it, so a long rebuild is not cut off and cannot starve requests of connections.
     pub async fn build(config: ServiceConfig) -> Result<Self, StartupError> {
@@ -70,7 +71,7 @@ impl Application {
             statement_timeout: None,
             ..config.database.clone()
         };
-        let background_pool = database::connect_and_migrate(&background).await?;
+        let background_pool = database::connect_and_migrate_if_owner(&background).await?;
         let pool = database::connect(&config.database).await?;
         Self::build_with_pools(config, pool, background_pool)
     }

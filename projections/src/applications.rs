@@ -760,14 +760,15 @@ pub async fn list(pool: &PgPool, filter: &ApplicationFilter) -> Result<(Vec<Appl
         Sort::Status => "status",
     };
     let direction = if filter.descending { "DESC" } else { "ASC" };
-    let mut page: QueryBuilder<Postgres> = QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM applications_view"));
+    let mut page: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM read_models.applications_view"));
     rebind(&mut page, filter);
     page.push(format!(" ORDER BY {column} {direction}, application_id {direction} LIMIT "))
         .push_bind(i64::from(filter.limit.clamp(1, 500)))
         .push(" OFFSET ")
         .push_bind(i64::from(filter.offset));
     let rows = page.build_query_as::<ApplicationRow>().fetch_all(pool).await?;
-    let mut count: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM applications_view");
+    let mut count: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM read_models.applications_view");
     rebind(&mut count, filter);
     let total: i64 = count.build().fetch_one(pool).await?.try_get(0)?;
     Ok((rows, total))
@@ -824,16 +825,17 @@ pub async fn batch_queue(
     batch_id: &str,
     today: NaiveDate,
 ) -> Result<Option<BatchQueue>, ProjectionError> {
-    let Some(batch) = sqlx::query("SELECT deadline, committee_date, closed FROM batches_view WHERE batch_id = $1")
-        .bind(batch_id)
-        .fetch_optional(pool)
-        .await?
+    let Some(batch) =
+        sqlx::query("SELECT deadline, committee_date, closed FROM read_models.batches_view WHERE batch_id = $1")
+            .bind(batch_id)
+            .fetch_optional(pool)
+            .await?
     else {
         return Ok(None);
     };
     let (deadline, committee_date, closed): (NaiveDate, NaiveDate, bool) =
         (batch.try_get("deadline")?, batch.try_get("committee_date")?, batch.try_get("closed")?);
-    let rows = sqlx::query("SELECT application_id, status FROM applications_view WHERE batch_id = $1 ORDER BY submitted_on, application_id")
+    let rows = sqlx::query("SELECT application_id, status FROM read_models.applications_view WHERE batch_id = $1 ORDER BY submitted_on, application_id")
         .bind(batch_id)
         .fetch_all(pool)
         .await?;
@@ -895,7 +897,7 @@ pub struct UsageLineRow {
 /// The computing power subsidy disbursed in a funding year: its usage charges, less reversals.
 pub async fn disbursed_in_year(pool: &PgPool, year: &str) -> Result<i64, ProjectionError> {
     let disbursed: Option<i64> =
-        sqlx::query_scalar("SELECT disbursed_cents FROM budget_view WHERE year = $1 AND line = $2")
+        sqlx::query_scalar("SELECT disbursed_cents FROM read_models.budget_view WHERE year = $1 AND line = $2")
             .bind(year)
             .bind(SUBSIDY_LINE)
             .fetch_optional(pool)
@@ -905,7 +907,7 @@ pub async fn disbursed_in_year(pool: &PgPool, year: &str) -> Result<i64, Project
 
 /// Whether the read model holds the application.
 pub async fn exists(pool: &PgPool, application_id: &str) -> Result<bool, ProjectionError> {
-    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM applications_view WHERE application_id = $1)")
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM read_models.applications_view WHERE application_id = $1)")
         .bind(application_id)
         .fetch_one(pool)
         .await?)
@@ -916,7 +918,7 @@ pub async fn usage_lines(pool: &PgPool, application_id: &str) -> Result<Vec<Usag
     Ok(sqlx::query_as::<_, UsageLineRow>(
         "SELECT usage_id, service_type, period, financial_year, units, rate_per_unit_cents, gross_cents, \
          subsidy_rate_bps, subsidy_cents, reversed, reversal_reason, charged_position \
-         FROM usage_view WHERE application_id = $1 ORDER BY period, usage_id",
+         FROM read_models.usage_view WHERE application_id = $1 ORDER BY period, usage_id",
     )
     .bind(application_id)
     .fetch_all(pool)
@@ -947,7 +949,7 @@ pub async fn disbursements(pool: &PgPool, year: &str) -> Result<Vec<MonthDisburs
            coalesce(sum(subsidy_cents) FILTER (WHERE NOT reversed), 0)::bigint AS subsidy_cents, \
            count(*) FILTER (WHERE reversed) AS reversed_lines, \
            coalesce(sum(subsidy_cents) FILTER (WHERE reversed), 0)::bigint AS reversed_subsidy_cents \
-         FROM usage_view WHERE financial_year = $1 GROUP BY period, service_type ORDER BY period, service_type",
+         FROM read_models.usage_view WHERE financial_year = $1 GROUP BY period, service_type ORDER BY period, service_type",
     )
     .bind(year)
     .fetch_all(pool)

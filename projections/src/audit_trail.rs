@@ -154,7 +154,7 @@ pub struct AuditQuery {
 pub async fn query(pool: &PgPool, filter: &AuditQuery) -> Result<Vec<AuditEntry>, ProjectionError> {
     let mut sql: QueryBuilder<Postgres> = QueryBuilder::new(
         "SELECT position, event_id, stream_id, stream_version, event_type, actor, role, request_id, \
-         correlation_id, recorded_at, effective_on FROM audit_trail WHERE position > ",
+         correlation_id, recorded_at, effective_on FROM read_models.audit_trail WHERE position > ",
     );
     sql.push_bind(i64::try_from(filter.after_position).unwrap_or(i64::MAX));
     if let Some(stream) = &filter.stream_id {

@@ -80,6 +80,16 @@ pub async fn dashboard(
     year: Option<(String, NaiveDate, NaiveDate)>,
     today: NaiveDate,
 ) -> Result<KpiDashboard, ProjectionError> {
+    dashboard_in(connection, crate::runner::LIVE_SCHEMA, year, today).await
+}
+
+/// [`dashboard`] from the applications read model in `schema` (the live one, or a replay's).
+async fn dashboard_in(
+    connection: &mut PgConnection,
+    schema: &str,
+    year: Option<(String, NaiveDate, NaiveDate)>,
+    today: NaiveDate,
+) -> Result<KpiDashboard, ProjectionError> {
     let (scope, first, last) = match &year {
         Some((name, first, last)) => (name.clone(), *first, *last),
         // The whole scheme: any date PostgreSQL can hold.
@@ -100,7 +110,7 @@ pub async fn dashboard(
                 count(*) FILTER (WHERE status IN {APPROVED} AND mainland_or_overseas_team) AS mainland_overseas,
                 coalesce(sum(talents) FILTER (WHERE status IN {APPROVED}), 0)::bigint AS talents,
                 count(*) FILTER (WHERE next_report_due < $3) AS overdue
-           FROM applications_view WHERE submitted_on BETWEEN $1 AND $2"
+           FROM {schema}.applications_view WHERE submitted_on BETWEEN $1 AND $2"
     )))
     .bind(first)
     .bind(last)
@@ -119,7 +129,7 @@ pub async fn dashboard(
                 count(*) FILTER (WHERE status IN {APPROVED}) AS approved,
                 count(*) FILTER (WHERE status = 'rejected') AS rejected,
                 round(avg(approved_rate_bps) FILTER (WHERE status IN {APPROVED}))::bigint AS average_rate
-           FROM applications_view WHERE submitted_on BETWEEN $1 AND $2 GROUP BY category ORDER BY category"
+           FROM {schema}.applications_view WHERE submitted_on BETWEEN $1 AND $2 GROUP BY category ORDER BY category"
     )))
     .bind(first)
     .bind(last)
@@ -137,11 +147,11 @@ pub async fn dashboard(
         );
     }
 
-    let budget_rows = sqlx::query(
+    let budget_rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT line, sum(received_cents)::bigint AS received, sum(committed_cents)::bigint AS committed,
                 sum(disbursed_cents)::bigint AS disbursed, sum(redirected_cents)::bigint AS redirected
-           FROM budget_view WHERE $1::text IS NULL OR year = $1 GROUP BY line ORDER BY line",
-    )
+           FROM {schema}.budget_view WHERE $1::text IS NULL OR year = $1 GROUP BY line ORDER BY line"
+    )))
     .bind(year.as_ref().map(|(name, _, _)| name.clone()))
     .fetch_all(&mut *connection)
     .await?;
@@ -164,11 +174,11 @@ pub async fn dashboard(
         Some((_, first, last)) => (first.format("%Y-%m").to_string(), last.format("%Y-%m").to_string()),
         None => ("0000-00".to_string(), "9999-99".to_string()),
     };
-    let capacity_rows = sqlx::query(
+    let capacity_rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT service_type, sum(capacity)::bigint AS capacity, sum(capacity * 9 / 10)::bigint AS cap,
                 sum(allocated)::bigint AS allocated, sum(redeployed)::bigint AS redeployed
-           FROM capacity_view WHERE period BETWEEN $1 AND $2 GROUP BY service_type ORDER BY service_type",
-    )
+           FROM {schema}.capacity_view WHERE period BETWEEN $1 AND $2 GROUP BY service_type ORDER BY service_type"
+    )))
     .bind(first_month)
     .bind(last_month)
     .fetch_all(&mut *connection)
@@ -250,11 +260,7 @@ pub async fn dashboard_in_the_past(
     let outcome = match replayed {
         Ok(_) => {
             let mut connection = pool.acquire().await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET search_path = {schema}"))).execute(&mut *connection).await?;
-            let result = dashboard(&mut connection, year, today).await;
-            // The connection goes back to the pool: give it its usual search path again.
-            sqlx::raw_sql("RESET search_path").execute(&mut *connection).await?;
-            result
+            dashboard_in(&mut connection, &schema, year, today).await
         }
         Err(error) => Err(error),
     };

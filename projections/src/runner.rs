@@ -19,8 +19,14 @@ use tokio::sync::watch;
 
 use crate::projection::{Projection, ProjectionError};
 
-/// The schema queries read from.
-pub const LIVE_SCHEMA: &str = "public";
+/// The schema queries read from. Not `public`: the service may create tables here, and only the
+/// owner of the log may create objects in `public` (see
+/// `migrations/20261201000001_least_privilege.sql`). Queries name it: `read_models.audit_trail`.
+pub const LIVE_SCHEMA: &str = "read_models";
+
+/// The role that owns the read models, whoever runs the projection: any login of the service
+/// can then rebuild or drop what another login, or the owner in development, created.
+pub const READ_MODEL_OWNER: &str = "aisc_service";
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProjectionStatus {
@@ -163,6 +169,17 @@ impl ProjectionRunner {
                 return Err(ProjectionError::Busy(name));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Whether another process (a running service) leads the projection now.
+    pub async fn led_elsewhere(&self) -> Result<bool, ProjectionError> {
+        match self.try_lock().await? {
+            Some(lock) => {
+                release(lock).await;
+                Ok(false)
+            }
+            None => Ok(true),
         }
     }
 
@@ -328,12 +345,21 @@ impl ProjectionRunner {
         until: Option<Position>,
         keep: &(dyn Fn(&RecordedEvent) -> bool + Sync),
     ) -> Result<(Position, u64), ProjectionError> {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")))
-            .execute(&self.pool)
+        // The service may not create schemas: a function running as the owner of the log
+        // creates this one (dropping a previous one of that name) for aisc_service. The tables
+        // are created as aisc_service, so they belong to it whichever login made them.
+        let mut transaction = self.pool.begin().await?;
+        act_as_read_model_owner(&mut transaction).await?;
+        sqlx::query("SELECT public.create_read_model_scratch_schema($1)")
+            .bind(schema)
+            .execute(&mut *transaction)
             .await?;
         for table in self.projection.tables() {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(table.ddl.replace("{schema}", schema))).execute(&self.pool).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(table.ddl.replace("{schema}", schema)))
+                .execute(&mut *transaction)
+                .await?;
         }
+        transaction.commit().await?;
         let mut position = Position::START;
         let mut replayed = 0_u64;
         loop {
@@ -419,6 +445,13 @@ impl ProjectionRunner {
             .await?;
         Ok(locked.then_some(connection))
     }
+}
+
+/// The rest of the transaction runs as the role that owns the read models (SET LOCAL ROLE: the
+/// connected role is a login of the service, the owner, or a superuser, all of which may).
+async fn act_as_read_model_owner(transaction: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), ProjectionError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {READ_MODEL_OWNER}"))).execute(&mut **transaction).await?;
+    Ok(())
 }
 
 /// A read model's batch does not wait for its WAL to reach the disk. Safe: the batch and its

@@ -723,7 +723,7 @@ async fn main() {
     wait_for_projections(&pool).await;
     let mut reader = Client::connect(server.port, &auditor).await;
     let busiest_batch: String = sqlx::query_scalar(
-        "SELECT batch_id FROM applications_view WHERE batch_id NOT LIKE 'bench-%' \
+        "SELECT batch_id FROM read_models.applications_view WHERE batch_id NOT LIKE 'bench-%' \
          GROUP BY batch_id ORDER BY count(*) DESC LIMIT 1",
     )
     .fetch_one(&pool)
@@ -736,7 +736,7 @@ async fn main() {
     .await
     .expect("middle");
     let total_applications: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM applications_view").fetch_one(&pool).await.expect("count");
+        sqlx::query_scalar("SELECT count(*) FROM read_models.applications_view").fetch_one(&pool).await.expect("count");
     let queries = [
         (
             "application list (status approved, 50 a page, by title)",

@@ -31,6 +31,19 @@ impl TestDatabase {
     }
 
     pub async fn create_with_pool_size(max_connections: u32) -> Self {
+        let database = Self::create_unmigrated(max_connections).await;
+        MIGRATOR.run(&database.pool).await.expect("migrate test database");
+        database
+    }
+
+    /// A database migrated up to `last_version` only, as an older release left it.
+    pub async fn create_migrated_until(last_version: i64) -> Self {
+        let database = Self::create_unmigrated(10).await;
+        MIGRATOR.run_to(last_version, &database.pool).await.expect("migrate test database");
+        database
+    }
+
+    async fn create_unmigrated(max_connections: u32) -> Self {
         let admin_url = admin_url();
         let mut admin = PgConnection::connect(&admin_url)
             .await
@@ -49,7 +62,6 @@ impl TestDatabase {
             .connect_with(options)
             .await
             .expect("connect to test database");
-        MIGRATOR.run(&pool).await.expect("migrate test database");
         Self { name, url, pool }
     }
 
