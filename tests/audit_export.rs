@@ -505,17 +505,7 @@ async fn audit_verify_exits_0_intact_1_tampered_2_bad_arguments_3_database_unrea
     });
     assert_eq!(verify_file_with_aisc(&tampered.0).code, Some(1));
     let target = &all_events(&store).await[3];
-    let mut connection = database.pool.acquire().await.expect("connection");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET session_replication_role = replica; \
-         UPDATE events SET data = '{{\"n\": 1000}}' WHERE event_id = '{}'; \
-         SET session_replication_role = origin;",
-        target.event_id
-    )))
-    .execute(&mut *connection)
-    .await
-    .expect("tamper");
-    drop(connection);
+    support::rewrite_event_behind_triggers(&database.pool, target.event_id, r#"data = '{"n": 1000}'"#).await;
     let outcome = aisc(&["audit", "verify"], &database.url);
     assert_eq!(outcome.code, Some(1), "{outcome:?}");
     assert!(outcome.stdout.starts_with(&format!("BROKEN: event at position {} ", target.position)), "{outcome:?}");

@@ -160,17 +160,12 @@ async fn audit_verify_says_ok_with_the_count_or_names_the_tampered_event() {
     use aisc_domain::event_store::{EventStore, Position};
     let events = store.read_all(Position::START, 100).await.expect("read").events;
     let target = &events[4];
-    let mut connection = database.pool.acquire().await.expect("connection");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET session_replication_role = replica; \
-         UPDATE events SET metadata = '{{\"actor\": \"someone-else\", \"role\": \"intake_officer\"}}' WHERE event_id = '{}'; \
-         SET session_replication_role = origin;",
-        target.event_id
-    )))
-    .execute(&mut *connection)
-    .await
-    .expect("tamper");
-    drop(connection);
+    support::rewrite_event_behind_triggers(
+        &database.pool,
+        target.event_id,
+        r#"metadata = '{"actor": "someone-else", "role": "intake_officer"}'"#,
+    )
+    .await;
     let (ok, stdout, _) = aisc(&["audit", "verify"], &database.url);
     assert!(!ok, "tampering fails the verification");
     assert!(stdout.starts_with(&format!("BROKEN: event at position {} ", target.position)), "{stdout}");

@@ -332,17 +332,12 @@ async fn a_log_whose_chains_are_broken_is_not_sealed() {
     let (private_key, _) = keygen(&scratch, "seal-key");
     // Altered behind the triggers' back, without re-chaining: the chains see it.
     let target = &all_events(&store).await[1];
-    let mut connection = database.pool.acquire().await.expect("connection");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET session_replication_role = replica; \
-         UPDATE events SET metadata = '{{\"actor\": \"someone-else\"}}' WHERE event_id = '{}'; \
-         SET session_replication_role = origin;",
-        target.event_id
-    )))
-    .execute(&mut *connection)
-    .await
-    .expect("tamper");
-    drop(connection);
+    support::rewrite_event_behind_triggers(
+        &database.pool,
+        target.event_id,
+        r#"metadata = '{"actor": "someone-else"}'"#,
+    )
+    .await;
 
     let run = aisc(&["audit", "seal", "--key-file", &private_key], &database.url);
     assert_eq!(run.code, Some(1), "{}", run.stderr);

@@ -399,3 +399,18 @@ pub fn serve_process_with(database_url: &str, environment: &[(&str, &str)]) -> (
     let port = port_receiver.recv_timeout(std::time::Duration::from_secs(60)).expect("the service's port");
     (child, port)
 }
+
+/// Changes a stored event as someone with the owner's rights could: behind the log's
+/// append-only triggers (`session_replication_role = replica`) and without re-chaining.
+/// `assignments` is the SQL `SET` list, such as `data = '{"n": 1}'`.
+pub async fn rewrite_event_behind_triggers(pool: &sqlx::PgPool, event_id: uuid::Uuid, assignments: &str) {
+    let mut connection = pool.acquire().await.expect("connection");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET session_replication_role = replica; \
+         UPDATE events SET {assignments} WHERE event_id = '{event_id}'; \
+         SET session_replication_role = origin;"
+    )))
+    .execute(&mut *connection)
+    .await
+    .expect("tamper");
+}
