@@ -176,10 +176,10 @@ async fn of_forty_concurrent_charges_exactly_those_within_the_allocation_succeed
 
     let (state, _) = scheme.application_state("a1").await.expect("state");
     assert_eq!(state.usage.len(), 33);
-    let charged: std::collections::BTreeSet<String> = state.usage.keys().cloned().collect();
+    let charged: std::collections::BTreeSet<String> = state.usage.lines().into_keys().collect();
     let answered: std::collections::BTreeSet<String> = accepted.iter().map(|(n, _)| format!("race-{n:02}")).collect();
     assert_eq!(charged, answered, "exactly the charges answered 2xx are recorded");
-    assert_eq!(state.usage.values().map(|line| line.units).sum::<u64>(), 990);
+    assert_eq!(state.usage.lines().values().map(|line| line.units).sum::<u64>(), 990);
     assert_eq!(state.disbursed, Money::from_cents(subsidy_of(990)));
     let year =
         app.get("finance_officer", &format!("/api/v1/funding-years/2025-26?after_position={}", head(&app).await)).await;

@@ -336,7 +336,7 @@ async fn a_copy_of_an_imported_file_with_other_line_endings_charges_nothing_twic
     assert_eq!(copy["already_imported"], 2);
     for (id, units) in [("a1", 400), ("a2", 300)] {
         let (state, _) = scheme.application_state(id).await.expect("state");
-        assert_eq!(state.usage.values().map(|line| line.units).collect::<Vec<_>>(), vec![units], "{id}");
+        assert_eq!(state.usage.lines().values().map(|line| line.units).collect::<Vec<_>>(), vec![units], "{id}");
     }
     let _ = std::fs::remove_dir_all(&directory);
     database.drop_database().await;
@@ -382,7 +382,8 @@ async fn the_same_lines_imported_under_another_import_id_are_refused_naming_the_
     assert_eq!((charged.written_lines.clone(), charged.repeated_lines), (vec![[2, 3]], RepeatedLines::Charge));
     assert_eq!(disbursed(&scheme, &SIGNED).await, Money::from_cents(2 * JULY_SUBSIDY_CENTS));
     let (a1, _) = scheme.application_state("a1").await.expect("a1");
-    let imports: Vec<_> = a1.usage.iter().map(|(usage, line)| (usage.as_str(), line.import_id.as_deref())).collect();
+    let lines = a1.usage.lines();
+    let imports: Vec<_> = lines.iter().map(|(usage, line)| (usage.as_str(), line.import_id.as_deref())).collect();
     assert_eq!(imports, vec![("july-1-2", Some("july-1")), ("july-1-resent-2", Some("july-1-resent"))]);
     database.drop_database().await;
 }
@@ -405,7 +406,7 @@ a3,gpu_node_hour_h800,300,2025-07
     assert!(report.refused[0].message.contains("usage july-1-2"), "{}", report.refused[0].message);
     assert_eq!(report.written_lines, vec![[3, 4]]);
     let (a1, _) = scheme.application_state("a1").await.expect("a1");
-    assert_eq!(a1.usage.keys().collect::<Vec<_>>(), vec!["july-1-2"]);
+    assert_eq!(a1.usage.lines().keys().collect::<Vec<_>>(), vec!["july-1-2"]);
 
     // Running july-2 again resumes it: its own lines are recognised as imported, not as
     // repeats, and its repeated line is refused again.
@@ -428,7 +429,7 @@ a3,gpu_node_hour_h800,300,2025-07
     assert!(resumed.refused.is_empty(), "{:?}", resumed.refused);
     assert_eq!((resumed.written_lines, resumed.already_imported_lines), (vec![[3, 3]], vec![[2, 2]]));
     let (a2, _) = scheme.application_state("a2").await.expect("a2");
-    assert!(a2.usage.contains_key("aug-1-3"), "{:?}", a2.usage.keys());
+    assert!(a2.usage.contains("aug-1-3"), "{:?}", a2.usage.lines().keys());
     database.drop_database().await;
 }
 

@@ -646,6 +646,16 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
         self.keep(&histories);
     }
 
+    /// Forgets the kept states of `streams`: a bulk path that took them over and changes them
+    /// in place hands them back with [`CommandService::remember`].
+    pub fn forget(&self, streams: &[StreamId]) {
+        if let Ok(mut kept) = self.kept.lock() {
+            for stream in streams {
+                kept.states.remove(stream);
+            }
+        }
+    }
+
     /// The current state of each stream and its version: streams with a kept state read only
     /// the events after it, the others are read together in one query.
     pub async fn current_states<A: Aggregate, E>(

@@ -204,7 +204,11 @@ pub fn usage(application_id: &str, usage_id: &str, month: &str, units: u64) -> C
 /// its applications).
 pub fn disbursed_in(state: &ApplicationState, year: &str) -> Money {
     let year = FinancialYear::parse(year).expect("year");
-    let cents =
-        state.usage.values().filter(|line| line.year == year && !line.reversed).map(|line| line.subsidy.cents());
+    let cents = state
+        .usage
+        .lines()
+        .into_values()
+        .filter(|line| line.year == year && !line.reversed)
+        .map(|line| line.subsidy.cents());
     Money::from_cents(cents.sum())
 }

@@ -14,7 +14,8 @@ use super::funding::{FundingYear, FundingYearState};
 use super::prices::PriceSchedule;
 use super::streams;
 use super::usage_import::{self, ImportMode, ImportStates, LineError, LineOutcome, RepeatedLines};
-use super::values::FinancialYear;
+use super::values::{FinancialYear, Money};
+use crate::codec::{CodecError, EventCodec};
 use crate::command_service::{CommandError, CommandMetadata, CommandService, Decided, Decision, EventIds, Written};
 use crate::event_store::{EventStore, StreamId};
 
@@ -72,6 +73,11 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
     }
 
     /// [`SchemeService::import_usage`], telling `progress` the lines written so far.
+    ///
+    /// Memory: the file's text, the states of its applications (one copy: the kept states
+    /// are handed over, not copied, and an all-or-nothing dry run takes back what it decided
+    /// instead of deciding on a copy), and one batch of events. Lines are parsed again on
+    /// each pass rather than held parsed.
     pub async fn import_usage_reporting(
         &self,
         request: UsageImportRequest<'_>,
@@ -80,69 +86,60 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
     ) -> SchemeResult<UsageImportReport> {
         usage_import::check_import_id(request.import_id).map_err(rejected)?;
         let batch_lines = request.batch_lines.max(1);
-        let (lines, format_errors) = usage_import::parse(request.csv);
+        let file = usage_import::UsageFile::read(request.csv);
+        let (well_formed, format_errors) = file.check();
         let mut written_lines: BTreeSet<usize> = BTreeSet::new();
         let mut positions: (Option<u64>, Option<u64>) = (None, None);
         let mut batches = 0;
         let mut attempt = 1;
+        let report = |written_lines: &BTreeSet<usize>,
+                      already_imported: &[usize],
+                      refused: Vec<LineError>,
+                      batches,
+                      positions: (Option<u64>, Option<u64>)| UsageImportReport {
+            import_id: request.import_id.to_string(),
+            mode: request.mode,
+            repeated_lines: request.repeated_lines,
+            lines: well_formed + format_errors.len(),
+            written: written_lines.len(),
+            written_lines: usage_import::line_ranges(written_lines.iter().copied()),
+            already_imported: already_imported.len(),
+            already_imported_lines: usage_import::line_ranges(already_imported.iter().copied()),
+            refused,
+            batches,
+            first_position: positions.0,
+            last_position: positions.1,
+        };
         loop {
-            let (initial, mut versions) = self.import_states(&lines).await?;
-            // First pass: decide every line to know the refusals before writing anything. The
-            // events are dropped here and decided again batch by batch below (the decisions
-            // are pure, so they come out the same), so memory holds one batch of events.
-            let mut states = initial.clone();
+            let (mut states, mut versions) = self.import_states(&file).await?;
+            if request.mode == ImportMode::AllOrNothing {
+                // A dry run: every line decided, to know the refusals before writing anything.
+                let refused = self.dry_run(&file, &mut states, &request, &format_errors);
+                if !refused.is_empty() {
+                    self.keep_import_states(&states, &versions)?;
+                    return Ok(report(&written_lines, &[], refused, batches, positions));
+                }
+            }
             let mut refused = format_errors.clone();
             let mut already_imported = Vec::new();
-            for line in &lines {
+            let mut batch: Vec<(usize, StreamId, application::ApplicationEvent)> = Vec::with_capacity(batch_lines);
+            let mut conflicted = None;
+            let mut lines_left = file.well_formed().peekable();
+            while let Some(line) = lines_left.next() {
                 match usage_import::decide_line(
                     &mut states,
                     request.import_id,
-                    line,
+                    &line,
                     request.repeated_lines,
                     request.today,
                 ) {
-                    LineOutcome::Charge(_) => {}
+                    LineOutcome::Charge(charge) => {
+                        let stream = streams::application(&line.application_id).map_err(rejected)?;
+                        batch.push((line.line, stream, *charge));
+                    }
                     LineOutcome::AlreadyImported if written_lines.contains(&line.line) => {}
                     LineOutcome::AlreadyImported => already_imported.push(line.line),
                     LineOutcome::Refused(error) => refused.push(error),
-                }
-            }
-            drop(states);
-            refused.sort_by_key(|error| error.line);
-            let report = |written_lines: &BTreeSet<usize>, refused: Vec<LineError>, batches, positions: (_, _)| {
-                UsageImportReport {
-                    import_id: request.import_id.to_string(),
-                    mode: request.mode,
-                    repeated_lines: request.repeated_lines,
-                    lines: lines.len() + format_errors.len(),
-                    written: written_lines.len(),
-                    written_lines: usage_import::line_ranges(written_lines.iter().copied()),
-                    already_imported: already_imported.len(),
-                    already_imported_lines: usage_import::line_ranges(already_imported.iter().copied()),
-                    refused,
-                    batches,
-                    first_position: positions.0,
-                    last_position: positions.1,
-                }
-            };
-            if request.mode == ImportMode::AllOrNothing && !refused.is_empty() {
-                return Ok(report(&written_lines, refused, batches, positions));
-            }
-            // Second pass: decide again from the loaded states and append every full batch.
-            let mut states = initial;
-            let mut batch: Vec<(&usage_import::UsageLine, Box<application::ApplicationEvent>)> =
-                Vec::with_capacity(batch_lines);
-            let mut conflicted = None;
-            let mut lines_left = lines.iter().peekable();
-            while let Some(line) = lines_left.next() {
-                if let LineOutcome::Charge(charge) = usage_import::decide_line(
-                    &mut states,
-                    request.import_id,
-                    line,
-                    request.repeated_lines,
-                    request.today,
-                ) {
-                    batch.push((line, charge));
                 }
                 if batch.len() < batch_lines && lines_left.peek().is_some() || batch.is_empty() {
                     continue;
@@ -153,7 +150,7 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
                             positions.0 = Some(positions.0.map_or(position, |first: u64| first.min(position)));
                             positions.1 = Some(positions.1.map_or(position, |last: u64| last.max(position)));
                         }
-                        written_lines.extend(batch.iter().map(|(line, _)| line.line));
+                        written_lines.extend(batch.iter().map(|(line, _, _)| *line));
                         progress.reached(written_lines.len() as u64);
                         batches += 1;
                         batch.clear();
@@ -168,12 +165,11 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
             match conflicted {
                 None => {
                     // The states now stand at the versions written: the next import starts there.
-                    for (id, state) in &states.applications {
-                        let stream = streams::application(id).map_err(rejected)?;
-                        self.commands.remember::<Application>(&stream, versions.get(&stream).copied().flatten(), state);
-                    }
-                    return Ok(report(&written_lines, refused, batches, positions));
+                    self.keep_import_states(&states, &versions)?;
+                    refused.sort_by_key(|error| error.line);
+                    return Ok(report(&written_lines, &already_imported, refused, batches, positions));
                 }
+                // The states hold lines that were not written: dropped, and loaded again.
                 Some(conflict) if attempt >= self.commands.max_attempts() => return Err(conflict),
                 Some(_) => {
                     self.commands.back_off(attempt).await;
@@ -183,23 +179,72 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
         }
     }
 
+    /// Decides every line of the file against `states` and takes back what it charged: the
+    /// refusals an all-or-nothing import would meet (format errors included), sorted by line.
+    fn dry_run(
+        &self,
+        file: &usage_import::UsageFile<'_>,
+        states: &mut ImportStates,
+        request: &UsageImportRequest<'_>,
+        format_errors: &[LineError],
+    ) -> Vec<LineError> {
+        let disbursed_before: BTreeMap<String, Money> =
+            states.applications.iter().map(|(id, state)| (id.clone(), state.disbursed)).collect();
+        let mut charged: Vec<usize> = Vec::new();
+        let mut refused = format_errors.to_vec();
+        for line in file.well_formed() {
+            match usage_import::decide_line(states, request.import_id, &line, request.repeated_lines, request.today) {
+                LineOutcome::Charge(_) => charged.push(line.line),
+                LineOutcome::AlreadyImported => {}
+                LineOutcome::Refused(error) => refused.push(error),
+            }
+        }
+        // `charged` is in file order, like the lines walked again here.
+        let mut to_undo = charged.iter().peekable();
+        for line in file.well_formed() {
+            if to_undo.peek().is_some_and(|next| **next == line.line) {
+                to_undo.next();
+                let before = disbursed_before.get(line.application_id.as_ref()).copied().unwrap_or_default();
+                usage_import::undo_line(states, request.import_id, &line, before);
+            }
+        }
+        refused.sort_by_key(|error| error.line);
+        refused
+    }
+
+    /// Hands the import's states back to the service's kept states.
+    fn keep_import_states(
+        &self,
+        states: &ImportStates,
+        versions: &BTreeMap<StreamId, Option<u64>>,
+    ) -> SchemeResult<()> {
+        for (id, state) in &states.applications {
+            let stream = streams::application(id).map_err(rejected)?;
+            self.commands.remember::<Application>(&stream, versions.get(&stream).copied().flatten(), state);
+        }
+        Ok(())
+    }
+
     /// Appends one batch of charges in one transaction: each application's charges at the
     /// version last loaded or written.
     async fn append_import_batch(
         &self,
-        batch: &[(&usage_import::UsageLine, Box<application::ApplicationEvent>)],
+        batch: &[(usize, StreamId, application::ApplicationEvent)],
         versions: &mut BTreeMap<StreamId, Option<u64>>,
         meta: &CommandMetadata,
     ) -> SchemeResult<Vec<Written>> {
-        let mut charged: BTreeMap<StreamId, Vec<application::ApplicationEvent>> = BTreeMap::new();
-        for (line, charge) in batch {
-            let application = streams::application(&line.application_id).map_err(rejected)?;
-            charged.entry(application).or_default().push(charge.as_ref().clone());
+        let mut charged: BTreeMap<&StreamId, Vec<&application::ApplicationEvent>> = BTreeMap::new();
+        for (_, stream, charge) in batch {
+            charged.entry(stream).or_default().push(charge);
         }
         let mut decided = Vec::with_capacity(charged.len());
         for (stream, events) in charged {
-            let version = versions.get(&stream).copied().flatten();
-            decided.push((Decided::new(stream, &events)?, version));
+            let version = versions.get(stream).copied().flatten();
+            let events = events
+                .into_iter()
+                .map(|event| Ok((event.event_type(), event.schema_version(), event.to_data()?)))
+                .collect::<Result<_, CodecError>>()?;
+            decided.push((Decided { stream: stream.clone(), events }, version));
         }
         let streams: Vec<StreamId> = decided.iter().map(|(decision, _)| decision.stream.clone()).collect();
         let written = self.commands.append_at::<DomainError>(decided, meta).await?;
@@ -210,26 +255,30 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
     }
 
     /// The applications and price schedule the lines are decided against, and the version each
-    /// application was loaded at.
+    /// application was loaded at. The kept states of the applications are handed over (the
+    /// service forgets them until the import gives them back), so deciding on them in place
+    /// copies nothing.
     async fn import_states(
         &self,
-        lines: &[usage_import::UsageLine],
+        file: &usage_import::UsageFile<'_>,
     ) -> SchemeResult<(ImportStates, BTreeMap<StreamId, Option<u64>>)> {
         let mut states = ImportStates::default();
         let mut versions = BTreeMap::new();
-        let application_ids: BTreeSet<&str> = lines.iter().map(|line| line.application_id.as_str()).collect();
+        let application_ids: BTreeSet<String> =
+            file.well_formed().map(|line| line.application_id.into_owned()).collect();
         let application_streams = application_ids
             .iter()
             .map(|id| streams::application(id).map_err(rejected))
             .collect::<SchemeResult<Vec<_>>>()?;
         let application_states = self.commands.current_states::<Application, DomainError>(&application_streams).await?;
+        self.commands.forget(&application_streams);
         let schedule = streams::prices().map_err(rejected)?;
         let mut schedule_state = self.commands.current_states::<PriceSchedule, DomainError>(&[schedule]).await?;
         states.prices = schedule_state.pop().map(|(state, _)| state).unwrap_or_default();
         for ((id, stream), (state, version)) in
             application_ids.into_iter().zip(application_streams).zip(application_states)
         {
-            states.applications.insert(id.to_string(), state);
+            states.applications.insert(id, state);
             versions.insert(stream, version);
         }
         Ok((states, versions))

@@ -1886,6 +1886,50 @@ fn an_imported_line_is_charged_to_the_application_alone_and_held_to_the_years_re
 }
 
 #[test]
+fn a_dry_run_taken_back_leaves_the_states_deciding_every_line_as_before() {
+    use super::usage_import::{ImportStates, LineOutcome, RepeatedLines, UsageLine, decide_line, undo_line};
+    let today = day(2025, 9, 5);
+    let line = |line: usize, units: u64, month: &str| UsageLine {
+        line,
+        application_id: ID.into(),
+        service_type: gpu(),
+        units,
+        period: period(month),
+    };
+    let mut earlier = ImportStates {
+        applications: BTreeMap::from([(ID.to_string(), given(&signed(), app::apply))]),
+        prices: price_schedule(),
+    };
+    assert!(matches!(
+        decide_line(&mut earlier, "june", &line(2, 100, "2025-07"), RepeatedLines::Refuse, today),
+        LineOutcome::Charge(_)
+    ));
+    let lines = [line(2, 40, "2025-07"), line(3, 100, "2025-07"), line(4, 60, "2025-08"), line(5, 10, "2025-07")];
+    let decide_all = |states: &mut ImportStates| {
+        lines.iter().map(|line| decide_line(states, "july", line, RepeatedLines::Refuse, today)).collect::<Vec<_>>()
+    };
+    let mut fresh = earlier.clone();
+    let expected = decide_all(&mut fresh);
+    assert!(matches!(expected[1], LineOutcome::Refused(_)), "the repeat of june's line: {:?}", expected[1]);
+
+    // The dry run decides on the states themselves, then takes back the lines it charged.
+    let mut states = earlier.clone();
+    let disbursed_before = states.applications[ID].disbursed;
+    let dry = decide_all(&mut states);
+    for (line, outcome) in lines.iter().zip(&dry) {
+        if matches!(outcome, LineOutcome::Charge(_)) {
+            undo_line(&mut states, "july", line, disbursed_before);
+        }
+    }
+    let state = &states.applications[ID];
+    assert_eq!(state.disbursed, disbursed_before);
+    assert_eq!(state.usage.lines(), earlier.applications[ID].usage.lines(), "only june's line is left");
+    assert_eq!(state.units_used(&gpu(), period("2025-07")), 100);
+    assert_eq!(state.disbursed_by_year(), earlier.applications[ID].disbursed_by_year());
+    assert_eq!(decide_all(&mut states), expected, "the real run decides as if there had been no dry run");
+}
+
+#[test]
 fn a_line_repeating_another_imports_charge_is_refused_naming_that_import_unless_repeats_are_allowed() {
     use super::usage_import::{ImportStates, LineOutcome, RepeatedLines, UsageLine, decide_line};
     let today = day(2025, 8, 5);

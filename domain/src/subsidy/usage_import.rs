@@ -19,6 +19,7 @@
 //! recorded on their own are not imports and never make a line a repeat; neither does an
 //! earlier run of the same import (its lines are recognised as already imported instead).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
@@ -27,7 +28,7 @@ use serde::Serialize;
 use super::application::{self, ApplicationState, ChargeUsage};
 use super::error::DomainError;
 use super::prices::PriceScheduleState;
-use super::values::{Period, ServiceType};
+use super::values::{Money, Period, ServiceType};
 
 /// The header the file must start with.
 pub const HEADER: [&str; 4] = ["project", "service_type", "units", "period"];
@@ -65,17 +66,18 @@ pub enum RepeatedLines {
     Charge,
 }
 
-/// A well-formed line of the file (line numbers count the header as line 1).
+/// A well-formed line of the file (line numbers count the header as line 1), borrowing from
+/// the file's text where it can.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageLine {
+pub struct UsageLine<'a> {
     pub line: usize,
-    pub application_id: String,
+    pub application_id: Cow<'a, str>,
     pub service_type: ServiceType,
     pub units: u64,
     pub period: Period,
 }
 
-impl UsageLine {
+impl UsageLine<'_> {
     pub fn usage_id(&self, import_id: &str) -> String {
         usage_id(import_id, self.line)
     }
@@ -117,70 +119,113 @@ pub fn check_import_id(import_id: &str) -> Result<(), DomainError> {
     }
 }
 
-/// Parses the file: the well-formed lines, and an error for each malformed one. An empty or
-/// headerless file is one error on line 1. Blank lines are skipped.
-pub fn parse(text: &str) -> (Vec<UsageLine>, Vec<LineError>) {
-    // Spreadsheets save CSV with a byte-order mark; it is not part of the header.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = Vec::new();
-    let mut errors = Vec::new();
-    let mut numbered = text.lines().enumerate().map(|(index, raw)| (index + 1, raw.trim_end_matches('\r')));
-    let header_ok = numbered.next().is_some_and(|(_, header)| {
-        let fields = split_fields(header).unwrap_or_default();
-        fields.len() == HEADER.len() && fields.iter().zip(HEADER).all(|(field, name)| field.trim() == name)
-    });
-    if !header_ok {
-        errors.push(LineError::format(1, None, format!("the first line must be the header {}", HEADER.join(","))));
-        return (lines, errors);
-    }
-    for (line, raw) in numbered {
-        if raw.trim().is_empty() {
-            continue;
-        }
-        match parse_line(line, raw) {
-            Ok(parsed) => lines.push(parsed),
-            Err(error) => errors.push(error),
-        }
-    }
-    if lines.is_empty() && errors.is_empty() {
-        errors.push(LineError::format(1, None, "the file holds no usage line".into()));
-    }
-    (lines, errors)
+/// A usage file as it is read: its header checked once, its lines parsed each time they are
+/// walked. Nothing parsed is held, so the passes of a million-line import hold the text and
+/// one line at a time, not a million parsed lines.
+#[derive(Debug, Clone)]
+pub struct UsageFile<'a> {
+    /// The text after the header line (`None`: the header is missing or wrong).
+    body: Option<&'a str>,
 }
 
-fn parse_line(line: usize, raw: &str) -> Result<UsageLine, LineError> {
-    let fields = split_fields(raw).map_err(|message| LineError::format(line, None, message))?;
+impl<'a> UsageFile<'a> {
+    pub fn read(text: &'a str) -> Self {
+        // Spreadsheets save CSV with a byte-order mark; it is not part of the header.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let (header, body) = text.split_once('\n').unwrap_or((text, ""));
+        let header_ok = {
+            let fields = split_fields(header.trim_end_matches('\r')).unwrap_or_default();
+            fields.len() == HEADER.len() && fields.iter().zip(HEADER).all(|(field, name)| field.trim() == name)
+        };
+        Self { body: header_ok.then_some(body) }
+    }
+
+    /// Every line after the header, blank ones skipped: well-formed, or why not.
+    pub fn lines(&self) -> impl Iterator<Item = Result<UsageLine<'a>, LineError>> + 'a {
+        self.body
+            .unwrap_or_default()
+            .lines()
+            .enumerate()
+            .map(|(index, raw)| (index + 2, raw.trim_end_matches('\r')))
+            .filter(|(_, raw)| !raw.trim().is_empty())
+            .map(|(line, raw)| parse_line(line, raw))
+    }
+
+    /// The well-formed lines.
+    pub fn well_formed(&self) -> impl Iterator<Item = UsageLine<'a>> + 'a {
+        self.lines().filter_map(Result::ok)
+    }
+
+    /// The number of well-formed lines, and an error for each malformed one. An empty or
+    /// headerless file is one error on line 1.
+    pub fn check(&self) -> (usize, Vec<LineError>) {
+        if self.body.is_none() {
+            let header = format!("the first line must be the header {}", HEADER.join(","));
+            return (0, vec![LineError::format(1, None, header)]);
+        }
+        let mut well_formed = 0;
+        let mut errors = Vec::new();
+        for line in self.lines() {
+            match line {
+                Ok(_) => well_formed += 1,
+                Err(error) => errors.push(error),
+            }
+        }
+        if well_formed == 0 && errors.is_empty() {
+            errors.push(LineError::format(1, None, "the file holds no usage line".into()));
+        }
+        (well_formed, errors)
+    }
+}
+
+/// Parses the whole file at once: the well-formed lines, and an error for each malformed one.
+/// An empty or headerless file is one error on line 1. Blank lines are skipped.
+pub fn parse(text: &str) -> (Vec<UsageLine<'_>>, Vec<LineError>) {
+    let file = UsageFile::read(text);
+    let (_, errors) = file.check();
+    (file.well_formed().collect(), errors)
+}
+
+fn parse_line(line: usize, raw: &str) -> Result<UsageLine<'_>, LineError> {
+    let mut fields = split_fields(raw).map_err(|message| LineError::format(line, None, message))?;
     if fields.len() != HEADER.len() {
         return Err(LineError::format(line, None, format!("{} fields, expected {}", fields.len(), HEADER.len())));
     }
-    let project = fields[0].trim();
+    let project = match std::mem::take(&mut fields[0]) {
+        Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
+        Cow::Owned(text) => Cow::Owned(text.trim().to_string()),
+    };
     let valid_project =
         !project.is_empty() && project.len() <= 64 && project.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     if !valid_project {
         return Err(LineError::format(
             line,
-            Some(project),
+            Some(&project),
             format!("project {project:?} is not an application id (letters, digits and -, at most 64)"),
         ));
     }
-    let service_type = ServiceType::parse(fields[1].trim()).map_err(|e| LineError::new(line, Some(project), &e))?;
+    let service_type = ServiceType::parse(fields[1].trim()).map_err(|e| LineError::new(line, Some(&project), &e))?;
     let units_text = fields[2].trim();
     let units = match units_text.parse::<u64>() {
         Ok(units) if units > 0 => units,
         _ => {
             return Err(LineError::format(
                 line,
-                Some(project),
+                Some(&project),
                 format!("units {units_text:?} is not a positive whole number"),
             ));
         }
     };
-    let period = Period::parse(fields[3].trim()).map_err(|e| LineError::new(line, Some(project), &e))?;
-    Ok(UsageLine { line, application_id: project.to_string(), service_type, units, period })
+    let period = Period::parse(fields[3].trim()).map_err(|e| LineError::new(line, Some(&project), &e))?;
+    Ok(UsageLine { line, application_id: project, service_type, units, period })
 }
 
-/// Splits a CSV line (RFC 4180 quoting, no line breaks inside a field).
-fn split_fields(raw: &str) -> Result<Vec<String>, String> {
+/// Splits a CSV line (RFC 4180 quoting, no line breaks inside a field). A line without quotes
+/// (the scheduler's) is split in place.
+fn split_fields(raw: &str) -> Result<Vec<Cow<'_, str>>, String> {
+    if !raw.contains('"') {
+        return Ok(raw.split(',').map(Cow::Borrowed).collect());
+    }
     let mut fields = Vec::new();
     let mut field = String::new();
     let mut chars = raw.chars().peekable();
@@ -200,7 +245,7 @@ fn split_fields(raw: &str) -> Result<Vec<String>, String> {
                 was_quoted = true;
             }
             (false, ',') => {
-                fields.push(std::mem::take(&mut field));
+                fields.push(Cow::Owned(std::mem::take(&mut field)));
                 was_quoted = false;
             }
             (false, '"') => return Err("a quote inside an unquoted field".into()),
@@ -213,7 +258,7 @@ fn split_fields(raw: &str) -> Result<Vec<String>, String> {
     if quoted {
         return Err("an unclosed quote".into());
     }
-    fields.push(field);
+    fields.push(Cow::Owned(field));
     Ok(fields)
 }
 
@@ -239,20 +284,20 @@ pub struct ImportStates {
 pub fn decide_line(
     states: &mut ImportStates,
     import_id: &str,
-    line: &UsageLine,
+    line: &UsageLine<'_>,
     repeated_lines: RepeatedLines,
     today: NaiveDate,
 ) -> LineOutcome {
-    let refuse =
-        |error: DomainError| LineOutcome::Refused(LineError::new(line.line, Some(&line.application_id), &error));
-    let Some(state) = states.applications.get(&line.application_id) else {
-        return refuse(DomainError::UnknownApplication { application: line.application_id.clone() });
+    let project = line.application_id.as_ref();
+    let refuse = |error: DomainError| LineOutcome::Refused(LineError::new(line.line, Some(project), &error));
+    let Some(state) = states.applications.get_mut(project) else {
+        return refuse(DomainError::UnknownApplication { application: project.to_string() });
     };
     if state.status == application::Status::New {
-        return refuse(DomainError::UnknownApplication { application: line.application_id.clone() });
+        return refuse(DomainError::UnknownApplication { application: project.to_string() });
     }
     let usage_id = line.usage_id(import_id);
-    if state.usage.contains_key(&usage_id) {
+    if state.usage.contains(&usage_id) {
         return LineOutcome::AlreadyImported;
     }
     // Before the charge's own rules: a repeat usually also exceeds the allocation the earlier
@@ -262,15 +307,15 @@ pub fn decide_line(
             state.charged_by_another_import(import_id, &line.service_type, line.period, line.units)
     {
         return refuse(DomainError::UsageAlreadyImported {
-            import: earlier_import.to_string(),
-            usage: earlier_usage.to_string(),
+            import: earlier_import,
+            usage: earlier_usage,
             service_type: line.service_type.to_string(),
             period: line.period.to_string(),
             units: line.units,
         });
     }
     let charge = ChargeUsage {
-        application_id: line.application_id.clone(),
+        application_id: project.to_string(),
         usage_id,
         import_id: Some(import_id.to_string()),
         service_type: line.service_type.clone(),
@@ -280,12 +325,20 @@ pub fn decide_line(
     match charge.charge(state, &states.prices, today) {
         Ok(charged) => {
             let event = application::ApplicationEvent::from(charged);
-            if let Some(state) = states.applications.remove(&line.application_id) {
-                states.applications.insert(line.application_id.clone(), application::state::apply(state, &event));
-            }
+            *state = application::state::apply(std::mem::take(state), &event);
             LineOutcome::Charge(Box::new(event))
         }
         Err(error) => refuse(error),
+    }
+}
+
+/// Takes back what [`decide_line`] applied for a line it charged: a dry run over the whole
+/// file leaves the states as they were, without holding a second copy of them.
+/// `disbursed_before` is the application's disbursed total before the run.
+pub fn undo_line(states: &mut ImportStates, import_id: &str, line: &UsageLine<'_>, disbursed_before: Money) {
+    if let Some(state) = states.applications.get_mut(line.application_id.as_ref()) {
+        std::sync::Arc::make_mut(&mut state.usage).unrecord(&line.usage_id(import_id));
+        state.disbursed = disbursed_before;
     }
 }
 

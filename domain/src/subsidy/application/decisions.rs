@@ -741,7 +741,7 @@ impl ChargeUsage {
         }
         state.open(&self.application_id, "charge usage to", &[Status::AgreementSigned])?;
         let approval = state.approval.as_ref().ok_or(DomainError::AgreementNotSigned)?;
-        if state.usage.contains_key(&self.usage_id) {
+        if state.usage.contains(&self.usage_id) {
             return Err(DomainError::NoChange(format!("usage {} is already charged", self.usage_id)));
         }
         if self.units == 0 {

@@ -5,15 +5,18 @@
 //! - [`events`]: what is stored, one payload per event type with its schema version and
 //!   upcasters;
 //! - [`state`]: the state the events fold into;
+//! - [`ledger`]: the compact record of what an application has charged;
 //! - [`decisions`]: every command on an application, in the one decision shape.
 
 pub mod decisions;
 pub mod events;
+pub mod ledger;
 pub mod state;
 pub mod submission;
 
 pub use decisions::*;
 pub use events::*;
+pub use ledger::{ChargedUsage, UsageLedger};
 pub use state::*;
 pub use submission::Submission;
 

@@ -2,11 +2,13 @@
 //! failure).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::events::{ApplicationDetails, ApplicationEvent, ApprovedTerms, Reservation};
+use super::ledger::{NewCharge, UsageLedger};
 use crate::subsidy::error::DomainError;
 use crate::subsidy::values::{FinancialYear, Money, Period, ServiceType};
 
@@ -62,21 +64,6 @@ pub enum ReportState {
     RevisionRequested,
 }
 
-/// A usage line as charged (units, rate, gross amount and subsidy), and whether it was reversed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UsageLine {
-    /// The bulk import the line was charged by (`None`: charged on its own).
-    pub import_id: Option<String>,
-    pub service_type: ServiceType,
-    pub period: Period,
-    pub units: u64,
-    pub rate_per_unit: Money,
-    pub gross: Money,
-    pub subsidy: Money,
-    pub year: FinancialYear,
-    pub reversed: bool,
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ApplicationState {
     pub id: Option<String>,
@@ -92,7 +79,10 @@ pub struct ApplicationState {
     pub decided_on: Option<NaiveDate>,
     pub reporting_due_dates: Vec<NaiveDate>,
     pub reports: BTreeMap<NaiveDate, ReportState>,
-    pub usage: BTreeMap<String, UsageLine>,
+    /// Shared between copies of the state until one of them charges: keeping, loading and
+    /// deciding on a state does not copy its ledger.
+    #[serde(serialize_with = "shared_ledger")]
+    pub usage: Arc<UsageLedger>,
     pub disbursed: Money,
 }
 
@@ -123,11 +113,7 @@ impl ApplicationState {
 
     /// Units of a service type already charged in a month (reversals excluded).
     pub(crate) fn units_used(&self, service_type: &ServiceType, period: Period) -> u64 {
-        self.usage
-            .values()
-            .filter(|line| !line.reversed && &line.service_type == service_type && line.period == period)
-            .map(|line| line.units)
-            .sum()
+        self.usage.units_used(service_type, period)
     }
 
     /// A charge that another bulk import than `import_id` made of the same usage — same
@@ -140,23 +126,13 @@ impl ApplicationState {
         service_type: &ServiceType,
         period: Period,
         units: u64,
-    ) -> Option<(&str, &str)> {
-        self.usage.iter().find_map(|(usage_id, line)| {
-            let earlier_import = line.import_id.as_deref().filter(|earlier| *earlier != import_id)?;
-            let same_usage =
-                !line.reversed && &line.service_type == service_type && line.period == period && line.units == units;
-            same_usage.then_some((usage_id.as_str(), earlier_import))
-        })
+    ) -> Option<(String, String)> {
+        self.usage.charged_by_another_import(import_id, service_type, period, units)
     }
 
     /// Disbursed subsidy per financial year (reversals excluded).
     pub(crate) fn disbursed_by_year(&self) -> BTreeMap<FinancialYear, Money> {
-        let mut by_year: BTreeMap<FinancialYear, Money> = BTreeMap::new();
-        for line in self.usage.values().filter(|line| !line.reversed) {
-            let total = by_year.entry(line.year).or_default();
-            *total = Money::from_cents(total.cents() + line.subsidy.cents());
-        }
-        by_year
+        self.usage.disbursed_by_year().clone()
     }
 
     /// The first progress report due before `today` and not yet submitted.
@@ -191,6 +167,10 @@ impl ApplicationState {
             .filter(|reservation| reservation.amount.cents() > 0)
             .collect()
     }
+}
+
+fn shared_ledger<S: serde::Serializer>(ledger: &Arc<UsageLedger>, serializer: S) -> Result<S::Ok, S::Error> {
+    ledger.as_ref().serialize(serializer)
 }
 
 pub fn apply(mut state: ApplicationState, event: &ApplicationEvent) -> ApplicationState {
@@ -235,26 +215,20 @@ pub fn apply(mut state: ApplicationState, event: &ApplicationEvent) -> Applicati
             state.reporting_due_dates = e.reporting_due_dates.clone();
         }
         E::UsageCharged(e) => {
-            state.usage.insert(
-                e.usage_id.clone(),
-                UsageLine {
-                    import_id: e.import_id.clone(),
-                    service_type: e.service_type.clone(),
-                    period: e.period,
-                    units: e.units,
-                    rate_per_unit: e.rate_per_unit,
-                    gross: e.gross,
-                    subsidy: e.subsidy,
-                    year: e.financial_year,
-                    reversed: false,
-                },
-            );
+            Arc::make_mut(&mut state.usage).record(NewCharge {
+                usage_id: &e.usage_id,
+                import_id: e.import_id.as_deref(),
+                service_type: &e.service_type,
+                period: e.period,
+                units: e.units,
+                gross: e.gross,
+                subsidy: e.subsidy,
+                year: e.financial_year,
+            });
             state.disbursed = e.disbursed_total;
         }
         E::DisbursementReversed(e) => {
-            if let Some(line) = state.usage.get_mut(&e.usage_id) {
-                line.reversed = true;
-            }
+            Arc::make_mut(&mut state.usage).reverse(&e.usage_id);
             state.disbursed = e.disbursed_total;
         }
         E::ProgressReportSubmitted(e) => {
