@@ -31,6 +31,11 @@ pub trait Aggregate: 'static {
     type State: Default + Clone + Send + Sync + 'static;
     type Event: EventCodec;
     fn apply(state: Self::State, event: &Self::Event) -> Self::State;
+
+    /// About how many bytes a state holds, for the bound on the states the service keeps.
+    fn kept_bytes(_state: &Self::State) -> usize {
+        std::mem::size_of::<Self::State>()
+    }
 }
 
 /// How long to wait before deciding again after losing a race for a stream (an adapter: a
@@ -127,17 +132,29 @@ impl StreamHistory {
 /// would otherwise read and fold a history that only grows.
 const CACHE_MIN_EVENTS: u64 = 32;
 
-/// Streams whose folded state the service keeps, at most, by default: a few MiB for the
-/// scheme's hot streams and its busiest applications.
+/// Streams whose folded state the service keeps, at most, by default: the scheme's hot
+/// streams and its busiest applications.
 const CACHE_MAX_STREAMS: usize = 4_096;
 
-/// The folded states kept between commands, bounded: when full, the least recently used
-/// stream is forgotten (it is folded again from the log when next used).
+/// What the kept states may hold, about, by default. An application charged hundreds of
+/// thousands of usage lines weighs tens of MiB: the bound is on bytes, not only on streams.
+const CACHE_MAX_BYTES: usize = 64 << 20;
+
+/// The folded states kept between commands, bounded in streams and in bytes: when full, the
+/// least recently used streams are forgotten (folded again from the log when next used).
 #[derive(Debug, Default)]
 struct KeptStates {
     states: HashMap<StreamId, (FoldedState, u64)>,
     /// Ticks once per use; a state's tick is when it was last used.
     clock: u64,
+    bytes: usize,
+}
+
+/// The bounds of the kept states.
+#[derive(Debug, Clone, Copy)]
+struct KeptBounds {
+    streams: usize,
+    bytes: usize,
 }
 
 impl KeptStates {
@@ -152,23 +169,36 @@ impl KeptStates {
     }
 
     /// Keeps `state` unless a later one is kept; makes room by forgetting the least recently
-    /// used stream.
-    fn keep(&mut self, stream: StreamId, state: FoldedState, capacity: usize) {
+    /// used streams. A state larger than the whole budget is not kept.
+    fn keep(&mut self, stream: StreamId, state: FoldedState, bounds: KeptBounds) {
         self.clock += 1;
         if let Some((existing, used)) = self.states.get_mut(&stream) {
-            if existing.version < state.version {
-                *existing = state;
-            }
             *used = self.clock;
+            if existing.version >= state.version {
+                return;
+            }
+        }
+        self.forget(&stream);
+        if state.bytes > bounds.bytes {
             return;
         }
-        if self.states.len() >= capacity
-            && let Some(oldest) =
-                self.states.iter().min_by_key(|(_, (_, used))| *used).map(|(stream, _)| stream.clone())
+        while !self.states.is_empty()
+            && (self.states.len() >= bounds.streams || self.bytes + state.bytes > bounds.bytes)
         {
-            self.states.remove(&oldest);
+            let Some(oldest) = self.states.iter().min_by_key(|(_, (_, used))| *used).map(|(stream, _)| stream.clone())
+            else {
+                break;
+            };
+            self.forget(&oldest);
         }
+        self.bytes += state.bytes;
         self.states.insert(stream, (state, self.clock));
+    }
+
+    fn forget(&mut self, stream: &StreamId) {
+        if let Some((state, _)) = self.states.remove(stream) {
+            self.bytes = self.bytes.saturating_sub(state.bytes);
+        }
     }
 }
 
@@ -177,6 +207,8 @@ impl KeptStates {
 #[derive(Clone)]
 struct FoldedState {
     version: u64,
+    /// [`Aggregate::kept_bytes`] of the state.
+    bytes: usize,
     aggregate: TypeId,
     state: Arc<dyn Any + Send + Sync>,
 }
@@ -225,7 +257,12 @@ impl Histories {
         if let Some(version) = history.version.filter(|version| version + 1 >= CACHE_MIN_EVENTS)
             && let Ok(mut folded) = self.folded.lock()
         {
-            let kept = FoldedState { version, aggregate: TypeId::of::<A>(), state: Arc::new(state.clone()) };
+            let kept = FoldedState {
+                version,
+                bytes: A::kept_bytes(&state),
+                aggregate: TypeId::of::<A>(),
+                state: Arc::new(state.clone()),
+            };
             folded.push((stream.clone(), kept));
         }
         Ok(state)
@@ -386,7 +423,7 @@ pub struct CommandService<S, I> {
     max_attempts: usize,
     backoff: Option<Arc<dyn Backoff>>,
     kept: Mutex<KeptStates>,
-    kept_capacity: usize,
+    kept_bounds: KeptBounds,
 }
 
 impl<S: EventStore, I: EventIds> CommandService<S, I> {
@@ -397,7 +434,7 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
             max_attempts: DEFAULT_ATTEMPTS,
             backoff: None,
             kept: Mutex::new(KeptStates::default()),
-            kept_capacity: CACHE_MAX_STREAMS,
+            kept_bounds: KeptBounds { streams: CACHE_MAX_STREAMS, bytes: CACHE_MAX_BYTES },
         }
     }
 
@@ -408,7 +445,13 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
 
     /// Keeps the folded states of at most `streams` streams (4,096 by default).
     pub fn with_kept_states(mut self, streams: usize) -> Self {
-        self.kept_capacity = streams.max(1);
+        self.kept_bounds.streams = streams.max(1);
+        self
+    }
+
+    /// Keeps folded states of about `bytes` bytes at most (64 MiB by default).
+    pub fn with_kept_bytes(mut self, bytes: usize) -> Self {
+        self.kept_bounds.bytes = bytes;
         self
     }
 
@@ -613,7 +656,7 @@ impl<S, I> CommandService<S, I> {
     fn keep(&self, histories: &Histories) {
         let (Ok(mut folded), Ok(mut kept)) = (histories.folded.lock(), self.kept.lock()) else { return };
         for (stream, state) in folded.drain(..) {
-            kept.keep(stream, state, self.kept_capacity);
+            kept.keep(stream, state, self.kept_bounds);
         }
     }
 }
@@ -640,7 +683,12 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
         let Some(version) = version.filter(|version| version + 1 >= CACHE_MIN_EVENTS) else { return };
         let histories = Histories::default();
         if let Ok(mut folded) = histories.folded.lock() {
-            let kept = FoldedState { version, aggregate: TypeId::of::<A>(), state: Arc::new(state.clone()) };
+            let kept = FoldedState {
+                version,
+                bytes: A::kept_bytes(state),
+                aggregate: TypeId::of::<A>(),
+                state: Arc::new(state.clone()),
+            };
             folded.push((stream.clone(), kept));
         }
         self.keep(&histories);
@@ -651,7 +699,7 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
     pub fn forget(&self, streams: &[StreamId]) {
         if let Ok(mut kept) = self.kept.lock() {
             for stream in streams {
-                kept.states.remove(stream);
+                kept.forget(stream);
             }
         }
     }
@@ -1587,5 +1635,31 @@ mod tests {
         assert_eq!(reads("a"), 1, "a was kept: only the event after its state is read");
         assert_eq!(reads("c"), 1, "c was kept");
         assert_eq!(reads("b"), 40, "b was forgotten and read whole");
+    }
+
+    #[test]
+    fn kept_states_are_bounded_in_bytes_and_a_state_above_the_bound_is_not_kept() {
+        // A counter's state weighs 8 bytes: room for two.
+        let service = service().with_kept_bytes(20);
+        let stream = |name: &str| StreamId::parse(format!("counter-{name}")).expect("stream");
+        for name in ["a", "b", "c"] {
+            for _ in 0..40 {
+                run(&service, &add_to(stream(name), 1)).expect("add");
+            }
+        }
+        let reads = |service: &CommandService<MemoryStore, SequentialIds>, name: &str| {
+            service.store().events_read.store(0, Ordering::SeqCst);
+            run(service, &add_to(stream(name), 1)).expect("add");
+            service.store().events_read.load(Ordering::SeqCst)
+        };
+        assert_eq!(reads(&service, "c"), 1, "c was kept");
+        assert_eq!(reads(&service, "b"), 1, "b was kept");
+        assert_eq!(reads(&service, "a"), 40, "a made room for c and was read whole");
+
+        let tiny = self::service().with_kept_bytes(4);
+        for _ in 0..40 {
+            run(&tiny, &add_to(stream("a"), 1)).expect("add");
+        }
+        assert_eq!(reads(&tiny, "a"), 40, "a state larger than the bound is never kept: read whole");
     }
 }

@@ -85,6 +85,8 @@ pub struct UsageLedger {
     units_used: HashMap<(u16, Period), u64>,
     disbursed_by_year: BTreeMap<FinancialYear, Money>,
     imported: HashMap<(u16, Period, u64, u32), ImportedUsage>,
+    /// The text of the usage ids kept as text.
+    named_bytes: usize,
     /// Import charges whose usage id is not `{import_id}-{line}` (no import writes one; kept
     /// so that such a history would still be decided exactly).
     irregular_imports: Vec<UsageKey>,
@@ -115,6 +117,18 @@ impl UsageLedger {
             .iter()
             .filter_map(|(key, charge)| Some((self.usage_id(key), self.charged_usage(charge)?)))
             .collect()
+    }
+
+    /// About how many bytes the ledger holds (its tables at their capacity, and the text of
+    /// the usage ids kept as text).
+    pub fn approx_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.charges.capacity() * (size_of::<UsageKey>() + size_of::<Charge>() + 1)
+            + self.named_bytes
+            + self.imported.capacity() * (size_of::<(u16, Period, u64, u32)>() + size_of::<ImportedUsage>() + 1)
+            + self.units_used.capacity() * (size_of::<(u16, Period)>() + size_of::<u64>() + 1)
+            + self.names.iter().map(|name| name.len() + 2 * size_of::<Arc<str>>() + 8).sum::<usize>()
+            + self.irregular_imports.capacity() * size_of::<UsageKey>()
     }
 
     /// Units of a service type charged in a month (reversals excluded).
@@ -189,6 +203,9 @@ impl UsageLedger {
             reversed: false,
         };
         self.count(&key, &charge, true);
+        if let UsageKey::Named(text) = &key {
+            self.named_bytes += text.len();
+        }
         self.charges.insert(key, charge);
     }
 
@@ -208,6 +225,9 @@ impl UsageLedger {
     pub fn unrecord(&mut self, usage_id: &str) {
         let Some(key) = self.key_of(usage_id) else { return };
         let Some(charge) = self.charges.remove(&key) else { return };
+        if let UsageKey::Named(text) = &key {
+            self.named_bytes = self.named_bytes.saturating_sub(text.len());
+        }
         if !charge.reversed {
             self.count(&key, &charge, false);
         }

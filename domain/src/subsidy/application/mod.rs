@@ -29,4 +29,8 @@ impl crate::command_service::Aggregate for Application {
     fn apply(state: ApplicationState, event: &ApplicationEvent) -> ApplicationState {
         state::apply(state, event)
     }
+
+    fn kept_bytes(state: &ApplicationState) -> usize {
+        std::mem::size_of::<ApplicationState>() + state.usage.approx_bytes()
+    }
 }
