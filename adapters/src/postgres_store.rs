@@ -470,6 +470,20 @@ impl EventStore for PostgresEventStore {
         Ok(events)
     }
 
+    async fn read_streams_from(&self, streams: &[(StreamId, u64)]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM unnest($1::text[], $2::bigint[]) AS wanted(stream, from_version) ",
+            "JOIN events ON events.stream_id = wanted.stream AND events.stream_version >= wanted.from_version ",
+            "ORDER BY events.stream_id, events.stream_version"
+        );
+        let names: Vec<&str> = streams.iter().map(|(stream, _)| stream.as_str()).collect();
+        let from: Vec<i64> = streams.iter().map(|(_, from)| i64::try_from(*from).unwrap_or(i64::MAX)).collect();
+        let rows = sqlx::query(sql).bind(&names).bind(&from).fetch_all(&self.pool).await.map_err(store_error)?;
+        rows.iter().map(recorded_event).collect()
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, StoreError> {
         let version: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
             .bind(stream.as_str())

@@ -336,6 +336,31 @@ pub trait EventStore: Send + Sync {
         Ok(events)
     }
 
+    /// The events of several streams, each from its own version on (inclusive), in stream
+    /// then version order: a command reads the streams it decides on in one round trip.
+    /// Unknown streams read as empty.
+    async fn read_streams_from(&self, streams: &[(StreamId, u64)]) -> Result<Vec<RecordedEvent>, StoreError> {
+        const PAGE: usize = 1_000;
+        let mut events = Vec::new();
+        let mut ordered: Vec<&(StreamId, u64)> = streams.iter().collect();
+        ordered.sort_by(|a, b| a.0.cmp(&b.0));
+        for (stream, from) in ordered {
+            let mut from = *from;
+            loop {
+                let page = self.read_stream(stream, Some(from), ReadDirection::Forward, PAGE).await?;
+                let full = page.len() == PAGE;
+                if let Some(last) = page.last() {
+                    from = last.stream_version + 1;
+                }
+                events.extend(page);
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(events)
+    }
+
     /// The stream's last version, or `None` when it has no event.
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>, StoreError>;
 
