@@ -187,6 +187,97 @@ async fn a_conflict_on_one_stream_of_a_multi_stream_append_leaves_every_stream_u
     .await;
 }
 
+/// The bulk import's shape: one append over hundreds of streams, some of them new, numbered,
+/// positioned and chained as stream-by-stream appends are; a wrong expected version on one
+/// stream far down the list writes nothing at all.
+#[tokio::test]
+async fn an_append_over_300_streams_writes_each_in_order_or_nothing() {
+    with_store(|store| async move {
+        let names: Vec<StreamId> = (0..300).map(|n| stream(&format!("usage-{n:03}"))).collect();
+        // Odd streams exist already, at version n % 3; even ones are new.
+        let existing = |n: usize| (n % 2 == 1).then_some((n % 3) as u64);
+        for n in (0..300).filter(|n| existing(*n).is_some()) {
+            let events = (0..=n % 3).map(|e| event("MeterRead", e as i64)).collect();
+            store.append(&names[n], ExpectedVersion::NoStream, events).await.expect("existing stream");
+        }
+        let before = count_events(&store).await;
+        let sizes = |n: usize| 1 + n % 4;
+        // In the caller's order, which is not the streams' sorted order.
+        let appends: Vec<StreamAppend> = (0..300)
+            .rev()
+            .map(|n| StreamAppend {
+                stream: names[n].clone(),
+                expected: existing(n).map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
+                events: (0..sizes(n)).map(|e| event("UsageCharged", (n * 10 + e) as i64)).collect(),
+            })
+            .collect();
+
+        // usage-199, the 200th stream in lock order, is at version 1, not 5.
+        let mut wrong = appends.clone();
+        let at = wrong.iter().position(|a| a.stream == names[199]).expect("usage-199");
+        wrong[at].expected = ExpectedVersion::Exact(5);
+        let refused = store.append_multi(wrong).await;
+        assert_eq!(
+            refused,
+            Err(StoreError::WrongExpectedVersion {
+                stream: names[199].clone(),
+                expected: ExpectedVersion::Exact(5),
+                actual: ActualVersion::Version(1)
+            })
+        );
+        assert_eq!(count_events(&store).await, before, "a conflict on one stream writes nothing");
+        assert_eq!(store.stream_version(&names[0]).await.expect("v"), None, "nor creates a stream");
+        assert_eq!(store.stream_version(&names[1]).await.expect("v"), Some(1));
+
+        let results = store.append_multi(appends.clone()).await.expect("300 streams");
+        let total: usize = (0..300).map(sizes).sum();
+        assert_eq!(count_events(&store).await, before + total as i64);
+        // Results come back in the caller's order.
+        for (append, result) in appends.iter().zip(&results) {
+            let n: usize = append.stream.as_str()["usage-".len()..].parse().expect("n");
+            let first = existing(n).map_or(0, |version| version + 1);
+            assert_eq!((result.first_version, result.last_version), (first, first + sizes(n) as u64 - 1), "{n}");
+        }
+
+        // One transaction wrote them all, stream after stream in sorted order, versions in
+        // order within each, at strictly increasing positions.
+        let bulk: Vec<RecordedEvent> =
+            read_everything(&store).await.into_iter().filter(|e| e.event_type == "UsageCharged").collect();
+        let expected_order: Vec<(String, u64)> = (0..300)
+            .flat_map(|n| {
+                let first = existing(n).map_or(0, |version| version + 1);
+                (0..sizes(n) as u64).map(move |e| (format!("usage-{n:03}"), first + e))
+            })
+            .collect();
+        let order: Vec<(String, u64)> = bulk.iter().map(|e| (e.stream.as_str().to_owned(), e.stream_version)).collect();
+        assert_eq!(order, expected_order);
+        assert!(bulk.windows(2).all(|pair| pair[0].position < pair[1].position));
+        assert!(bulk.iter().all(|e| e.position.0 >> 20 == bulk[0].position.0 >> 20), "one transaction");
+        assert_eq!(bulk.last().map(|e| e.position.0 - bulk[0].position.0), Some(total as u64 - 1), "no gaps");
+        for (append, result) in appends.iter().zip(&results) {
+            let last = bulk.iter().rfind(|e| e.stream == append.stream).expect("the stream's last event");
+            assert_eq!(result.position, last.position);
+        }
+        let report = store.verify(PositionRange::WHOLE_LOG).await.expect("verify");
+        assert_eq!((report.verified, report.first_broken), (before as u64 + total as u64, None), "hash chains");
+
+        // Sent again, it is a replay: the same answer, nothing written.
+        let replay = store.append_multi(appends.clone()).await.expect("replay");
+        assert_eq!(replay, results);
+        // A replay with one more stream reuses ids under a different append.
+        let mut mixed = appends;
+        mixed.push(StreamAppend {
+            stream: stream("usage-300"),
+            expected: ExpectedVersion::NoStream,
+            events: vec![event("UsageCharged", 3000)],
+        });
+        let refused = store.append_multi(mixed).await;
+        assert!(matches!(refused, Err(StoreError::EventIdReused { .. })), "{refused:?}");
+        assert_eq!(count_events(&store).await, before + total as i64);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn malformed_appends_are_refused_with_a_reason() {
     with_store(|store| async move {

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use aisc_adapters::PostgresEventStore;
-use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, Position, StreamId};
+use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, Position, StreamAppend, StreamId};
 use common::{Throughput, machine, measure, sample_data, sample_metadata};
 use futures_util::StreamExt;
 use sqlx::PgPool;
@@ -19,6 +19,9 @@ use uuid::Uuid;
 const WINDOW: Duration = Duration::from_secs(5);
 const READ_EVENTS: usize = 1_000_000;
 const BENCH_DATABASE: &str = "aisc_bench";
+/// The bulk usage import's shape: one append of about 2,000 events over about 256 streams.
+const BULK_EVENTS: usize = 2_000;
+const BULK_STREAMS: usize = 256;
 
 fn new_event(n: u64) -> NewEvent {
     NewEvent {
@@ -42,6 +45,65 @@ async fn store_append(store: PostgresEventStore, workers: usize, batch: usize) -
             let stream = StreamId::parse(format!("bench{workers}x{batch}-{worker}-{n}")).expect("stream");
             let events = (0..batch as u64).map(new_event).collect();
             store.append(&stream, ExpectedVersion::NoStream, events).await.expect("append");
+        }
+    })
+    .await
+}
+
+/// One append of `BULK_EVENTS` events over `BULK_STREAMS` streams per call. Each worker appends
+/// to its own streams again and again, as an import run does: the first call creates them, the
+/// later ones move their heads (expected version `Any`, so replays are looked for too).
+async fn store_append_bulk(store: PostgresEventStore, workers: usize) -> Throughput {
+    measure(WINDOW, workers, BULK_EVENTS, move |worker, n| {
+        let store = store.clone();
+        async move {
+            let appends = (0..BULK_STREAMS)
+                .map(|s| {
+                    let count = BULK_EVENTS / BULK_STREAMS + usize::from(s < BULK_EVENTS % BULK_STREAMS);
+                    StreamAppend {
+                        stream: StreamId::parse(format!("bulk{workers}-{worker}-{s}")).expect("stream"),
+                        expected: ExpectedVersion::Any,
+                        events: (0..count as u64).map(|e| new_event(n * 8 + e)).collect(),
+                    }
+                })
+                .collect();
+            store.append_multi(appends).await.expect("append_multi");
+        }
+    })
+    .await
+}
+
+/// The yardstick of the bulk append: the same rows, `BULK_EVENTS` per statement, as one plain
+/// multi-row INSERT (from arrays, as the store sends them) into the log-shaped table.
+async fn raw_insert_bulk(pool: PgPool, workers: usize) -> Throughput {
+    measure(WINDOW, workers, BULK_EVENTS, move |worker, n| {
+        let pool = pool.clone();
+        async move {
+            let first = n as usize * BULK_EVENTS;
+            let streams: Vec<String> =
+                (0..BULK_EVENTS).map(|i| format!("raw-bulk{workers}-{worker}-{}", i % BULK_STREAMS)).collect();
+            let versions: Vec<i64> = (first..first + BULK_EVENTS).map(|v| v as i64).collect();
+            let ids: Vec<Uuid> = (0..BULK_EVENTS).map(|_| Uuid::new_v4()).collect();
+            let data: Vec<serde_json::Value> = (first..first + BULK_EVENTS).map(|i| sample_data(i as u64)).collect();
+            let metadata: Vec<serde_json::Value> = (0..BULK_EVENTS).map(|_| sample_metadata()).collect();
+            let hashes: Vec<Vec<u8>> = vec![vec![0_u8; 32]; BULK_EVENTS];
+            sqlx::query(
+                "INSERT INTO raw_events (global_position, stream_id, stream_version, event_id, event_type, \
+                 schema_version, data, metadata, recorded_at, hash) \
+                 SELECT nextval('raw_positions'), u.stream_id, u.version, u.event_id, 'UsageCharged', 1, u.data, \
+                        u.metadata, now(), u.hash \
+                   FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::jsonb[], $5::jsonb[], $6::bytea[]) \
+                        AS u(stream_id, version, event_id, data, metadata, hash)",
+            )
+            .bind(streams)
+            .bind(versions)
+            .bind(ids)
+            .bind(data)
+            .bind(metadata)
+            .bind(hashes)
+            .execute(&pool)
+            .await
+            .expect("raw bulk insert");
         }
     })
     .await
@@ -138,6 +200,33 @@ async fn main() {
         ));
         if workers == 8 {
             ratios.push(("append at 8 tasks / raw INSERT at 8 connections", single.per_sec / raw.per_sec, 0.80));
+        }
+    }
+
+    for workers in [1, 4] {
+        let raw = raw_insert_bulk(pool.clone(), workers).await;
+        let bulk = store_append_bulk(store.clone(), workers).await;
+        eprintln!(
+            "{workers:>2} workers: raw bulk INSERT {:.0}/s, append_multi {BULK_EVENTS} events / {BULK_STREAMS} streams {:.0}/s",
+            raw.per_sec, bulk.per_sec
+        );
+        rows.push(format!(
+            "| raw multi-row INSERT (from arrays), 2,000 rows per statement | {workers} | {:.0} | {:.2} | {:.2} | — |",
+            raw.per_sec, raw.p50_ms, raw.p99_ms
+        ));
+        rows.push(format!(
+            "| store `append_multi`, 2,000 events over 256 streams per call | {workers} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            bulk.per_sec,
+            bulk.p50_ms,
+            bulk.p99_ms,
+            bulk.per_sec / raw.per_sec
+        ));
+        if workers == 1 {
+            ratios.push((
+                "append_multi of 2,000 events / 256 streams / raw multi-row INSERT",
+                bulk.per_sec / raw.per_sec,
+                0.50,
+            ));
         }
     }
 
