@@ -199,9 +199,10 @@ impl<S: EventStore, I: EventIds> SchemeService<S, I> {
                 LineOutcome::Refused(error) => refused.push(error),
             }
         }
-        // `charged` is in file order, like the lines walked again here.
-        let mut to_undo = charged.iter().peekable();
-        for line in file.well_formed() {
+        // Taken back last line first: each line taken back is then the last its import charged
+        // of that usage, so the ledger never looks for the next first line.
+        let mut to_undo = charged.iter().rev().peekable();
+        for line in file.well_formed_last_first() {
             if to_undo.peek().is_some_and(|next| **next == line.line) {
                 to_undo.next();
                 let before = disbursed_before.get(line.application_id.as_ref()).copied().unwrap_or_default();

@@ -156,6 +156,18 @@ impl<'a> UsageFile<'a> {
         self.lines().filter_map(Result::ok)
     }
 
+    /// The well-formed lines, last first.
+    pub fn well_formed_last_first(&self) -> impl Iterator<Item = UsageLine<'a>> + 'a {
+        let body = self.body.unwrap_or_default();
+        let last = body.lines().count() + 1;
+        body.lines()
+            .rev()
+            .enumerate()
+            .map(move |(from_end, raw)| (last - from_end, raw.trim_end_matches('\r')))
+            .filter(|(_, raw)| !raw.trim().is_empty())
+            .filter_map(|(line, raw)| parse_line(line, raw).ok())
+    }
+
     /// The number of well-formed lines, and an error for each malformed one. An empty or
     /// headerless file is one error on line 1.
     pub fn check(&self) -> (usize, Vec<LineError>) {
@@ -423,6 +435,17 @@ mod tests {
         let (lines, errors) = parse("\u{feff}project,service_type,units,period\r\nabc-1,gpu_node_hour,1,2025-07\r\n");
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(lines.len(), 1);
+    }
+
+    #[test]
+    fn the_lines_read_last_first_are_the_lines_in_reverse() {
+        let text = "project,service_type,units,period\r\nabc-1,gpu_node_hour,120,2025-07\n\nbad\n\"abc-2\",cpu_core_hour,5,2025-08\r\nabc-3,gpu_node_hour,1,2025-09";
+        let file = UsageFile::read(text);
+        let forward: Vec<_> = file.well_formed().collect();
+        let mut backward: Vec<_> = file.well_formed_last_first().collect();
+        backward.reverse();
+        assert_eq!(forward, backward);
+        assert_eq!(forward.iter().map(|line| line.line).collect::<Vec<_>>(), vec![2, 5, 6]);
     }
 
     #[test]
