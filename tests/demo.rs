@@ -72,6 +72,15 @@ async fn the_same_seed_gives_the_same_scheme_and_another_seed_another() {
     .expect("count");
     assert_eq!(rated, approved, "every approval's rate is where the check reads it");
     assert!(exceptional <= approved / 4, "a few exceptional rates at most");
+    // Decided command by command, appended in bulk: every event carries its own command's
+    // request, and one transaction holds many commands.
+    let (transactions, requests): (i64, i64) = sqlx::query_as(
+        "SELECT count(DISTINCT global_position >> 20), count(DISTINCT metadata->>'request_id') FROM events",
+    )
+    .fetch_one(&first.pool)
+    .await
+    .expect("count");
+    assert!(requests >= 10 * transactions, "{requests} commands in {transactions} appends");
     let store = aisc_adapters::PostgresEventStore::new(first.pool.clone());
     let report =
         aisc_domain::event_store::EventStore::verify(&store, aisc_domain::event_store::PositionRange::WHOLE_LOG)

@@ -6,6 +6,8 @@
 //! load the boundary, fold, decide, append to every stream written at the version it was read
 //! at (one atomic multi-stream append), and on a conflict load again and decide again, a
 //! bounded number of times. Two decisions racing for the same budget therefore cannot both win.
+//! A writer alone on its streams (the demo seed) decides many commands the same way and
+//! appends them together with a [`CommandBatch`].
 //!
 //! Generic over the [`EventStore`] port.
 
@@ -19,8 +21,8 @@ use uuid::Uuid;
 
 pub use crate::codec::{CodecError, EventCodec};
 use crate::event_store::{
-    ActualVersion, EventStore, ExpectedVersion, NewEvent, Position, ReadDirection, RecordedEvent, StoreError,
-    StreamAppend, StreamId,
+    ActualVersion, EventStore, ExpectedVersion, MAX_EVENTS_PER_APPEND, NewEvent, Position, ReadDirection,
+    RecordedEvent, StoreError, StreamAppend, StreamId,
 };
 
 /// Events read per page while loading a stream.
@@ -226,6 +228,9 @@ pub struct Histories {
     streams: BTreeMap<StreamId, StreamHistory>,
     bases: BTreeMap<StreamId, FoldedState>,
     folded: Mutex<Vec<(StreamId, FoldedState)>>,
+    /// Records every state folded, not only the hot streams': a batch folds each stream
+    /// forward from the state the previous command in it left.
+    record_every_state: bool,
 }
 
 impl Histories {
@@ -254,7 +259,8 @@ impl Histories {
             let event = recorded.decode::<A::Event>()?;
             Ok::<_, CodecError>(A::apply(state, &event))
         })?;
-        if let Some(version) = history.version.filter(|version| version + 1 >= CACHE_MIN_EVENTS)
+        if let Some(version) =
+            history.version.filter(|version| self.record_every_state || version + 1 >= CACHE_MIN_EVENTS)
             && let Ok(mut folded) = self.folded.lock()
         {
             let kept = FoldedState {
@@ -793,6 +799,352 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
             }
             Err(other) => Err(CommandError::Store(other)),
         }
+    }
+}
+
+/// Many commands as one unit of work, for a writer that is alone on its streams (the demo
+/// seed): each command is decided by its own [`Decision`], exactly as [`CommandService::run`]
+/// decides it, but against the states folded so far in the batch — the events of the commands
+/// before it included — and nothing is written until [`CommandBatch::commit`] appends every
+/// stream written in one multi-stream append, at the version it was first read at.
+///
+/// No retry: a conflict at commit means another writer changed a stream the batch writes, and
+/// the batch's decisions were taken on a state that is no longer current; the caller is told
+/// and nothing of the batch is written. A stream the batch only reads is not version-checked
+/// (as with `run`). A batch dropped without a commit writes nothing. It holds the state of
+/// every stream it has read until it is dropped: a long writer starts a new batch now and then.
+pub struct CommandBatch<'a, S, I> {
+    service: &'a CommandService<S, I>,
+    streams: HashMap<StreamId, BatchStream>,
+    /// The streams with events to append, in the order first written.
+    written: Vec<StreamId>,
+    pending_events: usize,
+    pending_commands: usize,
+    max_events: usize,
+}
+
+/// A stream as the batch knows it.
+#[derive(Debug)]
+struct BatchStream {
+    /// The version it was read at (or last committed at): the expected version of its append.
+    read_at: Option<u64>,
+    /// Its version with the events decided in the batch.
+    version: Option<u64>,
+    /// Its state folded up to a version: kept by the service, or folded by a command of the batch.
+    base: Option<FoldedState>,
+    /// Its events after `base` (all of them without one), read or decided.
+    tail: Vec<RecordedEvent>,
+    /// The events decided in the batch and not committed yet.
+    new_events: Vec<NewEvent>,
+}
+
+/// What a batch's commit wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Committed {
+    /// Commands that decided events since the previous commit.
+    pub commands: usize,
+    pub events: usize,
+    pub streams: usize,
+    /// The `$all` position of the last event written (none when nothing was pending).
+    pub position: Option<Position>,
+}
+
+impl<S: EventStore, I: EventIds> CommandService<S, I> {
+    /// A batch of commands decided one after another and appended together.
+    #[must_use = "a batch writes nothing until it is committed"]
+    pub fn batch(&self) -> CommandBatch<'_, S, I> {
+        CommandBatch {
+            service: self,
+            streams: HashMap::new(),
+            written: Vec::new(),
+            pending_events: 0,
+            pending_commands: 0,
+            max_events: MAX_EVENTS_PER_APPEND,
+        }
+    }
+
+    /// Keeps a state a batch folded and committed, as `run` keeps the hot streams' states.
+    fn keep_committed(&self, stream: &StreamId, state: &FoldedState) {
+        if state.version + 1 < CACHE_MIN_EVENTS {
+            return;
+        }
+        if let Ok(mut kept) = self.kept.lock() {
+            kept.keep(stream.clone(), state.clone(), self.kept_bounds);
+        }
+    }
+}
+
+impl<S: EventStore, I: EventIds> CommandBatch<'_, S, I> {
+    /// Commits automatically before a command whose events would take one append beyond
+    /// `events` (the store's [`MAX_EVENTS_PER_APPEND`] at most, and by default).
+    pub fn with_max_events(mut self, events: usize) -> Self {
+        self.max_events = events.clamp(1, MAX_EVENTS_PER_APPEND);
+        self
+    }
+
+    /// Commands decided and not committed yet (those that decided no event are not counted).
+    pub fn pending_commands(&self) -> usize {
+        self.pending_commands
+    }
+
+    /// Events decided and not committed yet.
+    pub fn pending_events(&self) -> usize {
+        self.pending_events
+    }
+
+    /// Decides one command against the batch's states and keeps its events for the commit.
+    /// A refusal (or any error) leaves nothing of the command in the batch. Answers the
+    /// subject's version once the batch is committed (`None`: no stream).
+    ///
+    /// Should the command's events not fit in the append with those pending, the pending ones
+    /// are committed first; a failure of that commit is this call's error (see
+    /// [`CommandBatch::commit`]).
+    pub async fn run<D: Decision>(
+        &mut self,
+        decision: &D,
+        facts: &D::Facts,
+        metadata: &CommandMetadata,
+    ) -> Result<Option<u64>, CommandError<D::Error>> {
+        let subject = decision.subject().map_err(CommandError::Rejected)?;
+        let metadata = encode_metadata(metadata)?;
+        let (histories, created) = self.load_boundary(decision, &subject).await?;
+        let decided = decision
+            .state(&histories)
+            .map_err(CommandError::Codec)
+            .and_then(|state| decision.decide(&state, facts).map_err(CommandError::Rejected));
+        self.keep(&histories);
+        let decided = Decided::group(&decided?)?;
+        if let Some(outside) = decided.iter().find(|decided| !histories.streams.contains_key(&decided.stream)) {
+            return Err(CommandError::Codec(CodecError {
+                action: "append",
+                event_type: outside.events.first().map_or("", |event| event.0).to_string(),
+                reason: format!("stream {} is outside the decision's boundary", outside.stream),
+            }));
+        }
+        let events: usize = decided.iter().map(|decided| decided.events.len()).sum();
+        if events == 0 {
+            return Ok(self.streams.get(&subject).and_then(|stream| stream.version));
+        }
+        if events > self.max_events {
+            return Err(CommandError::Store(StoreError::InvalidAppend(format!(
+                "one command decided {events} events; an append carries at most {}",
+                self.max_events
+            ))));
+        }
+        if self.pending_events + events > self.max_events {
+            self.commit::<D::Error>().await?;
+        }
+        if let Some(created) = created.filter(|created| decided.iter().any(|decided| &decided.stream == created)) {
+            // Not read: the append expects no stream, and conflicts at commit if it exists.
+            self.streams.insert(
+                created,
+                BatchStream { read_at: None, version: None, base: None, tail: Vec::new(), new_events: Vec::new() },
+            );
+        }
+        for decided in decided {
+            let new_events = self.service.new_events(decided.events, &metadata);
+            let Some(stream) = self.streams.get_mut(&decided.stream) else { continue };
+            if stream.new_events.is_empty() {
+                self.written.push(decided.stream.clone());
+            }
+            for event in new_events {
+                let version = stream.version.map_or(0, |version| version + 1);
+                stream.tail.push(RecordedEvent {
+                    // Not written yet: no position; the epoch, as only upcasters read the time
+                    // and these events are of the current schema.
+                    position: Position(0),
+                    stream: decided.stream.clone(),
+                    stream_version: version,
+                    event_id: event.event_id,
+                    event_type: event.event_type.clone(),
+                    schema_version: event.schema_version,
+                    data: event.data.clone(),
+                    metadata: event.metadata.clone(),
+                    recorded_at: chrono::DateTime::UNIX_EPOCH,
+                });
+                stream.version = Some(version);
+                stream.new_events.push(event);
+            }
+        }
+        self.pending_events += events;
+        self.pending_commands += 1;
+        Ok(self.streams.get(&subject).and_then(|stream| stream.version))
+    }
+
+    /// The state of one aggregate as the batch has it (its decided events included) and its
+    /// version: what the caller needs to choose its next command.
+    pub async fn state<A: Aggregate, E>(
+        &mut self,
+        stream: &StreamId,
+    ) -> Result<(A::State, Option<u64>), CommandError<E>> {
+        self.read(std::slice::from_ref(stream)).await.map_err(CommandError::Store)?;
+        let mut histories = Histories { record_every_state: true, ..Histories::default() };
+        self.show(&mut histories, stream);
+        let state = histories.state::<A>(stream);
+        self.keep(&histories);
+        Ok((state?, self.streams.get(stream).and_then(|stream| stream.version)))
+    }
+
+    /// Appends every stream written since the last commit in one multi-stream append, each at
+    /// the version it was read at. The batch then goes on from the states it has folded (the
+    /// hot streams' are also kept by the service, as `run` keeps them). On a failure nothing
+    /// is written and the batch is emptied: its states included events that were not written.
+    pub async fn commit<E>(&mut self) -> Result<Committed, CommandError<E>> {
+        let mut appends = Vec::with_capacity(self.written.len());
+        for name in std::mem::take(&mut self.written) {
+            let Some(stream) = self.streams.get_mut(&name) else { continue };
+            appends.push(StreamAppend {
+                expected: stream.read_at.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact),
+                events: std::mem::take(&mut stream.new_events),
+                stream: name,
+            });
+        }
+        let committed = Committed {
+            commands: std::mem::take(&mut self.pending_commands),
+            events: std::mem::take(&mut self.pending_events),
+            streams: appends.len(),
+            position: None,
+        };
+        if appends.is_empty() {
+            return Ok(committed);
+        }
+        let appended: Vec<StreamId> = appends.iter().map(|append| append.stream.clone()).collect();
+        match self.service.store.append_multi(appends).await {
+            Ok(results) => {
+                for name in &appended {
+                    if let Some(stream) = self.streams.get_mut(name) {
+                        stream.read_at = stream.version;
+                    }
+                }
+                // Every state the batch folded is now of written events: keep the hot ones.
+                for (name, stream) in &self.streams {
+                    if let Some(base) = &stream.base {
+                        self.service.keep_committed(name, base);
+                    }
+                }
+                Ok(Committed { position: results.iter().map(|result| result.position).max(), ..committed })
+            }
+            Err(error) => {
+                self.streams.clear();
+                Err(match error {
+                    StoreError::WrongExpectedVersion { stream, expected, actual } => {
+                        CommandError::Conflict { stream, expected, actual }
+                    }
+                    other => CommandError::Store(other),
+                })
+            }
+        }
+    }
+
+    /// Reads the streams the batch does not know yet, in one round trip: each after the state
+    /// the service kept of it, if any.
+    async fn read(&mut self, streams: &[StreamId]) -> Result<(), StoreError> {
+        let mut from = Vec::new();
+        for stream in streams {
+            if self.streams.contains_key(stream) || from.iter().any(|(known, _)| known == stream) {
+                continue;
+            }
+            let kept = self.service.kept.lock().ok().and_then(|mut kept| kept.get(stream));
+            let version = kept.as_ref().map(|kept| kept.version);
+            from.push((stream.clone(), version.map_or(0, |version| version + 1)));
+            let unread =
+                BatchStream { read_at: version, version, base: kept, tail: Vec::new(), new_events: Vec::new() };
+            self.streams.insert(stream.clone(), unread);
+        }
+        if from.is_empty() {
+            return Ok(());
+        }
+        let events = match self.service.store.read_streams_from(&from).await {
+            Ok(events) => events,
+            Err(error) => {
+                // Not read after all: forget them, so that a later command reads them again.
+                for (stream, _) in &from {
+                    self.streams.remove(stream);
+                }
+                return Err(error);
+            }
+        };
+        for event in events {
+            if let Some(stream) = self.streams.get_mut(&event.stream) {
+                stream.read_at = Some(event.stream_version);
+                stream.version = Some(event.stream_version);
+                stream.tail.push(event);
+            }
+        }
+        Ok(())
+    }
+
+    /// Shows a stream the batch knows to a decision: its folded state and the events after it.
+    fn show(&self, histories: &mut Histories, name: &StreamId) {
+        if let Some(stream) = self.streams.get(name) {
+            histories
+                .streams
+                .insert(name.clone(), StreamHistory { version: stream.version, events: stream.tail.clone() });
+            if let Some(base) = &stream.base {
+                histories.bases.insert(name.clone(), base.clone());
+            }
+        }
+    }
+
+    /// Folds forward from the states a decision folded: the next command on the stream folds
+    /// only the events after them.
+    fn keep(&mut self, histories: &Histories) {
+        let Ok(mut folded) = histories.folded.lock() else { return };
+        for (name, state) in folded.drain(..) {
+            let Some(stream) = self.streams.get_mut(&name) else { continue };
+            if stream.version == Some(state.version) {
+                stream.tail.retain(|event| event.stream_version > state.version);
+                stream.base = Some(state);
+            }
+        }
+    }
+
+    /// The decision's subject, then its boundary until it stops growing, as `run` loads them
+    /// but from the batch's states. Answers also the subject when the decision creates it and
+    /// the batch does not know it: it is not read (as on `run`'s first attempt).
+    async fn load_boundary<D: Decision>(
+        &mut self,
+        decision: &D,
+        subject: &StreamId,
+    ) -> Result<(Histories, Option<StreamId>), CommandError<D::Error>> {
+        let mut histories = Histories { record_every_state: true, ..Histories::default() };
+        let mut wanted = vec![subject.clone()];
+        let mut created = None;
+        if decision.creates_subject() && !self.streams.contains_key(subject) {
+            histories.streams.insert(subject.clone(), StreamHistory::default());
+            created = Some(subject.clone());
+            wanted.clear();
+        }
+        // As `run` does: the streams it reads whatever its subject holds are read with it.
+        if let Ok(known_already) = decision.boundary(&histories) {
+            for stream in known_already {
+                if !wanted.contains(&stream) && !histories.streams.contains_key(&stream) {
+                    wanted.push(stream);
+                }
+            }
+        }
+        for _ in 0..=BOUNDARY_ROUNDS {
+            self.read(&wanted).await.map_err(CommandError::Store)?;
+            for stream in &wanted {
+                self.show(&mut histories, stream);
+            }
+            wanted = decision
+                .boundary(&histories)
+                .map_err(CommandError::Rejected)?
+                .into_iter()
+                .filter(|stream| !histories.streams.contains_key(stream))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if wanted.is_empty() {
+                return Ok((histories, created));
+            }
+        }
+        Err(CommandError::Codec(CodecError {
+            action: "load",
+            event_type: subject.to_string(),
+            reason: format!("the decision's boundary kept growing after {BOUNDARY_ROUNDS} rounds"),
+        }))
     }
 }
 
@@ -1690,5 +2042,216 @@ mod tests {
             run(&tiny, &add_to(stream("a"), 1)).expect("add");
         }
         assert_eq!(reads(&tiny, "a"), 40, "a state larger than the bound is never kept: read whole");
+    }
+
+    /// Decides a command in a batch, as request `request`.
+    fn batch_run<D: Decision<Facts = ()>>(
+        batch: &mut CommandBatch<'_, MemoryStore, SequentialIds>,
+        decision: &D,
+        request: &str,
+    ) -> Result<Option<u64>, CommandError<D::Error>> {
+        let metadata = CommandMetadata { request_id: request.into(), ..metadata() };
+        block_on(batch.run(decision, &(), &metadata))
+    }
+
+    /// The request ids and event ids stored in `stream`, in order.
+    fn stored(service: &CommandService<MemoryStore, SequentialIds>, stream: &StreamId) -> Vec<(String, u128)> {
+        let events = service.store().events.lock().expect("lock");
+        events
+            .iter()
+            .filter(|event| &event.stream == stream)
+            .map(|event| {
+                (event.metadata["request_id"].as_str().unwrap_or_default().to_string(), event.event_id.as_u128())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_decides_each_command_on_the_events_decided_before_it_in_the_batch() {
+        // Given a counter at 100
+        let service = service();
+        run(&service, &add(100)).expect("before the batch");
+        // When a batch adds 300 and 400, then 300 more
+        let mut batch = service.batch();
+        let (first, second, third) = (add(300), add(400), add(300));
+        assert_eq!(batch_run(&mut batch, &first, "req-a"), Ok(Some(1)), "the subject's version once committed");
+        assert_eq!(batch_run(&mut batch, &second, "req-b"), Ok(Some(2)));
+        let refused = batch_run(&mut batch, &third, "req-c");
+        // Then each decided on the total the ones before it left, and the third is refused on 800
+        assert!(matches!(&refused, Err(CommandError::Rejected(message)) if message.contains("800")), "{refused:?}");
+        assert_eq!((first.seen(), second.seen(), third.seen()), (vec![100], vec![400], vec![800]));
+        // And a decision over two streams sees the other stream's events decided in the batch
+        let a = named("counter-a");
+        let pair = Pair::new(&a, &counter(), |pair, _, read| vec![(pair.subject.clone(), Added(read))]);
+        batch_run(&mut batch, &pair, "req-d").expect("pair");
+        assert_eq!(pair.seen(), vec![(0, 800)]);
+        assert_eq!(block_on(batch.state::<Counter, String>(&a)), Ok((800, Some(0))), "the batch's state");
+        assert_eq!(service.store().events.lock().expect("lock").len(), 1, "nothing written before the commit");
+        block_on(batch.commit::<String>()).expect("commit");
+        assert_eq!(total(&service, &counter()), (800, Some(2)));
+        assert_eq!(total(&service, &a), (800, Some(0)));
+    }
+
+    #[test]
+    fn a_batch_commits_every_stream_it_wrote_in_one_append_with_each_commands_ids_and_metadata() {
+        // Given b with one event (id 1)
+        let service = service();
+        let (a, b) = (named("counter-a"), named("counter-b"));
+        run(&service, &add_to(b.clone(), 4)).expect("b exists");
+        let appends_before = service.store().appends.load(Ordering::SeqCst);
+        // When three commands write a, b, then both, and the batch is committed
+        let mut batch = service.batch();
+        batch_run(&mut batch, &add_to(a.clone(), 1), "req-1").expect("a");
+        batch_run(&mut batch, &add_to(b.clone(), 2), "req-2").expect("b");
+        let both =
+            Pair::new(&a, &b, |pair, _, _| vec![(pair.subject.clone(), Added(3)), (pair.read.clone(), Added(5))]);
+        batch_run(&mut batch, &both, "req-3").expect("both");
+        assert_eq!((batch.pending_commands(), batch.pending_events()), (3, 4));
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), appends_before, "nothing appended yet");
+        let committed = block_on(batch.commit::<String>()).expect("commit");
+        // Then one append wrote them all, each stream in the order decided, each event with its
+        // command's metadata and the id it was given when decided
+        assert_eq!(committed, Committed { commands: 3, events: 4, streams: 2, position: Some(Position(5)) });
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), appends_before + 1, "one append");
+        assert_eq!(service.store().added(&a), vec![Added(1), Added(3)]);
+        assert_eq!(service.store().added(&b), vec![Added(4), Added(2), Added(5)]);
+        let request = |id: &str, event: u128| (id.to_string(), event);
+        assert_eq!(stored(&service, &a), vec![request("req-1", 2), request("req-3", 4)]);
+        assert_eq!(stored(&service, &b), vec![request("req-1", 1), request("req-2", 3), request("req-3", 5)]);
+        // And a commit with nothing pending appends nothing
+        assert_eq!(block_on(batch.commit::<String>()), Ok(Committed::default()));
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), appends_before + 1);
+    }
+
+    #[test]
+    fn a_refusal_in_a_batch_leaves_nothing_of_that_command_in_the_batch() {
+        // Given a batch that added 300
+        let service = service();
+        let (a, c) = (named("counter-a"), named("counter-c"));
+        let mut batch = service.batch();
+        batch_run(&mut batch, &add(300), "req-1").expect("first");
+        // When a command is refused by its decision, one writes outside its boundary, and a
+        // created stream is refused the second time
+        let refused = batch_run(&mut batch, &add(5_000), "req-2");
+        assert!(matches!(refused, Err(CommandError::Rejected(_))), "{refused:?}");
+        let outside = Pair::new(&a, &counter(), |pair, _, _| {
+            vec![(pair.subject.clone(), Added(1)), (named("counter-c"), Added(1))]
+        });
+        let outcome = batch_run(&mut batch, &outside, "req-3");
+        assert!(
+            matches!(&outcome, Err(CommandError::Codec(error)) if error.reason.contains("outside the decision's boundary")),
+            "{outcome:?}"
+        );
+        // Then the batch is as the first command left it
+        assert_eq!((batch.pending_commands(), batch.pending_events()), (1, 1));
+        let next = add(300);
+        batch_run(&mut batch, &next, "req-4").expect("next");
+        assert_eq!(next.seen(), vec![300]);
+        assert_eq!(block_on(batch.state::<Counter, String>(&a)), Ok((0, None)));
+        block_on(batch.commit::<String>()).expect("commit");
+        assert_eq!(total(&service, &counter()), (600, Some(1)));
+        assert_eq!((total(&service, &a), total(&service, &c)), ((0, None), (0, None)));
+    }
+
+    #[test]
+    fn a_conflict_at_commit_writes_nothing_of_the_batch_and_is_not_retried() {
+        // Given a batch that wrote a and b, b read at version 0
+        let service = service();
+        let (a, b) = (named("counter-a"), named("counter-b"));
+        run(&service, &add_to(b.clone(), 4)).expect("b exists");
+        let mut batch = service.batch();
+        let (to_a, to_b) = (add_to(a.clone(), 1), add_to(b.clone(), 2));
+        batch_run(&mut batch, &to_a, "req-1").expect("a");
+        batch_run(&mut batch, &to_b, "req-2").expect("b");
+        let appends_before = service.store().appends.load(Ordering::SeqCst);
+        // When a rival writes to b just before the commit
+        *service.store().rival_stream.lock().expect("lock") = Some(b.clone());
+        service.store().rival_writes.store(1, Ordering::SeqCst);
+        let outcome = block_on(batch.commit::<String>());
+        // Then the caller sees the conflict, nothing of the batch is written, nothing decided again
+        assert!(matches!(&outcome, Err(CommandError::Conflict { stream, .. }) if *stream == b), "{outcome:?}");
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), appends_before + 1, "no second append");
+        assert_eq!(service.store().added(&a), vec![]);
+        assert_eq!(service.store().added(&b), vec![Added(4), Added(100)], "the rival's event only");
+        assert_eq!((to_a.seen(), to_b.seen()), (vec![0], vec![4]));
+        // And the batch is emptied: its next command reads b as the rival left it
+        assert_eq!((batch.pending_commands(), batch.pending_events()), (0, 0));
+        let again = add_to(b.clone(), 2);
+        batch_run(&mut batch, &again, "req-3").expect("again");
+        assert_eq!(again.seen(), vec![104]);
+        block_on(batch.commit::<String>()).expect("commit");
+        assert_eq!(service.store().added(&b), vec![Added(4), Added(100), Added(2)]);
+    }
+
+    #[test]
+    fn a_committed_batch_leaves_its_hot_states_kept_for_the_next_batch_and_run() {
+        // Given a batch of 40 commands on one counter, committed
+        let service = service();
+        let mut batch = service.batch();
+        for n in 0..40 {
+            batch_run(&mut batch, &add(1), &format!("req-{n}")).expect("add");
+        }
+        assert_eq!(service.store().events_read.load(Ordering::SeqCst), 0, "the counter was empty");
+        assert_eq!(service.store().stream_reads.load(Ordering::SeqCst), 1, "read once");
+        block_on(batch.commit::<String>()).expect("commit");
+        // When a new batch and then `run` add to it
+        service.store().events_read.store(0, Ordering::SeqCst);
+        let mut next = service.batch();
+        let decision = add(1);
+        batch_run(&mut next, &decision, "req-40").expect("add");
+        block_on(next.commit::<String>()).expect("commit");
+        // Then each read only the event after the state kept
+        assert_eq!(decision.seen(), vec![40]);
+        assert_eq!(service.store().events_read.load(Ordering::SeqCst), 1, "only the last event of the first batch");
+        service.store().events_read.store(0, Ordering::SeqCst);
+        run(&service, &add(1)).expect("run");
+        assert_eq!(service.store().events_read.load(Ordering::SeqCst), 1);
+        assert_eq!(total(&service, &counter()), (42, Some(41)));
+    }
+
+    #[test]
+    fn a_batch_commits_by_itself_before_a_command_would_take_its_append_beyond_the_limit() {
+        // Given a batch of at most 3 events per append holding 3
+        let service = service();
+        let mut batch = service.batch().with_max_events(3);
+        for n in 0..3 {
+            batch_run(&mut batch, &add(1), &format!("req-{n}")).expect("add");
+        }
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), 0);
+        // When a fourth command decides one more
+        batch_run(&mut batch, &add(1), "req-3").expect("add");
+        // Then the three were committed first, and the fourth waits for the next commit
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), 1);
+        assert_eq!((batch.pending_commands(), batch.pending_events()), (1, 1));
+        assert_eq!(total(&service, &counter()), (3, Some(2)));
+        // And a command deciding more than one append may carry is refused, the batch unchanged
+        let a = named("counter-a");
+        let too_many = Pair::new(&a, &counter(), |pair, _, _| vec![(pair.subject.clone(), Added(1)); 4]);
+        let outcome = batch_run(&mut batch, &too_many, "req-4");
+        assert!(matches!(outcome, Err(CommandError::Store(StoreError::InvalidAppend(_)))), "{outcome:?}");
+        assert_eq!(batch.pending_events(), 1);
+        block_on(batch.commit::<String>()).expect("commit");
+        assert_eq!(total(&service, &counter()), (4, Some(3)));
+        assert_eq!(service.store().appends.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_stream_a_batch_creates_is_not_read_and_the_commands_after_see_it() {
+        // Given a fresh stream created in a batch
+        let service = service();
+        let fresh = named("counter-fresh");
+        let mut batch = service.batch();
+        assert_eq!(batch_run(&mut batch, &CreateCounter(fresh.clone()), "req-1"), Ok(Some(0)));
+        assert_eq!(service.store().stream_reads.load(Ordering::SeqCst), 0, "not read");
+        // When it is created again in the same batch, then it is refused on the batch's state
+        let again = batch_run(&mut batch, &CreateCounter(fresh.clone()), "req-2");
+        assert!(matches!(&again, Err(CommandError::Rejected(message)) if message.contains("exists")), "{again:?}");
+        block_on(batch.commit::<String>()).expect("commit");
+        // When another batch creates it without reading it, then its commit conflicts
+        let mut late = service.batch();
+        batch_run(&mut late, &CreateCounter(fresh.clone()), "req-3").expect("decided unread");
+        let outcome = block_on(late.commit::<String>());
+        assert!(matches!(outcome, Err(CommandError::Conflict { .. })), "{outcome:?}");
+        assert_eq!(total(&service, &fresh), (1, Some(0)), "written once");
     }
 }

@@ -6,21 +6,26 @@
 //! ones up to 90 % (§13), agreements with quarterly progress reports (§21), monthly usage and
 //! disbursement. Capacity reading: 3,000 PFLOPS (§5) taken as 375 eight-GPU H800 nodes, i.e.
 //! 270,000 GPU node-hours a month, of which 90 % may be subsidised (§10).
+//!
+//! Every command is decided by its own decision, as the service would decide it; the decided
+//! commands are appended in bulk through a [`CommandBatch`], hundreds to an append.
 
 use chrono::{Datelike, Months, NaiveDate, TimeDelta};
 
-use crate::command_service::{CommandError, CommandMetadata, Decision, EventIds};
+use crate::command_service::{CommandBatch, CommandError, CommandMetadata, Decision, EventIds};
 use crate::event_store::EventStore;
+use crate::progress::Progress;
 use crate::subsidy::application::{
-    ApproveApplication, ChargeUsage, CheckEligibility, CloseProject, CommitteeMeeting, Contact, Kpis, RecordAssessment,
-    RejectApplication, RequestedResource, Scores, SignAgreement, Submission, SubmitApplication, SubmitProgressReport,
-    Undertakings, WithdrawApplication,
+    Application, ApplicationState, ApproveApplication, ChargeUsage, CheckEligibility, CloseProject, CommitteeMeeting,
+    Contact, Kpis, RecordAssessment, RejectApplication, RequestedResource, Scores, SignAgreement, Status, Submission,
+    SubmitApplication, SubmitProgressReport, Undertakings, WithdrawApplication,
 };
 use crate::subsidy::batches::{Batch, CloseBatch, OpenBatch};
 use crate::subsidy::capacity::{Allocation, DeclareCapacity};
 use crate::subsidy::funding::{BudgetLine, RecordFundingReceived};
 use crate::subsidy::prices::SetServiceRate;
 use crate::subsidy::service::SchemeService;
+use crate::subsidy::streams;
 use crate::subsidy::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
 use crate::subsidy::{DomainError, Facts};
 
@@ -76,14 +81,76 @@ fn failed(step: impl Into<String>) -> impl FnOnce(CommandError<DomainError>) -> 
     move |error| SeedError { step, reason: error.to_string() }
 }
 
-/// Runs one decision as `actor` in `role` on `today`.
-async fn act<S: EventStore, I: EventIds, D: Decision<Facts = Facts, Error = DomainError>>(
-    scheme: &SchemeService<S, I>,
-    decision: &D,
-    today: NaiveDate,
-    (actor, role, request): (&str, &str, u64),
-) -> Result<(), CommandError<DomainError>> {
-    scheme.run(decision, &Facts::new(today, actor), None, &meta(actor, role, request)).await.map(|_| ())
+/// Commands decided before their events are appended together: about a thousand events an
+/// append, instead of one round trip to the log per command.
+const COMMANDS_PER_COMMIT: usize = 500;
+
+/// What a command came to: the outer error is a failed commit of the commands decided before
+/// it (the caller cannot go on), the inner one the command's own outcome (a refusal the
+/// generator may expect).
+type Acted = Result<Result<(), CommandError<DomainError>>, SeedError>;
+
+/// Runs the generator's commands through the command service in batches: each command is
+/// decided by its own decision on the state the commands before it left, and the decided
+/// commands are appended [`COMMANDS_PER_COMMIT`] at a time. The generator is the only writer,
+/// so a batch decides exactly as one command after another would.
+struct Seeder<'a, S, I> {
+    scheme: &'a SchemeService<S, I>,
+    batch: CommandBatch<'a, S, I>,
+    progress: &'a dyn Progress,
+    /// The last request numbered (each command is request `demo-{n}`).
+    request: u64,
+    /// The last request whose command is in the log.
+    committed: u64,
+}
+
+impl<'a, S: EventStore, I: EventIds> Seeder<'a, S, I> {
+    fn new(scheme: &'a SchemeService<S, I>, progress: &'a dyn Progress) -> Self {
+        Self { scheme, batch: scheme.commands().batch(), progress, request: 0, committed: 0 }
+    }
+
+    /// Decides one command as `actor` in `role` on `today`, after committing the batch if it is full.
+    async fn act<D: Decision<Facts = Facts, Error = DomainError>>(
+        &mut self,
+        decision: &D,
+        today: NaiveDate,
+        (actor, role): (&str, &str),
+    ) -> Acted {
+        if self.batch.pending_commands() >= COMMANDS_PER_COMMIT {
+            self.commit().await?;
+        }
+        self.request += 1;
+        let facts = Facts::new(today, actor);
+        Ok(self.batch.run(decision, &facts, &meta(actor, role, self.request)).await.map(|_| ()))
+    }
+
+    /// An application as the commands decided so far left it.
+    async fn application_state(&mut self, id: &str) -> Result<ApplicationState, CommandError<DomainError>> {
+        let stream = streams::application(id).map_err(CommandError::Rejected)?;
+        let (state, _) = self.batch.state::<Application, DomainError>(&stream).await?;
+        if state.status == Status::New {
+            return Err(CommandError::Rejected(DomainError::UnknownApplication { application: id.to_string() }));
+        }
+        Ok(state)
+    }
+
+    /// Appends the commands decided since the last commit, and tells `progress`.
+    async fn commit(&mut self) -> Result<(), SeedError> {
+        let step = format!("the commit of requests demo-{} to demo-{}", self.committed + 1, self.request);
+        self.batch.commit::<DomainError>().await.map_err(failed(step))?;
+        self.committed = self.request;
+        self.progress.reached(self.committed);
+        Ok(())
+    }
+
+    /// Commits, then starts a batch that knows no stream yet: a quarter's applications are
+    /// not used again, so the batch holds one quarter's states at most (the hot streams'
+    /// states are kept by the command service).
+    async fn commit_and_forget(&mut self) -> Result<(), SeedError> {
+        self.commit().await?;
+        self.batch = self.scheme.commands().batch();
+        Ok(())
+    }
 }
 
 fn meta(actor: &str, role: &str, n: u64) -> CommandMetadata {
@@ -142,16 +209,32 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
     applications: usize,
     years: u32,
     seed: u64,
-    progress: &dyn crate::progress::Progress,
+    progress: &dyn Progress,
+) -> Result<SeedSummary, SeedError> {
+    let mut seeder = Seeder::new(scheme, progress);
+    match generate(&mut seeder, applications, years, seed).await {
+        Ok(summary) => {
+            seeder.commit().await?;
+            Ok(summary)
+        }
+        Err(error) => {
+            // The log keeps what was decided before the failing step, as when every command
+            // was appended on its own; should that commit fail too, the step's error is the one to tell.
+            let _ = seeder.commit().await;
+            Err(error)
+        }
+    }
+}
+
+/// The scheme's commands, in order.
+async fn generate<S: EventStore, I: EventIds>(
+    seeder: &mut Seeder<'_, S, I>,
+    applications: usize,
+    years: u32,
+    seed: u64,
 ) -> Result<SeedSummary, SeedError> {
     let mut dice = Dice(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut summary = SeedSummary { applications, ..SeedSummary::default() };
-    let mut request = 0_u64;
-    let mut next = || {
-        progress.reached(request);
-        request += 1;
-        request
-    };
     let years = years.clamp(1, 3) as i32;
     // Funding, prices, capacity and the batch calendar.
     // Projects approved late in a year run into the next: fund that year too where §23 has it.
@@ -165,9 +248,7 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
             let received_on = year.first_day();
             let funding =
                 RecordFundingReceived { year, line, amount: Money::from_cents(millions * 100_000_000), received_on };
-            act(scheme, &funding, received_on, ("finance-demo", "finance_officer", next()))
-                .await
-                .map_err(failed("funding"))?;
+            seeder.act(&funding, received_on, ("finance-demo", "finance_officer")).await?.map_err(failed("funding"))?;
         }
     }
     let first_year = CASH_FLOW[0].0;
@@ -177,12 +258,13 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
         unit: "node-hour".into(),
         effective_from: date(first_year, 4, 1),
     };
-    act(scheme, &rate, rate.effective_from, ("admin-demo", "administrator", next())).await.map_err(failed("prices"))?;
+    seeder.act(&rate, rate.effective_from, ("admin-demo", "administrator")).await?.map_err(failed("prices"))?;
     let last_month = Period::of(date(first_year + years + 1, 12, 1));
     for month in Period::range(Period::of(date(first_year, 4, 1)), last_month) {
         let declared = DeclareCapacity { service_type: gpu(), period: month, units: GPU_NODE_HOURS_PER_MONTH };
-        act(scheme, &declared, date(first_year, 4, 1), ("admin-demo", "administrator", next()))
-            .await
+        seeder
+            .act(&declared, date(first_year, 4, 1), ("admin-demo", "administrator"))
+            .await?
             .map_err(failed("capacity"))?;
     }
     // Quarterly batches: deadlines at quarter ends, committee two weeks later.
@@ -195,8 +277,9 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
             let batch = Batch { deadline, committee_date: deadline + TimeDelta::days(15), closed: true };
             let id = format!("{year}-{:02}-q{}", (year + 1) % 100, quarter + 1);
             let opened = OpenBatch { batch_id: id.clone(), deadline, committee_date: batch.committee_date };
-            act(scheme, &opened, date(first_year, 4, 1), ("secretariat-demo", "committee_secretariat", next()))
-                .await
+            seeder
+                .act(&opened, date(first_year, 4, 1), ("secretariat-demo", "committee_secretariat"))
+                .await?
                 .map_err(failed("batches"))?;
             batches.push((id, batch));
         }
@@ -211,8 +294,9 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
             let submission = random_submission(&mut dice, number, batch.deadline);
             let submitted_on = batch.deadline - TimeDelta::days(1 + dice.below(80) as i64);
             let submit = SubmitApplication { application_id: id.clone(), submission };
-            act(scheme, &submit, submitted_on, ("intake-demo", "intake_officer", next()))
-                .await
+            seeder
+                .act(&submit, submitted_on, ("intake-demo", "intake_officer"))
+                .await?
                 .map_err(failed(format!("submit {id}")))?;
             in_batch.push(id);
             number += 1;
@@ -221,26 +305,26 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
         for id in &in_batch {
             if dice.chance(5) {
                 let withdraw = WithdrawApplication { application_id: id.clone(), reason: "applicant withdrew".into() };
-                act(scheme, &withdraw, batch.deadline, ("intake-demo", "intake_officer", next()))
-                    .await
+                seeder
+                    .act(&withdraw, batch.deadline, ("intake-demo", "intake_officer"))
+                    .await?
                     .map_err(failed("withdraw"))?;
                 summary.withdrawn += 1;
             }
         }
         let close = CloseBatch { batch_id: batch_id.clone() };
-        act(scheme, &close, batch.deadline + TimeDelta::days(1), ("secretariat-demo", "committee_secretariat", next()))
-            .await
+        seeder
+            .act(&close, batch.deadline + TimeDelta::days(1), ("secretariat-demo", "committee_secretariat"))
+            .await?
             .map_err(failed("close batch"))?;
         for id in &in_batch {
             let check = CheckEligibility { application_id: id.clone() };
-            match act(scheme, &check, batch.deadline + TimeDelta::days(3), ("intake-demo", "intake_officer", next()))
-                .await
-            {
+            match seeder.act(&check, batch.deadline + TimeDelta::days(3), ("intake-demo", "intake_officer")).await? {
                 Ok(_) => {}
                 Err(CommandError::Rejected(DomainError::ApplicationClosed { .. })) => continue,
                 Err(error) => return Err(failed("eligibility")(error)),
             }
-            let (state, _) = scheme.application_state(id).await.map_err(failed("read"))?;
+            let state = seeder.application_state(id).await.map_err(failed("read"))?;
             if !state.ineligibility.is_empty() {
                 summary.ineligible += 1;
                 continue;
@@ -259,8 +343,9 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
                 conditions: vec![],
                 no_conflict_declared: true,
             };
-            act(scheme, &assessment, batch.deadline + TimeDelta::days(3), ("assessor-demo", "assessor", next()))
-                .await
+            seeder
+                .act(&assessment, batch.deadline + TimeDelta::days(3), ("assessor-demo", "assessor"))
+                .await?
                 .map_err(failed("assess"))?;
             assessed.push(id.clone());
         }
@@ -272,7 +357,7 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
         };
         for id in &assessed {
             if dice.chance(25) {
-                reject(scheme, id, &meeting, "the computing requirement is not justified", next()).await?;
+                reject(seeder, id, &meeting, "the computing requirement is not justified").await?;
                 summary.rejected += 1;
                 continue;
             }
@@ -301,13 +386,13 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
                 end,
                 conditions: vec!["quarterly progress reports".into()],
             };
-            let secretariat = ("secretariat-demo", "committee_secretariat", next());
-            match act(scheme, &approve, meeting.decided_on, secretariat).await {
+            let secretariat = ("secretariat-demo", "committee_secretariat");
+            match seeder.act(&approve, meeting.decided_on, secretariat).await? {
                 Ok(_) => {}
                 Err(CommandError::Rejected(
                     DomainError::BudgetShort { .. } | DomainError::CapacityCapExceeded { .. },
                 )) => {
-                    reject(scheme, id, &meeting, "no subsidy or capacity left in the period", next()).await?;
+                    reject(seeder, id, &meeting, "no subsidy or capacity left in the period").await?;
                     summary.rejected += 1;
                     continue;
                 }
@@ -320,8 +405,9 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
                 signed_on: start - TimeDelta::days(5),
                 reporting_due_dates: due_dates.clone(),
             };
-            act(scheme, &agreement, agreement.signed_on, ("secretariat-demo", "committee_secretariat", next()))
-                .await
+            seeder
+                .act(&agreement, agreement.signed_on, ("secretariat-demo", "committee_secretariat"))
+                .await?
                 .map_err(failed("agreement"))?;
             let mut reported = Vec::new();
             for allocation in &allocations {
@@ -329,7 +415,7 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
                 let now_due: Vec<NaiveDate> =
                     due_dates.iter().copied().filter(|due| *due < charge_day && !reported.contains(due)).collect();
                 for due in now_due {
-                    submit_report(scheme, id, due, &mut dice, next()).await?;
+                    submit_report(seeder, id, due, &mut dice).await?;
                     reported.push(due);
                     summary.progress_reports += 1;
                 }
@@ -345,47 +431,46 @@ pub async fn seed_reporting<S: EventStore, I: EventIds>(
                     period: allocation.period,
                     units,
                 };
-                act(scheme, &usage, charge_day, ("finance-demo", "finance_officer", next()))
-                    .await
-                    .map_err(failed("usage"))?;
+                seeder.act(&usage, charge_day, ("finance-demo", "finance_officer")).await?.map_err(failed("usage"))?;
                 summary.usage_lines += 1;
             }
             for due in due_dates.iter().filter(|due| !reported.contains(*due)) {
-                submit_report(scheme, id, *due, &mut dice, next()).await?;
+                submit_report(seeder, id, *due, &mut dice).await?;
                 summary.progress_reports += 1;
             }
             let complete = CloseProject { application_id: id.clone(), termination_reason: None };
-            act(scheme, &complete, end + TimeDelta::days(30), ("secretariat-demo", "committee_secretariat", next()))
-                .await
+            seeder
+                .act(&complete, end + TimeDelta::days(30), ("secretariat-demo", "committee_secretariat"))
+                .await?
                 .map_err(failed("complete"))?;
         }
+        seeder.commit_and_forget().await?;
     }
     Ok(summary)
 }
 
 async fn reject<S: EventStore, I: EventIds>(
-    scheme: &SchemeService<S, I>,
+    seeder: &mut Seeder<'_, S, I>,
     id: &str,
     meeting: &CommitteeMeeting,
     reason: &str,
-    request: u64,
 ) -> Result<(), SeedError> {
     let rejection = RejectApplication {
         application_id: id.to_string(),
         meeting: meeting.clone(),
         reasons: vec![reason.to_string()],
     };
-    act(scheme, &rejection, meeting.decided_on, ("secretariat-demo", "committee_secretariat", request))
-        .await
+    seeder
+        .act(&rejection, meeting.decided_on, ("secretariat-demo", "committee_secretariat"))
+        .await?
         .map_err(failed("reject"))
 }
 
 async fn submit_report<S: EventStore, I: EventIds>(
-    scheme: &SchemeService<S, I>,
+    seeder: &mut Seeder<'_, S, I>,
     id: &str,
     due: NaiveDate,
     dice: &mut Dice,
-    request: u64,
 ) -> Result<(), SeedError> {
     let kpis = Kpis {
         ai_models_trained_or_deployed: dice.below(3) as u32,
@@ -395,7 +480,7 @@ async fn submit_report<S: EventStore, I: EventIds>(
         patents: dice.below(2) as u32,
     };
     let report = SubmitProgressReport { application_id: id.to_string(), due, kpis, summary: "on track".into() };
-    act(scheme, &report, due, ("intake-demo", "intake_officer", request)).await.map_err(failed("progress report"))
+    seeder.act(&report, due, ("intake-demo", "intake_officer")).await?.map_err(failed("progress report"))
 }
 
 fn random_submission(dice: &mut Dice, number: usize, deadline: NaiveDate) -> Submission {
