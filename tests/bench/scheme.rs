@@ -599,7 +599,7 @@ async fn main() {
     let seeded_events = count_events(&pool).await;
     eprintln!("seeded {applications} applications: {seeded_events} events in {:.1} s", seeded.as_secs_f64());
     rows.push(format!(
-        "| `aisc demo seed --applications {applications}` (every command through the command service) | {:.0} events/s ({seeded_events} events, {:.0} s, peak {seed_peak:.0} MiB) | — | — | — |",
+        "| `aisc demo seed --applications {applications}` (every command decided by the command service, appended in batches of up to 500 commands) | {:.0} events/s ({seeded_events} events, {:.0} s, peak {seed_peak:.0} MiB) | — | — | — |",
         seeded_events as f64 / seeded.as_secs_f64(),
         seeded.as_secs_f64()
     ));
