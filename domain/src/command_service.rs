@@ -739,34 +739,43 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
     }
 
     /// The current state of each stream and its version: streams with a kept state read only
-    /// the events after it, the others are read together in one query.
+    /// the events after it. Each stream is folded page by page as it is read, so a stream of
+    /// a million events is never held in memory whole (only its state is).
     pub async fn current_states<A: Aggregate, E>(
         &self,
         streams: &[StreamId],
     ) -> Result<Vec<(A::State, Option<u64>)>, CommandError<E>> {
-        let mut histories = Histories::default();
-        let mut cold = Vec::new();
+        let mut states = Vec::with_capacity(streams.len());
         for stream in streams {
             let kept = self.kept.lock().ok().and_then(|mut kept| kept.get(stream));
-            match kept {
-                Some(kept) if kept.aggregate == TypeId::of::<A>() => {
-                    let history = self.load_after(stream, Some(kept.version)).await.map_err(CommandError::Store)?;
-                    histories.bases.insert(stream.clone(), kept);
-                    histories.streams.insert(stream.clone(), history);
+            let base = kept.and_then(|kept| {
+                let state = kept.state.downcast_ref::<A::State>().filter(|_| kept.aggregate == TypeId::of::<A>())?;
+                Some((state.clone(), kept.version))
+            });
+            let (mut state, mut version) = match base {
+                Some((state, version)) => (state, Some(version)),
+                None => (A::State::default(), None),
+            };
+            loop {
+                let from = version.map_or(0, |version| version + 1);
+                let page = self
+                    .store
+                    .read_stream(stream, Some(from), ReadDirection::Forward, LOAD_PAGE)
+                    .await
+                    .map_err(CommandError::Store)?;
+                let full = page.len() == LOAD_PAGE;
+                for recorded in &page {
+                    state = A::apply(state, &recorded.decode::<A::Event>().map_err(CommandError::Codec)?);
+                    version = Some(recorded.stream_version);
                 }
-                _ => cold.push(stream.clone()),
+                if !full {
+                    break;
+                }
             }
+            self.remember::<A>(stream, version, &state);
+            states.push((state, version));
         }
-        histories.streams.extend(self.load_many(&cold).await.map_err(CommandError::Store)?);
-        let states = streams
-            .iter()
-            .map(|stream| {
-                let version = histories.get(stream).and_then(|history| history.version);
-                Ok((histories.state::<A>(stream)?, version))
-            })
-            .collect::<Result<Vec<_>, CodecError>>();
-        self.keep(&histories);
-        Ok(states?)
+        Ok(states)
     }
 
     /// Appends each decision at the version its stream was loaded at (`None`: no stream yet).
