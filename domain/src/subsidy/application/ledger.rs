@@ -302,7 +302,12 @@ impl UsageLedger {
             service_type: self.services.get(usize::from(charge.service))?.clone(),
             period: charge.period,
             units: charge.units,
-            rate_per_unit: Money::from_cents(charge.gross.cents().checked_div(i64::try_from(charge.units).ok()?)?),
+            rate_per_unit: Money::from_cents(
+                i64::try_from(charge.units)
+                    .ok()
+                    .filter(|units| *units > 0)
+                    .map_or(0, |units| charge.gross.cents() / units),
+            ),
             gross: charge.gross,
             subsidy: charge.subsidy,
             year: charge.year,
@@ -430,6 +435,19 @@ mod tests {
         );
         assert!(ledger.contains("july-2") && ledger.contains("july-02") && !ledger.contains("july-3"));
         assert!(!ledger.contains("august-2"), "an unseen prefix is not charged");
+    }
+
+    #[test]
+    fn a_line_reads_back_with_its_rate_gross_and_subsidy() {
+        let gpu = gpu();
+        let mut ledger = UsageLedger::default();
+        ledger.record(charge("a-2", Some("a"), &gpu, 10));
+        let line = ledger.get("a-2").expect("charged");
+        assert_eq!(
+            (line.rate_per_unit, line.gross, line.subsidy),
+            (Money::from_cents(200), Money::from_cents(2_000), Money::from_cents(1_000))
+        );
+        assert_eq!((line.import_id.as_deref(), line.units, line.reversed), (Some("a"), 10, false));
     }
 
     #[test]
