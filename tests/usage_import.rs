@@ -565,3 +565,34 @@ async fn the_cli_refuses_a_repeated_line_naming_the_first_import_unless_allow_re
     let _ = std::fs::remove_dir_all(&directory);
     database.drop_database().await;
 }
+
+#[tokio::test]
+async fn a_refused_import_leaves_the_kept_states_as_they_were_for_the_next_import() {
+    let database = TestDatabase::create().await;
+    let scheme = scheme_with_agreements(&database, day(2026, 1, 15)).await;
+    // Forty single charges of 10 node-hours: a1's history is long enough for the service to
+    // keep its folded state between commands, which the import then decides on in place.
+    for n in 0..40 {
+        let charge = usage("a1", &format!("single-{n}"), "2025-07", 10);
+        act(&scheme, &charge, "fin-1", "finance_officer", today()).await.expect("single charge");
+    }
+    // The 600 node-hours left in July, and a line that refuses the whole file.
+    let filling =
+        "project,service_type,units,period\na1,gpu_node_hour_h800,350,2025-07\na1,gpu_node_hour_h800,250,2025-07\n";
+    let refused_file = format!("{filling}nobody,gpu_node_hour_h800,1,2025-07\n");
+    let refused = import(&scheme, request("july-fill", &refused_file, ImportMode::AllOrNothing, 100)).await;
+    assert_eq!(refused_codes(&refused), vec![(4, "unknown_application")]);
+    assert_eq!(refused.written, 0);
+
+    // Had the dry run left its 600 node-hours in a1's state, these lines would now be refused.
+    let filled = import(&scheme, request("july-fill", filling, ImportMode::AllOrNothing, 100)).await;
+    assert!(filled.refused.is_empty(), "{:?}", filled.refused);
+    assert_eq!(filled.written_lines, vec![[2, 3]]);
+    let one_more = "project,service_type,units,period\na1,gpu_node_hour_h800,1,2025-07\n";
+    let over = import(&scheme, request("july-more", one_more, ImportMode::AllOrNothing, 100)).await;
+    assert_eq!(refused_codes(&over), vec![(2, "units_above_allocation")]);
+    let (a1, _) = scheme.application_state("a1").await.expect("a1");
+    assert_eq!(a1.usage.len(), 42);
+    assert_eq!(disbursed_in(&a1, "2025-26"), Money::from_cents(1_000 * 4_250 * 70 / 100));
+    database.drop_database().await;
+}
