@@ -621,25 +621,10 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
             histories.streams.insert(subject.clone(), StreamHistory::default());
             wanted.clear();
         }
-        // The streams the decision reads whatever its subject holds (a charge's price schedule)
-        // are read together with the subject: one round trip instead of two.
-        if let Ok(known_already) = decision.boundary(&histories) {
-            for stream in known_already {
-                if !wanted.contains(&stream) && !histories.streams.contains_key(&stream) {
-                    wanted.push(stream);
-                }
-            }
-        }
+        read_with_subject(decision, &histories, &mut wanted);
         for _ in 0..=BOUNDARY_ROUNDS {
             self.load_into(&mut histories, wanted).await.map_err(CommandError::Store)?;
-            wanted = decision
-                .boundary(&histories)
-                .map_err(CommandError::Rejected)?
-                .into_iter()
-                .filter(|stream| !histories.streams.contains_key(stream))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
+            wanted = streams_not_loaded(decision, &histories).map_err(CommandError::Rejected)?;
             if wanted.is_empty() {
                 return Ok(histories);
             }
@@ -677,6 +662,27 @@ impl<S: EventStore, I> CommandService<S, I> {
         }
         Ok(())
     }
+}
+
+/// Adds to `wanted` the streams `decision` reads whatever its subject holds (its boundary asked
+/// before anything is loaded; a boundary that needs the subject first is asked again after),
+/// so that they are read in the same round trip as the subject.
+fn read_with_subject<D: Decision>(decision: &D, histories: &Histories, wanted: &mut Vec<StreamId>) {
+    if let Ok(known_already) = decision.boundary(histories) {
+        for stream in known_already {
+            if !wanted.contains(&stream) && !histories.streams.contains_key(&stream) {
+                wanted.push(stream);
+            }
+        }
+    }
+}
+
+/// The streams of the decision's boundary, given what is loaded, that are not loaded yet.
+fn streams_not_loaded<D: Decision>(decision: &D, histories: &Histories) -> Result<Vec<StreamId>, D::Error> {
+    let boundary = decision.boundary(histories)?;
+    let missing: std::collections::BTreeSet<StreamId> =
+        boundary.into_iter().filter(|stream| !histories.streams.contains_key(stream)).collect();
+    Ok(missing.into_iter().collect())
 }
 
 fn encode_metadata<E>(metadata: &CommandMetadata) -> Result<Value, CommandError<E>> {
@@ -1124,27 +1130,13 @@ impl<S: EventStore, I: EventIds> CommandBatch<'_, S, I> {
             created = Some(subject.clone());
             wanted.clear();
         }
-        // As `run` does: the streams it reads whatever its subject holds are read with it.
-        if let Ok(known_already) = decision.boundary(&histories) {
-            for stream in known_already {
-                if !wanted.contains(&stream) && !histories.streams.contains_key(&stream) {
-                    wanted.push(stream);
-                }
-            }
-        }
+        read_with_subject(decision, &histories, &mut wanted);
         for _ in 0..=BOUNDARY_ROUNDS {
             self.read(&wanted).await.map_err(CommandError::Store)?;
             for stream in &wanted {
                 self.show(&mut histories, stream);
             }
-            wanted = decision
-                .boundary(&histories)
-                .map_err(CommandError::Rejected)?
-                .into_iter()
-                .filter(|stream| !histories.streams.contains_key(stream))
-                .collect::<std::collections::BTreeSet<_>>()
-                .into_iter()
-                .collect();
+            wanted = streams_not_loaded(decision, &histories).map_err(CommandError::Rejected)?;
             if wanted.is_empty() {
                 return Ok((histories, created));
             }
