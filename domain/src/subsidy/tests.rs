@@ -1301,7 +1301,7 @@ fn usage_is_paid_from_the_funding_year_of_its_month() {
     );
     events.extend(charged_events(&written));
     let after = given(&events, app::apply);
-    assert_eq!(after.disbursed_by_year(), BTreeMap::from([(fy("2026-27"), hkd(2_975))]));
+    assert_eq!(*after.usage.disbursed_by_year(), BTreeMap::from([(fy("2026-27"), hkd(2_975))]));
     assert_eq!(after.usage_year("u-2026-04-100"), Some(fy("2026-27")));
     // What is left to the application is 2025-26's reservation, for March.
     assert_eq!(after.unused_reservations(), vec![Reservation { year: fy("2025-26"), amount: hkd(2_975) }]);
@@ -1344,7 +1344,7 @@ fn a_disbursement_is_reversed_by_a_new_event_and_only_once() {
     assert_eq!(reverse("u-2025-07-100", "x").boundary(&Histories::default()), Ok(vec![]));
 
     let state = given(&events, app::apply);
-    assert_eq!(state.disbursed_by_year(), BTreeMap::from([(fy("2025-26"), Money::from_cents(297_500))]));
+    assert_eq!(*state.usage.disbursed_by_year(), BTreeMap::from([(fy("2025-26"), Money::from_cents(297_500))]));
     let written = when_decided(&reverse("u-2025-07-100", "metering error"), &state, &finance(day(2025, 8, 20)));
     let reversed = DisbursementReversed {
         reversed_on: day(2025, 8, 20),
@@ -1361,7 +1361,7 @@ fn a_disbursement_is_reversed_by_a_new_event_and_only_once() {
     // The application's own figures hold the reversal: nothing disbursed, in total or in the
     // year, and the whole reservation of 2025-26 held again.
     assert_eq!(state.disbursed, Money::ZERO);
-    assert_eq!(state.disbursed_by_year(), BTreeMap::new());
+    assert_eq!(*state.usage.disbursed_by_year(), BTreeMap::new());
     assert_eq!(state.unused_reservations(), vec![Reservation { year: fy("2025-26"), amount: hkd(178_500) }]);
     then_refused(when(&reverse("u-2025-07-100", "again"), &state, &finance(day(2025, 8, 21))), "already_reversed");
     then_refused(when(&reverse("u-none", "x"), &state, &finance(day(2025, 8, 21))), "unknown_usage");
@@ -1668,7 +1668,7 @@ fn a_charge_is_refused_beyond_what_the_application_reserved_in_the_usage_months_
     };
     let reversed = when(&reversal, &given(&events, app::apply), &finance(in_march)).expect("reversed");
     let events = [events, reversed].concat();
-    assert_eq!(given(&events, app::apply).disbursed_by_year().get(&fy("2025-26")), None);
+    assert_eq!(given(&events, app::apply).usage.disbursed_by_year().get(&fy("2025-26")), None);
     assert!(charge(&events, &usage_line("u-2026-02-again", 11, "2026-02"), in_march).is_ok());
 }
 
@@ -1813,7 +1813,11 @@ fn every_allocated_unit_is_paid_in_full_when_the_ceiling_is_the_allocations_subs
                 .map(|line| line.subsidy.cents())
                 .sum();
             assert!(in_year <= reservation.amount.cents(), "{case}: {in_year} paid in {}", reservation.year);
-            assert_eq!(paid.disbursed_by_year().get(&reservation.year).map_or(0, |m| m.cents()), in_year, "{case}");
+            assert_eq!(
+                paid.usage.disbursed_by_year().get(&reservation.year).map_or(0, |m| m.cents()),
+                in_year,
+                "{case}"
+            );
         }
     }
 }
@@ -1925,7 +1929,7 @@ fn a_dry_run_taken_back_leaves_the_states_deciding_every_line_as_before() {
     assert_eq!(state.disbursed, disbursed_before);
     assert_eq!(state.usage.lines(), earlier.applications[ID].usage.lines(), "only june's line is left");
     assert_eq!(state.units_used(&gpu(), period("2025-07")), 100);
-    assert_eq!(state.disbursed_by_year(), earlier.applications[ID].disbursed_by_year());
+    assert_eq!(state.usage.disbursed_by_year(), earlier.applications[ID].usage.disbursed_by_year());
     assert_eq!(decide_all(&mut states), expected, "the real run decides as if there had been no dry run");
 }
 
@@ -2147,7 +2151,7 @@ fn disbursements_the_first_releases_wrote_to_a_funding_year_fold_without_effect(
     let events = [signed(), charged_events(&charged)].concat();
     let state = given(&events, app::apply);
     assert_eq!(state.disbursed, Money::from_cents(297_500));
-    assert_eq!(state.disbursed_by_year(), BTreeMap::from([(year, Money::from_cents(297_500))]));
+    assert_eq!(*state.usage.disbursed_by_year(), BTreeMap::from([(year, Money::from_cents(297_500))]));
     assert!(
         matches!(&charged_events(&charged)[..], [E::UsageCharged(line)]
             if line.disbursed_total == Money::from_cents(297_500) && line.financial_year == year),

@@ -790,7 +790,7 @@ impl ChargeUsage {
             .iter()
             .filter(|reservation| reservation.year == year)
             .try_fold(Money::ZERO, |total, reservation| total.checked_add(reservation.amount))?;
-        let disbursed_in_year = state.disbursed_by_year().get(&year).copied().unwrap_or_default();
+        let disbursed_in_year = state.usage.disbursed_by_year().get(&year).copied().unwrap_or_default();
         if disbursed_in_year.checked_add(subsidy)? > reserved {
             return Err(DomainError::YearReservationExceeded {
                 year: year.to_string(),

@@ -130,11 +130,6 @@ impl ApplicationState {
         self.usage.charged_by_another_import(import_id, service_type, period, units)
     }
 
-    /// Disbursed subsidy per financial year (reversals excluded).
-    pub(crate) fn disbursed_by_year(&self) -> BTreeMap<FinancialYear, Money> {
-        self.usage.disbursed_by_year().clone()
-    }
-
     /// The first progress report due before `today` and not yet submitted.
     pub fn overdue_report(&self, today: NaiveDate) -> Option<NaiveDate> {
         self.reporting_due_dates.iter().copied().find(|due| *due < today && !self.reports.contains_key(due))
@@ -153,7 +148,7 @@ impl ApplicationState {
     /// What the application still holds in each year: reserved less disbursed, never negative.
     pub(crate) fn unused_reservations(&self) -> Vec<Reservation> {
         let Some(approval) = &self.approval else { return Vec::new() };
-        let disbursed = self.disbursed_by_year();
+        let disbursed = self.usage.disbursed_by_year();
         approval
             .reservations
             .iter()
