@@ -11,7 +11,7 @@ use aisc_adapters::PostgresEventStore;
 use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamId};
 use aisc_projections::audit_trail::{self, AuditQuery, AuditTrail};
 use aisc_projections::runner::wait_for_position;
-use aisc_projections::{Interest, Projection, ProjectionError, ProjectionRunner, TableSpec};
+use aisc_projections::{Interest, Projection, ProjectionError, ProjectionRunner, ReadModelTables};
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde_json::json;
@@ -27,10 +27,11 @@ struct TypeCounts {
     fail_after_batches: AtomicUsize,
 }
 
-const TYPE_COUNT_TABLES: &[TableSpec] = &[TableSpec {
-    name: "type_counts",
-    ddl: "CREATE TABLE {schema}.type_counts (event_type text PRIMARY KEY, applied bigint NOT NULL)",
-}];
+static TYPE_COUNT_TABLES: ReadModelTables = ReadModelTables {
+    names: &["type_counts"],
+    create: "CREATE TABLE type_counts (event_type text PRIMARY KEY, applied bigint NOT NULL)",
+    indexes: "CREATE INDEX type_counts_by_count ON type_counts (applied)",
+};
 
 #[async_trait]
 impl Projection for TypeCounts {
@@ -40,23 +41,18 @@ impl Projection for TypeCounts {
     fn version(&self) -> i32 {
         self.version
     }
-    fn tables(&self) -> &'static [TableSpec] {
-        TYPE_COUNT_TABLES
+    fn tables(&self) -> &'static ReadModelTables {
+        &TYPE_COUNT_TABLES
     }
     fn interest(&self, event_type: &str) -> Option<Interest> {
         Some(if event_type == "Ignored" { Interest::Ignores } else { Interest::Handles })
     }
-    async fn apply(
-        &self,
-        connection: &mut PgConnection,
-        schema: &str,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
+    async fn apply(&self, connection: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         for event in events {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO {schema}.type_counts VALUES ($1, 1) \
-                 ON CONFLICT (event_type) DO UPDATE SET applied = type_counts.applied + 1"
-            )))
+            sqlx::query(
+                "INSERT INTO type_counts VALUES ($1, 1) \
+                 ON CONFLICT (event_type) DO UPDATE SET applied = type_counts.applied + 1",
+            )
             .bind(&event.event_type)
             .execute(&mut *connection)
             .await?;

@@ -8,7 +8,7 @@ pub mod kpi;
 pub mod projection;
 pub mod runner;
 
-pub use projection::{Interest, Projection, ProjectionError, TableSpec};
+pub use projection::{Interest, Projection, ProjectionError, ReadModelTables};
 pub use runner::{ProjectionRunner, ProjectionStatus};
 
 use std::sync::Arc;

@@ -1,18 +1,24 @@
 //! What a projection is: a name, a version, what it does with every event type of the domain
-//! (handles or ignores; none is left undeclared), its own tables, and how it applies a batch
-//! of events to them.
+//! (handles or ignores; none is left undeclared), its own tables (SQL files beside it), and
+//! how it applies a batch of events to them.
 
 use aisc_domain::event_store::{RecordedEvent, StoreError};
 use async_trait::async_trait;
 use sqlx::PgConnection;
 
-/// One table a projection owns. `ddl` creates it and its indexes with `{schema}` standing for
-/// the schema it is built in (the live one, or a fresh one during a rebuild); index names are
-/// unique within a schema, so a rebuilt table carries its indexes along when it is swapped in.
+/// The tables a projection owns and the SQL that creates them. Both scripts name tables without
+/// a schema: the runner runs them with `search_path` set to the schema being built (the live
+/// one, or a fresh one during a rebuild). `indexes` runs after a rebuild has loaded the tables
+/// (an index built once over the loaded rows costs less than one maintained row by row). Index
+/// names are unique within a schema, so a rebuilt table carries its indexes along when it is
+/// swapped in.
 #[derive(Debug, Clone, Copy)]
-pub struct TableSpec {
-    pub name: &'static str,
-    pub ddl: &'static str,
+pub struct ReadModelTables {
+    pub names: &'static [&'static str],
+    /// `CREATE TABLE` statements (with their primary keys).
+    pub create: &'static str,
+    /// `CREATE INDEX` statements.
+    pub indexes: &'static str,
 }
 
 /// What a projection does with an event type.
@@ -43,7 +49,7 @@ pub trait Projection: Send + Sync {
     /// Bumped whenever the tables or the way events are applied change: the runner then
     /// rebuilds the read model from the whole log at start-up.
     fn version(&self) -> i32;
-    fn tables(&self) -> &'static [TableSpec];
+    fn tables(&self) -> &'static ReadModelTables;
     /// Its declaration for an event type: every event type of the domain must be declared
     /// handled or ignored (a test fails for one that is neither); `None` for a type it has not
     /// declared, which it is never handed.
@@ -52,14 +58,10 @@ pub trait Projection: Send + Sync {
     fn handles(&self, event_type: &str) -> bool {
         self.interest(event_type) == Some(Interest::Handles)
     }
-    /// Applies events (all of a handled type, in `$all` order) to the tables in `schema`,
-    /// within the caller's transaction.
-    async fn apply(
-        &self,
-        connection: &mut PgConnection,
-        schema: &str,
-        events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError>;
+    /// Applies events (all of a handled type, in `$all` order) to its tables within the
+    /// caller's transaction, whose `search_path` names the schema being written (the live one,
+    /// or a rebuild's): statements name tables without a schema.
+    async fn apply(&self, connection: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -158,7 +158,7 @@ impl ProjectionRunner {
         let deadline = Instant::now() + wait_at_most;
         loop {
             let pending: Option<bool> =
-                sqlx::query_scalar("SELECT rebuild_requested FROM projection_checkpoints WHERE name = $1")
+                sqlx::query_scalar("SELECT rebuild_requested FROM public.projection_checkpoints WHERE name = $1")
                     .bind(name)
                     .fetch_optional(&self.pool)
                     .await?;
@@ -186,7 +186,7 @@ impl ProjectionRunner {
     /// Asks whichever instance leads the projection to rebuild it between two batches.
     /// Returns false when the projection has never run here (nothing to ask yet).
     pub async fn request_rebuild(&self) -> Result<bool, ProjectionError> {
-        let asked = sqlx::query("UPDATE projection_checkpoints SET rebuild_requested = true WHERE name = $1")
+        let asked = sqlx::query("UPDATE public.projection_checkpoints SET rebuild_requested = true WHERE name = $1")
             .bind(self.projection.name())
             .execute(&self.pool)
             .await?;
@@ -194,11 +194,12 @@ impl ProjectionRunner {
     }
 
     pub async fn status(&self) -> Result<ProjectionStatus, ProjectionError> {
-        let row =
-            sqlx::query("SELECT version, position, rebuild_requested FROM projection_checkpoints WHERE name = $1")
-                .bind(self.projection.name())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT version, position, rebuild_requested FROM public.projection_checkpoints WHERE name = $1",
+        )
+        .bind(self.projection.name())
+        .fetch_optional(&self.pool)
+        .await?;
         let (built_version, position, rebuild_requested) = match row {
             Some(row) => (
                 Some(row.try_get::<i32, _>("version")?),
@@ -250,14 +251,15 @@ impl ProjectionRunner {
 
     /// Creates the read model on first start, and rebuilds it when its version changed.
     async fn prepare(&self) -> Result<(), ProjectionError> {
-        let built: Option<i32> = sqlx::query_scalar("SELECT version FROM projection_checkpoints WHERE name = $1")
-            .bind(self.projection.name())
-            .fetch_optional(&self.pool)
-            .await?;
+        let built: Option<i32> =
+            sqlx::query_scalar("SELECT version FROM public.projection_checkpoints WHERE name = $1")
+                .bind(self.projection.name())
+                .fetch_optional(&self.pool)
+                .await?;
         let mut tables_present = true;
-        for table in self.projection.tables() {
+        for table in self.projection.tables().names {
             let found: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
-                .bind(format!("{LIVE_SCHEMA}.{}", table.name))
+                .bind(format!("{LIVE_SCHEMA}.{table}"))
                 .fetch_one(&self.pool)
                 .await?;
             tables_present &= found.is_some();
@@ -275,16 +277,17 @@ impl ProjectionRunner {
     }
 
     async fn checkpoint(&self) -> Result<Position, ProjectionError> {
-        let position: Option<i64> = sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-            .bind(self.projection.name())
-            .fetch_optional(&self.pool)
-            .await?;
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM public.projection_checkpoints WHERE name = $1")
+                .bind(self.projection.name())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(Position(position.map_or(0, to_u64)))
     }
 
     async fn rebuild_requested(&self) -> Result<bool, ProjectionError> {
         let requested: Option<bool> =
-            sqlx::query_scalar("SELECT rebuild_requested FROM projection_checkpoints WHERE name = $1")
+            sqlx::query_scalar("SELECT rebuild_requested FROM public.projection_checkpoints WHERE name = $1")
                 .bind(self.projection.name())
                 .fetch_optional(&self.pool)
                 .await?;
@@ -299,9 +302,10 @@ impl ProjectionRunner {
         };
         let mut transaction = self.pool.begin().await?;
         skip_flush_wait(&mut transaction).await?;
-        self.apply_handled(&mut transaction, LIVE_SCHEMA, batch).await?;
+        write_into(&mut transaction, LIVE_SCHEMA).await?;
+        self.apply_handled(&mut transaction, batch).await?;
         let moved = sqlx::query(
-            "UPDATE projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND position = $2",
+            "UPDATE public.projection_checkpoints SET position = $3, updated_at = now() WHERE name = $1 AND position = $2",
         )
         .bind(self.projection.name())
         .bind(to_i64(from.0))
@@ -316,10 +320,10 @@ impl ProjectionRunner {
         Ok(last.position)
     }
 
+    /// Applies the events the projection handles; the caller's transaction has set the schema.
     async fn apply_handled(
         &self,
         connection: &mut PgConnection,
-        schema: &str,
         batch: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
         let handled: Vec<RecordedEvent> =
@@ -327,11 +331,12 @@ impl ProjectionRunner {
         if handled.is_empty() {
             return Ok(());
         }
-        self.projection.apply(connection, schema, &handled).await
+        self.projection.apply(connection, &handled).await
     }
 
-    /// Creates the projection's tables in `schema` and applies the log to them in bounded
-    /// batches (each its own short transaction), up to `until` (inclusive) or the end.
+    /// Creates the projection's tables (without their indexes) in `schema` and applies the log
+    /// to them in bounded batches (each its own short transaction), up to `until` (inclusive)
+    /// or the end.
     /// Returns the last position applied and the number of events read.
     pub async fn replay_into(&self, schema: &str, until: Option<Position>) -> Result<(Position, u64), ProjectionError> {
         self.replay_into_where(schema, until, &|_| true).await
@@ -354,11 +359,8 @@ impl ProjectionRunner {
             .bind(schema)
             .execute(&mut *transaction)
             .await?;
-        for table in self.projection.tables() {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(table.ddl.replace("{schema}", schema)))
-                .execute(&mut *transaction)
-                .await?;
-        }
+        write_into(&mut transaction, schema).await?;
+        sqlx::raw_sql(self.projection.tables().create).execute(&mut *transaction).await?;
         transaction.commit().await?;
         let mut position = Position::START;
         let mut replayed = 0_u64;
@@ -383,7 +385,8 @@ impl ProjectionRunner {
             let kept: Vec<RecordedEvent> = within.iter().filter(|event| keep(event)).cloned().collect();
             let mut transaction = self.pool.begin().await?;
             skip_flush_wait(&mut transaction).await?;
-            self.apply_handled(&mut transaction, schema, &kept).await?;
+            write_into(&mut transaction, schema).await?;
+            self.apply_handled(&mut transaction, &kept).await?;
             transaction.commit().await?;
             if within.len() < slice.events.len() {
                 break;
@@ -400,6 +403,12 @@ impl ProjectionRunner {
         let (mut position, mut replayed) = self.replay_into(&schema, None).await?;
 
         let mut transaction = self.pool.begin().await?;
+        write_into(&mut transaction, &schema).await?;
+        sqlx::raw_sql(self.projection.tables().indexes).execute(&mut *transaction).await?;
+        transaction.commit().await?;
+
+        let mut transaction = self.pool.begin().await?;
+        write_into(&mut transaction, &schema).await?;
         // Whatever was appended since the replay's last page goes in with the swap.
         loop {
             let slice = self.store.read_all(position, self.batch_size.max(1_000)).await?;
@@ -408,20 +417,19 @@ impl ProjectionRunner {
             };
             position = last.position;
             replayed += slice.events.len() as u64;
-            self.apply_handled(&mut transaction, &schema, &slice.events).await?;
+            self.apply_handled(&mut transaction, &slice.events).await?;
         }
         let connection = transaction.acquire().await?;
-        for table in self.projection.tables() {
+        for table in self.projection.tables().names {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP TABLE IF EXISTS {LIVE_SCHEMA}.{table} CASCADE; ALTER TABLE {schema}.{table} SET SCHEMA {LIVE_SCHEMA}",
-                table = table.name
+                "DROP TABLE IF EXISTS {LIVE_SCHEMA}.{table} CASCADE; ALTER TABLE {schema}.{table} SET SCHEMA {LIVE_SCHEMA}"
             )))
             .execute(&mut *connection)
             .await?;
         }
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema}"))).execute(&mut *connection).await?;
         sqlx::query(
-            "INSERT INTO projection_checkpoints (name, version, position, rebuild_requested) VALUES ($1, $2, $3, false) \
+            "INSERT INTO public.projection_checkpoints (name, version, position, rebuild_requested) VALUES ($1, $2, $3, false) \
              ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version, position = EXCLUDED.position, \
              rebuild_requested = false, updated_at = now()",
         )
@@ -451,6 +459,17 @@ impl ProjectionRunner {
 /// connected role is a login of the service, the owner, or a superuser, all of which may).
 async fn act_as_read_model_owner(transaction: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), ProjectionError> {
     sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL ROLE {READ_MODEL_OWNER}"))).execute(&mut **transaction).await?;
+    Ok(())
+}
+
+/// The rest of the transaction reads and writes the tables of `schema`: projections name their
+/// tables without a schema. The role that owns the read models keeps the schema's objects to
+/// itself, so nothing else on the path can stand in for a table.
+async fn write_into(transaction: &mut sqlx::Transaction<'_, Postgres>, schema: &str) -> Result<(), ProjectionError> {
+    sqlx::query("SELECT set_config('search_path', quote_ident($1), true)")
+        .bind(schema)
+        .execute(&mut **transaction)
+        .await?;
     Ok(())
 }
 
@@ -491,10 +510,11 @@ pub async fn wait_for_position(
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
     loop {
-        let reached: Option<i64> = sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
-            .bind(name)
-            .fetch_optional(pool)
-            .await?;
+        let reached: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM public.projection_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await?;
         if reached.is_some_and(|reached| to_u64(reached) >= position.0) {
             return Ok(true);
         }

@@ -8,7 +8,8 @@
 //! creates and drops its own database). `AISC_BENCH_APPLICATIONS` (default 20000) sizes the
 //! generated scheme, `AISC_BENCH_WINDOW_SECS` (default 5) each load window,
 //! `AISC_BENCH_REBUILD_EVENTS` (default 1000000) the log the last rebuild replays. Writes its table
-//! to `docs/BENCHMARKS.md`.
+//! to `docs/BENCHMARKS.md`. `AISC_BENCH_KEEP_AS=name` keeps the database under that name (replacing
+//! one of that name) instead of dropping it, to repeat a measurement on the same log.
 //!
 //! The server runs on the real clock, so the fixtures the HTTP commands need (an open batch,
 //! approved projects with signed agreements) are dated from today: a batch closing tomorrow,
@@ -874,5 +875,8 @@ async fn main() {
     println!("{report}");
     common::write_section(HEADING, &report);
 
-    common::drop_database(&admin_url, pool, BENCH_DATABASE).await;
+    match std::env::var("AISC_BENCH_KEEP_AS") {
+        Ok(name) => common::keep_database(&admin_url, pool, BENCH_DATABASE, &name).await,
+        Err(_) => common::drop_database(&admin_url, pool, BENCH_DATABASE).await,
+    }
 }

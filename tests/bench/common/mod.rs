@@ -177,6 +177,19 @@ pub async fn fresh_database(admin_url: &str, name: &str) -> (PgPool, String) {
 }
 
 /// Drops the benchmark's database once its pool is closed.
+/// Keeps the database `name` as `kept_as` (dropping a previous one of that name).
+pub async fn keep_database(admin_url: &str, pool: PgPool, name: &str, kept_as: &str) {
+    pool.close().await;
+    let mut admin = PgConnection::connect(admin_url).await.expect("admin connection");
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {kept_as} WITH (FORCE)"),
+        format!("ALTER DATABASE {name} RENAME TO {kept_as}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.expect("keep the database");
+    }
+    eprintln!("database kept as {kept_as}");
+}
+
 pub async fn drop_database(admin_url: &str, pool: PgPool, name: &str) {
     pool.close().await;
     if let Ok(mut admin) = PgConnection::connect(admin_url).await {

@@ -1,0 +1,269 @@
+//! What staff ask of the applications read model.
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+
+use super::SUBSIDY_LINE;
+use crate::projection::ProjectionError;
+
+/// One row of the applications list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct ApplicationRow {
+    pub application_id: String,
+    pub status: String,
+    pub batch_id: String,
+    pub organisation: String,
+    pub category: String,
+    pub sub_type: String,
+    pub project_title: String,
+    pub develops_ai_models: bool,
+    pub mainland_or_overseas_team: bool,
+    pub team_size: i32,
+    pub talents: i32,
+    pub requested_rate_bps: i32,
+    pub submitted_on: NaiveDate,
+    pub assessed_by: Option<String>,
+    pub total_score: Option<i32>,
+    pub decided_on: Option<NaiveDate>,
+    pub approved_rate_bps: Option<i32>,
+    pub ceiling_cents: Option<i64>,
+    pub disbursed_cents: i64,
+    pub project_start: Option<NaiveDate>,
+    pub project_end: Option<NaiveDate>,
+    pub next_report_due: Option<NaiveDate>,
+}
+
+const ROW_COLUMNS: &str = "application_id, status, batch_id, organisation, category, sub_type, project_title, develops_ai_models, \
+     mainland_or_overseas_team, team_size, talents, requested_rate_bps, submitted_on, assessed_by, total_score, decided_on, \
+     approved_rate_bps, ceiling_cents, disbursed_cents, project_start, project_end, next_report_due";
+
+/// Sort orders of the list; each ends with the id so pages are stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    #[default]
+    SubmittedOn,
+    ProjectTitle,
+    Organisation,
+    Status,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApplicationFilter {
+    pub status: Option<String>,
+    pub category: Option<String>,
+    pub batch_id: Option<String>,
+    /// Submitted within this financial year (first and last day).
+    pub submitted_between: Option<(NaiveDate, NaiveDate)>,
+    /// Free text on the project title and the applicant.
+    pub text: Option<String>,
+    pub sort: Sort,
+    pub descending: bool,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+/// A page of the list and the number of matching applications.
+pub async fn list(pool: &PgPool, filter: &ApplicationFilter) -> Result<(Vec<ApplicationRow>, i64), ProjectionError> {
+    let column = match filter.sort {
+        Sort::SubmittedOn => "submitted_on",
+        Sort::ProjectTitle => "project_title",
+        Sort::Organisation => "organisation",
+        Sort::Status => "status",
+    };
+    let direction = if filter.descending { "DESC" } else { "ASC" };
+    let mut page: QueryBuilder<Postgres> =
+        QueryBuilder::new(format!("SELECT {ROW_COLUMNS} FROM read_models.applications_view"));
+    rebind(&mut page, filter);
+    page.push(format!(" ORDER BY {column} {direction}, application_id {direction} LIMIT "))
+        .push_bind(i64::from(filter.limit.clamp(1, 500)))
+        .push(" OFFSET ")
+        .push_bind(i64::from(filter.offset));
+    let rows = page.build_query_as::<ApplicationRow>().fetch_all(pool).await?;
+    let mut count: QueryBuilder<Postgres> = QueryBuilder::new("SELECT count(*) FROM read_models.applications_view");
+    rebind(&mut count, filter);
+    let total: i64 = count.build().fetch_one(pool).await?.try_get(0)?;
+    Ok((rows, total))
+}
+
+/// Appends the filter's conditions with their binds (a builder cannot be reused across queries).
+fn rebind(query: &mut QueryBuilder<Postgres>, filter: &ApplicationFilter) {
+    query.push(" WHERE true");
+    if let Some(status) = &filter.status {
+        query.push(" AND status = ").push_bind(status.clone());
+    }
+    if let Some(category) = &filter.category {
+        query.push(" AND category = ").push_bind(category.clone());
+    }
+    if let Some(batch) = &filter.batch_id {
+        query.push(" AND batch_id = ").push_bind(batch.clone());
+    }
+    if let Some((first, last)) = filter.submitted_between {
+        query.push(" AND submitted_on BETWEEN ").push_bind(first).push(" AND ").push_bind(last);
+    }
+    if let Some(text) = &filter.text {
+        let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+        query
+            .push(" AND (project_title ILIKE ")
+            .push_bind(pattern.clone())
+            .push(" OR organisation ILIKE ")
+            .push_bind(pattern)
+            .push(")");
+    }
+}
+
+/// A batch's work: counts per stage and the ordered queues of the intake officers and the
+/// committee secretariat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BatchQueue {
+    pub batch_id: String,
+    pub deadline: NaiveDate,
+    pub committee_date: NaiveDate,
+    pub closed: bool,
+    pub counts: std::collections::BTreeMap<String, i64>,
+    /// Submitted, eligibility not yet ruled — oldest first.
+    pub awaiting_eligibility: Vec<String>,
+    /// Eligible, not yet assessed.
+    pub awaiting_assessment: Vec<String>,
+    /// Assessed (or deferred into this batch): for the committee.
+    pub ready_for_committee: Vec<String>,
+    pub decided: Vec<String>,
+    /// Not ready for the committee although its meeting date has passed.
+    pub overdue: Vec<String>,
+}
+
+pub async fn batch_queue(
+    pool: &PgPool,
+    batch_id: &str,
+    today: NaiveDate,
+) -> Result<Option<BatchQueue>, ProjectionError> {
+    let Some(batch) =
+        sqlx::query("SELECT deadline, committee_date, closed FROM read_models.batches_view WHERE batch_id = $1")
+            .bind(batch_id)
+            .fetch_optional(pool)
+            .await?
+    else {
+        return Ok(None);
+    };
+    let (deadline, committee_date, closed): (NaiveDate, NaiveDate, bool) =
+        (batch.try_get("deadline")?, batch.try_get("committee_date")?, batch.try_get("closed")?);
+    let rows = sqlx::query("SELECT application_id, status FROM read_models.applications_view WHERE batch_id = $1 ORDER BY submitted_on, application_id")
+        .bind(batch_id)
+        .fetch_all(pool)
+        .await?;
+    let mut queue = BatchQueue {
+        batch_id: batch_id.to_string(),
+        deadline,
+        committee_date,
+        closed,
+        counts: Default::default(),
+        awaiting_eligibility: vec![],
+        awaiting_assessment: vec![],
+        ready_for_committee: vec![],
+        decided: vec![],
+        overdue: vec![],
+    };
+    for row in rows {
+        let (id, status): (String, String) = (row.try_get("application_id")?, row.try_get("status")?);
+        *queue.counts.entry(status.clone()).or_default() += 1;
+        let waiting = match status.as_str() {
+            "submitted" => Some(&mut queue.awaiting_eligibility),
+            "eligible" => Some(&mut queue.awaiting_assessment),
+            "assessed" | "deferred" => {
+                queue.ready_for_committee.push(id.clone());
+                None
+            }
+            "withdrawn" | "ineligible" => None,
+            _ => {
+                queue.decided.push(id.clone());
+                None
+            }
+        };
+        if let Some(list) = waiting {
+            list.push(id.clone());
+            if today > committee_date {
+                queue.overdue.push(id);
+            }
+        }
+    }
+    Ok(Some(queue))
+}
+
+/// A usage charge of an application, as finance officers reconcile it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct UsageLineRow {
+    pub usage_id: String,
+    pub service_type: String,
+    pub period: String,
+    pub financial_year: String,
+    pub units: i64,
+    pub rate_per_unit_cents: i64,
+    pub gross_cents: i64,
+    pub subsidy_rate_bps: i32,
+    pub subsidy_cents: i64,
+    pub reversed: bool,
+    pub reversal_reason: Option<String>,
+    pub charged_position: i64,
+}
+
+/// The computing power subsidy disbursed in a funding year: its usage charges, less reversals.
+pub async fn disbursed_in_year(pool: &PgPool, year: &str) -> Result<i64, ProjectionError> {
+    let disbursed: Option<i64> =
+        sqlx::query_scalar("SELECT disbursed_cents FROM read_models.budget_view WHERE year = $1 AND line = $2")
+            .bind(year)
+            .bind(SUBSIDY_LINE)
+            .fetch_optional(pool)
+            .await?;
+    Ok(disbursed.unwrap_or(0))
+}
+
+/// Whether the read model holds the application.
+pub async fn exists(pool: &PgPool, application_id: &str) -> Result<bool, ProjectionError> {
+    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM read_models.applications_view WHERE application_id = $1)")
+        .bind(application_id)
+        .fetch_one(pool)
+        .await?)
+}
+
+/// Every usage charge of an application, by month then usage id.
+pub async fn usage_lines(pool: &PgPool, application_id: &str) -> Result<Vec<UsageLineRow>, ProjectionError> {
+    Ok(sqlx::query_as::<_, UsageLineRow>(
+        "SELECT usage_id, service_type, period, financial_year, units, rate_per_unit_cents, gross_cents, \
+         subsidy_rate_bps, subsidy_cents, reversed, reversal_reason, charged_position \
+         FROM read_models.usage_view WHERE application_id = $1 ORDER BY period, usage_id",
+    )
+    .bind(application_id)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A funding year's disbursements in one usage month: charges not reversed, their units, gross
+/// and subsidy, and what was reversed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct MonthDisbursement {
+    pub period: String,
+    pub service_type: String,
+    pub lines: i64,
+    pub units: i64,
+    pub gross_cents: i64,
+    pub subsidy_cents: i64,
+    pub reversed_lines: i64,
+    pub reversed_subsidy_cents: i64,
+}
+
+/// The disbursement figures of a funding year, per usage month and service.
+pub async fn disbursements(pool: &PgPool, year: &str) -> Result<Vec<MonthDisbursement>, ProjectionError> {
+    Ok(sqlx::query_as::<_, MonthDisbursement>(
+        "SELECT period, service_type, \
+           count(*) FILTER (WHERE NOT reversed) AS lines, \
+           coalesce(sum(units) FILTER (WHERE NOT reversed), 0)::bigint AS units, \
+           coalesce(sum(gross_cents) FILTER (WHERE NOT reversed), 0)::bigint AS gross_cents, \
+           coalesce(sum(subsidy_cents) FILTER (WHERE NOT reversed), 0)::bigint AS subsidy_cents, \
+           count(*) FILTER (WHERE reversed) AS reversed_lines, \
+           coalesce(sum(subsidy_cents) FILTER (WHERE reversed), 0)::bigint AS reversed_subsidy_cents \
+         FROM read_models.usage_view WHERE financial_year = $1 GROUP BY period, service_type ORDER BY period, service_type",
+    )
+    .bind(year)
+    .fetch_all(pool)
+    .await?)
+}
