@@ -200,6 +200,12 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     let (speech, count) = query(ApplicationFilter { text: Some("cantonese".into()), ..all.clone() }).await;
     assert_eq!(count, 300);
     assert!(speech.iter().all(|row| row.project_title.contains("Cantonese")));
+    let shouted = query(ApplicationFilter { text: Some("CANTONESE Speech".into()), ..all.clone() }).await.1;
+    assert_eq!(shouted, 300, "free text ignores case");
+    for wildcard in ["%", "_", "cantonese%speech", "\\"] {
+        let literal = query(ApplicationFilter { text: Some(wildcard.into()), ..all.clone() }).await.1;
+        assert_eq!(literal, 0, "{wildcard:?} is matched as typed, not as a pattern");
+    }
     let year = FinancialYear::parse("2025-26").expect("year");
     assert_eq!(
         query(ApplicationFilter { submitted_between: Some((year.first_day(), year.last_day())), ..all.clone() })

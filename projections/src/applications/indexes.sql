@@ -2,3 +2,7 @@ CREATE INDEX applications_view_by_status ON applications_view (status, submitted
 CREATE INDEX applications_view_by_batch ON applications_view (batch_id, status, submitted_on);
 CREATE INDEX applications_view_by_category ON applications_view (category, submitted_on);
 CREATE INDEX usage_view_by_year ON usage_view (financial_year, period);
+-- The list's default order, and free text (`LIKE` on the lower-cased title and applicant; the
+-- operator class lives in public, where migrations create pg_trgm).
+CREATE INDEX applications_view_by_submission ON applications_view (submitted_on, application_id);
+CREATE INDEX applications_view_by_text ON applications_view USING gin (search_text public.gin_trgm_ops);

@@ -102,13 +102,9 @@ fn rebind(query: &mut QueryBuilder<Postgres>, filter: &ApplicationFilter) {
         query.push(" AND submitted_on BETWEEN ").push_bind(first).push(" AND ").push_bind(last);
     }
     if let Some(text) = &filter.text {
+        // `search_text` is lower-cased by PostgreSQL; the pattern is too, by the same rules.
         let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-        query
-            .push(" AND (project_title ILIKE ")
-            .push_bind(pattern.clone())
-            .push(" OR organisation ILIKE ")
-            .push_bind(pattern)
-            .push(")");
+        query.push(" AND search_text LIKE lower(").push_bind(pattern).push(")");
     }
 }
 

@@ -25,7 +25,9 @@ CREATE TABLE applications_view (
     report_due_dates          date[]  NOT NULL DEFAULT '{}',
     reports_submitted         date[]  NOT NULL DEFAULT '{}',
     next_report_due           date,
-    last_position             bigint  NOT NULL
+    last_position             bigint  NOT NULL,
+    -- What free text is matched against: the title and the applicant, lower-cased.
+    search_text               text    GENERATED ALWAYS AS (lower(project_title || ' ' || organisation)) STORED
 );
 
 CREATE TABLE budget_view (

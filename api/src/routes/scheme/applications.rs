@@ -65,6 +65,24 @@ pub async fn application(
     }
     let params: Params = crate::routes::query(&request)?;
     let stream = streams::application(&application_id).map_err(domain_refusal)?;
+    if params.as_of.is_none() && params.effective_on.is_none() {
+        // As it stands: the command service's kept state, brought up to date with the events
+        // after it (one short read), instead of folding the whole history on every request.
+        let current = scheme
+            .commands()
+            .current_states::<aisc_domain::subsidy::application::Application, ()>(std::slice::from_ref(&stream))
+            .await
+            .map_err(|error| match error {
+                aisc_domain::command_service::CommandError::Store(error) => ApiError::from(error),
+                aisc_domain::command_service::CommandError::Codec(error) => ApiError::internal(error),
+                // Reading decides nothing: no refusal or conflict can come of it.
+                _ => ApiError::internal("reading the application's state failed"),
+            })?;
+        return match current.into_iter().next() {
+            Some((state, Some(version))) => Ok(view(&state, Some(version))),
+            _ => Err(ApiError::NotFound(format!("no application {application_id}"))),
+        };
+    }
     let history = scheme.commands().load(&stream).await?;
     let history = match params.as_of {
         None => history,
