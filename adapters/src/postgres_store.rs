@@ -732,6 +732,11 @@ impl SettledHead {
     }
 }
 
+/// How soon a subscription looks again at events held back behind a running transaction, and
+/// the longest it waits between looks.
+const HELD_BACK_FIRST_PAUSE: Duration = Duration::from_micros(500);
+const HELD_BACK_MAX_PAUSE: Duration = Duration::from_millis(4);
+
 /// A `$all` subscription: reads pages after its last event; when caught up, waits for a
 /// notification (or the poll interval); when events are held back behind a running
 /// transaction, reads again after a short pause.
@@ -743,18 +748,23 @@ struct PostgresSubscription {
 }
 
 impl PostgresSubscription {
-    /// Fills the buffer with the next page, waiting as long as it takes.
+    /// Fills the buffer with the next page, waiting as long as it takes. What is visible is
+    /// handed on at once: under a steady stream of appends some transaction is nearly always
+    /// running, so waiting for a page with nothing held back behind one (as `read_all` does
+    /// for its callers) would hold every event until a quiet moment.
     async fn fill(&mut self) -> Result<(), StoreError> {
-        let mut pause = Duration::from_millis(1);
+        let mut pause = HELD_BACK_FIRST_PAUSE;
         while self.buffer.is_empty() {
-            let slice = self.store.read_all(self.last, SCAN_PAGE).await?;
+            let slice = self.store.read_all_once(self.last, SCAN_PAGE).await?;
             if !slice.events.is_empty() {
                 self.buffer.extend(slice.events);
                 return Ok(());
             }
             if slice.held_back {
+                // A transaction that started earlier is still running: it ends in
+                // milliseconds, usually, so look again soon (reading is one index probe).
                 tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(50));
+                pause = (pause * 2).min(HELD_BACK_MAX_PAUSE);
                 continue;
             }
             // Caught up: wait for an append to be announced, polling as the fallback.
