@@ -133,25 +133,27 @@ pub async fn batch_queue(
     batch_id: &str,
     today: NaiveDate,
 ) -> Result<Option<BatchQueue>, ProjectionError> {
-    let Some(batch) =
-        sqlx::query("SELECT deadline, committee_date, closed FROM read_models.batches_view WHERE batch_id = $1")
-            .bind(batch_id)
-            .fetch_optional(pool)
-            .await?
+    let Some(batch) = sqlx::query!(
+        "SELECT deadline, committee_date, closed FROM read_models.batches_view WHERE batch_id = $1",
+        batch_id
+    )
+    .fetch_optional(pool)
+    .await?
     else {
         return Ok(None);
     };
-    let (deadline, committee_date, closed): (NaiveDate, NaiveDate, bool) =
-        (batch.try_get("deadline")?, batch.try_get("committee_date")?, batch.try_get("closed")?);
-    let rows = sqlx::query("SELECT application_id, status FROM read_models.applications_view WHERE batch_id = $1 ORDER BY submitted_on, application_id")
-        .bind(batch_id)
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query!(
+        "SELECT application_id, status FROM read_models.applications_view WHERE batch_id = $1 \
+         ORDER BY submitted_on, application_id",
+        batch_id
+    )
+    .fetch_all(pool)
+    .await?;
     let mut queue = BatchQueue {
         batch_id: batch_id.to_string(),
-        deadline,
-        committee_date,
-        closed,
+        deadline: batch.deadline,
+        committee_date: batch.committee_date,
+        closed: batch.closed,
         counts: Default::default(),
         awaiting_eligibility: vec![],
         awaiting_assessment: vec![],
@@ -160,7 +162,7 @@ pub async fn batch_queue(
         overdue: vec![],
     };
     for row in rows {
-        let (id, status): (String, String) = (row.try_get("application_id")?, row.try_get("status")?);
+        let (id, status) = (row.application_id, row.status);
         *queue.counts.entry(status.clone()).or_default() += 1;
         let waiting = match status.as_str() {
             "submitted" => Some(&mut queue.awaiting_eligibility),
@@ -177,7 +179,7 @@ pub async fn batch_queue(
         };
         if let Some(list) = waiting {
             list.push(id.clone());
-            if today > committee_date {
+            if today > queue.committee_date {
                 queue.overdue.push(id);
             }
         }
@@ -186,7 +188,7 @@ pub async fn batch_queue(
 }
 
 /// A usage charge of an application, as finance officers reconcile it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageLineRow {
     pub usage_id: String,
     pub service_type: String,
@@ -204,38 +206,42 @@ pub struct UsageLineRow {
 
 /// The computing power subsidy disbursed in a funding year: its usage charges, less reversals.
 pub async fn disbursed_in_year(pool: &PgPool, year: &str) -> Result<i64, ProjectionError> {
-    let disbursed: Option<i64> =
-        sqlx::query_scalar("SELECT disbursed_cents FROM read_models.budget_view WHERE year = $1 AND line = $2")
-            .bind(year)
-            .bind(SUBSIDY_LINE)
-            .fetch_optional(pool)
-            .await?;
+    let disbursed = sqlx::query_scalar!(
+        "SELECT disbursed_cents FROM read_models.budget_view WHERE year = $1 AND line = $2",
+        year,
+        SUBSIDY_LINE
+    )
+    .fetch_optional(pool)
+    .await?;
     Ok(disbursed.unwrap_or(0))
 }
 
 /// Whether the read model holds the application.
 pub async fn exists(pool: &PgPool, application_id: &str) -> Result<bool, ProjectionError> {
-    Ok(sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM read_models.applications_view WHERE application_id = $1)")
-        .bind(application_id)
-        .fetch_one(pool)
-        .await?)
+    Ok(sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM read_models.applications_view WHERE application_id = $1) AS "exists!""#,
+        application_id
+    )
+    .fetch_one(pool)
+    .await?)
 }
 
 /// Every usage charge of an application, by month then usage id.
 pub async fn usage_lines(pool: &PgPool, application_id: &str) -> Result<Vec<UsageLineRow>, ProjectionError> {
-    Ok(sqlx::query_as::<_, UsageLineRow>(
+    Ok(sqlx::query_as!(
+        UsageLineRow,
         "SELECT usage_id, service_type, period, financial_year, units, rate_per_unit_cents, gross_cents, \
          subsidy_rate_bps, subsidy_cents, reversed, reversal_reason, charged_position \
          FROM read_models.usage_view WHERE application_id = $1 ORDER BY period, usage_id",
+        application_id
     )
-    .bind(application_id)
     .fetch_all(pool)
     .await?)
 }
 
 /// A funding year's disbursements in one usage month: charges not reversed, their units, gross
 /// and subsidy, and what was reversed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MonthDisbursement {
     pub period: String,
     pub service_type: String,
@@ -249,17 +255,19 @@ pub struct MonthDisbursement {
 
 /// The disbursement figures of a funding year, per usage month and service.
 pub async fn disbursements(pool: &PgPool, year: &str) -> Result<Vec<MonthDisbursement>, ProjectionError> {
-    Ok(sqlx::query_as::<_, MonthDisbursement>(
-        "SELECT period, service_type, \
-           count(*) FILTER (WHERE NOT reversed) AS lines, \
-           coalesce(sum(units) FILTER (WHERE NOT reversed), 0)::bigint AS units, \
-           coalesce(sum(gross_cents) FILTER (WHERE NOT reversed), 0)::bigint AS gross_cents, \
-           coalesce(sum(subsidy_cents) FILTER (WHERE NOT reversed), 0)::bigint AS subsidy_cents, \
-           count(*) FILTER (WHERE reversed) AS reversed_lines, \
-           coalesce(sum(subsidy_cents) FILTER (WHERE reversed), 0)::bigint AS reversed_subsidy_cents \
-         FROM read_models.usage_view WHERE financial_year = $1 GROUP BY period, service_type ORDER BY period, service_type",
+    Ok(sqlx::query_as!(
+        MonthDisbursement,
+        r#"SELECT period, service_type,
+             count(*) FILTER (WHERE NOT reversed) AS "lines!",
+             coalesce(sum(units) FILTER (WHERE NOT reversed), 0)::bigint AS "units!",
+             coalesce(sum(gross_cents) FILTER (WHERE NOT reversed), 0)::bigint AS "gross_cents!",
+             coalesce(sum(subsidy_cents) FILTER (WHERE NOT reversed), 0)::bigint AS "subsidy_cents!",
+             count(*) FILTER (WHERE reversed) AS "reversed_lines!",
+             coalesce(sum(subsidy_cents) FILTER (WHERE reversed), 0)::bigint AS "reversed_subsidy_cents!"
+           FROM read_models.usage_view WHERE financial_year = $1
+           GROUP BY period, service_type ORDER BY period, service_type"#,
+        year
     )
-    .bind(year)
     .fetch_all(pool)
     .await?)
 }
