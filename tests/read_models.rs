@@ -1,5 +1,6 @@
-//! The applications read model and the batch queues on a generated scheme: built live while
-//! commands run equals rebuilt from scratch; filters, sorting, paging and work queues.
+//! The applications read model, the batch queues and the KPI dashboard on a generated scheme:
+//! built live while commands run equals rebuilt from scratch; filters, sorting, paging, work
+//! queues and the dashboard's figures.
 
 mod support;
 
@@ -14,6 +15,7 @@ use aisc_domain::subsidy::application::{
 use aisc_domain::subsidy::batches::CloseBatch;
 use aisc_domain::subsidy::values::{ApplicantCategory, FinancialYear};
 use aisc_projections::applications::{self, ApplicationFilter, Applications, Sort};
+use aisc_projections::kpi::{self, Kpi, PastView};
 use aisc_projections::runner::wait_for_position;
 use aisc_projections::{Projection, ProjectionRunner};
 use sqlx::PgPool;
@@ -130,6 +132,24 @@ async fn snapshot(pool: &PgPool) -> Vec<Vec<String>> {
     ]
 }
 
+/// Every table of the KPI read model, in key order.
+async fn kpi_snapshot(pool: &PgPool) -> Vec<Vec<String>> {
+    let mut tables = Vec::new();
+    for sql in [
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM read_models.kpi_totals ORDER BY year, metric, dimension) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM read_models.kpi_totals_history ORDER BY year, metric, dimension, position) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM read_models.kpi_dated_totals ORDER BY year, metric, dimension, effective_on) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM read_models.kpi_dated_history ORDER BY year, metric, dimension, effective_on, position) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM read_models.kpi_applications ORDER BY application_id) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM read_models.kpi_charges ORDER BY application_id, usage_id) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM read_models.kpi_budget_lines ORDER BY year, line) t",
+        "SELECT row_to_json(t)::text FROM (SELECT * FROM read_models.kpi_capacity_months ORDER BY service_type, period) t",
+    ] {
+        tables.push(table(pool, sql).await);
+    }
+    tables
+}
+
 #[tokio::test]
 async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_staff_queries() {
     let database = TestDatabase::create_with_pool_size(20).await;
@@ -138,8 +158,12 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     let projection: Arc<dyn Projection> = Arc::new(Applications);
     let runner = ProjectionRunner::new(database.pool.clone(), store.clone(), projection.clone())
         .with_standby_poll(Duration::from_millis(50));
+    let kpi_runner = ProjectionRunner::new(database.pool.clone(), store.clone(), Arc::new(Kpi))
+        .with_standby_poll(Duration::from_millis(50));
     let (stop, stopped) = watch::channel(false);
+    let kpi_stopped = stopped.clone();
     let live = tokio::spawn(async move { runner.run(stopped).await });
+    let kpi_live = tokio::spawn(async move { kpi_runner.run(kpi_stopped).await });
 
     set_up(&scheme, hkd(857_000_000)).await;
     generate(&scheme).await;
@@ -150,9 +174,16 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
             .await
             .expect("wait")
     );
+    assert!(
+        wait_for_position(&database.pool, kpi::NAME, Position(head as u64), Duration::from_secs(60))
+            .await
+            .expect("wait")
+    );
     let _ = stop.send(true);
     live.await.expect("runner");
+    kpi_live.await.expect("kpi runner");
     let built_live = snapshot(&database.pool).await;
+    let kpi_built_live = kpi_snapshot(&database.pool).await;
     assert_eq!(built_live[0].len(), APPLICATIONS);
     // One July charge per signed agreement (every twelfth application), a quarter of them reversed.
     assert_eq!(built_live[2].len(), APPLICATIONS / 12);
@@ -161,7 +192,7 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
 
     let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&database.pool).await.expect("count");
     let started = std::time::Instant::now();
-    ProjectionRunner::new(database.pool.clone(), store, projection)
+    ProjectionRunner::new(database.pool.clone(), store.clone(), projection)
         .rebuild(Duration::from_secs(60))
         .await
         .expect("rebuild");
@@ -172,6 +203,17 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
         events as f64 / seconds
     );
     assert_eq!(snapshot(&database.pool).await, built_live, "live equals rebuilt");
+    let started = std::time::Instant::now();
+    ProjectionRunner::new(database.pool.clone(), store, Arc::new(Kpi))
+        .rebuild(Duration::from_secs(60))
+        .await
+        .expect("rebuild the KPI read model");
+    eprintln!("rebuilt the KPI read model from {events} events in {:.2} s", started.elapsed().as_secs_f64());
+    let kpi_rebuilt = kpi_snapshot(&database.pool).await;
+    assert!(kpi_built_live[1].len() > kpi_built_live[0].len(), "a history row per change");
+    for (table, (live, rebuilt)) in kpi_built_live.iter().zip(&kpi_rebuilt).enumerate() {
+        assert_eq!(live, rebuilt, "KPI table {table}: live equals rebuilt, history and dated parts included");
+    }
 
     let pool = &database.pool;
     let query = |filter: ApplicationFilter| async move { applications::list(pool, &filter).await.expect("list") };
@@ -257,13 +299,10 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     assert!(applications::batch_queue(pool, "no-such", day(2025, 6, 10)).await.expect("queue").is_none());
 
     let mut connection = pool.acquire().await.expect("connection");
-    let kpi = aisc_projections::kpi::dashboard(
-        &mut connection,
-        Some((year.to_string(), year.first_day(), year.last_day())),
-        day(2025, 7, 1),
-    )
-    .await
-    .expect("kpi");
+    let kpi =
+        kpi::dashboard(&mut connection, Some((year.to_string(), year.first_day(), year.last_day())), day(2025, 7, 1))
+            .await
+            .expect("kpi");
     assert_eq!((kpi.applications_received, kpi.applications_approved, kpi.applications_rejected), (3_000, 500, 500));
     assert_eq!(kpi.approval_rate_bps, Some(5_000));
     assert!(
@@ -291,11 +330,10 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
     assert_eq!(kpi.by_category["rnd_centre"].approved, 250);
     assert_eq!(kpi.by_category["ai_startup"].received, 750);
     assert_eq!(kpi.by_category["rnd_centre"].average_approved_rate_bps, Some(7_000));
-    let csv = aisc_projections::kpi::to_csv(&kpi);
+    let csv = kpi::to_csv(&kpi);
     assert!(csv.lines().any(|line| line == r#""2025-26","applications_approved","","500""#), "{csv}");
-    let whole = aisc_projections::kpi::dashboard(&mut connection, None, day(2025, 7, 1)).await.expect("kpi");
+    let whole = kpi::dashboard(&mut connection, None, day(2025, 7, 1)).await.expect("kpi");
     assert_eq!((whole.scope.as_str(), whole.applications_received), ("scheme", 3_000));
-    drop(connection);
 
     // As it stood just before the first rejection: one approval, no rejection yet.
     let before: i64 =
@@ -303,15 +341,16 @@ async fn the_applications_read_model_built_live_equals_a_rebuild_and_answers_sta
             .fetch_one(pool)
             .await
             .expect("position");
-    let store: Arc<dyn EventStore> = Arc::new(aisc_adapters::PostgresEventStore::new(pool.clone()));
-    let then = aisc_projections::kpi::dashboard_as_of(pool, store, Position(before as u64), None, day(2025, 7, 1))
-        .await
-        .expect("as of");
+    let past = PastView { as_of: Some(Position(before as u64)), effective_on: None };
+    let then = kpi::dashboard_at(&mut connection, past, None, day(2025, 7, 1)).await.expect("as of");
     assert_eq!((then.applications_received, then.applications_approved, then.applications_rejected), (3_000, 1, 0));
-    let scratch: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'as\\_of\\_%'")
-        .fetch_one(pool)
-        .await
-        .expect("schemas");
-    assert_eq!(scratch, 0, "the scratch schema is dropped");
+    // On the committee's day every decision is in force; the day before, none.
+    let on = |date| PastView { as_of: None, effective_on: Some(date) };
+    let decided = kpi::dashboard_at(&mut connection, on(committee_day()), None, day(2025, 7, 1)).await.expect("on");
+    assert_eq!((decided.applications_approved, decided.applications_rejected), (500, 500));
+    let before_meeting =
+        kpi::dashboard_at(&mut connection, on(day(2025, 6, 14)), None, day(2025, 7, 1)).await.expect("on");
+    assert_eq!((before_meeting.applications_approved, before_meeting.median_days_to_decision), (0, None));
+    drop(connection);
     database.drop_database().await;
 }

@@ -333,14 +333,14 @@ async fn the_service_role_serves_end_to_end_but_cannot_touch_the_history() {
         metadata: serde_json::json!({"actor": "owner", "role": "administrator"}),
     };
     store.append(&StreamId::parse("note-1").expect("stream"), ExpectedVersion::Any, vec![note]).await.expect("append");
-    let before = checkpoint(&database, "applications").await;
+    let before = checkpoint(&database, "kpi").await;
     let (ok, _, stderr) = aisc(&["reports", "kpi"], &auditor_url);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("1 event behind the log"), "{stderr}");
-    assert_eq!(checkpoint(&database, "applications").await, before, "the auditor's report wrote nothing");
+    assert_eq!(checkpoint(&database, "kpi").await, before, "the auditor's report wrote nothing");
     let (ok, _, stderr) = aisc(&["reports", "kpi"], &service_url);
     assert!(ok, "{stderr}");
-    assert!(checkpoint(&database, "applications").await > before, "the service's role applied the event");
+    assert!(checkpoint(&database, "kpi").await > before, "the service's role applied the event");
 
     // Everything tried above left the history intact.
     let (ok, stdout, _) = aisc(&["audit", "verify"], &auditor_url);

@@ -1048,3 +1048,39 @@ async fn applications_and_kpis_are_asked_as_they_stood_on_a_business_date() {
     assert_eq!(app.get("auditor", "/api/v1/kpis?effective_on=31-03-2025").await.status, 400);
     app.stop().await;
 }
+
+/// Expensive reads are bounded per role: with a share of one, the auditors' second dashboard in
+/// the past while their first still runs is answered 429 with Retry-After, while a finance
+/// officer's is answered, and so is the auditors' live dashboard; once the first is done, the
+/// auditors' next is answered again.
+#[tokio::test]
+async fn expensive_reads_beyond_a_roles_share_are_answered_429_and_other_roles_are_unaffected() {
+    let app = TestApp::spawn_configured(|config| config.limits.expensive_reads_per_role = 1).await;
+    set_up(&app).await;
+    let (port, bearer) = (app.port, app.bearer("auditor"));
+    // Holds the auditors' place for the read-your-writes wait (3 s): the log never reaches
+    // that position, so it ends 503.
+    let first = tokio::spawn(async move {
+        let headers = [("Authorization", bearer.as_str())];
+        http(port, "GET", "/api/v1/kpis?as_of=1&after_position=9000000000000000000", &headers, None).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let refused = app.get("auditor", "/api/v1/kpis?effective_on=2025-06-30").await;
+    if first.is_finished() {
+        let first = first.await.expect("first read");
+        panic!("the first read should still run: {} {}", first.status, first.body);
+    }
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_eq!(refused.header("content-type"), Some("application/problem+json"));
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert_eq!(refused.json()["status"], 429);
+    assert!(refused.json()["detail"].as_str().unwrap_or_default().contains("auditor"), "{}", refused.body);
+    let other_role = app.get("finance_officer", "/api/v1/kpis?effective_on=2025-06-30").await;
+    assert_eq!(other_role.status, 200, "{}", other_role.body);
+    let live = app.get("auditor", "/api/v1/kpis").await;
+    assert_eq!(live.status, 200, "the live dashboard is not an expensive read: {}", live.body);
+    assert_eq!(first.await.expect("first read").status, 503);
+    let again = app.get("auditor", "/api/v1/kpis?effective_on=2025-06-30").await;
+    assert_eq!(again.status, 200, "the place is given back: {}", again.body);
+    app.stop().await;
+}

@@ -133,6 +133,12 @@ pub enum ReportsCommand {
         year: Option<String>,
         #[arg(long, value_enum, default_value = "json")]
         format: ReportFormat,
+        /// As the log stood at this position of $all, or at this RFC 3339 time.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// The facts in force on this date (YYYY-MM-DD); overdue reports are counted on it.
+        #[arg(long)]
+        effective_on: Option<chrono::NaiveDate>,
     },
 }
 
@@ -290,6 +296,10 @@ pub struct ServeArgs {
     /// Largest usage import file, in bytes (413 above).
     #[arg(long, env = "AISC_MAX_IMPORT_BYTES", default_value_t = 32 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1_024..=1024 * 1024 * 1024))]
     pub max_import_bytes: u64,
+    /// Expensive reads (the KPI dashboard `as_of` / `effective_on`) running at once per role;
+    /// the next is answered 429 with Retry-After.
+    #[arg(long, env = "AISC_EXPENSIVE_READS_PER_ROLE", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=1_000))]
+    pub expensive_reads_per_role: u16,
     /// How long a stop (SIGINT, SIGTERM) waits for requests in flight, in seconds.
     #[arg(long, env = "AISC_SHUTDOWN_TIMEOUT_S", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub shutdown_timeout_s: u64,
@@ -317,6 +327,7 @@ impl ServeArgs {
             bulk_deadline: Duration::from_millis(self.bulk_request_deadline_ms),
             command_body_bytes: usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX),
             import_body_bytes: usize::try_from(self.max_import_bytes).unwrap_or(usize::MAX),
+            expensive_reads_per_role: usize::from(self.expensive_reads_per_role),
         };
         config
     }
@@ -613,25 +624,46 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             export(&store, range).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Reports(ReportsCommand::Kpi { database, year, format }) => {
+        Command::Reports(ReportsCommand::Kpi { database, year, format, as_of, effective_on }) => {
             let year = match year.as_deref() {
                 None => None,
                 Some(text) => {
                     let year = aisc_domain::subsidy::values::FinancialYear::parse(text)
                         .map_err(|error| CliError::Usage(error.to_string()))?;
-                    Some((year.to_string(), year.first_day(), year.last_day()))
+                    Some(aisc_projections::kpi::year_scope(year))
                 }
             };
             let store = open_store_without_migrating(&database).await?;
-            bring_up_to_date(&store, aisc_projections::applications::NAME).await?;
+            let as_of = match as_of.as_deref() {
+                None => None,
+                Some(text) => Some(match text.parse::<u64>() {
+                    Ok(position) => aisc_domain::event_store::Position(position),
+                    Err(_) => {
+                        let moment = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
+                            CliError::Usage(format!(
+                                "--as-of {text:?} is neither a position nor an RFC 3339 time such as 2025-07-01T00:00:00+08:00"
+                            ))
+                        })?;
+                        store
+                            .last_position_at(moment.with_timezone(&chrono::Utc))
+                            .await
+                            .map_err(|error| CliError::Usage(format!("cannot read the log: {error}")))?
+                    }
+                }),
+            };
+            bring_up_to_date(&store, aisc_projections::kpi::NAME).await?;
             let mut connection = store
                 .pool()
                 .acquire()
                 .await
                 .map_err(|error| CliError::Usage(format!("cannot reach the database: {error}")))?;
-            let dashboard =
-                aisc_projections::kpi::dashboard(&mut connection, year, aisc_adapters::clock::today_in_hong_kong())
-                    .await?;
+            let dashboard = aisc_projections::kpi::dashboard_at(
+                &mut connection,
+                aisc_projections::kpi::PastView { as_of, effective_on },
+                year,
+                aisc_adapters::clock::today_in_hong_kong(),
+            )
+            .await?;
             match format {
                 ReportFormat::Csv => print!("{}", aisc_projections::kpi::to_csv(&dashboard)),
                 ReportFormat::Json => println!(

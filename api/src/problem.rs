@@ -56,6 +56,9 @@ pub enum ApiError {
     /// A refusal of the domain, with its stable code.
     #[error("{detail}")]
     Unprocessable { code: &'static str, detail: String, errors: Vec<FieldProblem> },
+    /// The caller's role already runs its share of expensive reads.
+    #[error("{detail}")]
+    TooManyRequests { detail: String, retry_after_seconds: u32 },
     #[error("the database is unavailable; try again shortly")]
     Unavailable,
     /// The request was not finished by its deadline (its work, if any, was dropped).
@@ -86,6 +89,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "Payload Too Large",
             ApiError::UnsupportedMediaType { .. } => "Unsupported Media Type",
             ApiError::Unprocessable { .. } => "Unprocessable Content",
+            ApiError::TooManyRequests { .. } => "Too Many Requests",
             ApiError::Unavailable | ApiError::DeadlineExceeded { .. } => "Service Unavailable",
             ApiError::Internal(_) => "Internal Server Error",
         }
@@ -131,6 +135,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable | ApiError::DeadlineExceeded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -154,6 +159,9 @@ impl ResponseError for ApiError {
                 if let Some(value) = request_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
                     response.insert_header((crate::request_context::REQUEST_ID_HEADER, value));
                 }
+            }
+            ApiError::TooManyRequests { retry_after_seconds, .. } => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds)));
             }
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
@@ -240,6 +248,10 @@ mod tests {
         let unsupported = ApiError::UnsupportedMediaType { detail: "send JSON".into() };
         let body = body_of(&unsupported);
         assert_eq!((body["status"].as_u64(), body["errors"][0]["field"].as_str()), (Some(415), Some("Content-Type")));
+        let busy = ApiError::TooManyRequests { detail: "busy".into(), retry_after_seconds: 1 };
+        let response = busy.error_response();
+        assert_eq!(response.headers().get("retry-after").expect("retry-after"), "1");
+        assert_eq!(body_of(&busy)["status"], 429);
         let unavailable = ApiError::Unavailable.error_response();
         assert_eq!(unavailable.headers().get("retry-after").expect("retry-after"), "2");
     }

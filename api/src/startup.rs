@@ -107,6 +107,9 @@ impl Application {
         tokens.start();
         let tokens_data = web::Data::new(tokens);
         let limits_data = web::Data::new(config.limits);
+        // One count for every worker: the limit is the service's, not a worker's.
+        let expensive_reads =
+            web::Data::new(crate::limits::ExpensiveReads::new(config.limits.expensive_reads_per_role));
         let server = HttpServer::new(move || {
             let (app, document) = App::new()
                 .into_utoipa_app()
@@ -123,6 +126,7 @@ impl Application {
                 .app_data(clock_data.clone())
                 .app_data(tokens_data.clone())
                 .app_data(limits_data.clone())
+                .app_data(expensive_reads.clone())
                 .app_data(document)
                 // The last registered runs first: the request id and the log line cover every
                 // answer, the deadline's 503 and the authentication's 401 included; the

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 /// Every projection the service runs.
 pub fn all() -> Vec<Arc<dyn Projection>> {
-    vec![Arc::new(audit_trail::AuditTrail), Arc::new(applications::Applications)]
+    vec![Arc::new(audit_trail::AuditTrail), Arc::new(applications::Applications), Arc::new(kpi::Kpi)]
 }
 
 /// Whether every read model has been built at its current version (until then, its queries

@@ -7,6 +7,7 @@ use aisc_adapters::clock::Clock;
 use aisc_domain::event_store::Position;
 use aisc_domain::subsidy::values::FinancialYear;
 use aisc_projections::applications::{self, ApplicationFilter, Sort};
+use aisc_projections::kpi;
 use aisc_projections::runner::wait_for_position;
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -14,6 +15,7 @@ use sqlx::PgPool;
 use crate::auth::Principal;
 use crate::authorization::{Action, require};
 use crate::input;
+use crate::limits::ExpensiveReads;
 use crate::problem::{ApiError, ProblemDocument};
 use crate::routes::audit::READ_YOUR_WRITES_WAIT;
 
@@ -220,19 +222,23 @@ pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
 struct KpiParams {
     /// A financial year such as 2025-26; the whole scheme when omitted.
     year: Option<String>,
+    /// Answer once the KPI read model has applied this position (read-your-writes).
     after_position: Option<u64>,
     /// A position of $all, or an RFC 3339 time: the dashboard as the log stood then (the log's
-    /// clock), replayed from the log.
+    /// clock), read from the totals' history.
     as_of: Option<String>,
     /// A date (YYYY-MM-DD): the dashboard of the facts in force on it (the scheme's clock) —
-    /// the figures "as at 31 March" — replayed from the log; with `as_of`, as the log then knew them.
+    /// the figures "as at 31 March" — read from the totals' dated parts; with `as_of`, as the
+    /// log then knew them.
     #[param(value_type = Option<String>)]
     effective_on: Option<chrono::NaiveDate>,
 }
 
-/// `GET /api/v1/kpis?year=`: the KPI dashboard for a funding year or the whole scheme.
+/// `GET /api/v1/kpis?year=`: the KPI dashboard for a funding year or the whole scheme, as it
+/// stands or as it stood. A dashboard in the past counts against its role's share of expensive
+/// reads (429 with Retry-After beyond it).
 #[utoipa::path(tag = "reports", params(KpiParams),
-    responses((status = 200, description = "Applications, approval rate, days to decision, cash flow per budget line, capacity and the 90 % cap, utilisation, and the §18 indicators", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, description = "Applications, approval rate, days to decision, cash flow per budget line, capacity and the 90 % cap, utilisation, and the §18 indicators", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 429, description = "The role already runs its share of expensive reads; see Retry-After", body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/kpis")]
 pub async fn kpis(
     request: HttpRequest,
@@ -240,6 +246,7 @@ pub async fn kpis(
     pool: web::Data<PgPool>,
     clock: web::Data<Clock>,
     store: web::Data<aisc_adapters::PostgresEventStore>,
+    expensive_reads: web::Data<ExpensiveReads>,
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
     let params: KpiParams = crate::routes::query(&request)?;
@@ -247,33 +254,40 @@ pub async fn kpis(
         None => None,
         Some(text) => {
             let year = FinancialYear::parse(text).map_err(|error| ApiError::bad_field("year", error.to_string()))?;
-            Some((year.to_string(), year.first_day(), year.last_day()))
+            Some(kpi::year_scope(year))
         }
     };
     let as_of = match params.as_of.as_deref() {
         None => None,
         Some(text) => Some(match text.parse::<u64>() {
-            Ok(position) => position,
+            Ok(position) => Position(position),
             Err(_) => {
                 let moment = chrono::DateTime::parse_from_rfc3339(text).map_err(|_| {
                     ApiError::bad_field("as_of", "a position, or an RFC 3339 time such as 2025-07-01T00:00:00+08:00")
                 })?;
                 // The last event recorded at or before that moment.
-                store.last_position_at(moment.with_timezone(&chrono::Utc)).await?.0
+                store.last_position_at(moment.with_timezone(&chrono::Utc)).await?
             }
         }),
     };
-    let dashboard = match (as_of, params.effective_on) {
-        (None, None) => {
-            reached(&pool, params.after_position).await?;
-            let mut connection = pool.acquire().await?;
-            aisc_projections::kpi::dashboard(&mut connection, year, clock.today()).await?
-        }
-        (as_of, effective_on) => {
-            let past = aisc_projections::kpi::PastView { as_of: as_of.map(Position), effective_on };
-            let store = std::sync::Arc::new(store.get_ref().clone());
-            aisc_projections::kpi::dashboard_in_the_past(&pool, store, past, year, clock.today()).await?
-        }
+    let past = kpi::PastView { as_of, effective_on: params.effective_on };
+    // Held until the answer is written (or the request is dropped at its deadline).
+    let _permit = if past == kpi::PastView::default() { None } else { Some(expensive_reads.try_start(&principal)?) };
+    // A past dashboard is the log's, not whatever the read model had reached: it waits until
+    // the read model has applied the position asked (or the log's head, when it is later).
+    let past_reached = if past == kpi::PastView::default() {
+        None
+    } else {
+        let head = store.head_position().await?;
+        Some(as_of.map_or(head, |position| position.min(head)).0)
     };
+    let wait_for = params.after_position.max(past_reached);
+    if let Some(position) = wait_for
+        && !wait_for_position(&pool, kpi::NAME, Position(position), READ_YOUR_WRITES_WAIT).await?
+    {
+        return Err(ApiError::Unavailable);
+    }
+    let mut connection = pool.acquire().await?;
+    let dashboard = kpi::dashboard_at(&mut connection, past, year, clock.today()).await?;
     Ok(HttpResponse::Ok().json(dashboard))
 }

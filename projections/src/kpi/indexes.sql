@@ -1,0 +1,1 @@
+-- Every table is read by its primary key; no other index.
