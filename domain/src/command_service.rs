@@ -583,15 +583,14 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
             match self.store.append_multi(appends).await {
                 Ok(results) => {
                     let subject_result = appended.iter().zip(&results).find(|(stream, _)| **stream == subject);
-                    return Ok(match subject_result {
-                        Some((_, result)) => {
-                            Written { version: Some(result.last_version), position: Some(result.position) }
-                        }
-                        // The subject was only read: answer its version and the position written.
-                        None => Written {
-                            version: version_read,
-                            position: results.iter().map(|result| result.position).max(),
-                        },
+                    // The last position of every stream written, not only the subject's: a
+                    // query waiting for it then sees the whole command (its budget and
+                    // capacity events too), whichever stream the log placed last.
+                    let position = results.iter().map(|result| result.position).max();
+                    return Ok(Written {
+                        // The subject only read answers the version it was read at.
+                        version: subject_result.map_or(version_read, |(_, result)| Some(result.last_version)),
+                        position,
                     });
                 }
                 Err(StoreError::WrongExpectedVersion { stream, expected, actual })
@@ -1805,7 +1804,11 @@ mod tests {
         assert_eq!(total(&service, &a), (1, Some(0)));
         assert_eq!(total(&service, &b), (9, Some(2)));
         assert_eq!(service.store().added(&b), vec![Added(4), Added(2), Added(3)], "in the order decided");
-        assert_eq!(written.position, Some(Position(2)), "the position of the subject's event");
+        assert_eq!(
+            written.position,
+            Some(Position(4)),
+            "the position of the last event written (the read stream's, after the subject's)"
+        );
     }
 
     #[test]
