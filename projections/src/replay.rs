@@ -24,9 +24,9 @@ use crate::runner::{skip_flush_wait, write_into};
 
 /// Events per page read. Decoded events are large in memory (their JSON as trees), so a page
 /// stays small enough that the pages in flight hold a few MiB.
-const PAGE: usize = 2_000;
+const PAGE: usize = 1_000;
 /// Pages the reader may run ahead of the folding.
-const READ_AHEAD: usize = 3;
+const READ_AHEAD: usize = 2;
 /// Bytes of encoded rows gathered before they are sent to their table's `COPY`.
 const COPY_CHUNK: usize = 256 * 1024;
 /// Chunks waiting for each table's `COPY`.

@@ -503,6 +503,8 @@ async fn rebuild_locked_together(runners: &[&ProjectionRunner]) -> Result<Vec<Po
     }
     let (position, replayed) =
         replay(&first.pool, first.store.clone(), &targets, None, &|_| true, first.progress.as_ref()).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(events = replayed, seconds, position = position.0, "replayed the log; building indexes");
     let mut positions = Vec::with_capacity(runners.len());
     for (runner, target) in runners.iter().zip(&targets) {
         let (reached, tail) = runner.swap_in(&target.schema, position).await?;
