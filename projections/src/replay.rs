@@ -26,7 +26,7 @@ use crate::runner::{skip_flush_wait, write_into};
 /// stays small enough that the pages in flight hold a few MiB.
 const PAGE: usize = 1_000;
 /// Pages the reader may run ahead of the folding.
-const READ_AHEAD: usize = 2;
+const READ_AHEAD: usize = 1;
 /// Bytes of encoded rows gathered before they are sent to their table's `COPY`.
 const COPY_CHUNK: usize = 256 * 1024;
 /// Chunks waiting for each table's `COPY`.
@@ -303,6 +303,6 @@ impl Copy {
     }
 }
 
-fn task_failed(error: tokio::task::JoinError) -> ProjectionError {
+pub(crate) fn task_failed(error: tokio::task::JoinError) -> ProjectionError {
     ProjectionError::Database(sqlx::Error::Protocol(format!("a rebuild task failed: {error}")))
 }

@@ -20,7 +20,7 @@ use sqlx::{Acquire, PgConnection, PgPool, Postgres, Row};
 use tokio::sync::watch;
 
 use crate::projection::{Projection, ProjectionError};
-use crate::replay::{ReplayTarget, replay};
+use crate::replay::{ReplayTarget, replay, task_failed};
 
 /// The schema queries read from. Not `public`: the service may create tables here, and only the
 /// owner of the log may create objects in `public` (see
@@ -427,16 +427,11 @@ impl ProjectionRunner {
         Ok(positions)
     }
 
-    /// Builds the indexes of the replayed tables in `schema`, then, in one transaction,
-    /// applies what was appended since `position`, moves the tables into the live schema and
-    /// sets the checkpoint. Answers the checkpoint and the events applied.
+    /// In one transaction: applies to the replayed tables in `schema` (indexes built) what was
+    /// appended since `position`, moves them into the live schema and sets the checkpoint.
+    /// Answers the checkpoint and the events applied.
     async fn swap_in(&self, schema: &str, mut position: Position) -> Result<(Position, u64), ProjectionError> {
         let name = self.projection.name();
-        let mut transaction = self.pool.begin().await?;
-        write_into(&mut transaction, schema).await?;
-        sqlx::raw_sql(self.projection.tables().indexes).execute(&mut *transaction).await?;
-        transaction.commit().await?;
-
         let mut transaction = self.pool.begin().await?;
         write_into(&mut transaction, schema).await?;
         // Whatever was appended since the replay's last page goes in with the swap.
@@ -505,6 +500,17 @@ async fn rebuild_locked_together(runners: &[&ProjectionRunner]) -> Result<Vec<Po
         replay(&first.pool, first.store.clone(), &targets, None, &|_| true, first.progress.as_ref()).await?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(events = replayed, seconds, position = position.0, "replayed the log; building indexes");
+    // Every projection's indexes at once, each on a connection of its own.
+    let builds: Vec<_> = runners
+        .iter()
+        .zip(&targets)
+        .map(|(runner, target)| {
+            tokio::spawn(build_indexes(runner.pool.clone(), target.schema.clone(), runner.projection.tables().indexes))
+        })
+        .collect();
+    for build in builds {
+        build.await.map_err(task_failed)??;
+    }
     let mut positions = Vec::with_capacity(runners.len());
     for (runner, target) in runners.iter().zip(&targets) {
         let (reached, tail) = runner.swap_in(&target.schema, position).await?;
@@ -514,6 +520,15 @@ async fn rebuild_locked_together(runners: &[&ProjectionRunner]) -> Result<Vec<Po
         positions.push(reached);
     }
     Ok(positions)
+}
+
+/// Builds a replayed projection's indexes in `schema`, after its rows are loaded.
+async fn build_indexes(pool: PgPool, schema: String, indexes: &'static str) -> Result<(), ProjectionError> {
+    let mut transaction = pool.begin().await?;
+    write_into(&mut transaction, &schema).await?;
+    sqlx::raw_sql(indexes).execute(&mut *transaction).await?;
+    transaction.commit().await?;
+    Ok(())
 }
 
 /// The rest of the transaction runs as the role that owns the read models (SET LOCAL ROLE: the
