@@ -246,7 +246,7 @@ pub enum ProjectionsCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
-    /// Rebuild one projection (or all) from the whole log; queries keep being answered from
+    /// Rebuild one projection (or all, from one read of the log); queries keep being answered from
     /// the old tables until the new ones are swapped in. A running service does the rebuild
     /// itself when asked.
     Rebuild {
@@ -785,15 +785,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 return Err(ProjectionError::Unknown(name.unwrap_or_default()).into());
             }
             let events = store.count_in(PositionRange::default()).await?;
-            for runner in chosen {
-                let progress = Arc::new(ProgressReport::new(
-                    format!("projections rebuild {}", runner.name()),
-                    "events",
-                    Some(events),
-                ));
-                let runner = runner.with_progress(progress.clone());
-                let position = runner.rebuild(Duration::from_secs(3_600)).await?;
-                progress.finish();
+            // Every projection chosen is rebuilt from one read of the log.
+            let label = match &name {
+                Some(name) => format!("projections rebuild {name}"),
+                None => "projections rebuild".to_string(),
+            };
+            let progress = Arc::new(ProgressReport::new(label, "events", Some(events)));
+            let chosen: Vec<ProjectionRunner> =
+                chosen.into_iter().map(|runner| runner.with_progress(progress.clone())).collect();
+            let positions = ProjectionRunner::rebuild_all(&chosen, Duration::from_secs(3_600)).await?;
+            progress.finish();
+            for (runner, position) in chosen.iter().zip(positions) {
                 println!("rebuilt {} up to position {}", runner.name(), position);
             }
             Ok(ExitCode::SUCCESS)

@@ -3,12 +3,16 @@
 
 pub mod applications;
 pub mod audit_trail;
+mod copy_rows;
 pub mod health;
 pub mod kpi;
 pub mod projection;
+mod replay;
 pub mod runner;
 
-pub use projection::{Interest, Projection, ProjectionError, ReadModelTables};
+pub use projection::{
+    BulkLoad, CopyField, CopyRows, CopyTarget, Interest, Projection, ProjectionError, ReadModelTables,
+};
 pub use runner::{ProjectionRunner, ProjectionStatus};
 
 use std::sync::Arc;

@@ -1,10 +1,13 @@
 //! What a projection is: a name, a version, what it does with every event type of the domain
 //! (handles or ignores; none is left undeclared), its own tables (SQL files beside it), and
-//! how it applies a batch of events to them.
+//! how it applies a batch of events to them; optionally, a faster way to load them from the
+//! whole log during a rebuild.
 
 use aisc_domain::event_store::{RecordedEvent, StoreError};
 use async_trait::async_trait;
 use sqlx::PgConnection;
+
+pub use crate::copy_rows::{CopyField, CopyRows, CopyTarget};
 
 /// The tables a projection owns and the SQL that creates them. Both scripts name tables without
 /// a schema: the runner runs them with `search_path` set to the schema being built (the live
@@ -62,6 +65,36 @@ pub trait Projection: Send + Sync {
     /// caller's transaction, whose `search_path` names the schema being written (the live one,
     /// or a rebuild's): statements name tables without a schema.
     async fn apply(&self, connection: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError>;
+    /// A rebuild's fast path: a fresh [`BulkLoad`] that folds the whole log in memory and hands
+    /// out rows for `COPY`. `None` (the default) rebuilds by calling [`Projection::apply`] on
+    /// pages of the log, which is always correct and only slower. A projection that has one
+    /// must end up with the same tables either way (live equals rebuilt).
+    fn bulk_load(&self) -> Option<Box<dyn BulkLoad>> {
+        None
+    }
+}
+
+/// Loads a projection's fresh tables from the whole log during a rebuild: the runner reads
+/// the log once, hands every page to [`BulkLoad::load`] and streams the rows it produces to
+/// one `COPY … FROM STDIN` per target table while it reads on; indexes are built afterwards.
+/// Memory must stay flat in the log's size: rows that cannot change any more (one per event,
+/// say) go out at once; only what later events may still change (a row per application) is
+/// kept until [`BulkLoad::finish`].
+#[async_trait]
+pub trait BulkLoad: Send {
+    /// The tables it fills with `COPY`, and their columns; [`CopyRows::push`] names a target
+    /// by its index here.
+    fn targets(&self) -> &'static [CopyTarget];
+    /// Folds the next events of the log (of handled types, in `$all` order).
+    fn load(&mut self, events: &[&RecordedEvent], rows: &mut CopyRows) -> Result<(), ProjectionError>;
+    /// The log has been read: hands out the rows it kept.
+    fn finish(&mut self, rows: &mut CopyRows) -> Result<(), ProjectionError>;
+    /// Once every row is loaded, and before the indexes are built: statements on the loaded
+    /// tables (in the caller's transaction, `search_path` set as for `apply`). Nothing by
+    /// default.
+    async fn after_load(self: Box<Self>, _connection: &mut PgConnection) -> Result<(), ProjectionError> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

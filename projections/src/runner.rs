@@ -5,9 +5,11 @@
 //! - Catch-up from the checkpoint, then live through a `$all` subscription, in batches; each
 //!   batch and the checkpoint move in one transaction, guarded by the checkpoint it started
 //!   from, so a crash or a lost lock neither loses nor double-counts an event.
-//! - Rebuild without downtime: the whole log is replayed into a fresh schema in bounded
-//!   batches while queries keep reading the live tables; then one transaction applies the
-//!   last events, moves the fresh tables into the live schema and sets the checkpoint.
+//! - Rebuild without downtime: the whole log is replayed into a fresh schema (read once for
+//!   every projection rebuilt together, loaded with `COPY` where the projection can; see
+//!   [`crate::replay`]) while queries keep reading the live tables; indexes are built after
+//!   the load; then one transaction applies the last events, moves the fresh tables into the
+//!   live schema and sets the checkpoint.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ use sqlx::{Acquire, PgConnection, PgPool, Postgres, Row};
 use tokio::sync::watch;
 
 use crate::projection::{Projection, ProjectionError};
+use crate::replay::{ReplayTarget, replay, task_failed};
 
 /// The schema queries read from. Not `public`: the service may create tables here, and only the
 /// owner of the log may create objects in `public` (see
@@ -334,9 +337,8 @@ impl ProjectionRunner {
         self.projection.apply(connection, &handled).await
     }
 
-    /// Creates the projection's tables (without their indexes) in `schema` and applies the log
-    /// to them in bounded batches (each its own short transaction), up to `until` (inclusive)
-    /// or the end.
+    /// Creates the projection's tables (without their indexes) in `schema` and replays the log
+    /// into them up to `until` (inclusive) or the end (see [`crate::replay`]).
     /// Returns the last position applied and the number of events read.
     pub async fn replay_into(&self, schema: &str, until: Option<Position>) -> Result<(Position, u64), ProjectionError> {
         self.replay_into_where(schema, until, &|_| true).await
@@ -350,6 +352,17 @@ impl ProjectionRunner {
         until: Option<Position>,
         keep: &(dyn Fn(&RecordedEvent) -> bool + Sync),
     ) -> Result<(Position, u64), ProjectionError> {
+        self.create_scratch(schema).await?;
+        let target = ReplayTarget {
+            projection: self.projection.as_ref(),
+            schema: schema.to_string(),
+            batch_size: self.batch_size.max(1_000),
+        };
+        replay(&self.pool, self.store.clone(), &[target], until, keep, self.progress.as_ref()).await
+    }
+
+    /// Creates `schema` afresh with the projection's tables, without their indexes.
+    async fn create_scratch(&self, schema: &str) -> Result<(), ProjectionError> {
         // The service may not create schemas: a function running as the owner of the log
         // creates this one (dropping a previous one of that name) for aisc_service. The tables
         // are created as aisc_service, so they belong to it whichever login made them.
@@ -362,61 +375,74 @@ impl ProjectionRunner {
         write_into(&mut transaction, schema).await?;
         sqlx::raw_sql(self.projection.tables().create).execute(&mut *transaction).await?;
         transaction.commit().await?;
-        let mut position = Position::START;
-        let mut replayed = 0_u64;
-        loop {
-            let slice = self.store.read_all(position, self.batch_size.max(1_000)).await?;
-            let within: Vec<RecordedEvent> = slice
-                .events
-                .iter()
-                .filter(|event| until.is_none_or(|until| event.position <= until))
-                .cloned()
-                .collect();
-            let Some(last) = within.last() else {
-                if slice.held_back && slice.events.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
-                }
-                break;
-            };
-            position = last.position;
-            replayed += within.len() as u64;
-            self.progress.reached(replayed);
-            let kept: Vec<RecordedEvent> = within.iter().filter(|event| keep(event)).cloned().collect();
-            let mut transaction = self.pool.begin().await?;
-            skip_flush_wait(&mut transaction).await?;
-            write_into(&mut transaction, schema).await?;
-            self.apply_handled(&mut transaction, &kept).await?;
-            transaction.commit().await?;
-            if within.len() < slice.events.len() {
-                break;
-            }
-        }
-        Ok((position, replayed))
+        Ok(())
     }
 
     /// Replays the whole log into a fresh schema and swaps it in. Caller holds the lock.
     async fn rebuild_locked(&self) -> Result<Position, ProjectionError> {
+        let positions = rebuild_locked_together(&[self]).await?;
+        Ok(positions.into_iter().next().unwrap_or(Position::START))
+    }
+
+    /// Rebuilds several projections from one read of the log, each into its own scratch schema
+    /// and each swapped in with its own checkpoint. A projection another process leads is
+    /// asked to rebuild itself and waited for, as [`ProjectionRunner::rebuild`] does. Answers
+    /// each projection's checkpoint, in the order of `runners`; the replay's progress goes to
+    /// the first runner's watcher.
+    pub async fn rebuild_all(
+        runners: &[ProjectionRunner],
+        wait_at_most: Duration,
+    ) -> Result<Vec<Position>, ProjectionError> {
+        let mut locks = Vec::new();
+        let mut here = Vec::new();
+        for runner in runners {
+            match runner.try_lock().await {
+                Ok(Some(lock)) => {
+                    locks.push(lock);
+                    here.push(runner);
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    for lock in locks {
+                        release(lock).await;
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        let rebuilt = rebuild_locked_together(&here).await;
+        for lock in locks {
+            release(lock).await;
+        }
+        let mut rebuilt = rebuilt?.into_iter();
+        let mut positions = Vec::with_capacity(runners.len());
+        for runner in runners {
+            let position = if here.iter().any(|done| std::ptr::eq(*done, runner)) {
+                rebuilt.next().unwrap_or(Position::START)
+            } else {
+                runner.rebuild(wait_at_most).await?
+            };
+            positions.push(position);
+        }
+        Ok(positions)
+    }
+
+    /// In one transaction: applies to the replayed tables in `schema` (indexes built) what was
+    /// appended since `position`, moves them into the live schema and sets the checkpoint.
+    /// Answers the checkpoint and the events applied.
+    async fn swap_in(&self, schema: &str, mut position: Position) -> Result<(Position, u64), ProjectionError> {
         let name = self.projection.name();
-        let schema = format!("rebuild_{name}");
-        let started = Instant::now();
-        let (mut position, mut replayed) = self.replay_into(&schema, None).await?;
-
         let mut transaction = self.pool.begin().await?;
-        write_into(&mut transaction, &schema).await?;
-        sqlx::raw_sql(self.projection.tables().indexes).execute(&mut *transaction).await?;
-        transaction.commit().await?;
-
-        let mut transaction = self.pool.begin().await?;
-        write_into(&mut transaction, &schema).await?;
+        write_into(&mut transaction, schema).await?;
         // Whatever was appended since the replay's last page goes in with the swap.
+        let mut applied = 0_u64;
         loop {
             let slice = self.store.read_all(position, self.batch_size.max(1_000)).await?;
             let Some(last) = slice.events.last() else {
                 break;
             };
             position = last.position;
-            replayed += slice.events.len() as u64;
+            applied += slice.events.len() as u64;
             self.apply_handled(&mut transaction, &slice.events).await?;
         }
         let connection = transaction.acquire().await?;
@@ -439,9 +465,7 @@ impl ProjectionRunner {
         .execute(&mut *connection)
         .await?;
         transaction.commit().await?;
-        let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(projection = name, events = replayed, seconds, position = position.0, "rebuilt");
-        Ok(position)
+        Ok((position, applied))
     }
 
     /// The projection's advisory lock on a connection of its own, if no one else holds it.
@@ -455,6 +479,58 @@ impl ProjectionRunner {
     }
 }
 
+/// Rebuilds `runners` (whose locks the caller holds) from one replay of the log; answers
+/// their checkpoints in order.
+async fn rebuild_locked_together(runners: &[&ProjectionRunner]) -> Result<Vec<Position>, ProjectionError> {
+    let Some(first) = runners.first() else {
+        return Ok(Vec::new());
+    };
+    let started = Instant::now();
+    let mut targets = Vec::with_capacity(runners.len());
+    for runner in runners {
+        let schema = format!("rebuild_{}", runner.projection.name());
+        runner.create_scratch(&schema).await?;
+        targets.push(ReplayTarget {
+            projection: runner.projection.as_ref(),
+            schema,
+            batch_size: runner.batch_size.max(1_000),
+        });
+    }
+    let (position, replayed) =
+        replay(&first.pool, first.store.clone(), &targets, None, &|_| true, first.progress.as_ref()).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(events = replayed, seconds, position = position.0, "replayed the log; building indexes");
+    // Every projection's indexes at once, each on a connection of its own.
+    let builds: Vec<_> = runners
+        .iter()
+        .zip(&targets)
+        .map(|(runner, target)| {
+            tokio::spawn(build_indexes(runner.pool.clone(), target.schema.clone(), runner.projection.tables().indexes))
+        })
+        .collect();
+    for build in builds {
+        build.await.map_err(task_failed)??;
+    }
+    let mut positions = Vec::with_capacity(runners.len());
+    for (runner, target) in runners.iter().zip(&targets) {
+        let (reached, tail) = runner.swap_in(&target.schema, position).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        let name = runner.projection.name();
+        tracing::info!(projection = name, events = replayed + tail, seconds, position = reached.0, "rebuilt");
+        positions.push(reached);
+    }
+    Ok(positions)
+}
+
+/// Builds a replayed projection's indexes in `schema`, after its rows are loaded.
+async fn build_indexes(pool: PgPool, schema: String, indexes: &'static str) -> Result<(), ProjectionError> {
+    let mut transaction = pool.begin().await?;
+    write_into(&mut transaction, &schema).await?;
+    sqlx::raw_sql(indexes).execute(&mut *transaction).await?;
+    transaction.commit().await?;
+    Ok(())
+}
+
 /// The rest of the transaction runs as the role that owns the read models (SET LOCAL ROLE: the
 /// connected role is a login of the service, the owner, or a superuser, all of which may).
 async fn act_as_read_model_owner(transaction: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), ProjectionError> {
@@ -465,7 +541,10 @@ async fn act_as_read_model_owner(transaction: &mut sqlx::Transaction<'_, Postgre
 /// The rest of the transaction reads and writes the tables of `schema`: projections name their
 /// tables without a schema. The role that owns the read models keeps the schema's objects to
 /// itself, so nothing else on the path can stand in for a table.
-async fn write_into(transaction: &mut sqlx::Transaction<'_, Postgres>, schema: &str) -> Result<(), ProjectionError> {
+pub(crate) async fn write_into(
+    transaction: &mut sqlx::Transaction<'_, Postgres>,
+    schema: &str,
+) -> Result<(), ProjectionError> {
     sqlx::query("SELECT set_config('search_path', quote_ident($1), true)")
         .bind(schema)
         .execute(&mut **transaction)
@@ -476,7 +555,7 @@ async fn write_into(transaction: &mut sqlx::Transaction<'_, Postgres>, schema: &
 /// A read model's batch does not wait for its WAL to reach the disk. Safe: the batch and its
 /// checkpoint commit together, so a crash loses both and the runner applies the batch again;
 /// and the rebuild's swap commits synchronously, which flushes every batch before it.
-async fn skip_flush_wait(transaction: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), ProjectionError> {
+pub(crate) async fn skip_flush_wait(transaction: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), ProjectionError> {
     sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut **transaction).await?;
     Ok(())
 }

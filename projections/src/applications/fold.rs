@@ -263,3 +263,180 @@ fn line_name(line: BudgetLine) -> &'static str {
         BudgetLine::AiEcosystemDevelopment => "ai_ecosystem_development",
     }
 }
+
+/// An application row as the log has left it so far (a rebuild's fold).
+#[derive(Debug, Clone)]
+pub(super) struct ApplicationRow {
+    pub(super) submitted: NewApplication,
+    pub(super) status: &'static str,
+    pub(super) assessed_by: Option<String>,
+    pub(super) total_score: Option<i32>,
+    pub(super) decided_on: Option<NaiveDate>,
+    pub(super) approved_rate_bps: Option<i32>,
+    pub(super) ceiling_cents: Option<i64>,
+    pub(super) disbursed_cents: i64,
+    pub(super) units_allocated: i64,
+    pub(super) units_used: i64,
+    pub(super) project_start: Option<NaiveDate>,
+    pub(super) project_end: Option<NaiveDate>,
+    pub(super) report_due_dates: Vec<NaiveDate>,
+    pub(super) reports_submitted: Vec<NaiveDate>,
+    pub(super) last_position: i64,
+}
+
+impl ApplicationRow {
+    /// As `write` inserts it: submitted, nothing disbursed, allocated or used.
+    fn new(submitted: NewApplication) -> Self {
+        Self {
+            submitted,
+            status: "submitted",
+            assessed_by: None,
+            total_score: None,
+            decided_on: None,
+            approved_rate_bps: None,
+            ceiling_cents: None,
+            disbursed_cents: 0,
+            units_allocated: 0,
+            units_used: 0,
+            project_start: None,
+            project_end: None,
+            report_due_dates: Vec::new(),
+            reports_submitted: Vec::new(),
+            last_position: 0,
+        }
+    }
+
+    /// What `write`'s UPDATE does to the row: a column the change leaves `None` keeps its value.
+    fn change(&mut self, change: ApplicationChange) {
+        fn set_some<T>(column: &mut Option<T>, value: Option<T>) {
+            if value.is_some() {
+                *column = value;
+            }
+        }
+        let row = &mut self.submitted;
+        set(&mut row.batch_id, change.batch_id);
+        set(&mut row.organisation, change.organisation);
+        set(&mut row.category, change.category);
+        set(&mut row.sub_type, change.sub_type);
+        set(&mut row.project_title, change.project_title);
+        set(&mut row.develops_ai_models, change.develops_ai_models);
+        set(&mut row.mainland_or_overseas_team, change.mainland_or_overseas_team);
+        set(&mut row.team_size, change.team_size);
+        set(&mut row.talents, change.talents);
+        set(&mut row.requested_rate_bps, change.requested_rate_bps);
+        set(&mut self.status, change.status);
+        set_some(&mut self.assessed_by, change.assessed_by);
+        set_some(&mut self.total_score, change.total_score);
+        set_some(&mut self.decided_on, change.decided_on);
+        set_some(&mut self.approved_rate_bps, change.approved_rate_bps);
+        set_some(&mut self.ceiling_cents, change.ceiling_cents);
+        set_some(&mut self.project_start, change.project_start);
+        set_some(&mut self.project_end, change.project_end);
+        set(&mut self.units_allocated, change.units_allocated);
+        set(&mut self.disbursed_cents, change.disbursed_cents);
+        self.units_used += change.units_used_delta;
+        set(&mut self.report_due_dates, change.report_due_dates);
+        self.reports_submitted.extend(change.reports_submitted);
+        self.last_position = change.last_position;
+    }
+
+    /// The earliest due date without a report, none once the project has ended (as `write`
+    /// computes it).
+    pub(super) fn next_report_due(&self) -> Option<NaiveDate> {
+        if matches!(self.status, "completed" | "terminated") {
+            return None;
+        }
+        self.report_due_dates.iter().filter(|due| !self.reports_submitted.contains(due)).min().copied()
+    }
+}
+
+/// A batch's row as the log has left it so far.
+#[derive(Debug, Clone)]
+pub(super) struct BatchRow {
+    pub(super) deadline: NaiveDate,
+    pub(super) committee_date: NaiveDate,
+    pub(super) closed: bool,
+}
+
+/// Every row but the usage lines, as the log has left them so far: what a rebuild keeps in
+/// memory (a row per application, batch, funding year's line and service month: few). Pages
+/// are folded with [`BatchChanges`], as live batches are, then merged here as `write` would
+/// write them.
+#[derive(Debug, Default)]
+pub(super) struct FoldedLog {
+    pub(super) applications: BTreeMap<String, ApplicationRow>,
+    pub(super) batches: BTreeMap<String, BatchRow>,
+    pub(super) budget: BTreeMap<(String, &'static str), BudgetRow>,
+    pub(super) capacity: BTreeMap<(String, String), CapacityRow>,
+    /// Subsidy charged per financial year (reversals are taken off once the lines are loaded).
+    pub(super) charged: BTreeMap<String, i64>,
+    /// (application, usage id, reason) of the first reversal of each line, in log order.
+    pub(super) reversals: Vec<(String, String, String)>,
+    reversed: std::collections::BTreeSet<(String, String)>,
+}
+
+/// A funding year's line as the log has left it so far; disbursements are added when written.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct BudgetRow {
+    pub(super) received_cents: i64,
+    pub(super) committed_cents: i64,
+    pub(super) redirected_cents: i64,
+}
+
+/// A service type's month as the log has left it so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CapacityRow {
+    pub(super) capacity: i64,
+    pub(super) allocated: i64,
+    pub(super) redeployed: i64,
+}
+
+fn set<T>(column: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *column = value;
+    }
+}
+
+impl FoldedLog {
+    /// Merges a folded page in the order `write` writes it; answers its usage charges, which
+    /// the caller writes out (they are not kept).
+    pub(super) fn merge(&mut self, page: BatchChanges) -> Vec<UsageRow> {
+        for (id, deadline, committee_date) in page.batches_opened {
+            self.batches.entry(id).or_insert(BatchRow { deadline, committee_date, closed: false });
+        }
+        for id in page.batches_closed {
+            if let Some(batch) = self.batches.get_mut(&id) {
+                batch.closed = true;
+            }
+        }
+        for (id, submitted) in page.new_applications {
+            self.applications.entry(id).or_insert_with(|| ApplicationRow::new(submitted));
+        }
+        for (id, change) in page.applications {
+            if let Some(row) = self.applications.get_mut(&id) {
+                row.change(change);
+            }
+        }
+        for charge in &page.usage_charged {
+            *self.charged.entry(charge.financial_year.clone()).or_default() += charge.subsidy_cents;
+        }
+        for (application, usage, reason) in page.usage_reversed {
+            if self.reversed.insert((application.clone(), usage.clone())) {
+                self.reversals.push((application, usage, reason));
+            }
+        }
+        for (line, totals) in page.budget {
+            let row = self.budget.entry(line).or_default();
+            set(&mut row.received_cents, totals.received_cents);
+            set(&mut row.committed_cents, totals.committed_cents);
+            set(&mut row.redirected_cents, totals.redirected_cents);
+        }
+        for (month, totals) in page.capacity {
+            let row = self.capacity.entry(month).or_default();
+            set(&mut row.capacity, totals.capacity);
+            set(&mut row.allocated, totals.allocated);
+            set(&mut row.redeployed, totals.redeployed);
+        }
+        page.usage_charged
+    }
+}

@@ -16,7 +16,7 @@ use aisc_domain::subsidy::streams;
 use async_trait::async_trait;
 use sqlx::PgConnection;
 
-use crate::projection::{Interest, Projection, ProjectionError, ReadModelTables};
+use crate::projection::{BulkLoad, Interest, Projection, ProjectionError, ReadModelTables};
 
 mod fold;
 mod queries;
@@ -77,16 +77,27 @@ impl Projection for Applications {
     /// Folds the batch in memory per row, then writes each table with one or two statements:
     /// a batch costs a handful of round trips whatever its size.
     async fn apply(&self, connection: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
-        let mut changes = fold::BatchChanges::default();
-        for event in events {
-            match event.stream.category() {
-                streams::category::BATCHES => changes.batch_event(event)?,
-                streams::category::APPLICATION => changes.application_event(event)?,
-                streams::category::BUDGET => changes.budget_event(event)?,
-                streams::category::CAPACITY => changes.capacity_event(event)?,
-                _ => {}
-            }
-        }
-        changes.write(connection).await
+        fold_page(events)?.write(connection).await
     }
+
+    /// Folds the whole log in memory per row (usage lines excepted: they go out as read) and
+    /// loads the tables with `COPY`.
+    fn bulk_load(&self) -> Option<Box<dyn BulkLoad>> {
+        Some(Box::new(write::RebuildLoad::default()))
+    }
+}
+
+/// Folds events (of handled types, in log order) per row: a live batch, or a page of a rebuild.
+fn fold_page<'e>(events: impl IntoIterator<Item = &'e RecordedEvent>) -> Result<fold::BatchChanges, ProjectionError> {
+    let mut changes = fold::BatchChanges::default();
+    for event in events {
+        match event.stream.category() {
+            streams::category::BATCHES => changes.batch_event(event)?,
+            streams::category::APPLICATION => changes.application_event(event)?,
+            streams::category::BUDGET => changes.budget_event(event)?,
+            streams::category::CAPACITY => changes.capacity_event(event)?,
+            _ => {}
+        }
+    }
+    Ok(changes)
 }

@@ -1,16 +1,18 @@
 //! Writing a folded batch: each table with one or two set-based statements, whatever the
-//! batch size.
+//! batch size; and a rebuild's load, with `COPY`.
 
 use std::collections::BTreeMap;
 
+use aisc_domain::event_store::RecordedEvent;
+use async_trait::async_trait;
 use chrono::NaiveDate;
 use sqlx::{PgConnection, Row};
 
 use super::SUBSIDY_LINE;
 use super::fold::{
-    ApplicationChange, BatchChanges, BudgetTotals, CapacityTotals, NewApplication, UsageRow, dates_text,
+    ApplicationChange, BatchChanges, BudgetTotals, CapacityTotals, FoldedLog, NewApplication, UsageRow, dates_text,
 };
-use crate::projection::ProjectionError;
+use crate::projection::{BulkLoad, CopyRows, CopyTarget, ProjectionError};
 
 impl BatchChanges {
     pub(super) async fn write(self, connection: &mut PgConnection) -> Result<(), ProjectionError> {
@@ -315,4 +317,141 @@ async fn write_capacity(
     .execute(&mut *connection)
     .await?;
     Ok(())
+}
+
+/// The tables a rebuild loads with `COPY`, in the order of the indexes below.
+static COPY_TARGETS: [CopyTarget; 5] = [
+    CopyTarget {
+        table: "usage_view",
+        columns: "application_id, usage_id, service_type, period, financial_year, units, rate_per_unit_cents, \
+                  gross_cents, subsidy_rate_bps, subsidy_cents, charged_position",
+    },
+    CopyTarget {
+        table: "applications_view",
+        columns: "application_id, status, batch_id, organisation, category, sub_type, project_title, \
+                  develops_ai_models, mainland_or_overseas_team, team_size, talents, requested_rate_bps, submitted_on, \
+                  assessed_by, total_score, decided_on, approved_rate_bps, ceiling_cents, disbursed_cents, \
+                  units_allocated, units_used, project_start, project_end, report_due_dates, reports_submitted, \
+                  next_report_due, last_position",
+    },
+    CopyTarget {
+        table: "budget_view",
+        columns: "year, line, received_cents, committed_cents, disbursed_cents, redirected_cents",
+    },
+    CopyTarget { table: "capacity_view", columns: "service_type, period, capacity, allocated, redeployed" },
+    CopyTarget { table: "batches_view", columns: "batch_id, deadline, committee_date, closed" },
+];
+const USAGE: usize = 0;
+const APPLICATIONS: usize = 1;
+const BUDGET: usize = 2;
+const CAPACITY: usize = 3;
+const BATCHES: usize = 4;
+
+/// A rebuild of the read model: pages are folded as live batches are and merged into the
+/// rows kept in memory; usage lines go out as they are charged; reversals are applied to
+/// the loaded lines, as `write` applies them, once every line is in.
+#[derive(Debug, Default)]
+pub(super) struct RebuildLoad {
+    folded: FoldedLog,
+}
+
+#[async_trait]
+impl BulkLoad for RebuildLoad {
+    fn targets(&self) -> &'static [CopyTarget] {
+        &COPY_TARGETS
+    }
+
+    fn load(&mut self, events: &[&RecordedEvent], rows: &mut CopyRows) -> Result<(), ProjectionError> {
+        let page = super::fold_page(events.iter().copied())?;
+        for line in self.folded.merge(page) {
+            rows.push(
+                USAGE,
+                &[
+                    &line.application_id,
+                    &line.usage_id,
+                    &line.service_type,
+                    &line.period,
+                    &line.financial_year,
+                    &line.units,
+                    &line.rate_per_unit_cents,
+                    &line.gross_cents,
+                    &line.subsidy_rate_bps,
+                    &line.subsidy_cents,
+                    &line.charged_position,
+                ],
+            );
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, rows: &mut CopyRows) -> Result<(), ProjectionError> {
+        let folded = &mut self.folded;
+        for (id, row) in std::mem::take(&mut folded.applications) {
+            let next_report_due = row.next_report_due();
+            let submitted = &row.submitted;
+            rows.push(
+                APPLICATIONS,
+                &[
+                    &id,
+                    &row.status,
+                    &submitted.batch_id,
+                    &submitted.organisation,
+                    &submitted.category,
+                    &submitted.sub_type,
+                    &submitted.project_title,
+                    &submitted.develops_ai_models,
+                    &submitted.mainland_or_overseas_team,
+                    &submitted.team_size,
+                    &submitted.talents,
+                    &submitted.requested_rate_bps,
+                    &submitted.submitted_on,
+                    &row.assessed_by,
+                    &row.total_score,
+                    &row.decided_on,
+                    &row.approved_rate_bps,
+                    &row.ceiling_cents,
+                    &row.disbursed_cents,
+                    &row.units_allocated,
+                    &row.units_used,
+                    &row.project_start,
+                    &row.project_end,
+                    &row.report_due_dates,
+                    &row.reports_submitted,
+                    &next_report_due,
+                    &row.last_position,
+                ],
+            );
+        }
+        // A year's subsidy line exists once anything was charged to it, as `add_disbursed`
+        // creates it.
+        for (year, charged) in &folded.charged {
+            if *charged != 0 {
+                folded.budget.entry((year.clone(), SUBSIDY_LINE)).or_default();
+            }
+        }
+        for ((year, line), totals) in std::mem::take(&mut folded.budget) {
+            let disbursed = if line == SUBSIDY_LINE { folded.charged.get(&year).copied().unwrap_or(0) } else { 0 };
+            rows.push(
+                BUDGET,
+                &[&year, &line, &totals.received_cents, &totals.committed_cents, &disbursed, &totals.redirected_cents],
+            );
+        }
+        for ((service, period), totals) in std::mem::take(&mut folded.capacity) {
+            rows.push(CAPACITY, &[&service, &period, &totals.capacity, &totals.allocated, &totals.redeployed]);
+        }
+        for (id, batch) in std::mem::take(&mut folded.batches) {
+            rows.push(BATCHES, &[&id, &batch.deadline, &batch.committee_date, &batch.closed]);
+        }
+        Ok(())
+    }
+
+    /// Marks the reversed lines and takes their subsidy off their years' disbursements.
+    async fn after_load(self: Box<Self>, connection: &mut PgConnection) -> Result<(), ProjectionError> {
+        let reversed = write_usage(connection, Vec::new(), self.folded.reversals).await?;
+        let mut disbursed: BTreeMap<String, i64> = BTreeMap::new();
+        for (year, subsidy) in reversed {
+            *disbursed.entry(year).or_default() -= subsidy;
+        }
+        add_disbursed(connection, disbursed).await
+    }
 }
