@@ -341,24 +341,13 @@ impl ProjectionRunner {
     /// into them up to `until` (inclusive) or the end (see [`crate::replay`]).
     /// Returns the last position applied and the number of events read.
     pub async fn replay_into(&self, schema: &str, until: Option<Position>) -> Result<(Position, u64), ProjectionError> {
-        self.replay_into_where(schema, until, &|_| true).await
-    }
-
-    /// [`ProjectionRunner::replay_into`], applying only the events `keep` accepts (the facts
-    /// in force on a business date, say); the position returned is still the last one read.
-    pub async fn replay_into_where(
-        &self,
-        schema: &str,
-        until: Option<Position>,
-        keep: &(dyn Fn(&RecordedEvent) -> bool + Sync),
-    ) -> Result<(Position, u64), ProjectionError> {
         self.create_scratch(schema).await?;
         let target = ReplayTarget {
             projection: self.projection.as_ref(),
             schema: schema.to_string(),
             batch_size: self.batch_size.max(1_000),
         };
-        replay(&self.pool, self.store.clone(), &[target], until, keep, self.progress.as_ref()).await
+        replay(&self.pool, self.store.clone(), &[target], until, &|_| true, self.progress.as_ref()).await
     }
 
     /// Creates `schema` afresh with the projection's tables, without their indexes.
