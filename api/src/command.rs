@@ -307,16 +307,20 @@ async fn keep(
 /// What the execution that committed `events` answered: its subject and what it wrote there.
 /// The command service makes a decision's event ids in the order the decision lists its
 /// events, and every decision lists its subject's events first: the subject is the stream of
-/// the lowest id, its version the last one written there and its position that event's.
+/// the lowest id and its version the last one written there. The position is the last event
+/// the execution wrote on any stream, as the command service answers it.
 fn committed_outcome(events: &[access::ClaimedEvent]) -> Option<(String, Written)> {
     let first = events.first()?;
     let generation = ClaimIds::generation_of(first.event_id);
-    let subject: Vec<&access::ClaimedEvent> = events
+    let execution: Vec<&access::ClaimedEvent> =
+        events.iter().filter(|event| ClaimIds::generation_of(event.event_id) == generation).collect();
+    let version = execution
         .iter()
-        .filter(|event| ClaimIds::generation_of(event.event_id) == generation && event.stream_id == first.stream_id)
-        .collect();
-    let version = subject.iter().map(|event| event.stream_version).max().and_then(|v| u64::try_from(v).ok());
-    let position = subject.iter().map(|event| event.position).max().and_then(|p| u64::try_from(p).ok());
+        .filter(|event| event.stream_id == first.stream_id)
+        .map(|event| event.stream_version)
+        .max()
+        .and_then(|v| u64::try_from(v).ok());
+    let position = execution.iter().map(|event| event.position).max().and_then(|p| u64::try_from(p).ok());
     Some((first.stream_id.clone(), Written { version, position: position.map(Position) }))
 }
 
