@@ -52,7 +52,7 @@ impl Projection for Applications {
     }
 
     fn version(&self) -> i32 {
-        5
+        6
     }
 
     fn tables(&self) -> &'static ReadModelTables {
