@@ -383,6 +383,36 @@ async fn read_all_never_skips_an_event_that_commits_later_with_a_lower_position(
     .await;
 }
 
+/// Under a steady stream of appends some transaction is nearly always running: a subscriber
+/// hands on what is settled at once instead of waiting for a moment with nothing held back.
+#[tokio::test]
+async fn a_subscriber_gets_settled_events_while_later_ones_are_held_back() {
+    with_store(|store| async move {
+        // Waiting for held-back events to settle would take this long.
+        let store = store.with_held_back_wait(Duration::from_secs(10));
+        let settled = store.append(&stream("settled-1"), ExpectedVersion::Any, vec![event("Settled", 1)]).await;
+        let settled = settled.expect("settled append");
+        let mut running = store.pool().begin().await.expect("begin");
+        sqlx::query("SELECT pg_current_xact_id()").execute(&mut *running).await.expect("a transaction id");
+        let held = store.append(&stream("held-1"), ExpectedVersion::Any, vec![event("Held", 2)]).await.expect("held");
+
+        let mut subscription = store.subscribe_all(Position::START).await.expect("subscribe");
+        let first = tokio::time::timeout(Duration::from_secs(2), subscription.next())
+            .await
+            .expect("the settled event is handed on without waiting for the running transaction")
+            .expect("next");
+        assert_eq!(first.position, settled.position);
+
+        running.rollback().await.expect("end the running transaction");
+        let second = tokio::time::timeout(Duration::from_secs(2), subscription.next())
+            .await
+            .expect("the held-back event once the transaction ended")
+            .expect("next");
+        assert_eq!(second.position, held.position);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn concurrent_appends_reach_a_subscriber_exactly_once_in_log_order() {
     const TASKS: usize = 8;

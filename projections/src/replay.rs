@@ -43,14 +43,12 @@ pub(crate) struct ReplayTarget<'a> {
 }
 
 /// The log from its start up to `until` (inclusive; its end when `None`), applied to each
-/// target's schema; `keep` chooses which events are applied (the positions returned are still
-/// those read). Returns the last position read and the number of events read.
+/// target's schema. Returns the last position read and the number of events read.
 pub(crate) async fn replay(
     pool: &PgPool,
     store: Arc<dyn EventStore>,
     targets: &[ReplayTarget<'_>],
     until: Option<Position>,
-    keep: &(dyn Fn(&RecordedEvent) -> bool + Sync),
     progress: &dyn Progress,
 ) -> Result<(Position, u64), ProjectionError> {
     let (pages, mut arriving) = mpsc::channel(READ_AHEAD);
@@ -65,7 +63,7 @@ pub(crate) async fn replay(
             position = last.position;
             replayed += page.len() as u64;
             for load in &mut loads {
-                load.page(&page, keep).await?;
+                load.page(&page).await?;
             }
             progress.reached(replayed);
         }
@@ -171,18 +169,13 @@ impl<'a> Load<'a> {
         }
     }
 
-    async fn page(
-        &mut self,
-        page: &[RecordedEvent],
-        keep: &(dyn Fn(&RecordedEvent) -> bool + Sync),
-    ) -> Result<(), ProjectionError> {
+    async fn page(&mut self, page: &[RecordedEvent]) -> Result<(), ProjectionError> {
         let projection = self.projection;
         let handles = &mut self.handles;
         let chosen: Vec<&RecordedEvent> = page
             .iter()
             .filter(|event| {
                 *handles.entry(event.event_type.clone()).or_insert_with(|| projection.handles(&event.event_type))
-                    && keep(event)
             })
             .collect();
         if chosen.is_empty() {

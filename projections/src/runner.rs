@@ -347,7 +347,7 @@ impl ProjectionRunner {
             schema: schema.to_string(),
             batch_size: self.batch_size.max(1_000),
         };
-        replay(&self.pool, self.store.clone(), &[target], until, &|_| true, self.progress.as_ref()).await
+        replay(&self.pool, self.store.clone(), &[target], until, self.progress.as_ref()).await
     }
 
     /// Creates `schema` afresh with the projection's tables, without their indexes.
@@ -486,7 +486,7 @@ async fn rebuild_locked_together(runners: &[&ProjectionRunner]) -> Result<Vec<Po
         });
     }
     let (position, replayed) =
-        replay(&first.pool, first.store.clone(), &targets, None, &|_| true, first.progress.as_ref()).await?;
+        replay(&first.pool, first.store.clone(), &targets, None, first.progress.as_ref()).await?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(events = replayed, seconds, position = position.0, "replayed the log; building indexes");
     // Every projection's indexes at once, each on a connection of its own.
