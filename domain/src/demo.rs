@@ -22,19 +22,16 @@ use crate::subsidy::application::{
 };
 use crate::subsidy::batches::{Batch, CloseBatch, OpenBatch};
 use crate::subsidy::capacity::{Allocation, DeclareCapacity};
-use crate::subsidy::funding::{BudgetLine, RecordFundingReceived};
+use crate::subsidy::funding::{BudgetLine, RecordFundingReceived, planned_cash_flow, planned_years};
 use crate::subsidy::prices::SetServiceRate;
 use crate::subsidy::service::SchemeService;
 use crate::subsidy::streams;
-use crate::subsidy::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
+use crate::subsidy::values::{ApplicantCategory, Money, Period, RateBps, ServiceType};
 use crate::subsidy::{DomainError, Facts};
 
 /// GPU node-hours a month: 3,000 PFLOPS as 375 nodes × 720 hours.
 const GPU_NODE_HOURS_PER_MONTH: u64 = 270_000;
 const GPU_RATE_CENTS: i64 = 4_250;
-
-/// §23, HK$ million: computing power subsidy, cyber and data security, AI ecosystem.
-const CASH_FLOW: [(i32, [i64; 3]); 3] = [(2024, [857, 42, 6]), (2025, [857, 32, 16]), (2026, [1_142, 26, 22])];
 
 /// A small deterministic generator (xorshift64*), so a seed always gives the same scheme.
 struct Dice(u64);
@@ -238,20 +235,15 @@ async fn generate<S: EventStore, I: EventIds>(
     let years = years.clamp(1, 3) as i32;
     // Funding, prices, capacity and the batch calendar.
     // Projects approved late in a year run into the next: fund that year too where §23 has it.
-    for (start, amounts) in CASH_FLOW.iter().take(years as usize + 1) {
-        let year = FinancialYear::starting(*start);
-        for (line, millions) in
-            [BudgetLine::ComputingPowerSubsidy, BudgetLine::CyberAndDataSecurity, BudgetLine::AiEcosystemDevelopment]
-                .into_iter()
-                .zip(amounts)
-        {
+    for year in planned_years().take(years as usize + 1) {
+        for line in BudgetLine::ALL {
+            let Some(amount) = planned_cash_flow(year, line) else { continue };
             let received_on = year.first_day();
-            let funding =
-                RecordFundingReceived { year, line, amount: Money::from_cents(millions * 100_000_000), received_on };
+            let funding = RecordFundingReceived { year, line, amount, received_on };
             seeder.act(&funding, received_on, ("finance-demo", "finance_officer")).await?.map_err(failed("funding"))?;
         }
     }
-    let first_year = CASH_FLOW[0].0;
+    let first_year = planned_years().next().map_or(2024, |year| year.first_day().year());
     let rate = SetServiceRate {
         service_type: gpu(),
         rate_per_unit: Money::from_cents(GPU_RATE_CENTS),

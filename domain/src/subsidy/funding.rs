@@ -30,6 +30,43 @@ pub enum BudgetLine {
     AiEcosystemDevelopment,
 }
 
+impl BudgetLine {
+    pub const ALL: [BudgetLine; 3] =
+        [BudgetLine::ComputingPowerSubsidy, BudgetLine::CyberAndDataSecurity, BudgetLine::AiEcosystemDevelopment];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetLine::ComputingPowerSubsidy => "computing_power_subsidy",
+            BudgetLine::CyberAndDataSecurity => "cyber_and_data_security",
+            BudgetLine::AiEcosystemDevelopment => "ai_ecosystem_development",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<BudgetLine> {
+        BudgetLine::ALL.into_iter().find(|line| line.as_str() == text)
+    }
+}
+
+/// The §23 cash flow, HK$ million per financial year (by its first calendar year) and budget
+/// line, in the order of [`BudgetLine::ALL`]: what the Government plans to pay, against which
+/// the funding actually received is reported.
+const PLANNED_CASH_FLOW_MILLIONS: [(i32, [i64; 3]); 3] =
+    [(2024, [857, 42, 6]), (2025, [857, 32, 16]), (2026, [1_142, 26, 22])];
+
+/// The financial years §23 funds, in order.
+pub fn planned_years() -> impl Iterator<Item = FinancialYear> {
+    PLANNED_CASH_FLOW_MILLIONS.iter().map(|(start, _)| FinancialYear::starting(*start))
+}
+
+/// What §23 plans for `line` in `year`; `None` outside the scheme's three years.
+pub fn planned_cash_flow(year: FinancialYear, line: BudgetLine) -> Option<Money> {
+    let index = BudgetLine::ALL.iter().position(|candidate| *candidate == line)?;
+    PLANNED_CASH_FLOW_MILLIONS
+        .iter()
+        .find(|(start, _)| FinancialYear::starting(*start) == year)
+        .map(|(_, millions)| Money::from_cents(millions[index] * 100_000_000))
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FundingYearState {
     pub year: Option<FinancialYear>,
@@ -303,5 +340,32 @@ impl crate::command_service::Aggregate for FundingYear {
     type Event = FundingEvent;
     fn apply(state: FundingYearState, event: &FundingEvent) -> FundingYearState {
         apply(state, event)
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    #[test]
+    fn the_planned_cash_flow_adds_up_to_the_schemes_three_billion() {
+        let total: i64 = planned_years()
+            .flat_map(|year| BudgetLine::ALL.into_iter().filter_map(move |line| planned_cash_flow(year, line)))
+            .map(Money::cents)
+            .sum();
+        assert_eq!(total, 3_000_000_000 * 100);
+        assert_eq!(
+            planned_cash_flow(FinancialYear::starting(2026), BudgetLine::ComputingPowerSubsidy),
+            Some(Money::from_cents(1_142 * 100_000_000))
+        );
+        assert_eq!(planned_cash_flow(FinancialYear::starting(2027), BudgetLine::ComputingPowerSubsidy), None);
+    }
+
+    #[test]
+    fn budget_lines_parse_by_their_stored_names() {
+        for line in BudgetLine::ALL {
+            assert_eq!(BudgetLine::parse(line.as_str()), Some(line));
+        }
+        assert_eq!(BudgetLine::parse("publicity"), None);
     }
 }
