@@ -11,6 +11,7 @@ pub mod event_ids;
 pub mod held_back;
 pub mod postgres_store;
 pub mod token_cache;
+pub mod ui_sessions;
 
 pub use backoff::JitteredBackoff;
 pub use database::{DatabaseConfig, DatabaseError};

@@ -19,5 +19,6 @@ pub mod seal;
 pub mod startup;
 pub mod telemetry;
 pub mod trace_export;
+pub mod ui;
 
 pub use startup::{Application, ServiceConfig};

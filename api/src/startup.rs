@@ -120,7 +120,8 @@ impl Application {
                 .service(utoipa_actix_web::scope("/api/v1").configure(crate::routes::configure))
                 .split_for_parts();
             let document = web::Data::new(crate::openapi::OpenApiJson(document.to_json().unwrap_or_default()));
-            app.app_data(pool_data.clone())
+            app.service(web::scope("/ui").configure(crate::ui::configure))
+                .app_data(pool_data.clone())
                 .app_data(store_data.clone())
                 .app_data(scheme_data.clone())
                 .app_data(clock_data.clone())

@@ -19,9 +19,11 @@ use sqlx::PgConnection;
 use crate::projection::{BulkLoad, Interest, Projection, ProjectionError, ReadModelTables};
 
 mod fold;
+mod overview;
 mod queries;
 mod write;
 
+pub use overview::*;
 pub use queries::*;
 
 pub const NAME: &str = "applications";

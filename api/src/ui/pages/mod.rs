@@ -1,0 +1,7 @@
+//! One module per page.
+
+pub mod applications;
+pub mod batches;
+pub mod dashboard;
+pub mod login;
+pub mod worklist;
