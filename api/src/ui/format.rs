@@ -72,8 +72,25 @@ pub fn url_value(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// `submitted` → `Submitted`, `agreement_signed` → `Agreement signed`.
+/// A code as people write it: the scheme's own names for its categories, budget lines and
+/// services, and otherwise the code in words (`agreement_signed` → `Agreement signed`).
 pub fn label(code: &str) -> String {
+    let known = match code {
+        "ai_startup" => Some("AI start-up"),
+        "rnd_centre" => Some("R&D centre"),
+        "ai_ecosystem_development" => Some("AI ecosystem development"),
+        "cyber_and_data_security" => Some("Cyber and data security"),
+        "gpu_node_hour_h800" => Some("GPU node-hours (H800)"),
+        "ugc_funded_university" => Some("UGC-funded university"),
+        _ => None,
+    };
+    match known {
+        Some(name) => name.to_string(),
+        None => words(code),
+    }
+}
+
+fn words(code: &str) -> String {
     let spaced = code.replace('_', " ");
     let mut characters = spaced.chars();
     match characters.next() {
@@ -127,6 +144,8 @@ mod tests {
     fn text_is_escaped_and_codes_are_labelled() {
         assert_eq!(escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
         assert_eq!(label("agreement_signed"), "Agreement signed");
+        assert_eq!(label("rnd_centre"), "R&D centre");
+        assert_eq!(label("gpu_node_hour_h800"), "GPU node-hours (H800)");
         assert_eq!(event_label("CommitteeDecisionRecorded"), "Committee decision recorded");
         assert_eq!(url_value("a b&c"), "a+b%26c");
     }

@@ -28,6 +28,7 @@ pub fn page(title: &str, session: Option<&UiSession>, body: &str) -> String {
     html.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
     html.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
     html.push_str(&format!("<title>{} · AISC Subsidy Back Office</title>", escape(title)));
+    html.push_str("<link rel=\"icon\" href=\"/ui/assets/icon.svg\" type=\"image/svg+xml\">");
     html.push_str("<link rel=\"stylesheet\" href=\"/ui/assets/ui.css\"></head><body>");
     html.push_str("<header class=\"top\"><a class=\"brand\" href=\"/ui/\">AISC Subsidy Back Office</a>");
     if let Some(session) = session {
@@ -67,5 +68,6 @@ pub fn secure_headers(response: &mut actix_web::HttpResponseBuilder) {
         .insert_header((header::CACHE_CONTROL, "no-store"));
 }
 
-/// The stylesheet, compiled into the binary.
+/// The stylesheet and the icon, compiled into the binary.
 pub const STYLESHEET: &str = include_str!("assets/ui.css");
+pub const ICON: &str = include_str!("assets/icon.svg");

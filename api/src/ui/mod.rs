@@ -24,7 +24,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/applications", web::get().to(pages::applications::list))
         .route("/applications/{application_id}", web::get().to(pages::applications::show))
         .route("/worklist", web::get().to(pages::worklist::show))
-        .route("/assets/ui.css", web::get().to(stylesheet));
+        .route("/assets/ui.css", web::get().to(stylesheet))
+        .route("/assets/icon.svg", web::get().to(icon));
 }
 
 async fn to_dashboard() -> HttpResponse {
@@ -33,9 +34,17 @@ async fn to_dashboard() -> HttpResponse {
 
 /// The stylesheet: the same for a build, so browsers may keep it for a day.
 async fn stylesheet() -> HttpResponse {
+    asset("text/css; charset=utf-8", layout::STYLESHEET)
+}
+
+async fn icon() -> HttpResponse {
+    asset("image/svg+xml", layout::ICON)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
+        .content_type(content_type)
         .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
         .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-        .body(layout::STYLESHEET)
+        .body(body)
 }
