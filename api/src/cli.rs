@@ -66,6 +66,32 @@ pub enum Command {
     /// Bulk imports.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Personal data (PDPO): the key-encryption key that wraps every data subject's key.
+    #[command(subcommand)]
+    Privacy(PrivacyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrivacyCommand {
+    /// Write a new random key-encryption key to a file (64 hex digits, mode 0600); never
+    /// overwrites. Keep it where the database's administrators cannot read it, and a copy in
+    /// the organisation's secret store: without it, no personal field can be read.
+    Keygen {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Wrap every data subject's key under a new key-encryption key, in one transaction, without
+    /// touching the log; then point AISC_KEK_FILE at the new file and restart the service.
+    RotateKek {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The key-encryption key in use.
+        #[arg(long, env = "AISC_KEK_FILE")]
+        kek_file: std::path::PathBuf,
+        /// The new key-encryption key (from `aisc privacy keygen`).
+        #[arg(long)]
+        new_kek_file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -456,6 +482,10 @@ pub enum CliError {
     /// public key where a private key belongs, a seal that is not one).
     #[error("{0}")]
     InvalidInput(String),
+    #[error(transparent)]
+    Kek(#[from] aisc_adapters::personal_data::KekError),
+    #[error(transparent)]
+    Vault(#[from] aisc_adapters::personal_data::VaultError),
 }
 
 impl CliError {
@@ -466,6 +496,12 @@ impl CliError {
         match self {
             CliError::InvalidInput(_) => ExitCode::from(2),
             CliError::File(_) => ExitCode::from(4),
+            CliError::Kek(
+                aisc_adapters::personal_data::KekError::Missing { .. }
+                | aisc_adapters::personal_data::KekError::Unreadable { .. }
+                | aisc_adapters::personal_data::KekError::Exists { .. },
+            ) => ExitCode::from(4),
+            CliError::Kek(_) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
         }
     }
@@ -495,7 +531,9 @@ impl CliError {
             | CliError::Projection(_)
             | CliError::Token(_)
             | CliError::Output(_)
-            | CliError::Runtime(_) => verify_exit::FAILED,
+            | CliError::Runtime(_)
+            | CliError::Kek(_)
+            | CliError::Vault(_) => verify_exit::FAILED,
         }
     }
 }
@@ -671,6 +709,32 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     serde_json::to_string_pretty(&dashboard).map_err(|error| CliError::Usage(error.to_string()))?
                 ),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Privacy(PrivacyCommand::Keygen { out }) => {
+            let kek = aisc_adapters::personal_data::KeyEncryptionKey::generate(&out)?;
+            println!("wrote a key-encryption key (id {}) to {} (readable by its owner only)", kek.id(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Privacy(PrivacyCommand::RotateKek { database, kek_file, new_kek_file }) => {
+            use aisc_adapters::personal_data::{KeyEncryptionKey, rotate_kek};
+            let (old, new) = (KeyEncryptionKey::load(&kek_file)?, KeyEncryptionKey::load(&new_kek_file)?);
+            if old.id() == new.id() {
+                return Err(CliError::InvalidInput(format!(
+                    "{} and {} hold the same key-encryption key (id {})",
+                    kek_file.display(),
+                    new_kek_file.display(),
+                    old.id()
+                )));
+            }
+            let pool = open_pool(&database).await?;
+            let rewrapped = rotate_kek(&pool, &old, &new).await?;
+            println!(
+                "wrapped {rewrapped} data subject key(s) under the key-encryption key {} (was {}); set AISC_KEK_FILE={} and restart the service",
+                new.id(),
+                old.id(),
+                new_kek_file.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(ImportCommand::Usage {

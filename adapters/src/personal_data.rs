@@ -1,0 +1,411 @@
+//! Personal data sealed per data subject, so that it can be erased from a log that never
+//! forgets (crypto-shredding). Each data subject has a random 256-bit key; each personal field
+//! is sealed under it with XChaCha20-Poly1305, bound to its subject and field name; the keys
+//! are kept in `data_subject_keys`, sealed under the key-encryption key (KEK) read from the
+//! file `AISC_KEK_FILE` names — never stored in the database. Erasing a subject overwrites its
+//! key with NULL: the ciphertext stays in the log, its hashes and seals intact, and nothing can
+//! open it again. Rotating the KEK re-wraps every key and leaves the log untouched.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+const NONCE_BYTES: usize = 24;
+/// The prefix of a sealed field's text: the format's version.
+const SEALED_PREFIX: &str = "xc1.";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KekError {
+    #[error(
+        "AISC_KEK_FILE names {path}, which does not exist; create the key-encryption key with `aisc privacy keygen --out {path}` (and keep a copy where the database's administrators cannot read it)"
+    )]
+    Missing { path: PathBuf },
+    #[error("cannot read the key-encryption key at {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error(
+        "{path} does not hold a key-encryption key: {reason}; it holds 64 hex digits, as `aisc privacy keygen` writes"
+    )]
+    Malformed { path: PathBuf, reason: String },
+    #[error(
+        "the key-encryption key in {path} (id {given}) is not the one the data subjects' keys are wrapped with (id {stored}); give the right AISC_KEK_FILE, or finish a rotation with `aisc privacy rotate-kek`"
+    )]
+    Wrong { path: PathBuf, given: String, stored: String },
+    #[error(
+        "{path} already exists; a key-encryption key is never overwritten (the keys wrapped with it would be lost)"
+    )]
+    Exists { path: PathBuf },
+}
+
+/// The key-encryption key: 32 bytes from a file the operator keeps.
+pub struct KeyEncryptionKey {
+    path: PathBuf,
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KeyEncryptionKey(id {}, from {})", self.id(), self.path.display())
+    }
+}
+
+impl KeyEncryptionKey {
+    /// Reads the KEK from `path`: 64 hex digits, surrounding white space ignored.
+    pub fn load(path: &Path) -> Result<Self, KekError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => Zeroizing::new(text),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(KekError::Missing { path: path.to_path_buf() });
+            }
+            Err(error) => return Err(KekError::Unreadable { path: path.to_path_buf(), reason: error.to_string() }),
+        };
+        let malformed = |reason: &str| KekError::Malformed { path: path.to_path_buf(), reason: reason.to_string() };
+        let digits = text.trim();
+        if digits.len() != 64 {
+            return Err(malformed(&format!("{} characters", digits.len())));
+        }
+        let mut key = Zeroizing::new([0u8; 32]);
+        for (index, pair) in digits.as_bytes().chunks(2).enumerate() {
+            let hex = std::str::from_utf8(pair).map_err(|_| malformed("a character that is not a hex digit"))?;
+            key[index] = u8::from_str_radix(hex, 16).map_err(|_| malformed("a character that is not a hex digit"))?;
+        }
+        if key.iter().all(|byte| *byte == 0) {
+            return Err(malformed("all zeros"));
+        }
+        Ok(Self { path: path.to_path_buf(), key })
+    }
+
+    /// Writes a new random KEK to `path` (mode 0600), never over an existing file.
+    pub fn generate(path: &Path) -> Result<Self, KekError> {
+        use std::io::Write;
+        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&key);
+        let hex = Zeroizing::new(bytes.iter().map(|byte| format!("{byte:02x}")).collect::<String>());
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(|error| match error.kind() {
+            std::io::ErrorKind::AlreadyExists => KekError::Exists { path: path.to_path_buf() },
+            _ => KekError::Unreadable { path: path.to_path_buf(), reason: error.to_string() },
+        })?;
+        file.write_all(format!("{}\n", hex.as_str()).as_bytes())
+            .map_err(|error| KekError::Unreadable { path: path.to_path_buf(), reason: error.to_string() })?;
+        Ok(Self { path: path.to_path_buf(), key: bytes })
+    }
+
+    /// Names the KEK without revealing it: 16 hex digits of SHA-256 over a tag and the key.
+    pub fn id(&self) -> String {
+        let digest = Sha256::new().chain_update(b"aisc-kek-id/1").chain_update(self.key.as_slice()).finalize();
+        digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        cipher(&self.key)
+    }
+
+    fn wrap(&self, subject: Uuid, key: &[u8; 32]) -> Vec<u8> {
+        seal_bytes(&self.cipher(), key, &wrap_context(subject))
+    }
+
+    fn unwrap(&self, subject: Uuid, wrapped: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+        let opened = Zeroizing::new(open_bytes(&self.cipher(), wrapped, &wrap_context(subject))?);
+        let mut key = Zeroizing::new([0u8; 32]);
+        (opened.len() == 32).then(|| key.copy_from_slice(&opened))?;
+        Some(key)
+    }
+}
+
+fn cipher(key: &[u8; 32]) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(&Key::from(*key))
+}
+
+fn wrap_context(subject: Uuid) -> Vec<u8> {
+    format!("aisc-subject-key/1:{subject}").into_bytes()
+}
+
+fn field_context(subject: Uuid, field: &str) -> Vec<u8> {
+    format!("aisc-personal/1:{subject}:{field}").into_bytes()
+}
+
+/// `nonce || ciphertext-and-tag`, with a fresh random nonce.
+fn seal_bytes(cipher: &XChaCha20Poly1305, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
+    let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    // Encryption cannot fail for these sizes (the AEAD limits are gigabytes).
+    let sealed = cipher.encrypt(&nonce, Payload { msg: plaintext, aad: context }).unwrap_or_default();
+    let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    out
+}
+
+fn open_bytes(cipher: &XChaCha20Poly1305, sealed: &[u8], context: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_BYTES + 16 {
+        return None;
+    }
+    let (nonce, body) = sealed.split_at(NONCE_BYTES);
+    let nonce = XNonce::from(<[u8; NONCE_BYTES]>::try_from(nonce).ok()?);
+    cipher.decrypt(&nonce, Payload { msg: body, aad: context }).ok()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("no data subject {0} is known")]
+    UnknownSubject(Uuid),
+    #[error("the data subject {0} has been erased; nothing more is sealed under its key")]
+    Erased(Uuid),
+    #[error("the key of data subject {subject} is wrapped under another key-encryption key (id {stored}, not {given})")]
+    OtherKek { subject: Uuid, stored: String, given: String },
+    #[error(
+        "the key of data subject {0} does not open with the key-encryption key: it was altered, or the KEK is wrong"
+    )]
+    KeyDoesNotOpen(Uuid),
+    #[error("a sealed {field} of data subject {subject} does not open: it was altered or is not sealed text")]
+    Tampered { subject: Uuid, field: String },
+    #[error("key store failure: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// A sealed field, opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    Text(String),
+    /// The subject was erased: the field can never be read again.
+    Erased,
+}
+
+/// What erasing a subject did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Erasure {
+    Erased,
+    AlreadyErased,
+    Unknown,
+}
+
+/// The keys of data subjects, opened with the KEK.
+pub struct Vault {
+    pool: PgPool,
+    kek: KeyEncryptionKey,
+}
+
+impl Vault {
+    pub fn new(pool: PgPool, kek: KeyEncryptionKey) -> Self {
+        Self { pool, kek }
+    }
+
+    pub fn kek_id(&self) -> String {
+        self.kek.id()
+    }
+
+    /// Refuses a KEK that is not the one the stored keys are wrapped with (a clear error at
+    /// start-up rather than fields that will not open later).
+    pub async fn check(&self) -> Result<(), VaultError> {
+        let stored: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT kek_id FROM data_subject_keys WHERE wrapped_key IS NOT NULL ORDER BY kek_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let given = self.kek.id();
+        if let Some(other) = stored.into_iter().find(|id| *id != given) {
+            return Err(VaultError::OtherKek { subject: Uuid::nil(), stored: other, given });
+        }
+        let sample: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
+            "SELECT data_subject_id, wrapped_key FROM data_subject_keys WHERE wrapped_key IS NOT NULL LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some((subject, wrapped)) = sample
+            && self.kek.unwrap(subject, &wrapped).is_none()
+        {
+            return Err(VaultError::KeyDoesNotOpen(subject));
+        }
+        Ok(())
+    }
+
+    /// A new data subject with a fresh key.
+    pub async fn create_subject(&self) -> Result<Uuid, VaultError> {
+        let subject = Uuid::new_v4();
+        let key = XChaCha20Poly1305::generate_key(&mut OsRng);
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&key);
+        sqlx::query("INSERT INTO data_subject_keys (data_subject_id, kek_id, wrapped_key) VALUES ($1, $2, $3)")
+            .bind(subject)
+            .bind(self.kek.id())
+            .bind(self.kek.wrap(subject, &bytes))
+            .execute(&self.pool)
+            .await?;
+        Ok(subject)
+    }
+
+    /// The subject's key; `None` once erased.
+    async fn key(&self, subject: Uuid) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
+        let row: Option<(String, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT kek_id, wrapped_key FROM data_subject_keys WHERE data_subject_id = $1")
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((kek_id, wrapped)) = row else { return Err(VaultError::UnknownSubject(subject)) };
+        let Some(wrapped) = wrapped else { return Ok(None) };
+        if kek_id != self.kek.id() {
+            return Err(VaultError::OtherKek { subject, stored: kek_id, given: self.kek.id() });
+        }
+        self.kek.unwrap(subject, &wrapped).map(Some).ok_or(VaultError::KeyDoesNotOpen(subject))
+    }
+
+    /// Seals `plaintext` as the subject's `field`: `xc1.` and the nonce and ciphertext in
+    /// base64url. The field's name is bound in, so sealed text cannot be moved to another field
+    /// or subject.
+    pub async fn seal(&self, subject: Uuid, field: &str, plaintext: &str) -> Result<String, VaultError> {
+        let key = self.key(subject).await?.ok_or(VaultError::Erased(subject))?;
+        let cipher = cipher(&key);
+        let sealed = seal_bytes(&cipher, plaintext.as_bytes(), &field_context(subject, field));
+        Ok(format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed)))
+    }
+
+    /// Opens a field sealed by [`Vault::seal`]; [`Opened::Erased`] once the subject is erased.
+    pub async fn open(&self, subject: Uuid, field: &str, sealed: &str) -> Result<Opened, VaultError> {
+        let Some(key) = self.key(subject).await? else { return Ok(Opened::Erased) };
+        let tampered = || VaultError::Tampered { subject, field: field.to_string() };
+        let bytes = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .and_then(|text| URL_SAFE_NO_PAD.decode(text).ok())
+            .ok_or_else(tampered)?;
+        let cipher = cipher(&key);
+        let opened = open_bytes(&cipher, &bytes, &field_context(subject, field)).ok_or_else(tampered)?;
+        String::from_utf8(opened).map(Opened::Text).map_err(|_| tampered())
+    }
+
+    /// Destroys the subject's key, recording who, when and why (no personal data).
+    pub async fn erase(&self, subject: Uuid, erased_by: &str, reason: &str) -> Result<Erasure, VaultError> {
+        let updated = sqlx::query(
+            "UPDATE data_subject_keys SET wrapped_key = NULL, erased_at = now(), erased_by = $2, erasure_reason = $3 \
+             WHERE data_subject_id = $1 AND wrapped_key IS NOT NULL",
+        )
+        .bind(subject)
+        .bind(erased_by)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 1 {
+            return Ok(Erasure::Erased);
+        }
+        let known: Option<Uuid> =
+            sqlx::query_scalar("SELECT data_subject_id FROM data_subject_keys WHERE data_subject_id = $1")
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(if known.is_some() { Erasure::AlreadyErased } else { Erasure::Unknown })
+    }
+}
+
+/// Wraps every key under `old` again under `new`, in one transaction: either all keys move to
+/// the new KEK or none. The log is not touched (the fields stay sealed under the same subject
+/// keys). Returns how many keys were re-wrapped; keys under neither KEK stop the rotation.
+pub async fn rotate_kek(pool: &PgPool, old: &KeyEncryptionKey, new: &KeyEncryptionKey) -> Result<u64, VaultError> {
+    let mut transaction = pool.begin().await?;
+    let rows: Vec<(Uuid, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT data_subject_id, kek_id, wrapped_key FROM data_subject_keys WHERE wrapped_key IS NOT NULL \
+         ORDER BY data_subject_id FOR UPDATE",
+    )
+    .fetch_all(&mut *transaction)
+    .await?;
+    let (old_id, new_id) = (old.id(), new.id());
+    let mut rewrapped = 0;
+    for (subject, kek_id, wrapped) in rows {
+        if kek_id == new_id {
+            continue;
+        }
+        if kek_id != old_id {
+            return Err(VaultError::OtherKek { subject, stored: kek_id, given: old_id });
+        }
+        let key = old.unwrap(subject, &wrapped).ok_or(VaultError::KeyDoesNotOpen(subject))?;
+        sqlx::query("UPDATE data_subject_keys SET kek_id = $2, wrapped_key = $3 WHERE data_subject_id = $1")
+            .bind(subject)
+            .bind(&new_id)
+            .bind(new.wrap(subject, &key))
+            .execute(&mut *transaction)
+            .await?;
+        rewrapped += 1;
+    }
+    transaction.commit().await?;
+    Ok(rewrapped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kek(byte: u8) -> KeyEncryptionKey {
+        KeyEncryptionKey { path: PathBuf::from("test"), key: Zeroizing::new([byte; 32]) }
+    }
+
+    #[test]
+    fn keys_wrap_and_open_only_with_their_kek_and_subject() {
+        let (first, second) = (kek(1), kek(2));
+        let subject = Uuid::new_v4();
+        let key = [7u8; 32];
+        let wrapped = first.wrap(subject, &key);
+        assert_eq!(wrapped.len(), 24 + 32 + 16);
+        assert_eq!(first.unwrap(subject, &wrapped).as_deref().map(|k| k.to_vec()), Some(key.to_vec()));
+        assert!(second.unwrap(subject, &wrapped).is_none(), "another KEK");
+        assert!(first.unwrap(Uuid::new_v4(), &wrapped).is_none(), "another subject's row");
+        assert_ne!(first.wrap(subject, &key), wrapped, "a fresh nonce each time");
+        assert_ne!(first.id(), second.id());
+        assert_eq!(first.id().len(), 16);
+    }
+
+    #[test]
+    fn fields_open_only_as_the_field_and_subject_they_were_sealed_for() {
+        let cipher = cipher(&[9u8; 32]);
+        let subject = Uuid::new_v4();
+        let sealed = seal_bytes(&cipher, b"Chan Tai Man", &field_context(subject, "contact.name"));
+        assert_eq!(
+            open_bytes(&cipher, &sealed, &field_context(subject, "contact.name")),
+            Some(b"Chan Tai Man".to_vec())
+        );
+        assert_eq!(open_bytes(&cipher, &sealed, &field_context(subject, "contact.email")), None);
+        let mut altered = sealed.clone();
+        if let Some(last) = altered.last_mut() {
+            *last ^= 1;
+        }
+        assert_eq!(open_bytes(&cipher, &altered, &field_context(subject, "contact.name")), None);
+        assert_eq!(open_bytes(&cipher, &sealed[..10], &field_context(subject, "contact.name")), None);
+    }
+
+    #[test]
+    fn a_kek_file_holds_64_hex_digits_and_is_never_overwritten() {
+        let directory = std::env::temp_dir().join(format!("aisc-kek-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&directory).expect("directory");
+        let path = directory.join("kek");
+        assert!(matches!(KeyEncryptionKey::load(&path), Err(KekError::Missing { .. })));
+        let written = KeyEncryptionKey::generate(&path).expect("generate");
+        assert_eq!(KeyEncryptionKey::load(&path).expect("load").id(), written.id());
+        assert!(matches!(KeyEncryptionKey::generate(&path), Err(KekError::Exists { .. })));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let short = directory.join("short");
+        std::fs::write(&short, "abcd").expect("write");
+        let error = KeyEncryptionKey::load(&short).expect_err("too short").to_string();
+        assert!(error.contains("64 hex digits"), "{error}");
+        std::fs::write(&short, "zz".repeat(32)).expect("write");
+        assert!(matches!(KeyEncryptionKey::load(&short), Err(KekError::Malformed { .. })));
+        std::fs::write(&short, "00".repeat(32)).expect("write");
+        assert!(matches!(KeyEncryptionKey::load(&short), Err(KekError::Malformed { .. })));
+        let _ = std::fs::remove_dir_all(&directory);
+    }
+}
