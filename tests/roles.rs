@@ -230,6 +230,19 @@ async fn the_service_role_serves_end_to_end_but_cannot_touch_the_history() {
     }
     let then = get(port, &bearer, &format!("/api/v1/kpis?as_of={position}")).await;
     assert_eq!(then.status, 200, "{}", then.body);
+    // The web pages' sessions: opened at sign-in, read on every page, by the service.
+    let signed_in = support::http(
+        port,
+        "POST",
+        "/ui/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        Some(&format!("token={token}&next=%2Fui%2Fbatches")),
+    )
+    .await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let cookie = signed_in.header("set-cookie").and_then(|value| value.split(';').next()).expect("cookie").to_string();
+    let board = support::http(port, "GET", "/ui/batches", &[("Cookie", cookie.as_str())], None).await;
+    assert_eq!(board.status, 200, "{}", board.body);
     let owners: Vec<String> =
         sqlx::query_scalar("SELECT DISTINCT tableowner::text FROM pg_tables WHERE schemaname = 'read_models'")
             .fetch_all(&database.pool)
@@ -281,6 +294,8 @@ async fn the_service_role_serves_end_to_end_but_cannot_touch_the_history() {
         "UPDATE api_tokens SET revoked_at = NULL",
         "DELETE FROM idempotent_requests",
         "DELETE FROM projection_checkpoints",
+        "DELETE FROM data_subject_keys",
+        "UPDATE ui_sessions SET expires_at = now() + interval '10 years'",
     ] {
         assert_refused(&mut as_service, "the service", statement).await;
     }
@@ -309,6 +324,8 @@ async fn the_service_role_serves_end_to_end_but_cannot_touch_the_history() {
         "INSERT INTO projection_checkpoints (name, version, position) VALUES ('planted', 1, 0)",
         "UPDATE idempotent_requests SET status = 0",
         "INSERT INTO api_tokens (name, token_hash, roles) VALUES ('minted', '\\x00', '{administrator}')",
+        "SELECT wrapped_key FROM data_subject_keys",
+        "SELECT csrf_token FROM ui_sessions",
         "DELETE FROM read_models.audit_trail",
         "UPDATE read_models.applications_view SET status = 'approved'",
         "CREATE TABLE read_models.planted (x integer)",
