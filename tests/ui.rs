@@ -240,6 +240,18 @@ async fn the_pages_show_the_apis_figures_on_a_demo_scheme_and_roles_apply() {
         assert!(html.body.contains("<svg class=\"chart\""), "charts are drawn");
         assert!(!html.body.contains("http://") && !html.body.contains("https://"), "nothing from elsewhere");
     }
+    // As at a business date: the API's effective_on figures.
+    let dated = page(&app, &cookie, "/ui/?year=2024-25&as_at=2024-12-31").await;
+    assert_eq!(dated.status, 200, "{}", dated.body);
+    let then = app.get("auditor", "/api/v1/kpis?year=2024-25&effective_on=2024-12-31").await.json();
+    let now = app.get("auditor", "/api/v1/kpis?year=2024-25").await.json();
+    assert_ne!(then["applications_approved"], now["applications_approved"], "the date makes a difference");
+    assert_eq!(
+        figure(&dated.body, "applications_approved"),
+        Some(then["applications_approved"].as_i64().expect("approved").to_string())
+    );
+    assert!(dated.body.contains("As at 2024-12-31"));
+    assert_eq!(page(&app, &cookie, "/ui/?as_at=31%2F03%2F2025").await.status, 400);
     let planned =
         figure(&page(&app, &cookie, "/ui/?year=2024-25").await.body, "budget.computing_power_subsidy.planned_cents");
     assert_eq!(planned.as_deref(), Some("HK$857,000,000.00"), "the §23 cash flow for 2024-25");

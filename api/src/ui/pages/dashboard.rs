@@ -8,11 +8,13 @@ use aisc_adapters::clock::Clock;
 use aisc_domain::subsidy::funding::{BudgetLine, planned_cash_flow, planned_years};
 use aisc_domain::subsidy::values::FinancialYear;
 use aisc_projections::{applications, kpi};
+use chrono::NaiveDate;
 use serde::Deserialize;
 use sqlx::PgPool;
 use std::fmt::Write;
 
 use crate::authorization::{Action, require};
+use crate::limits::ExpensiveReads;
 use crate::problem::ApiError;
 use crate::ui::charts::{self, BudgetBars, MonthBars};
 use crate::ui::format::{count, escape, label, money, percent};
@@ -24,12 +26,16 @@ use crate::ui::session::{UiError, signed_in};
 struct DashboardParams {
     /// A financial year such as 2025-26; the whole scheme when omitted.
     year: Option<String>,
+    /// The figures as at this business date (the facts in force on it, e.g. 31 March for a
+    /// year's report); as it stands when omitted or empty.
+    as_at: Option<String>,
 }
 
 pub async fn show(
     request: HttpRequest,
     pool: web::Data<PgPool>,
     clock: web::Data<Clock>,
+    expensive_reads: web::Data<ExpensiveReads>,
 ) -> Result<HttpResponse, UiError> {
     let session = signed_in(&request, &pool).await?;
     require(&session.principal, Action::ReadScheme)?;
@@ -40,10 +46,23 @@ pub async fn show(
         .map(FinancialYear::parse)
         .transpose()
         .map_err(|error| ApiError::bad_field("year", error.to_string()))?;
+    let as_at = params
+        .as_at
+        .as_deref()
+        .filter(|text| !text.is_empty())
+        .map(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d"))
+        .transpose()
+        .map_err(|_| ApiError::bad_field("as_at", "a date such as 2026-03-31"))?;
     let today = clock.today();
+    // A dashboard as at a date is an expensive read, limited per role as on the API.
+    let _permit = match as_at {
+        Some(_) => Some(expensive_reads.try_start(&session.principal)?),
+        None => None,
+    };
     let dashboard = {
         let mut connection = pool.acquire().await?;
-        kpi::dashboard(&mut connection, year.map(kpi::year_scope), today).await?
+        let past = kpi::PastView { as_of: None, effective_on: as_at };
+        kpi::dashboard_at(&mut connection, past, year.map(kpi::year_scope), today).await?
     };
     let statuses = applications::status_counts(&pool, year.map(|y| (y.first_day(), y.last_day()))).await?;
     let years: Vec<FinancialYear> = year.map_or_else(|| planned_years().collect(), |year| vec![year]);
@@ -56,15 +75,28 @@ pub async fn show(
     let months = applications::capacity_months(&pool, &first_month, &last_month).await?;
 
     let scope_name = year.map_or_else(|| "the whole scheme".to_string(), |year| format!("funding year {year}"));
-    let mut body =
-        format!("<h1>KPI dashboard: {}</h1><p class=\"muted\">As it stands on {today}.</p>", escape(&scope_name));
+    let when = match as_at {
+        Some(date) => format!("As at {date}: the facts in force on that date, whenever they were recorded."),
+        None => format!("As it stands on {today}."),
+    };
+    let mut body = format!("<h1>KPI dashboard: {}</h1><p class=\"muted\">{when}</p>", escape(&scope_name));
     body.push_str("<nav class=\"scopes\" aria-label=\"Scope\">");
     let current = |candidate: Option<FinancialYear>| if candidate == year { " class=\"current\"" } else { "" };
-    let _ = write!(body, "<a href=\"/ui/\"{}>Whole scheme</a>", current(None));
+    let dated = as_at.map(|date| format!("as_at={date}"));
+    let whole = dated.as_ref().map(|dated| format!("?{dated}")).unwrap_or_default();
+    let _ = write!(body, "<a href=\"/ui/{whole}\"{}>Whole scheme</a>", current(None));
     for candidate in planned_years() {
-        let _ = write!(body, "<a href=\"/ui/?year={candidate}\"{}>{candidate}</a>", current(Some(candidate)));
+        let and_date = dated.as_ref().map(|dated| format!("&amp;{dated}")).unwrap_or_default();
+        let _ = write!(body, "<a href=\"/ui/?year={candidate}{and_date}\"{}>{candidate}</a>", current(Some(candidate)));
     }
     body.push_str("</nav>");
+    let _ = write!(
+        body,
+        "<form class=\"search\" method=\"get\" action=\"/ui/\">{}<label for=\"as_at\">As at</label>\
+         <input id=\"as_at\" type=\"date\" name=\"as_at\" value=\"{}\"><button type=\"submit\">Show</button></form>",
+        year.map(|year| format!("<input type=\"hidden\" name=\"year\" value=\"{year}\">")).unwrap_or_default(),
+        as_at.map(|date| date.to_string()).unwrap_or_default()
+    );
 
     // Headline figures, each named by the field of GET /api/v1/kpis it shows.
     let optional_percent = |bps: Option<i64>| bps.map_or_else(|| "–".to_string(), percent);
@@ -159,9 +191,9 @@ pub async fn show(
     body.push_str(&table);
     body.push_str("</section>");
 
-    // Capacity month by month against the 90 % cap.
+    // Capacity month by month against the 90 % cap, as declared and allocated now.
     body.push_str(
-        "<section class=\"panel\"><h2>Subsidised capacity per month against the 90 % cap</h2>\
+        "<section class=\"panel\"><h2>Subsidised capacity per month against the 90 % cap (as it stands)</h2>\
          <div class=\"legend\"><span class=\"capacity\">Capacity</span><span class=\"received\">Allocated</span>\
          <span class=\"cap\">90 % cap</span></div>",
     );
@@ -238,6 +270,10 @@ pub async fn show(
         );
     }
     body.push_str("</tbody></table></div></section>");
+    if as_at.is_some() {
+        // Statuses are kept as they stand, not by date: shown on the live dashboard only.
+        return Ok(page_response(StatusCode::OK, "KPI dashboard", Some(&session), &body));
+    }
     body.push_str("<section class=\"panel\"><h2>Applications by status</h2>");
     let by_status: Vec<(String, i64)> = statuses.iter().map(|(status, total)| (label(status), *total)).collect();
     body.push_str(&charts::counts("Applications by status", &by_status));
