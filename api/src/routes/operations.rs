@@ -51,8 +51,53 @@ pub struct VerificationView {
     /// Events verified (before the first broken one, if any).
     pub verified: u64,
     /// The first event that does not verify, with the problem found.
-    #[schema(value_type = Option<Object>)]
-    pub first_broken: Option<aisc_domain::event_store::BrokenEvent>,
+    pub first_broken: Option<BrokenEventView>,
+}
+
+/// An event that does not verify: the store's report, described here so the domain's port
+/// stays free of the API.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BrokenEventView {
+    /// Its position in $all.
+    pub position: u64,
+    /// Its stream.
+    pub stream: String,
+    /// Its version in the stream (0-based).
+    pub stream_version: u64,
+    pub event_id: uuid::Uuid,
+    pub problem: TamperingView,
+}
+
+/// Why an event failed verification.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub enum TamperingView {
+    /// The stored hash is not the hash of the event's content chained to its predecessor.
+    HashMismatch,
+    /// The stream's versions are not gapless here (an event was removed or renumbered).
+    VersionGap {
+        /// The version the stream should have had here.
+        expected_version: u64,
+    },
+    /// The stream's head record disagrees with its last event.
+    StreamHeadMismatch,
+}
+
+impl From<aisc_domain::event_store::BrokenEvent> for BrokenEventView {
+    fn from(broken: aisc_domain::event_store::BrokenEvent) -> Self {
+        use aisc_domain::event_store::Tampering;
+        let problem = match broken.problem {
+            Tampering::HashMismatch => TamperingView::HashMismatch,
+            Tampering::VersionGap { expected_version } => TamperingView::VersionGap { expected_version },
+            Tampering::StreamHeadMismatch => TamperingView::StreamHeadMismatch,
+        };
+        Self {
+            position: broken.position.0,
+            stream: broken.stream,
+            stream_version: broken.stream_version,
+            event_id: broken.event_id,
+            problem,
+        }
+    }
 }
 
 /// `GET /api/v1/projections`: position, lag and version of every read model.
@@ -199,6 +244,6 @@ pub async fn verify_log(
     Ok(HttpResponse::Ok().json(VerificationView {
         intact: report.first_broken.is_none(),
         verified: report.verified,
-        first_broken: report.first_broken,
+        first_broken: report.first_broken.map(BrokenEventView::from),
     }))
 }
