@@ -35,8 +35,9 @@ pub struct FeedEvent<'a> {
 }
 
 /// The event's own fields, as its `eventType` and `schemaVersion` define them (the domain's
-/// events: `docs/AUDIT-FORMAT.md`). One schema cannot name them all: this one says so, with
-/// `additionalProperties: true`, rather than pass for an untyped object.
+/// event types; every stored form in `domain/tests/fixtures/`). One schema cannot name them
+/// all: this one says so, with `additionalProperties: true`, rather than pass for an untyped
+/// object.
 pub struct EventData;
 
 impl utoipa::PartialSchema for EventData {
