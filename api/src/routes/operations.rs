@@ -6,7 +6,6 @@ use aisc_adapters::PostgresEventStore;
 use aisc_domain::event_store::{EventStore, Position, PositionRange};
 use aisc_projections::ProjectionRunner;
 use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgPool;
 use std::sync::Arc;
 
@@ -42,6 +41,15 @@ pub struct ProjectionView {
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ProjectionsView {
     pub projections: Vec<ProjectionView>,
+}
+
+/// A rebuild requested.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RebuildAccepted {
+    /// The read model to rebuild.
+    pub projection: String,
+    /// Always true: the leading instance rebuilds it (follow it at `GET /api/v1/projections`).
+    pub rebuild_requested: bool,
 }
 
 /// The outcome of recomputing the hash chains.
@@ -150,7 +158,7 @@ pub struct RebuildRequest {
     ),
     request_body(content = Option<RebuildRequest>, content_type = "application/json"),
     responses(
-        (status = 202, description = "The leading instance will rebuild the read model", headers(("Location" = String, description = "The projections' status"))),
+        (status = 202, description = "The leading instance will rebuild the read model", body = RebuildAccepted, headers(("Location" = String, description = "The projections' status"))),
         (status = 400, description = "A malformed name or body", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Only administrators may ask for a rebuild", body = ProblemDocument, content_type = "application/problem+json"),
@@ -200,7 +208,7 @@ pub async fn rebuild_projection(
         tracing::info!(projection = %name, actor = %context.principal.name, reason = ?rebuild.reason, request_id = %context.request_id, "rebuild requested");
         Ok(HttpResponse::Accepted()
             .insert_header(("Location", "/api/v1/projections"))
-            .json(json!({ "projection": name, "rebuild_requested": true })))
+            .json(RebuildAccepted { projection: name.to_string(), rebuild_requested: true }))
     })
     .await
 }
