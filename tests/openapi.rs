@@ -488,6 +488,8 @@ async fn the_api_reference_is_served_from_the_binary_without_a_token_or_another_
     assert_ne!(unknown.status, 200);
     let missing = http(app.port, "GET", "/api/v1/docs/assets/index.html", &[], None).await;
     assert_eq!(missing.status, 404, "{}", missing.body);
+    let slash = http(app.port, "GET", "/api/v1/docs/", &[], None).await;
+    assert_eq!((slash.status, slash.header("location")), (308, Some("../docs")), "{}", slash.body);
     // The rest of /api/v1 still needs a token.
     assert_eq!(http(app.port, "GET", "/api/v1/docsx", &[], None).await.status, 401);
     assert_eq!(http(app.port, "GET", "/api/v1/applications", &[], None).await.status, 401);

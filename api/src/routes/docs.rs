@@ -77,6 +77,12 @@ pub async fn page() -> HttpResponse {
         .body(PAGE_TEMPLATE.replace("{{VERSION}}", ASSET_VERSION))
 }
 
+/// `GET /api/v1/docs/`: to the page (whose relative URLs would resolve under `docs/` here).
+#[get("/docs/")]
+pub async fn page_with_slash() -> HttpResponse {
+    HttpResponse::PermanentRedirect().insert_header((actix_web::http::header::LOCATION, "../docs")).finish()
+}
+
 /// `GET /api/v1/docs/assets/{name}`: a vendored script, stylesheet or icon.
 #[get("/docs/assets/{name}")]
 pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
@@ -94,10 +100,10 @@ pub async fn asset(name: web::Path<String>) -> Result<HttpResponse, ApiError> {
 
 /// Whether the path is the reference's page or one of its assets (served without a token).
 pub fn is_reference(path: &str) -> bool {
-    path == PAGE_PATH || path.starts_with(ASSETS_PREFIX)
+    path.strip_prefix(PAGE_PATH).is_some_and(|rest| rest.is_empty() || rest == "/") || path.starts_with(ASSETS_PREFIX)
 }
 
 /// Registers the page and its assets, outside the OpenAPI document.
 pub fn configure(config: &mut web::ServiceConfig) -> &mut web::ServiceConfig {
-    config.service(page).service(asset)
+    config.service(page).service(page_with_slash).service(asset)
 }
