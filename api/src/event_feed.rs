@@ -23,15 +23,53 @@ pub struct FeedEvent<'a> {
     #[serde(serialize_with = "microseconds_utc")]
     #[schema(value_type = String, format = DateTime, example = "2025-07-01T02:03:04.000005Z")]
     pub created: DateTime<Utc>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = EventData)]
     pub data: &'a serde_json::Value,
-    /// Actor, role, request id, correlation id.
-    #[schema(value_type = Object)]
+    /// Who recorded the event, in which role and request.
+    #[schema(value_type = EventMetadata)]
     pub metadata: &'a serde_json::Value,
     /// The event's hash in its stream's chain: 64 lower-case hex digits.
     pub hash: String,
     /// The hash of the stream's previous event; empty ("") for the stream's first event.
     pub previous_hash: String,
+}
+
+/// The event's own fields, as its `eventType` and `schemaVersion` define them (the domain's
+/// event types; every stored form in `domain/tests/fixtures/`). One schema cannot name them
+/// all: this one says so, with `additionalProperties: true`, rather than pass for an untyped
+/// object.
+pub struct EventData;
+
+impl utoipa::PartialSchema for EventData {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "The event's fields, defined per eventType and schemaVersion: money in HK cents, rates in \
+                 basis points, dates YYYY-MM-DD, months YYYY-MM.",
+            ))
+            .additional_properties(Some(AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(true)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventData {}
+
+/// The metadata the command service stores with every event it writes.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Describes the stored JSON for the document; the feed passes it through as stored.
+pub struct EventMetadata {
+    /// The principal (token name) that issued the command.
+    actor: Option<String>,
+    /// The role it acted in, e.g. `intake_officer`.
+    role: Option<String>,
+    /// The HTTP request's id (`X-Request-Id`).
+    request_id: Option<String>,
+    /// Shared by the events of one piece of work across requests.
+    correlation_id: Option<String>,
+    /// The event or command that caused this one, when there is one.
+    causation_id: Option<String>,
 }
 
 impl<'a> FeedEvent<'a> {

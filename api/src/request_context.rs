@@ -96,10 +96,13 @@ pub async fn track_request(
     Ok(response)
 }
 
-/// Whether a path needs a bearer token: everything under `/api/v1` but the OpenAPI document,
-/// unknown paths included (a caller without a token learns nothing of what exists).
+/// Whether a path needs a bearer token: everything under `/api/v1` but the OpenAPI document
+/// and its interactive reference (page and assets), unknown paths included (a caller without
+/// a token learns nothing of what exists).
 fn needs_token(path: &str) -> bool {
-    (path == "/api/v1" || path.starts_with("/api/v1/")) && path != crate::openapi::DOCUMENT_PATH
+    (path == "/api/v1" || path.starts_with("/api/v1/"))
+        && path != crate::openapi::DOCUMENT_PATH
+        && !crate::routes::docs::is_reference(path)
 }
 
 /// The token of an `Authorization: Bearer <token>` header. The scheme name is matched without

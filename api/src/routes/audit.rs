@@ -59,8 +59,8 @@ pub struct AuditEntryView {
     pub request_id: Option<String>,
     pub correlation_id: Option<String>,
     pub recorded_at: DateTime<Utc>,
-    /// The date the fact takes effect in the scheme's terms (decided on, signed on, the usage
-    /// month's first day…); absent for events outside the scheme.
+    /// The date the fact takes effect in the scheme's terms (YYYY-MM-DD: decided on, signed on,
+    /// the usage month's first day…); absent for events outside the scheme.
     pub effective_on: Option<NaiveDate>,
 }
 

@@ -6,7 +6,6 @@ use aisc_adapters::PostgresEventStore;
 use aisc_domain::event_store::{EventStore, Position, PositionRange};
 use aisc_projections::ProjectionRunner;
 use serde::Deserialize;
-use serde_json::json;
 use sqlx::PgPool;
 use std::sync::Arc;
 
@@ -44,6 +43,15 @@ pub struct ProjectionsView {
     pub projections: Vec<ProjectionView>,
 }
 
+/// A rebuild requested.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RebuildAccepted {
+    /// The read model to rebuild.
+    pub projection: String,
+    /// Always true: the leading instance rebuilds it (follow it at `GET /api/v1/projections`).
+    pub rebuild_requested: bool,
+}
+
 /// The outcome of recomputing the hash chains.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct VerificationView {
@@ -51,8 +59,53 @@ pub struct VerificationView {
     /// Events verified (before the first broken one, if any).
     pub verified: u64,
     /// The first event that does not verify, with the problem found.
-    #[schema(value_type = Option<Object>)]
-    pub first_broken: Option<aisc_domain::event_store::BrokenEvent>,
+    pub first_broken: Option<BrokenEventView>,
+}
+
+/// An event that does not verify: the store's report, described here so the domain's port
+/// stays free of the API.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BrokenEventView {
+    /// Its position in $all.
+    pub position: u64,
+    /// Its stream.
+    pub stream: String,
+    /// Its version in the stream (0-based).
+    pub stream_version: u64,
+    pub event_id: uuid::Uuid,
+    pub problem: TamperingView,
+}
+
+/// Why an event failed verification.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub enum TamperingView {
+    /// The stored hash is not the hash of the event's content chained to its predecessor.
+    HashMismatch,
+    /// The stream's versions are not gapless here (an event was removed or renumbered).
+    VersionGap {
+        /// The version the stream should have had here.
+        expected_version: u64,
+    },
+    /// The stream's head record disagrees with its last event.
+    StreamHeadMismatch,
+}
+
+impl From<aisc_domain::event_store::BrokenEvent> for BrokenEventView {
+    fn from(broken: aisc_domain::event_store::BrokenEvent) -> Self {
+        use aisc_domain::event_store::Tampering;
+        let problem = match broken.problem {
+            Tampering::HashMismatch => TamperingView::HashMismatch,
+            Tampering::VersionGap { expected_version } => TamperingView::VersionGap { expected_version },
+            Tampering::StreamHeadMismatch => TamperingView::StreamHeadMismatch,
+        };
+        Self {
+            position: broken.position.0,
+            stream: broken.stream,
+            stream_version: broken.stream_version,
+            event_id: broken.event_id,
+            problem,
+        }
+    }
 }
 
 /// `GET /api/v1/projections`: position, lag and version of every read model.
@@ -105,7 +158,7 @@ pub struct RebuildRequest {
     ),
     request_body(content = Option<RebuildRequest>, content_type = "application/json"),
     responses(
-        (status = 202, description = "The leading instance will rebuild the read model", headers(("Location" = String, description = "The projections' status"))),
+        (status = 202, description = "The leading instance will rebuild the read model", body = RebuildAccepted, headers(("Location" = String, description = "The projections' status"))),
         (status = 400, description = "A malformed name or body", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Only administrators may ask for a rebuild", body = ProblemDocument, content_type = "application/problem+json"),
@@ -155,7 +208,7 @@ pub async fn rebuild_projection(
         tracing::info!(projection = %name, actor = %context.principal.name, reason = ?rebuild.reason, request_id = %context.request_id, "rebuild requested");
         Ok(HttpResponse::Accepted()
             .insert_header(("Location", "/api/v1/projections"))
-            .json(json!({ "projection": name, "rebuild_requested": true })))
+            .json(RebuildAccepted { projection: name.to_string(), rebuild_requested: true }))
     })
     .await
 }
@@ -199,6 +252,6 @@ pub async fn verify_log(
     Ok(HttpResponse::Ok().json(VerificationView {
         intact: report.first_broken.is_none(),
         verified: report.verified,
-        first_broken: report.first_broken,
+        first_broken: report.first_broken.map(BrokenEventView::from),
     }))
 }

@@ -9,28 +9,51 @@ use crate::projection::ProjectionError;
 
 /// One row of the applications list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApplicationRow {
+    /// 32 lower-case hex digits.
     pub application_id: String,
+    /// submitted, eligible, ineligible, assessed, deferred, approved, rejected,
+    /// agreement_signed, completed, terminated or withdrawn.
     pub status: String,
+    /// The intake batch, e.g. `2025-q3`.
     pub batch_id: String,
+    /// The applicant's name.
     pub organisation: String,
+    /// local_institution, rnd_centre, government_department, ai_startup or strategic_enterprise.
     pub category: String,
+    /// The category's sub-type as the applicant declared it.
     pub sub_type: String,
     pub project_title: String,
+    /// The project develops AI models (a §18 indicator).
     pub develops_ai_models: bool,
+    /// The team includes members from the Mainland or overseas (a §18 indicator).
     pub mainland_or_overseas_team: bool,
+    /// People on the project team.
     pub team_size: i32,
+    /// AI talents the project involves (a §18 indicator).
     pub talents: i32,
+    /// The subsidy rate asked for, in basis points (7000 = 70 %).
     pub requested_rate_bps: i32,
+    /// The business date of the submission (YYYY-MM-DD).
     pub submitted_on: NaiveDate,
+    /// The assessor's name, once assessed.
     pub assessed_by: Option<String>,
+    /// The assessment's total score, once assessed.
     pub total_score: Option<i32>,
+    /// The committee's decision date (YYYY-MM-DD), once decided.
     pub decided_on: Option<NaiveDate>,
+    /// The approved subsidy rate in basis points, once approved.
     pub approved_rate_bps: Option<i32>,
+    /// The approved subsidy ceiling in HK cents, once approved.
     pub ceiling_cents: Option<i64>,
+    /// Subsidy disbursed so far in HK cents (usage charges less reversals).
     pub disbursed_cents: i64,
+    /// The project's first day under the funding agreement (YYYY-MM-DD).
     pub project_start: Option<NaiveDate>,
+    /// The project's last day under the funding agreement (YYYY-MM-DD).
     pub project_end: Option<NaiveDate>,
+    /// The first progress report due and not yet submitted (YYYY-MM-DD).
     pub next_report_due: Option<NaiveDate>,
 }
 
@@ -111,11 +134,16 @@ fn rebind(query: &mut QueryBuilder<Postgres>, filter: &ApplicationFilter) {
 /// A batch's work: counts per stage and the ordered queues of the intake officers and the
 /// committee secretariat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BatchQueue {
     pub batch_id: String,
+    /// The last day to submit into the batch (YYYY-MM-DD).
     pub deadline: NaiveDate,
+    /// The day the committee meets on the batch (YYYY-MM-DD).
     pub committee_date: NaiveDate,
+    /// Closed to submissions.
     pub closed: bool,
+    /// Applications of the batch per status (`submitted`, `eligible`, …).
     pub counts: std::collections::BTreeMap<String, i64>,
     /// Submitted, eligibility not yet ruled — oldest first.
     pub awaiting_eligibility: Vec<String>,
@@ -123,6 +151,7 @@ pub struct BatchQueue {
     pub awaiting_assessment: Vec<String>,
     /// Assessed (or deferred into this batch): for the committee.
     pub ready_for_committee: Vec<String>,
+    /// Decided by the committee (approved, rejected, and on from there).
     pub decided: Vec<String>,
     /// Not ready for the committee although its meeting date has passed.
     pub overdue: Vec<String>,
@@ -189,18 +218,30 @@ pub async fn batch_queue(
 
 /// A usage charge of an application, as finance officers reconcile it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UsageLineRow {
     pub usage_id: String,
+    /// The AISC service charged, e.g. `gpu_node_hour_h800`.
     pub service_type: String,
+    /// The usage month (YYYY-MM).
     pub period: String,
+    /// The funding year that pays the subsidy, e.g. `2025-26`.
     pub financial_year: String,
+    /// Units of the service used.
     pub units: i64,
+    /// Cyberport's rate in force, in HK cents per unit.
     pub rate_per_unit_cents: i64,
+    /// Units times rate, in HK cents.
     pub gross_cents: i64,
+    /// The approved subsidy rate applied, in basis points.
     pub subsidy_rate_bps: i32,
+    /// The subsidy of the line, in HK cents.
     pub subsidy_cents: i64,
+    /// Reversed after it was charged; a reversed line counts in no total.
     pub reversed: bool,
+    /// Why it was reversed.
     pub reversal_reason: Option<String>,
+    /// The position of $all at which the charge was recorded.
     pub charged_position: i64,
 }
 
@@ -242,14 +283,23 @@ pub async fn usage_lines(pool: &PgPool, application_id: &str) -> Result<Vec<Usag
 /// A funding year's disbursements in one usage month: charges not reversed, their units, gross
 /// and subsidy, and what was reversed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MonthDisbursement {
+    /// The usage month (YYYY-MM).
     pub period: String,
+    /// The AISC service, e.g. `gpu_node_hour_h800`.
     pub service_type: String,
+    /// Usage charges not reversed.
     pub lines: i64,
+    /// Units of those charges.
     pub units: i64,
+    /// Their gross amount in HK cents.
     pub gross_cents: i64,
+    /// Their subsidy in HK cents.
     pub subsidy_cents: i64,
+    /// Charges reversed.
     pub reversed_lines: i64,
+    /// The subsidy of the reversed charges, in HK cents (not in `subsidy_cents`).
     pub reversed_subsidy_cents: i64,
 }
 

@@ -10,53 +10,80 @@ use serde::Serialize;
 use super::totals::Metric;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BudgetLineFigures {
+    /// The budget line, e.g. `computing_power_subsidy`.
     pub line: String,
+    /// Funding received from the Government, in HK cents.
     pub received_cents: i64,
+    /// Reserved by approvals, in HK cents.
     pub committed_cents: i64,
+    /// Paid out (usage charges less reversals), in HK cents.
     pub disbursed_cents: i64,
+    /// Unused subsidy redirected after the year (§17), in HK cents.
     pub redirected_cents: i64,
-    /// Received, less committed and redirected.
+    /// Received, less committed and redirected, in HK cents.
     pub left_cents: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CapacityFigures {
+    /// The AISC service, e.g. `gpu_node_hour_h800`.
     pub service_type: String,
+    /// Units Cyberport declared for the scheme.
     pub capacity_units: i64,
     /// 90 % of capacity (§10).
     pub subsidised_cap_units: i64,
+    /// Units allocated to approved projects.
     pub allocated_units: i64,
+    /// Units not taken up and redeployed at market rates (§17).
     pub redeployed_units: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CategoryFigures {
+    /// Applications received.
     pub received: i64,
+    /// Applications approved.
     pub approved: i64,
+    /// Applications rejected.
     pub rejected: i64,
-    /// Average approved subsidy rate, rounded to the basis point.
+    /// Average approved subsidy rate in basis points, rounded to the basis point.
     pub average_approved_rate_bps: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KpiDashboard {
     /// `2025-26`, or `scheme` for the whole scheme.
     pub scope: String,
+    /// Applications submitted.
     pub applications_received: i64,
+    /// Applications the committee approved.
     pub applications_approved: i64,
+    /// Applications the committee rejected.
     pub applications_rejected: i64,
-    /// Approved over decided (approved and rejected).
+    /// Approved over decided (approved and rejected), in basis points; none before a decision.
     pub approval_rate_bps: Option<i64>,
+    /// Median days from submission to the committee's decision; none before a decision.
     pub median_days_to_decision: Option<i64>,
+    /// Figures per applicant category (`ai_startup`, `local_institution`, …).
     pub by_category: BTreeMap<String, CategoryFigures>,
+    /// The cash flow per budget line.
     pub budget: Vec<BudgetLineFigures>,
+    /// Capacity against the 90 % cap per service.
     pub capacity: Vec<CapacityFigures>,
-    /// Units used over units allocated, approved projects.
+    /// Units used over units allocated to approved projects, in basis points.
     pub utilisation_bps: Option<i64>,
+    /// Approved projects developing AI models (§18).
     pub projects_developing_ai_models: i64,
+    /// Approved projects with Mainland or overseas team members (§18).
     pub mainland_or_overseas_teams: i64,
+    /// AI talents involved in approved projects (§18).
     pub talents_involved: i64,
+    /// Progress reports past their due date and not submitted.
     pub overdue_progress_reports: i64,
 }
 

@@ -75,6 +75,80 @@ pub fn repeated_lines(allow_repeated_lines: bool) -> RepeatedLines {
     if allow_repeated_lines { RepeatedLines::Charge } else { RepeatedLines::Refuse }
 }
 
+/// What an import did, line by line (line numbers count the header as line 1): the domain's
+/// report, described here so the domain stays free of the API.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct UsageImportView {
+    /// The import's id: the one given, or `file-` and 16 hex digits derived from the file.
+    pub import_id: String,
+    /// `all_or_nothing` or `partial`.
+    #[schema(value_type = String, example = "all_or_nothing")]
+    pub mode: ImportMode,
+    /// `refuse` or `charge`: whether lines repeating another import's charges were refused or
+    /// charged.
+    #[schema(value_type = String, example = "refuse")]
+    pub repeated_lines: RepeatedLines,
+    /// Usage lines in the file (the header and blank lines not counted).
+    pub lines: usize,
+    /// Lines charged by this run.
+    pub written: usize,
+    /// The lines charged by this run, as ranges `[first, last]` of line numbers.
+    pub written_lines: Vec<[usize; 2]>,
+    /// Lines an earlier run of the same import id charged.
+    pub already_imported: usize,
+    /// Those lines, as ranges `[first, last]` of line numbers.
+    pub already_imported_lines: Vec<[usize; 2]>,
+    /// The refused lines (in `partial` mode; an all-or-nothing import refusing any is a 422).
+    pub refused: Vec<RefusedLineView>,
+    /// Transactions the written lines went in.
+    pub batches: usize,
+    /// The first position of $all written, for `after_position` on queries.
+    pub first_position: Option<u64>,
+    /// The last position of $all written.
+    pub last_position: Option<u64>,
+}
+
+/// A refused line of an import.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RefusedLineView {
+    /// Its line number (the header is line 1).
+    pub line: usize,
+    /// The application the line names, when it could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// The refusal's stable code, e.g. `usage_already_imported`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl From<UsageImportReport> for UsageImportView {
+    fn from(report: UsageImportReport) -> Self {
+        Self {
+            import_id: report.import_id,
+            mode: report.mode,
+            repeated_lines: report.repeated_lines,
+            lines: report.lines,
+            written: report.written,
+            written_lines: report.written_lines,
+            already_imported: report.already_imported,
+            already_imported_lines: report.already_imported_lines,
+            refused: report
+                .refused
+                .into_iter()
+                .map(|refusal| RefusedLineView {
+                    line: refusal.line,
+                    project: refusal.project,
+                    code: refusal.code,
+                    message: refusal.message,
+                })
+                .collect(),
+            batches: report.batches,
+            first_position: report.first_position,
+            last_position: report.last_position,
+        }
+    }
+}
+
 /// A report for the caller: 200 when lines were written (or were already), 422 with every
 /// refused line when an all-or-nothing import wrote nothing.
 pub fn import_response(report: UsageImportReport) -> Result<HttpResponse, ApiError> {
@@ -97,7 +171,7 @@ pub fn import_response(report: UsageImportReport) -> Result<HttpResponse, ApiErr
                 .collect(),
         });
     }
-    Ok(HttpResponse::Ok().json(report))
+    Ok(HttpResponse::Ok().json(UsageImportView::from(report)))
 }
 
 /// `POST /api/v1/usage-imports`: imports a CSV file of usage lines
@@ -109,7 +183,7 @@ pub fn import_response(report: UsageImportReport) -> Result<HttpResponse, ApiErr
         ("allow_repeated_lines" = Option<bool>, Query, description = "false (default): a line whose application another import already charged the same service, month and units is refused as usage_already_imported, naming that import and its usage id; true: such a line is charged anyway. Charges recorded on their own (POST …/usage) never make a line a repeat"),
     ),
     request_body(content = String, content_type = "text/csv", description = "Header `project,service_type,units,period`, then one line per charge, e.g. `3f2a…,gpu_node_hour_h800,1200,2025-07`"),
-    responses((status = 200, description = "What was written, line by line", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, description = "Refused lines, each with its number; nothing written", body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, description = "What was written, line by line", body = UsageImportView), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 409, body = ProblemDocument), (status = 413, body = ProblemDocument), (status = 422, description = "Refused lines, each with its number; nothing written", body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[post("/usage-imports")]
 pub async fn import_usage(
     request: HttpRequest,

@@ -2,6 +2,7 @@
 //! domain's types here (400 with the field for malformed values); the domain's refusals come
 //! back as 422 with their stable code.
 
+pub mod application_view;
 pub mod applications;
 pub mod bodies;
 pub mod imports;
@@ -145,13 +146,21 @@ fn accepted(created: bool, stream_id: String, written: Written) -> HttpResponse 
     response.json(CommandAccepted { stream_id, version: written.version, position: written.position.map(|p| p.0) })
 }
 
+/// An aggregate's view with the stream version it was read at.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Versioned<T> {
+    /// The stream's version (also the `ETag`, for `If-Match`); null before its first event.
+    pub version: Option<u64>,
+    pub state: T,
+}
+
 /// A JSON view of an aggregate with its version as `ETag`.
-pub fn view(state: &impl Serialize, version: Option<u64>) -> HttpResponse {
+pub fn view<T: Serialize>(state: T, version: Option<u64>) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     if let Some(version) = version {
         response.insert_header(("ETag", format!("\"{version}\"")));
     }
-    response.json(serde_json::json!({ "version": version, "state": state }))
+    response.json(Versioned { version, state })
 }
 
 pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {

@@ -6,10 +6,12 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use aisc_adapters::clock::Clock;
 use aisc_domain::event_store::Position;
 use aisc_domain::subsidy::values::FinancialYear;
-use aisc_projections::applications::{self, ApplicationFilter, Sort};
-use aisc_projections::kpi;
+use aisc_projections::applications::{
+    self, ApplicationFilter, ApplicationRow, BatchQueue, MonthDisbursement, Sort, UsageLineRow,
+};
+use aisc_projections::kpi::{self, KpiDashboard};
 use aisc_projections::runner::wait_for_position;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use crate::auth::Principal;
@@ -53,9 +55,23 @@ struct ListParams {
     after_position: Option<u64>,
 }
 
+/// A page of the applications list. The rows are the read model's own type (it describes
+/// itself under the projections' `openapi` feature), so the document follows its columns.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApplicationsPage {
+    /// The page's applications, in the order asked.
+    pub items: Vec<ApplicationRow>,
+    /// Applications matching the filters, on every page.
+    pub total: i64,
+    /// Rows skipped before this page.
+    pub offset: u32,
+    /// The page size asked (1 to 500).
+    pub limit: u32,
+}
+
 /// `GET /api/v1/applications`: the applications list, filtered, sorted and paged.
 #[utoipa::path(tag = "applications", params(ListParams),
-    responses((status = 200, description = "{items, total, offset, limit}", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, description = "A page of applications", body = ApplicationsPage), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/applications")]
 pub async fn list_applications(
     request: HttpRequest,
@@ -118,8 +134,7 @@ pub async fn list_applications(
         limit,
     };
     let (items, total) = applications::list(&pool, &filter).await?;
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "items": items, "total": total, "offset": filter.offset, "limit": limit })))
+    Ok(HttpResponse::Ok().json(ApplicationsPage { items, total, offset: filter.offset, limit }))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -132,7 +147,7 @@ pub(crate) struct QueueParams {
 
 /// `GET /api/v1/batches/{batch_id}/queue`: counts per stage and the work queues of a batch.
 #[utoipa::path(tag = "batches", params(("batch_id" = String, Path), QueueParams),
-    responses((status = 200, description = "Counts per stage; queues awaiting eligibility, awaiting assessment, ready for committee, decided; overdue", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, description = "Counts per stage; queues awaiting eligibility, awaiting assessment, ready for committee, decided; overdue", body = BatchQueue), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/batches/{batch_id}/queue")]
 pub async fn batch_queue(
     request: HttpRequest,
@@ -152,10 +167,42 @@ pub async fn batch_queue(
     Ok(HttpResponse::Ok().json(queue))
 }
 
+/// Totals of usage charges, reversed ones excluded.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UsageTotals {
+    /// Units used.
+    pub units: i64,
+    /// Gross amount in HK cents.
+    pub gross_cents: i64,
+    /// Subsidy in HK cents.
+    pub subsidy_cents: i64,
+}
+
+/// An application's usage charges.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ApplicationUsage {
+    pub application_id: String,
+    /// Every charge, reversed ones included, by month then usage id.
+    pub lines: Vec<UsageLineRow>,
+    /// The lines not reversed, summed.
+    pub totals: UsageTotals,
+}
+
+/// A funding year's disbursements.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct YearDisbursements {
+    /// The financial year, e.g. `2025-26`.
+    pub year: String,
+    /// Per usage month and service, by month then service.
+    pub months: Vec<MonthDisbursement>,
+    /// The months summed, reversed charges excluded.
+    pub totals: UsageTotals,
+}
+
 /// `GET /api/v1/applications/{application_id}/usage`: every usage charge of the application
 /// with its units, rate, gross amount and subsidy, and whether it was reversed.
 #[utoipa::path(tag = "applications", params(("application_id" = String, Path), QueueParams),
-    responses((status = 200, description = "{application_id, lines: [{usage_id, service_type, period, financial_year, units, rate_per_unit_cents, gross_cents, subsidy_rate_bps, subsidy_cents, reversed, reversal_reason, charged_position}], totals: {units, gross_cents, subsidy_cents}} (totals exclude reversed lines)", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, description = "The application's usage charges and their totals (reversed lines excluded)", body = ApplicationUsage), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/applications/{application_id}/usage")]
 pub async fn application_usage(
     request: HttpRequest,
@@ -173,19 +220,18 @@ pub async fn application_usage(
     }
     let lines = applications::usage_lines(&pool, &application_id).await?;
     let counted = lines.iter().filter(|line| !line.reversed);
-    let totals = serde_json::json!({
-        "units": counted.clone().map(|line| line.units).sum::<i64>(),
-        "gross_cents": counted.clone().map(|line| line.gross_cents).sum::<i64>(),
-        "subsidy_cents": counted.map(|line| line.subsidy_cents).sum::<i64>(),
-    });
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "application_id": application_id, "lines": lines, "totals": totals })))
+    let totals = UsageTotals {
+        units: counted.clone().map(|line| line.units).sum(),
+        gross_cents: counted.clone().map(|line| line.gross_cents).sum(),
+        subsidy_cents: counted.map(|line| line.subsidy_cents).sum(),
+    };
+    Ok(HttpResponse::Ok().json(ApplicationUsage { application_id, lines, totals }))
 }
 
 /// `GET /api/v1/funding-years/{year}/disbursements`: the year's disbursement figures per usage
 /// month and service: lines, units, gross amount and subsidy (reversals shown apart).
 #[utoipa::path(tag = "funding", params(("year" = String, Path, example = "2025-26"), QueueParams),
-    responses((status = 200, description = "{year, months: [{period, service_type, lines, units, gross_cents, subsidy_cents, reversed_lines, reversed_subsidy_cents}], totals: {units, gross_cents, subsidy_cents}}", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, description = "The year's disbursements per usage month and service, and their totals", body = YearDisbursements), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/funding-years/{year}/disbursements")]
 pub async fn year_disbursements(
     request: HttpRequest,
@@ -199,12 +245,12 @@ pub async fn year_disbursements(
     let params: QueueParams = crate::routes::query(&request)?;
     reached(&pool, params.after_position).await?;
     let months = applications::disbursements(&pool, &year.to_string()).await?;
-    let totals = serde_json::json!({
-        "units": months.iter().map(|month| month.units).sum::<i64>(),
-        "gross_cents": months.iter().map(|month| month.gross_cents).sum::<i64>(),
-        "subsidy_cents": months.iter().map(|month| month.subsidy_cents).sum::<i64>(),
-    });
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "year": year.to_string(), "months": months, "totals": totals })))
+    let totals = UsageTotals {
+        units: months.iter().map(|month| month.units).sum(),
+        gross_cents: months.iter().map(|month| month.gross_cents).sum(),
+        subsidy_cents: months.iter().map(|month| month.subsidy_cents).sum(),
+    };
+    Ok(HttpResponse::Ok().json(YearDisbursements { year: year.to_string(), months, totals }))
 }
 
 pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -238,7 +284,7 @@ struct KpiParams {
 /// stands or as it stood. A dashboard in the past counts against its role's share of expensive
 /// reads (429 with Retry-After beyond it).
 #[utoipa::path(tag = "reports", params(KpiParams),
-    responses((status = 200, description = "Applications, approval rate, days to decision, cash flow per budget line, capacity and the 90 % cap, utilisation, and the §18 indicators", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 429, description = "The role already runs its share of expensive reads; see Retry-After", body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, description = "Applications, approval rate, days to decision, cash flow per budget line, capacity and the 90 % cap, utilisation, and the §18 indicators", body = KpiDashboard), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 429, description = "The role already runs its share of expensive reads; see Retry-After", body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/kpis")]
 pub async fn kpis(
     request: HttpRequest,

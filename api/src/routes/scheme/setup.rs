@@ -1,20 +1,22 @@
 //! The scheme's set-up: batches, funding years, the price schedule and AISC capacity.
 
+use std::collections::BTreeMap;
+
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use aisc_adapters::clock::Clock;
 use aisc_domain::command_service::CommandError;
-use aisc_domain::subsidy::batches::{BatchCalendar, CloseBatch, OpenBatch};
+use aisc_domain::subsidy::batches::{BatchCalendar, BatchCalendarState, CloseBatch, OpenBatch};
 use aisc_domain::subsidy::capacity::{Capacity, DeclareCapacity, RedeployCapacity};
 use aisc_domain::subsidy::funding::{BudgetLine, RecordFundingReceived, RedirectUnusedSubsidy};
 use aisc_domain::subsidy::prices::{PriceSchedule, SetServiceRate};
 use aisc_domain::subsidy::streams;
-use aisc_domain::subsidy::values::{FinancialYear, Period, ServiceType};
+use aisc_domain::subsidy::values::{FinancialYear, Money, Period, ServiceType};
 use chrono::NaiveDate;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use super::bodies::{Bounded, cents, parse_body};
-use super::{CommandAccepted, Scheme, command, command_failure, decide, domain_refusal, view};
+use super::{CommandAccepted, Scheme, Versioned, command, command_failure, decide, domain_refusal, view};
 use crate::auth::Principal;
 use crate::authorization::{Action, require};
 use crate::input;
@@ -81,14 +83,47 @@ pub async fn close_batch(
     .await
 }
 
+/// A batch of the calendar.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchView {
+    /// The last day to submit into the batch (YYYY-MM-DD).
+    pub deadline: NaiveDate,
+    /// The day the committee meets on the batch (YYYY-MM-DD).
+    pub committee_date: NaiveDate,
+    /// Closed to submissions.
+    pub closed: bool,
+}
+
+/// The batch calendar: the domain's state, described here so the domain stays free of the API.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchCalendarView {
+    /// Every batch by its id (e.g. `2025-q3`).
+    pub batches: BTreeMap<String, BatchView>,
+}
+
+impl From<&BatchCalendarState> for BatchCalendarView {
+    fn from(state: &BatchCalendarState) -> Self {
+        let batches = state
+            .batches
+            .iter()
+            .map(|(id, batch)| {
+                let view =
+                    BatchView { deadline: batch.deadline, committee_date: batch.committee_date, closed: batch.closed };
+                (id.clone(), view)
+            })
+            .collect();
+        Self { batches }
+    }
+}
+
 /// `GET /api/v1/batches`: the batch calendar.
-#[utoipa::path(tag = "batches", responses((status = 200, description = "The batches with deadlines, committee dates and whether closed", body = Object), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[utoipa::path(tag = "batches", responses((status = 200, description = "The batches with deadlines, committee dates and whether closed", body = Versioned<BatchCalendarView>), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/batches")]
 pub async fn batch_calendar(principal: Principal, scheme: web::Data<Scheme>) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
     let stream = streams::batches().map_err(domain_refusal)?;
     let (state, version) = scheme.commands().state::<BatchCalendar>(&stream).await.map_err(read_failure)?;
-    Ok(view(&state, version))
+    Ok(view(BatchCalendarView::from(&state), version))
 }
 
 fn read_failure(error: CommandError<()>) -> ApiError {
@@ -163,9 +198,34 @@ pub async fn redirect_unused(
     .await
 }
 
+/// A funding year's computing power subsidy and its other budget lines. Amounts are HK cents.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FundingYearView {
+    /// The financial year, e.g. `2025-26`.
+    #[schema(value_type = String, example = "2025-26")]
+    pub year: FinancialYear,
+    /// Funding received from the Government per budget line (`computing_power_subsidy`, …),
+    /// in HK cents.
+    #[schema(value_type = BTreeMap<String, i64>)]
+    pub received: BTreeMap<BudgetLine, Money>,
+    /// Computing power subsidy committed by approvals and not released, in HK cents.
+    #[schema(value_type = i64)]
+    pub committed: Money,
+    /// Computing power subsidy paid out (usage charges less reversals), in HK cents.
+    pub disbursed: i64,
+    /// Unused subsidy redirected after the year (§17), in HK cents.
+    #[schema(value_type = i64)]
+    pub redirected: Money,
+    /// The year's subsidy was redirected: nothing more is committed from it.
+    pub closed: bool,
+    /// Computing power subsidy neither committed nor redirected, in HK cents.
+    #[schema(value_type = i64)]
+    pub subsidy_left: Money,
+}
+
 /// `GET /api/v1/funding-years/{year}`: received, committed, left (the year's own stream) and
 /// disbursed (the read model's total of the year's usage charges, less reversals).
-#[utoipa::path(tag = "funding", params(("year" = String, Path), super::queries::QueueParams), responses((status = 200, description = "The funding year; ETag is its version", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[utoipa::path(tag = "funding", params(("year" = String, Path), super::queries::QueueParams), responses((status = 200, description = "The funding year; ETag is its version", body = Versioned<FundingYearView>), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/funding-years/{year}")]
 pub async fn funding_year(
     request: HttpRequest,
@@ -183,11 +243,18 @@ pub async fn funding_year(
     }
     super::queries::reached(&pool, params.after_position).await?;
     let disbursed = aisc_projections::applications::disbursed_in_year(&pool, &year.to_string()).await?;
-    let left = state.subsidy_left();
-    Ok(view(
-        &serde_json::json!({ "year": state.year, "received": state.received, "committed": state.committed, "disbursed": disbursed, "redirected": state.redirected, "closed": state.closed, "subsidy_left": left }),
-        version,
-    ))
+    let subsidy_left = state.subsidy_left();
+    let funding = FundingYearView {
+        // The path's year when the state has none (it has one once funding is recorded).
+        year: state.year.unwrap_or(year),
+        received: state.received,
+        committed: state.committed,
+        disbursed,
+        redirected: state.redirected,
+        closed: state.closed,
+        subsidy_left,
+    };
+    Ok(view(funding, version))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -232,19 +299,38 @@ pub async fn set_rate(
     .await
 }
 
+/// A rate of the price schedule.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RateView {
+    /// The AISC service, e.g. `gpu_node_hour_h800`.
+    #[schema(value_type = String, example = "gpu_node_hour_h800")]
+    pub service_type: ServiceType,
+    /// The first day the rate is in force (YYYY-MM-DD).
+    pub effective_from: NaiveDate,
+    /// Cyberport's rate in HK cents per unit.
+    #[schema(value_type = i64)]
+    pub rate_per_unit_cents: Money,
+}
+
 /// `GET /api/v1/price-schedule`
-#[utoipa::path(tag = "prices", responses((status = 200, description = "Rates per service type by effective date", body = Object), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[utoipa::path(tag = "prices", responses((status = 200, description = "Rates per service type by effective date", body = Versioned<Vec<RateView>>), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/price-schedule")]
 pub async fn price_schedule(principal: Principal, scheme: web::Data<Scheme>) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
     let stream = streams::prices().map_err(domain_refusal)?;
     let (state, version) = scheme.commands().state::<PriceSchedule>(&stream).await.map_err(read_failure)?;
-    let rates: Vec<serde_json::Value> = state
+    let rates: Vec<RateView> = state
         .rates
         .iter()
-        .flat_map(|(service, rates)| rates.iter().map(move |(from, rate)| serde_json::json!({ "service_type": service, "effective_from": from, "rate_per_unit_cents": rate })))
+        .flat_map(|(service, rates)| {
+            rates.iter().map(move |(from, rate)| RateView {
+                service_type: service.clone(),
+                effective_from: *from,
+                rate_per_unit_cents: *rate,
+            })
+        })
         .collect();
-    Ok(view(&rates, version))
+    Ok(view(rates, version))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -329,19 +415,46 @@ pub async fn redeploy_capacity(
     .await
 }
 
+/// AISC capacity of a service in a month and what is taken of it. Quantities are units of
+/// the service.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CapacitySlotView {
+    /// The AISC service, e.g. `gpu_node_hour_h800`.
+    #[schema(value_type = String, example = "gpu_node_hour_h800")]
+    pub service_type: ServiceType,
+    /// The month (YYYY-MM).
+    #[schema(value_type = String, example = "2025-07")]
+    pub period: Period,
+    /// Units Cyberport declared for the scheme.
+    pub capacity: u64,
+    /// 90 % of capacity, rounded down: the most subsidised allocations may take (§10).
+    pub subsidised_cap: u64,
+    /// Units allocated to approved projects.
+    pub allocated: u64,
+    /// Units not taken up and redeployed at market rates (§17).
+    pub redeployed: u64,
+}
+
 /// `GET /api/v1/capacity`
-#[utoipa::path(tag = "capacity", responses((status = 200, description = "Capacity, allocations and redeployments per service and month", body = Object), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[utoipa::path(tag = "capacity", responses((status = 200, description = "Capacity, allocations and redeployments per service and month", body = Versioned<Vec<CapacitySlotView>>), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/capacity")]
 pub async fn capacity_view(principal: Principal, scheme: web::Data<Scheme>) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
     let stream = streams::capacity().map_err(domain_refusal)?;
     let (state, version) = scheme.commands().state::<Capacity>(&stream).await.map_err(read_failure)?;
-    let slots: Vec<serde_json::Value> = state
+    let slots: Vec<CapacitySlotView> = state
         .slots
         .iter()
-        .map(|((service, period), slot)| serde_json::json!({ "service_type": service, "period": period, "capacity": slot.capacity, "subsidised_cap": slot.cap(), "allocated": slot.allocated, "redeployed": slot.redeployed }))
+        .map(|((service, period), slot)| CapacitySlotView {
+            service_type: service.clone(),
+            period: *period,
+            capacity: slot.capacity,
+            subsidised_cap: slot.cap(),
+            allocated: slot.allocated,
+            redeployed: slot.redeployed,
+        })
         .collect();
-    Ok(view(&slots, version))
+    Ok(view(slots, version))
 }
 
 pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
