@@ -1,6 +1,7 @@
 //! The `/api/v1` resources.
 
 pub mod audit;
+pub mod exports;
 pub mod feed;
 pub mod operations;
 pub mod scheme;
@@ -41,5 +42,6 @@ pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(operations::rebuild_projection)
         .service(operations::verify_log)
         .service(crate::openapi::openapi_json)
-        .configure(scheme::configure);
+        .configure(scheme::configure)
+        .configure(exports::configure);
 }
