@@ -369,7 +369,56 @@ async fn csv_exports_of_a_seeded_scheme_add_up_to_the_apis_figures() {
     }
 
     xlsx_exports_hold_the_same_figures(&app, &year, &rows, &applications, &budget).await;
+    the_command_line_writes_the_same_exports(&app, &year).await;
     app.stop().await;
+}
+
+fn aisc(app: &TestApp, args: &[&str]) -> std::process::Output {
+    Command::new(AISC).args(args).env("DATABASE_URL", &app.database.url).output().expect("run aisc")
+}
+
+/// `aisc reports export`: the API's files, to standard output or a file.
+async fn the_command_line_writes_the_same_exports(app: &TestApp, year: &str) {
+    let output = aisc(app, &["reports", "export", "disbursements", "--year", year]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let api = download(app, "finance_officer", &format!("/api/v1/exports/disbursements?year={year}"), None).await;
+    assert_eq!(String::from_utf8_lossy(&output.stdout), api.text(), "CSV on standard output, as the API's");
+
+    let directory = std::env::temp_dir().join(format!("aisc-exports-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&directory).expect("directory");
+    let file = directory.join("budget.xlsx");
+    let path = file.to_str().expect("path");
+    let output = aisc(app, &["reports", "export", "budget", "--year", year, "--format", "xlsx", "--out", path]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.stdout.is_empty(), "the file is at --out");
+    let written = std::fs::read(&file).expect("the export");
+    let (_, from_cli) = read_xlsx(&written);
+    let api = download(app, "finance_officer", &format!("/api/v1/exports/budget?year={year}&format=xlsx"), None).await;
+    assert_eq!(from_cli, read_xlsx(&api.body).1, "the same cells as the API's");
+    assert!(!directory.join("budget.xlsx.partial").exists(), "renamed once complete");
+    // XLSX to a standard output that is not a terminal (a pipe, here) is the file itself.
+    let output = aisc(app, &["reports", "export", "applications", "--format", "xlsx"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        read_xlsx(&output.stdout).1.len(),
+        table(&parse_csv(&download(app, "auditor", "/api/v1/exports/applications", None).await.text())).len()
+    );
+    let _ = std::fs::remove_dir_all(&directory);
+
+    // Bad arguments: one line and exit 2.
+    for args in [
+        &["reports", "export", "budget", "--year", "2025"][..],
+        &["reports", "export", "ledger"][..],
+        &["reports", "export", "budget", "--format", "pdf"][..],
+    ] {
+        let output = aisc(app, args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.trim().lines().count() <= 3, "{args:?}: {stderr}");
+    }
+    let output = aisc(app, &["reports", "export", "budget", "--year", "2025"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.trim().lines().count() == 1 && stderr.contains("--year"), "{stderr}");
 }
 
 /// The XLSX files of the same exports: a valid zip of the workbook's parts, the same rows,
