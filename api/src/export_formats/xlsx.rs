@@ -1,8 +1,8 @@
 //! XLSX (Office Open XML spreadsheet) written as rows come: the sheet's XML goes into a
-//! stored ZIP entry row by row, and the workbook's small parts follow once the rows are done.
-//! Why by hand rather than a spreadsheet crate: the crates that write XLSX either keep the
-//! workbook in memory until it is saved or bring a compression stack and a temp file along;
-//! an export here is one sheet of typed cells, which is a few hundred lines of XML.
+//! deflated ZIP entry row by row, and the workbook's small parts follow once the rows are done.
+//! Why by hand rather than a spreadsheet crate: those keep the workbook in memory until it is
+//! saved, or write a temporary file first; an export here is one sheet of typed cells, which
+//! is a few hundred lines of XML.
 //!
 //! Cells: text as inline strings (never a formula, whatever it starts with), money as numbers
 //! in the format `"HK$"#,##0.00`, rates as fractions in `0.00%`, dates and times as serial
@@ -255,7 +255,11 @@ mod tests {
     fn text_is_inline_and_never_a_formula() {
         let mut writer = XlsxWriter::new("Sheet", &["Organisation"]);
         writer.row(&[Cell::text("=HYPERLINK(\"x\")<&>\u{1}")]).expect("row");
-        let bytes = writer.take();
+        let mut archive = writer.take();
+        archive.extend(writer.finish().expect("finish"));
+        // The sheet is the archive's first entry: its data follows a 30-byte header and its name.
+        let data = &archive[30 + "xl/worksheets/sheet1.xml".len()..];
+        let bytes = miniz_oxide::inflate::decompress_to_vec(data).expect("a deflated sheet");
         let text = String::from_utf8_lossy(&bytes);
         assert!(
             text.contains(r#"t="inlineStr"><is><t xml:space="preserve">=HYPERLINK(&quot;x&quot;)&lt;&amp;&gt;</t>"#),
