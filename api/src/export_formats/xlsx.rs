@@ -64,6 +64,8 @@ pub struct XlsxWriter {
     sheets: u32,
     /// Rows written on the current sheet, headings included.
     rows: u32,
+    /// [`ROWS_PER_SHEET`], but in tests.
+    rows_per_sheet: u32,
     line: String,
 }
 
@@ -76,6 +78,7 @@ impl XlsxWriter {
             sheets: 0,
             rows: 0,
             line: String::new(),
+            rows_per_sheet: ROWS_PER_SHEET,
         }
     }
 
@@ -94,7 +97,7 @@ impl XlsxWriter {
     }
 
     pub fn row(&mut self, cells: &[Cell]) -> Result<(), TooLarge> {
-        if self.sheets == 0 || self.rows == ROWS_PER_SHEET {
+        if self.sheets == 0 || self.rows >= self.rows_per_sheet {
             self.next_sheet()?;
         }
         self.write_row(cells, false);
@@ -249,6 +252,57 @@ mod tests {
         assert_eq!(serial_day(NaiveDate::from_ymd_opt(2025, 7, 1).expect("date")), 45_839);
         let noon = Utc.with_ymd_and_hms(2025, 7, 1, 12, 0, 0).single().expect("time");
         assert_eq!(serial_time(noon), "45839.5000000000");
+    }
+
+    /// Each entry of an archive by name, inflated, read through its central directory.
+    fn entries(archive: &[u8]) -> std::collections::BTreeMap<String, String> {
+        let number = |at: usize, width: usize| {
+            archive[at..at + width].iter().rev().fold(0_usize, |value, byte| value << 8 | usize::from(*byte))
+        };
+        let end = archive.len() - 22;
+        let (count, mut at) = (number(end + 10, 2), number(end + 16, 4));
+        let mut entries = std::collections::BTreeMap::new();
+        for _ in 0..count {
+            let (compressed, name_length, offset) = (number(at + 20, 4), number(at + 28, 2), number(at + 42, 4));
+            let name = String::from_utf8_lossy(&archive[at + 46..at + 46 + name_length]).into_owned();
+            let data = offset + 30 + name_length;
+            let inflated = miniz_oxide::inflate::decompress_to_vec(&archive[data..data + compressed]).expect("inflate");
+            entries.insert(name, String::from_utf8(inflated).expect("utf-8"));
+            at += 46 + name_length;
+        }
+        entries
+    }
+
+    #[test]
+    fn rows_past_a_sheets_capacity_continue_on_the_next_sheet_under_the_headings() {
+        let mut writer = XlsxWriter::new("Disbursements", &["Units"]);
+        writer.rows_per_sheet = 3;
+        let mut archive = Vec::new();
+        for units in 1..=5 {
+            writer.row(&[Cell::Integer(units)]).expect("row");
+            archive.extend(writer.take());
+        }
+        archive.extend(writer.finish().expect("finish"));
+        let entries = entries(&archive);
+        let workbook = &entries["xl/workbook.xml"];
+        for (n, name) in [(1, "Disbursements"), (2, "Disbursements (2)"), (3, "Disbursements (3)")] {
+            assert!(workbook.contains(&format!(r#"<sheet name="{name}" sheetId="{n}" r:id="rId{n}"/>"#)), "{workbook}");
+            let sheet = &entries[&format!("xl/worksheets/sheet{n}.xml")];
+            assert!(
+                sheet.contains(r#"<row r="1"><c r="A1" s="5" t="inlineStr"><is><t xml:space="preserve">Units</t>"#)
+            );
+            assert!(sheet.ends_with("</sheetData></worksheet>"));
+        }
+        assert!(
+            entries["xl/worksheets/sheet2.xml"].contains(
+                r#"<row r="2"><c r="A2"><v>3</v></c></row><row r="3"><c r="A3"><v>4</v></c></row></sheetData>"#
+            )
+        );
+        assert!(entries["xl/worksheets/sheet3.xml"].contains(r#"<row r="2"><c r="A2"><v>5</v></c></row></sheetData>"#));
+        assert!(entries["[Content_Types].xml"].contains("/xl/worksheets/sheet3.xml"));
+        assert!(entries["xl/_rels/workbook.xml.rels"].contains(
+            r#"Id="rId4" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles""#
+        ));
     }
 
     #[test]
