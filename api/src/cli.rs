@@ -166,12 +166,42 @@ pub enum ReportsCommand {
         #[arg(long)]
         effective_on: Option<chrono::NaiveDate>,
     },
+    /// An export as `GET /api/v1/exports/…` gives it: applications, disbursements (one row per
+    /// usage charge) or budget (per funding year and line, against §23), as CSV or XLSX.
+    Export {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(value_enum)]
+        export: ExportArg,
+        /// A financial year such as 2025-26; every year when omitted.
+        #[arg(long)]
+        year: Option<String>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormatArg,
+        /// Write the file here (replaced only once it is complete); standard output otherwise.
+        /// XLSX needs this, or a standard output that is not a terminal.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ReportFormat {
     Csv,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportArg {
+    Applications,
+    Disbursements,
+    Budget,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormatArg {
+    Csv,
+    Xlsx,
 }
 
 #[derive(Debug, Subcommand)]
@@ -737,6 +767,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reports(ReportsCommand::Export { database, export, year, format, out }) => {
+            write_export(&database, export, year.as_deref(), format, out.as_deref()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Import(ImportCommand::Usage {
             database,
             file,
@@ -864,6 +898,81 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// `reports export`: the read model brought up to date as for `reports kpi`, then the export
+/// written page by page to the file (under a temporary name, renamed once complete) or to
+/// standard output.
+async fn write_export(
+    database: &DatabaseArgs,
+    export: ExportArg,
+    year: Option<&str>,
+    format: ExportFormatArg,
+    out: Option<&std::path::Path>,
+) -> Result<(), CliError> {
+    use std::io::IsTerminal;
+
+    use crate::export_formats::ExportFormat;
+    use crate::routes::exports::{Export, ExportKind};
+    let year = year
+        .map(aisc_domain::subsidy::values::FinancialYear::parse)
+        .transpose()
+        .map_err(|error| CliError::InvalidInput(format!("--year: {error}")))?;
+    let format = match format {
+        ExportFormatArg::Csv => ExportFormat::Csv,
+        ExportFormatArg::Xlsx => ExportFormat::Xlsx,
+    };
+    if format == ExportFormat::Xlsx && out.is_none() && std::io::stdout().is_terminal() {
+        return Err(CliError::InvalidInput(
+            "--format xlsx writes a binary file: give --out FILE, or redirect standard output".into(),
+        ));
+    }
+    let kind = match export {
+        ExportArg::Applications => ExportKind::Applications,
+        ExportArg::Disbursements => ExportKind::Disbursements,
+        ExportArg::Budget => ExportKind::Budget,
+    };
+    let store = open_store_without_migrating(database).await?;
+    bring_up_to_date(&store, aisc_projections::applications::NAME).await?;
+    let mut export = Export::new(store.pool().clone(), kind, year, format);
+    let file_error = |path: &std::path::Path, error: std::io::Error| {
+        CliError::File(format!("cannot write {}: {error}", path.display()))
+    };
+    match out {
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            while let Some(chunk) = export.next_chunk().await.map_err(export_error)? {
+                stdout.write_all(&chunk)?;
+            }
+            stdout.flush()?;
+        }
+        Some(path) => {
+            let mut partial = path.as_os_str().to_owned();
+            partial.push(".partial");
+            let partial = std::path::PathBuf::from(partial);
+            let mut file = std::fs::File::create(&partial).map_err(|error| file_error(&partial, error))?;
+            let written = async {
+                while let Some(chunk) = export.next_chunk().await.map_err(export_error)? {
+                    file.write_all(&chunk).map_err(|error| file_error(&partial, error))?;
+                }
+                file.sync_all().map_err(|error| file_error(&partial, error))
+            }
+            .await;
+            if let Err(error) = written {
+                let _ = std::fs::remove_file(&partial);
+                return Err(error);
+            }
+            std::fs::rename(&partial, path).map_err(|error| file_error(path, error))?;
+        }
+    }
+    Ok(())
+}
+
+fn export_error(error: crate::routes::exports::ExportError) -> CliError {
+    match error {
+        crate::routes::exports::ExportError::Database(error) => error.into(),
+        crate::routes::exports::ExportError::TooLarge(error) => CliError::Usage(error.to_string()),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod authorization;
 pub mod cli;
 pub mod command;
 pub mod event_feed;
+pub mod export_formats;
 pub mod export_verification;
 pub mod health;
 pub mod input;

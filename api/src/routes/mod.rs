@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod docs;
+pub mod exports;
 pub mod feed;
 pub mod operations;
 pub mod scheme;
@@ -43,5 +44,6 @@ pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(operations::verify_log)
         .service(crate::openapi::openapi_json)
         .map(docs::configure)
-        .configure(scheme::configure);
+        .configure(scheme::configure)
+        .configure(exports::configure);
 }

@@ -8,7 +8,7 @@ use aisc_domain::subsidy::batches::BatchEvent;
 use aisc_domain::subsidy::capacity::CapacityEvent;
 use aisc_domain::subsidy::funding::{BudgetLine, FundingEvent};
 use aisc_domain::subsidy::streams;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{SUBSIDY_LINE, bad, to_i64};
 use crate::projection::ProjectionError;
@@ -102,6 +102,10 @@ pub(super) struct UsageRow {
     pub(super) subsidy_rate_bps: i32,
     pub(super) subsidy_cents: i64,
     pub(super) charged_position: i64,
+    /// The charge's business date: its usage month's first day.
+    pub(super) charged_on: NaiveDate,
+    /// When the log recorded the charge.
+    pub(super) recorded_at: DateTime<Utc>,
 }
 
 pub(super) fn clamp_i32(value: u32) -> i32 {
@@ -202,6 +206,8 @@ impl BatchChanges {
                     subsidy_rate_bps: clamp_i32(e.subsidy_rate.bps()),
                     subsidy_cents: e.subsidy.cents(),
                     charged_position: to_i64(event.position.0),
+                    charged_on: e.period.first_day(),
+                    recorded_at: event.recorded_at,
                 });
             }
             E::DisbursementReversed(e) => {

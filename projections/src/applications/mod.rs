@@ -53,8 +53,9 @@ impl Projection for Applications {
         NAME
     }
 
+    /// 7: usage lines keep their business date and recorded time (the disbursements export).
     fn version(&self) -> i32 {
-        6
+        7
     }
 
     fn tables(&self) -> &'static ReadModelTables {

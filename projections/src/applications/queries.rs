@@ -321,3 +321,155 @@ pub async fn disbursements(pool: &PgPool, year: &str) -> Result<Vec<MonthDisburs
     .fetch_all(pool)
     .await?)
 }
+
+/// Where a page of an export ends: the next page starts after this key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageExportKey {
+    pub financial_year: String,
+    pub period: String,
+    pub application_id: String,
+    pub usage_id: String,
+}
+
+/// A usage charge as the disbursements export lists it: the usage view's line with its
+/// applicant, business date and recorded time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageExportRow {
+    pub application_id: String,
+    pub organisation: String,
+    pub usage_id: String,
+    pub period: String,
+    pub service_type: String,
+    pub units: i64,
+    pub rate_per_unit_cents: i64,
+    pub gross_cents: i64,
+    pub subsidy_rate_bps: i32,
+    pub subsidy_cents: i64,
+    pub reversed: bool,
+    pub financial_year: String,
+    pub charged_on: NaiveDate,
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl UsageExportRow {
+    pub fn key(&self) -> UsageExportKey {
+        UsageExportKey {
+            financial_year: self.financial_year.clone(),
+            period: self.period.clone(),
+            application_id: self.application_id.clone(),
+            usage_id: self.usage_id.clone(),
+        }
+    }
+}
+
+/// A page of usage charges (of one funding year, or all) after `after`, in the order of the
+/// index `usage_view_by_year`: each page is one index range scan, so an export of any length
+/// reads in bounded memory and holds no transaction open between pages.
+pub async fn usage_export_page(
+    pool: &PgPool,
+    year: Option<&str>,
+    after: Option<&UsageExportKey>,
+    limit: i64,
+) -> Result<Vec<UsageExportRow>, ProjectionError> {
+    let empty = String::new();
+    let (after_year, after_period, after_application, after_usage) = match after {
+        Some(key) => (&key.financial_year, &key.period, &key.application_id, &key.usage_id),
+        None => (&empty, &empty, &empty, &empty),
+    };
+    let rows = match year {
+        Some(year) => {
+            // Within a year the key's year is that year; the page starts after the rest of it.
+            let (period, application, usage) =
+                if after.is_some() { (after_period, after_application, after_usage) } else { (&empty, &empty, &empty) };
+            sqlx::query_as!(
+                UsageExportRow,
+                r#"SELECT u.application_id, a.organisation AS "organisation!", u.usage_id, u.period, u.service_type,
+                     u.units, u.rate_per_unit_cents, u.gross_cents, u.subsidy_rate_bps, u.subsidy_cents, u.reversed,
+                     u.financial_year, u.charged_on, u.recorded_at
+                   FROM read_models.usage_view u
+                   JOIN read_models.applications_view a ON a.application_id = u.application_id
+                   WHERE u.financial_year = $1 AND (u.period, u.application_id, u.usage_id) > ($2, $3, $4)
+                   ORDER BY u.period, u.application_id, u.usage_id LIMIT $5"#,
+                year,
+                period,
+                application,
+                usage,
+                limit
+            )
+            .fetch_all(pool)
+            .await?
+        }
+        None => {
+            sqlx::query_as!(
+                UsageExportRow,
+                r#"SELECT u.application_id, a.organisation AS "organisation!", u.usage_id, u.period, u.service_type,
+                     u.units, u.rate_per_unit_cents, u.gross_cents, u.subsidy_rate_bps, u.subsidy_cents, u.reversed,
+                     u.financial_year, u.charged_on, u.recorded_at
+                   FROM read_models.usage_view u
+                   JOIN read_models.applications_view a ON a.application_id = u.application_id
+                   WHERE (u.financial_year, u.period, u.application_id, u.usage_id) > ($1, $2, $3, $4)
+                   ORDER BY u.financial_year, u.period, u.application_id, u.usage_id LIMIT $5"#,
+                after_year,
+                after_period,
+                after_application,
+                after_usage,
+                limit
+            )
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(rows)
+}
+
+/// A page of applications (submitted within `submitted_between`, or all) after the
+/// (submission date, id) `after`, in the order of the index `applications_view_by_submission`.
+pub async fn applications_export_page(
+    pool: &PgPool,
+    submitted_between: Option<(NaiveDate, NaiveDate)>,
+    after: Option<(NaiveDate, &str)>,
+    limit: i64,
+) -> Result<Vec<ApplicationRow>, ProjectionError> {
+    let (first, last) = submitted_between.unzip();
+    let (after_day, after_id) = after.unzip();
+    Ok(sqlx::query_as!(
+        ApplicationRow,
+        "SELECT application_id, status, batch_id, organisation, category, sub_type, project_title, develops_ai_models, \
+           mainland_or_overseas_team, team_size, talents, requested_rate_bps, submitted_on, assessed_by, total_score, \
+           decided_on, approved_rate_bps, ceiling_cents, disbursed_cents, project_start, project_end, next_report_due \
+         FROM read_models.applications_view \
+         WHERE ($1::date IS NULL OR submitted_on BETWEEN $1 AND $2) \
+           AND ($3::date IS NULL OR (submitted_on, application_id) > ($3, $4)) \
+         ORDER BY submitted_on, application_id LIMIT $5",
+        first,
+        last,
+        after_day,
+        after_id,
+        limit
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
+/// A funding year's budget line as the read model has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BudgetLineRow {
+    pub year: String,
+    pub line: String,
+    pub received_cents: i64,
+    pub committed_cents: i64,
+    pub disbursed_cents: i64,
+    pub redirected_cents: i64,
+}
+
+/// The budget lines of one funding year, or of all, by year and line.
+pub async fn budget_lines(pool: &PgPool, year: Option<&str>) -> Result<Vec<BudgetLineRow>, ProjectionError> {
+    Ok(sqlx::query_as!(
+        BudgetLineRow,
+        "SELECT year, line, received_cents, committed_cents, disbursed_cents, redirected_cents \
+         FROM read_models.budget_view WHERE ($1::text IS NULL OR year = $1) ORDER BY year, line",
+        year
+    )
+    .fetch_all(pool)
+    .await?)
+}

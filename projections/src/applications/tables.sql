@@ -63,6 +63,9 @@ CREATE TABLE usage_view (
     reversed            boolean NOT NULL DEFAULT false,
     reversal_reason     text,
     charged_position    bigint  NOT NULL,
+    -- The charge's business date (its usage month's first day) and when the log recorded it.
+    charged_on          date        NOT NULL,
+    recorded_at         timestamptz NOT NULL,
     PRIMARY KEY (application_id, usage_id)
 );
 

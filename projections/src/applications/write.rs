@@ -204,9 +204,9 @@ async fn write_usage(
         let bigints = |pick: fn(&UsageRow) -> i64| charged.iter().map(pick).collect::<Vec<_>>();
         sqlx::query(
             "INSERT INTO usage_view (application_id, usage_id, service_type, period, financial_year, units, \
-             rate_per_unit_cents, gross_cents, subsidy_rate_bps, subsidy_cents, charged_position) \
+             rate_per_unit_cents, gross_cents, subsidy_rate_bps, subsidy_cents, charged_position, charged_on, recorded_at) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
-             $7::bigint[], $8::bigint[], $9::int[], $10::bigint[], $11::bigint[])",
+             $7::bigint[], $8::bigint[], $9::int[], $10::bigint[], $11::bigint[], $12::date[], $13::timestamptz[])",
         )
         .bind(texts(|row| &row.application_id))
         .bind(texts(|row| &row.usage_id))
@@ -219,6 +219,8 @@ async fn write_usage(
         .bind(charged.iter().map(|row| row.subsidy_rate_bps).collect::<Vec<_>>())
         .bind(bigints(|row| row.subsidy_cents))
         .bind(bigints(|row| row.charged_position))
+        .bind(charged.iter().map(|row| row.charged_on).collect::<Vec<_>>())
+        .bind(charged.iter().map(|row| row.recorded_at).collect::<Vec<_>>())
         .execute(&mut *connection)
         .await?;
     }
@@ -324,7 +326,7 @@ static COPY_TARGETS: [CopyTarget; 5] = [
     CopyTarget {
         table: "usage_view",
         columns: "application_id, usage_id, service_type, period, financial_year, units, rate_per_unit_cents, \
-                  gross_cents, subsidy_rate_bps, subsidy_cents, charged_position",
+                  gross_cents, subsidy_rate_bps, subsidy_cents, charged_position, charged_on, recorded_at",
     },
     CopyTarget {
         table: "applications_view",
@@ -378,6 +380,8 @@ impl BulkLoad for RebuildLoad {
                     &line.subsidy_rate_bps,
                     &line.subsidy_cents,
                     &line.charged_position,
+                    &line.charged_on,
+                    &line.recorded_at,
                 ],
             );
         }
