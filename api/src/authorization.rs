@@ -21,6 +21,8 @@ pub enum Action {
     RebuildProjection,
     /// Read the scheme's aggregates (applications, batches, funding years, prices, capacity).
     ReadScheme,
+    /// Export applications, disbursements and the budget as spreadsheets.
+    ExportReports,
     OpenOrCloseBatch,
     RecordFunding,
     SetPrices,
@@ -39,13 +41,14 @@ pub enum Action {
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Action::ReadEventFeed,
         Action::ReadAuditTrail,
         Action::VerifyLog,
         Action::ReadProjectionStatus,
         Action::RebuildProjection,
         Action::ReadScheme,
+        Action::ExportReports,
         Action::OpenOrCloseBatch,
         Action::RecordFunding,
         Action::SetPrices,
@@ -71,6 +74,7 @@ impl Action {
             Action::ReadProjectionStatus => "read the projections' status",
             Action::RebuildProjection => "rebuild a projection",
             Action::ReadScheme => "read the scheme's records",
+            Action::ExportReports => "export the scheme's records as spreadsheets",
             Action::OpenOrCloseBatch => "open or close a batch",
             Action::RecordFunding => "record funding",
             Action::SetPrices => "set service rates",
@@ -100,6 +104,10 @@ impl Action {
             Action::ReadScheme => {
                 &[IntakeOfficer, Assessor, CommitteeSecretariat, FinanceOfficer, Auditor, Administrator]
             }
+            // Finance officers reconcile disbursements, the secretariat reports to the
+            // Government and the Legislative Council; intake officers and assessors work on
+            // single applications.
+            Action::ExportReports => &[FinanceOfficer, CommitteeSecretariat, Auditor, Administrator],
             Action::OpenOrCloseBatch
             | Action::RedeployCapacity
             | Action::RecordCommitteeDecision

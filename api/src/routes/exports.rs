@@ -17,18 +17,13 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
+use crate::authorization::{Action, require};
 use crate::export_formats::{Cell, ExportFormat, SheetWriter, TooLarge};
 use crate::problem::{ApiError, ProblemDocument};
 
 /// Rows read from the read model per page.
 const PAGE_ROWS: i64 = 1_000;
-
-/// Who may export: finance officers (who reconcile disbursements), the committee secretariat
-/// (the programme's reports to the Government and the Legislative Council), auditors and
-/// administrators. Intake officers and assessors work on single applications and are refused.
-pub const EXPORT_ROLES: [Role; 4] =
-    [Role::FinanceOfficer, Role::CommitteeSecretariat, Role::Auditor, Role::Administrator];
 
 /// The exports there are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -453,15 +448,7 @@ async fn export(
     principal: Principal,
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, ApiError> {
-    if !EXPORT_ROLES.iter().any(|role| principal.has(*role)) {
-        let allowed: Vec<&str> = EXPORT_ROLES.iter().map(|role| role.as_str()).collect();
-        return Err(ApiError::Forbidden(format!(
-            "{} may not export {}; it needs one of the roles {}",
-            principal.name,
-            kind.name(),
-            allowed.join(", ")
-        )));
-    }
+    require(&principal, Action::ExportReports)?;
     let params: ExportParams = crate::routes::query(&request)?;
     let year = match params.year.as_deref() {
         None => None,
