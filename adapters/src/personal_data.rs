@@ -115,8 +115,8 @@ impl KeyEncryptionKey {
         cipher(&self.key)
     }
 
-    fn wrap(&self, subject: Uuid, key: &[u8; 32]) -> Vec<u8> {
-        seal_bytes(&self.cipher(), key, &wrap_context(subject))
+    fn wrap(&self, subject: Uuid, key: &[u8; 32]) -> Result<Vec<u8>, VaultError> {
+        seal_bytes(&self.cipher(), key, &wrap_context(subject)).ok_or(VaultError::TooLong)
     }
 
     fn unwrap(&self, subject: Uuid, wrapped: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
@@ -139,15 +139,15 @@ fn field_context(subject: Uuid, field: &str) -> Vec<u8> {
     format!("aisc-personal/1:{subject}:{field}").into_bytes()
 }
 
-/// `nonce || ciphertext-and-tag`, with a fresh random nonce.
-fn seal_bytes(cipher: &XChaCha20Poly1305, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
+/// `nonce || ciphertext-and-tag`, with a fresh random nonce; `None` only past the cipher's
+/// limit (some 256 GiB of plaintext).
+fn seal_bytes(cipher: &XChaCha20Poly1305, plaintext: &[u8], context: &[u8]) -> Option<Vec<u8>> {
     let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-    // Encryption cannot fail for these sizes (the AEAD limits are gigabytes).
-    let sealed = cipher.encrypt(&nonce, Payload { msg: plaintext, aad: context }).unwrap_or_default();
+    let sealed = cipher.encrypt(&nonce, Payload { msg: plaintext, aad: context }).ok()?;
     let mut out = Vec::with_capacity(NONCE_BYTES + sealed.len());
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&sealed);
-    out
+    Some(out)
 }
 
 fn open_bytes(cipher: &XChaCha20Poly1305, sealed: &[u8], context: &[u8]) -> Option<Vec<u8>> {
@@ -173,6 +173,8 @@ pub enum VaultError {
     KeyDoesNotOpen(Uuid),
     #[error("a sealed {field} of data subject {subject} does not open: it was altered or is not sealed text")]
     Tampered { subject: Uuid, field: String },
+    #[error("a personal field is too long to seal")]
+    TooLong,
     #[error("key store failure: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -242,7 +244,7 @@ impl Vault {
         sqlx::query("INSERT INTO data_subject_keys (data_subject_id, kek_id, wrapped_key) VALUES ($1, $2, $3)")
             .bind(subject)
             .bind(self.kek.id())
-            .bind(self.kek.wrap(subject, &bytes))
+            .bind(self.kek.wrap(subject, &bytes)?)
             .execute(&self.pool)
             .await?;
         Ok(subject)
@@ -269,7 +271,8 @@ impl Vault {
     pub async fn seal(&self, subject: Uuid, field: &str, plaintext: &str) -> Result<String, VaultError> {
         let key = self.key(subject).await?.ok_or(VaultError::Erased(subject))?;
         let cipher = cipher(&key);
-        let sealed = seal_bytes(&cipher, plaintext.as_bytes(), &field_context(subject, field));
+        let sealed =
+            seal_bytes(&cipher, plaintext.as_bytes(), &field_context(subject, field)).ok_or(VaultError::TooLong)?;
         Ok(format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed)))
     }
 
@@ -333,7 +336,7 @@ pub async fn rotate_kek(pool: &PgPool, old: &KeyEncryptionKey, new: &KeyEncrypti
         sqlx::query("UPDATE data_subject_keys SET kek_id = $2, wrapped_key = $3 WHERE data_subject_id = $1")
             .bind(subject)
             .bind(&new_id)
-            .bind(new.wrap(subject, &key))
+            .bind(new.wrap(subject, &key)?)
             .execute(&mut *transaction)
             .await?;
         rewrapped += 1;
@@ -355,12 +358,12 @@ mod tests {
         let (first, second) = (kek(1), kek(2));
         let subject = Uuid::new_v4();
         let key = [7u8; 32];
-        let wrapped = first.wrap(subject, &key);
+        let wrapped = first.wrap(subject, &key).expect("wrap");
         assert_eq!(wrapped.len(), 24 + 32 + 16);
         assert_eq!(first.unwrap(subject, &wrapped).as_deref().map(|k| k.to_vec()), Some(key.to_vec()));
         assert!(second.unwrap(subject, &wrapped).is_none(), "another KEK");
         assert!(first.unwrap(Uuid::new_v4(), &wrapped).is_none(), "another subject's row");
-        assert_ne!(first.wrap(subject, &key), wrapped, "a fresh nonce each time");
+        assert_ne!(first.wrap(subject, &key).expect("wrap"), wrapped, "a fresh nonce each time");
         assert_ne!(first.id(), second.id());
         assert_eq!(first.id().len(), 16);
     }
@@ -369,7 +372,7 @@ mod tests {
     fn fields_open_only_as_the_field_and_subject_they_were_sealed_for() {
         let cipher = cipher(&[9u8; 32]);
         let subject = Uuid::new_v4();
-        let sealed = seal_bytes(&cipher, b"Chan Tai Man", &field_context(subject, "contact.name"));
+        let sealed = seal_bytes(&cipher, b"Chan Tai Man", &field_context(subject, "contact.name")).expect("seal");
         assert_eq!(
             open_bytes(&cipher, &sealed, &field_context(subject, "contact.name")),
             Some(b"Chan Tai Man".to_vec())
