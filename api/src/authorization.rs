@@ -36,10 +36,12 @@ pub enum Action {
     SubmitProgressReport,
     ReviewProgressReport,
     CloseProject,
+    /// Register, list and deactivate webhooks, and list their deliveries.
+    ManageWebhooks,
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Action::ReadEventFeed,
         Action::ReadAuditTrail,
         Action::VerifyLog,
@@ -61,6 +63,7 @@ impl Action {
         Action::SubmitProgressReport,
         Action::ReviewProgressReport,
         Action::CloseProject,
+        Action::ManageWebhooks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +89,7 @@ impl Action {
             Action::SubmitProgressReport => "submit a progress report",
             Action::ReviewProgressReport => "review a progress report",
             Action::CloseProject => "complete or terminate a project",
+            Action::ManageWebhooks => "manage webhooks",
         }
     }
 
@@ -96,7 +100,9 @@ impl Action {
             Action::ReadEventFeed | Action::ReadAuditTrail | Action::VerifyLog | Action::ReadProjectionStatus => {
                 &[Auditor, Administrator]
             }
-            Action::RebuildProjection | Action::SetPrices | Action::DeclareCapacity => &[Administrator],
+            Action::RebuildProjection | Action::SetPrices | Action::DeclareCapacity | Action::ManageWebhooks => {
+                &[Administrator]
+            }
             Action::ReadScheme => {
                 &[IntakeOfficer, Assessor, CommitteeSecretariat, FinanceOfficer, Auditor, Administrator]
             }

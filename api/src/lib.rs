@@ -7,6 +7,7 @@ pub mod command;
 pub mod event_feed;
 pub mod export_verification;
 pub mod health;
+pub mod http_client;
 pub mod input;
 pub mod limits;
 pub mod metrics;
@@ -19,5 +20,6 @@ pub mod seal;
 pub mod startup;
 pub mod telemetry;
 pub mod trace_export;
+pub mod webhooks;
 
 pub use startup::{Application, ServiceConfig};

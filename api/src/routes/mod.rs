@@ -4,6 +4,7 @@ pub mod audit;
 pub mod feed;
 pub mod operations;
 pub mod scheme;
+pub mod webhooks;
 
 use serde::de::DeserializeOwned;
 
@@ -41,5 +42,6 @@ pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(operations::rebuild_projection)
         .service(operations::verify_log)
         .service(crate::openapi::openapi_json)
-        .configure(scheme::configure);
+        .configure(scheme::configure)
+        .configure(webhooks::configure);
 }
