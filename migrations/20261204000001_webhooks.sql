@@ -12,8 +12,9 @@ CREATE TABLE webhooks (
     created_by     text        NOT NULL,
     created_at     timestamptz NOT NULL DEFAULT now(),
     deactivated_at timestamptz,
-    -- The log's last position when registered: events up to it are not notified to this
-    -- webhook, so a replay of the log never sends it the past.
+    -- The log's settled end when registered (the last position below the oldest running
+    -- transaction's): events up to it are not notified to this webhook, so a replay of the
+    -- log never sends it the past.
     from_position  bigint      NOT NULL
 );
 

@@ -301,6 +301,19 @@ async fn a_decision_recorded_through_the_api_reaches_the_receiver_signed_and_is_
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.received().len(), 1, "only the kinds asked for are delivered");
 
+    // A rebuild replays the whole log through the recorder: nothing is recorded or sent twice.
+    let store: Arc<dyn aisc_domain::event_store::EventStore> =
+        Arc::new(aisc_adapters::PostgresEventStore::new(app.database.pool.clone()));
+    let recorder = aisc_projections::ProjectionRunner::new(
+        app.database.pool.clone(),
+        store,
+        Arc::new(aisc_api::webhooks::notifications::NotificationRecorder),
+    );
+    recorder.rebuild(Duration::from_secs(20)).await.expect("rebuild the recorder");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(deliveries(&app, &webhook).await["total"], 1);
+    assert_eq!(receiver.received().len(), 1);
+
     // Listing pages and filters; a deactivated webhook keeps its deliveries.
     let page = ok(&app.get("administrator", &format!("{webhook}/deliveries?status=pending&limit=10")).await);
     assert_eq!((page["total"].as_i64(), page["limit"].as_i64()), (Some(0), Some(10)));

@@ -167,9 +167,13 @@ pub async fn register_webhook(
         });
     }
     let id = uuid::Uuid::new_v4();
+    // Told of events after the log's settled end (as `$all` reads it): an event of a
+    // transaction still running now is told, even one whose position is below the last one
+    // committed.
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO public.webhooks (webhook_id, url, secret, event_kinds, created_by, from_position) \
-         VALUES ($1, $2, $3, $4, $5, (SELECT coalesce(max(global_position), 0) FROM public.events)) \
+         VALUES ($1, $2, $3, $4, $5, (SELECT coalesce(max(global_position), 0) FROM public.events \
+                 WHERE global_position < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * 1048576)) \
          RETURNING {WEBHOOK_COLUMNS}"
     )))
     .bind(id)
