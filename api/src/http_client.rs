@@ -195,3 +195,47 @@ mod tls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that answers every connection with a plain-text HTTP status line.
+    async fn plain_server(answer: &'static [u8]) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0_u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let _ = socket.write_all(answer).await;
+            }
+        });
+        port
+    }
+
+    fn target(port: u16, tls: bool) -> Target<'static> {
+        Target { connect_host: "127.0.0.1", port, host_header: "127.0.0.1", path: "/hook", tls }
+    }
+
+    #[tokio::test]
+    async fn a_post_answers_the_status_code() {
+        let port = plain_server(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n").await;
+        let status = post(target(port, false), "application/json", &[("X-Test", "1")], b"{}").await.expect("posted");
+        assert_eq!(status, 202);
+    }
+
+    #[tokio::test]
+    async fn headers_with_line_breaks_and_plain_text_answers_to_tls_are_errors() {
+        let port = plain_server(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").await;
+        let injected = post(target(port, false), "application/json", &[("X-Test", "1\r\nX-Evil: 1")], b"{}").await;
+        assert!(injected.is_err());
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            post(target(port, true), "application/json", &[], b"{}"),
+        )
+        .await
+        .expect("no hang");
+        assert!(answered.is_err(), "a server that does not speak TLS is not an answer");
+    }
+}
