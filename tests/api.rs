@@ -304,7 +304,7 @@ async fn the_verification_endpoint_reports_an_intact_log() {
 
 /// Every route the service registers, as the OpenAPI document should name it, with a concrete
 /// path to call.
-const EVERY_ROUTE: [(&str, &str, &str); 46] = [
+const EVERY_ROUTE: [(&str, &str, &str); 50] = [
     ("get", "/health/live", "/health/live"),
     ("get", "/health/ready", "/health/ready"),
     ("get", "/metrics", "/metrics"),
@@ -358,6 +358,14 @@ const EVERY_ROUTE: [(&str, &str, &str); 46] = [
         "post",
         "/api/v1/applications/{application_id}/progress-reports/{due}/review",
         "/api/v1/applications/a1/progress-reports/2025-10-15/review",
+    ),
+    ("post", "/api/v1/webhooks", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks/{webhook_id}", "/api/v1/webhooks/00000000-0000-0000-0000-000000000000"),
+    (
+        "get",
+        "/api/v1/webhooks/{webhook_id}/deliveries",
+        "/api/v1/webhooks/00000000-0000-0000-0000-000000000000/deliveries",
     ),
 ];
 

@@ -38,10 +38,12 @@ pub enum Action {
     SubmitProgressReport,
     ReviewProgressReport,
     CloseProject,
+    /// Register, list and deactivate webhooks, and list their deliveries.
+    ManageWebhooks,
 }
 
 impl Action {
-    pub const ALL: [Action; 22] = [
+    pub const ALL: [Action; 23] = [
         Action::ReadEventFeed,
         Action::ReadAuditTrail,
         Action::VerifyLog,
@@ -64,6 +66,7 @@ impl Action {
         Action::SubmitProgressReport,
         Action::ReviewProgressReport,
         Action::CloseProject,
+        Action::ManageWebhooks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -90,6 +93,7 @@ impl Action {
             Action::SubmitProgressReport => "submit a progress report",
             Action::ReviewProgressReport => "review a progress report",
             Action::CloseProject => "complete or terminate a project",
+            Action::ManageWebhooks => "manage webhooks",
         }
     }
 
@@ -100,7 +104,9 @@ impl Action {
             Action::ReadEventFeed | Action::ReadAuditTrail | Action::VerifyLog | Action::ReadProjectionStatus => {
                 &[Auditor, Administrator]
             }
-            Action::RebuildProjection | Action::SetPrices | Action::DeclareCapacity => &[Administrator],
+            Action::RebuildProjection | Action::SetPrices | Action::DeclareCapacity | Action::ManageWebhooks => {
+                &[Administrator]
+            }
             Action::ReadScheme => {
                 &[IntakeOfficer, Assessor, CommitteeSecretariat, FinanceOfficer, Auditor, Administrator]
             }

@@ -366,6 +366,13 @@ pub struct ServeArgs {
     /// The `service.name` of the exported spans.
     #[arg(long, env = "AISC_OTLP_SERVICE_NAME", default_value = crate::trace_export::DEFAULT_SERVICE_NAME, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub otlp_service_name: String,
+    /// Hosts webhooks may post to, comma-separated `host[:port]` (no port: 80 for http, 443 for
+    /// https). Empty: no webhook can be registered, and none is delivered to.
+    #[arg(long, env = "AISC_WEBHOOK_ALLOWED_HOSTS", default_value = "", value_parser = crate::webhooks::AllowedHosts::parse)]
+    pub webhook_allowed_hosts: crate::webhooks::AllowedHosts,
+    /// A webhook delivery still failing this many hours after its notification is given up.
+    #[arg(long, env = "AISC_WEBHOOK_GIVE_UP_AFTER_H", default_value_t = 72, value_parser = clap::value_parser!(u64).range(1..=24 * 30))]
+    pub webhook_give_up_after_h: u64,
 }
 
 impl ServeArgs {
@@ -385,6 +392,8 @@ impl ServeArgs {
             import_body_bytes: usize::try_from(self.max_import_bytes).unwrap_or(usize::MAX),
             expensive_reads_per_role: usize::from(self.expensive_reads_per_role),
         };
+        config.webhooks.allowed_hosts = self.webhook_allowed_hosts.clone();
+        config.webhooks.give_up_after = Duration::from_secs(self.webhook_give_up_after_h * 3600);
         config
     }
 }

@@ -8,6 +8,7 @@ pub mod event_feed;
 pub mod export_formats;
 pub mod export_verification;
 pub mod health;
+pub mod http_client;
 pub mod input;
 pub mod limits;
 pub mod metrics;
@@ -21,5 +22,6 @@ pub mod startup;
 pub mod telemetry;
 pub mod trace_export;
 pub mod ui;
+pub mod webhooks;
 
 pub use startup::{Application, ServiceConfig};

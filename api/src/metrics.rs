@@ -1,6 +1,6 @@
 //! Prometheus metrics at `/metrics`: requests by route, method and status, a latency
 //! histogram by route, append conflicts, requests cut off at their deadline, the held-back
-//! waits of `$all`, projections' failures and stalls, exported and dropped trace spans, and the
+//! waits of `$all`, projections' failures and stalls, webhook deliveries by outcome, exported and dropped trace spans, and the
 //! database pool.
 
 use std::collections::BTreeMap;
@@ -21,6 +21,8 @@ struct Registry {
     latency: BTreeMap<String, ([u64; BUCKETS.len()], u64, f64)>,
     append_conflicts: u64,
     deadlines_exceeded: u64,
+    /// Webhook delivery attempts by outcome: delivered, retried, failed (given up).
+    webhook_deliveries: BTreeMap<&'static str, u64>,
 }
 
 fn registry() -> &'static Mutex<Registry> {
@@ -53,6 +55,13 @@ pub fn record_append_conflict() {
 pub fn record_deadline_exceeded() {
     if let Ok(mut registry) = registry().lock() {
         registry.deadlines_exceeded += 1;
+    }
+}
+
+/// A webhook delivery attempt's outcome: `delivered`, `retried` or `failed` (given up).
+pub fn record_webhook_delivery(outcome: &'static str) {
+    if let Ok(mut registry) = registry().lock() {
+        *registry.webhook_deliveries.entry(outcome).or_default() += 1;
     }
 }
 
@@ -96,6 +105,15 @@ pub async fn metrics(pool: web::Data<PgPool>) -> HttpResponse {
         let _ = writeln!(out, "# HELP aisc_request_deadlines_exceeded_total Requests answered 503 at their deadline.");
         let _ = writeln!(out, "# TYPE aisc_request_deadlines_exceeded_total counter");
         let _ = writeln!(out, "aisc_request_deadlines_exceeded_total {}", registry.deadlines_exceeded);
+        let _ = writeln!(
+            out,
+            "# HELP aisc_webhook_deliveries_total Webhook delivery attempts by outcome (delivered, retried, failed: given up)."
+        );
+        let _ = writeln!(out, "# TYPE aisc_webhook_deliveries_total counter");
+        for outcome in ["delivered", "retried", "failed"] {
+            let count = registry.webhook_deliveries.get(outcome).copied().unwrap_or_default();
+            let _ = writeln!(out, "aisc_webhook_deliveries_total{{outcome=\"{outcome}\"}} {count}");
+        }
     }
     let held_back = aisc_adapters::held_back::stats();
     let _ = writeln!(out, "# HELP aisc_all_held_back_waits_total Reads of $all that waited for a running transaction.");

@@ -28,6 +28,8 @@ pub struct ServiceConfig {
     pub clock: aisc_adapters::clock::Clock,
     /// Deadlines and body sizes of requests.
     pub limits: crate::limits::RequestLimits,
+    /// Webhook hosts allowed, retries and give-up horizon.
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 impl ServiceConfig {
@@ -39,6 +41,7 @@ impl ServiceConfig {
             shutdown_timeout: Duration::from_secs(10),
             clock: aisc_adapters::clock::Clock::hong_kong(),
             limits: crate::limits::RequestLimits::default(),
+            webhooks: crate::webhooks::WebhookSettings::default(),
         }
     }
 }
@@ -94,8 +97,16 @@ impl Application {
             .map_err(|error| StartupError::Bind { bind: config.bind.clone(), reason: error.to_string() })?
             .port();
         let store = PostgresEventStore::new(pool.clone());
-        let (stop_projections, projections) =
+        let (stop_projections, mut projections) =
             start_projections(&background_pool, &PostgresEventStore::new(background_pool.clone()));
+        projections.extend(crate::webhooks::start(
+            &background_pool,
+            Arc::new(PostgresEventStore::new(background_pool.clone())),
+            config.webhooks.clone(),
+            config.clock.clone(),
+            &stop_projections.subscribe(),
+        ));
+        let webhooks_data = web::Data::new(config.webhooks.clone());
         let pool_data = web::Data::new(pool.clone());
         let scheme_data = web::Data::new(aisc_domain::subsidy::service::SchemeService::new(
             aisc_domain::command_service::CommandService::new(store.clone(), aisc_adapters::TimeOrderedEventIds)
@@ -127,6 +138,7 @@ impl Application {
                 .app_data(clock_data.clone())
                 .app_data(tokens_data.clone())
                 .app_data(limits_data.clone())
+                .app_data(webhooks_data.clone())
                 .app_data(expensive_reads.clone())
                 .app_data(document)
                 // The last registered runs first: the request id and the log line cover every
@@ -173,8 +185,8 @@ async fn not_found(request: actix_web::HttpRequest) -> Result<actix_web::HttpRes
 }
 
 /// Connections of the projections' pool: each runner holds one for its leadership lock and
-/// uses another for its batches.
-const BACKGROUND_CONNECTIONS: u32 = 8;
+/// uses another for its batches; the webhooks' recorder, scheduler and deliveries use it too.
+const BACKGROUND_CONNECTIONS: u32 = 12;
 
 /// How long shutdown waits for a projection to finish its batch.
 const PROJECTION_STOP_TIMEOUT: Duration = Duration::from_secs(10);

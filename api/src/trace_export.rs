@@ -8,13 +8,13 @@
 //!
 //! In-house rather than the `opentelemetry` crates: they bring hyper, h2, prost and the
 //! generated OTLP types (about 30 crates, two to three more minutes of a cold build on two
-//! cores), where one span shape, one JSON document and one plain HTTP/1.1 POST do here.
+//! cores), where one span shape, one JSON document and one plain HTTP/1.1 POST (the client
+//! webhooks use too, [`crate::http_client`]) do here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::field::{Field, Visit};
@@ -40,8 +40,6 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Failed exports and dropped spans are logged at WARN at most this often, so a collector
 /// that is down for an hour writes a line every half minute, not one per batch.
 const WARNING_INTERVAL: Duration = Duration::from_secs(30);
-/// The collector's status line must come within this many bytes.
-const MAX_STATUS_LINE_BYTES: usize = 1_024;
 
 /// The span the HTTP edge opens for each request (see `request_context::track_request`).
 pub const REQUEST_SPAN_NAME: &str = "request";
@@ -617,43 +615,14 @@ impl WarningThrottle {
 
 /// One `POST` over a connection of its own; the status code of the answer.
 async fn post_json(endpoint: &OtlpEndpoint, body: &[u8]) -> std::io::Result<u16> {
-    let mut stream = tokio::net::TcpStream::connect((endpoint.connect_host.as_str(), endpoint.port)).await?;
-    let mut request = format!(
-        "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         User-Agent: aisc/{}\r\nConnection: close\r\n\r\n",
-        endpoint.path,
-        endpoint.host_header,
-        body.len(),
-        env!("CARGO_PKG_VERSION")
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    stream.write_all(&request).await?;
-    // Only the status line matters; the rest (an OTLP partial-success note) is not read.
-    let mut answer = Vec::with_capacity(128);
-    let mut chunk = [0_u8; 512];
-    let status_line = loop {
-        if let Some(end) = answer.windows(2).position(|pair| pair == b"\r\n") {
-            break &answer[..end];
-        }
-        if answer.len() > MAX_STATUS_LINE_BYTES {
-            return Err(std::io::Error::other("the collector's answer is not HTTP"));
-        }
-        let read = stream.read(&mut chunk).await?;
-        if read == 0 {
-            return Err(std::io::Error::other("the collector closed the connection without answering"));
-        }
-        answer.extend_from_slice(&chunk[..read]);
+    let target = crate::http_client::Target {
+        connect_host: &endpoint.connect_host,
+        port: endpoint.port,
+        host_header: &endpoint.host_header,
+        path: &endpoint.path,
+        tls: false,
     };
-    status_code(status_line).ok_or_else(|| std::io::Error::other("the collector's answer is not HTTP"))
-}
-
-/// The code of an `HTTP/1.x NNN reason` line.
-fn status_code(line: &[u8]) -> Option<u16> {
-    let line = std::str::from_utf8(line).ok()?;
-    let mut parts = line.split(' ');
-    parts.next().filter(|version| version.starts_with("HTTP/"))?;
-    parts.next()?.parse().ok()
+    crate::http_client::post(target, "application/json", &[], body).await
 }
 
 #[cfg(test)]
@@ -781,9 +750,9 @@ mod tests {
 
     #[test]
     fn a_status_line_gives_its_code() {
-        assert_eq!(status_code(b"HTTP/1.1 200 OK"), Some(200));
-        assert_eq!(status_code(b"HTTP/1.0 503 Service Unavailable"), Some(503));
-        assert_eq!(status_code(b"SSH-2.0-OpenSSH"), None);
+        assert_eq!(crate::http_client::status_code(b"HTTP/1.1 200 OK"), Some(200));
+        assert_eq!(crate::http_client::status_code(b"HTTP/1.0 503 Service Unavailable"), Some(503));
+        assert_eq!(crate::http_client::status_code(b"SSH-2.0-OpenSSH"), None);
     }
 
     /// A request span as `track_request` opens it, a span of the store inside it, and a span

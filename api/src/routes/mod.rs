@@ -6,6 +6,7 @@ pub mod exports;
 pub mod feed;
 pub mod operations;
 pub mod scheme;
+pub mod webhooks;
 
 use serde::de::DeserializeOwned;
 
@@ -45,5 +46,6 @@ pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(crate::openapi::openapi_json)
         .map(docs::configure)
         .configure(scheme::configure)
-        .configure(exports::configure);
+        .configure(exports::configure)
+        .configure(webhooks::configure);
 }
