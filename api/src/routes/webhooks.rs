@@ -48,7 +48,7 @@ pub struct DeliveryView {
     pub kind: String,
     /// `application:<id>` or `batch:<id>`.
     pub subject: String,
-    /// The date the event occurred on, or the date that is due.
+    /// The date the event occurred on, or the date that is due (YYYY-MM-DD).
     pub occurred_on: chrono::NaiveDate,
     pub attempts: i32,
     /// `pending`, `delivered` or `failed` (given up).
