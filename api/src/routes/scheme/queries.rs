@@ -152,10 +152,28 @@ pub async fn batch_queue(
     Ok(HttpResponse::Ok().json(queue))
 }
 
-/// `GET /api/v1/applications/{application_id}/usage`: every usage charge of the application
-/// with its units, rate, gross amount and subsidy, and whether it was reversed.
-#[utoipa::path(tag = "applications", params(("application_id" = String, Path), QueueParams),
-    responses((status = 200, description = "{application_id, lines: [{usage_id, service_type, period, financial_year, units, rate_per_unit_cents, gross_cents, subsidy_rate_bps, subsidy_cents, reversed, reversal_reason, charged_position}], totals: {units, gross_cents, subsidy_cents}} (totals exclude reversed lines)", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct UsagePageParams {
+    /// Lines skipped, in order (0 by default).
+    #[serde(default)]
+    offset: u32,
+    /// 1 to 500 (default 100)
+    limit: Option<u32>,
+    /// Answer once the read model has applied this position (read-your-writes).
+    after_position: Option<u64>,
+}
+
+/// A usage line as the read model keeps it (the columns of [`applications::UsageLineRow`]).
+type UsageLineColumns = (String, String, String, String, i64, i64, i64, i32, i64, bool, Option<String>, i64);
+
+/// `GET /api/v1/applications/{application_id}/usage`: the application's usage charges a page
+/// at a time, by month then usage id, with their units, rate, gross amount and subsidy and
+/// whether each was reversed; the totals count every line. The application's own view shows
+/// a summary per month instead (an application may charge thousands of lines).
+#[utoipa::path(tag = "applications", params(("application_id" = String, Path), UsagePageParams),
+    responses((status = 200, description = "{application_id, lines: [{usage_id, service_type, period, financial_year, units, rate_per_unit_cents, gross_cents, subsidy_rate_bps, subsidy_cents, reversed, reversal_reason, charged_position}], total_lines, offset, limit, totals: {units, gross_cents, subsidy_cents}} (totals exclude reversed lines)", body = Object), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/applications/{application_id}/usage")]
 pub async fn application_usage(
     request: HttpRequest,
@@ -166,20 +184,77 @@ pub async fn application_usage(
     require(&principal, Action::ReadScheme)?;
     let application_id = path.into_inner();
     input::application_id("application_id", &application_id)?;
-    let params: QueueParams = crate::routes::query(&request)?;
+    let params: UsagePageParams = crate::routes::query(&request)?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_field("limit", format!("must be between 1 and 500, not {limit}")));
+    }
     reached(&pool, params.after_position).await?;
     if !applications::exists(&pool, &application_id).await? {
         return Err(ApiError::NotFound(format!("no application {application_id}")));
     }
-    let lines = applications::usage_lines(&pool, &application_id).await?;
-    let counted = lines.iter().filter(|line| !line.reversed);
-    let totals = serde_json::json!({
-        "units": counted.clone().map(|line| line.units).sum::<i64>(),
-        "gross_cents": counted.clone().map(|line| line.gross_cents).sum::<i64>(),
-        "subsidy_cents": counted.map(|line| line.subsidy_cents).sum::<i64>(),
-    });
-    Ok(HttpResponse::Ok()
-        .json(serde_json::json!({ "application_id": application_id, "lines": lines, "totals": totals })))
+    // Both read the application's lines through the usage table's primary key
+    // (application_id, usage_id).
+    let (total_lines, units, gross_cents, subsidy_cents): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), \
+                coalesce(sum(units) FILTER (WHERE NOT reversed), 0)::bigint, \
+                coalesce(sum(gross_cents) FILTER (WHERE NOT reversed), 0)::bigint, \
+                coalesce(sum(subsidy_cents) FILTER (WHERE NOT reversed), 0)::bigint \
+         FROM read_models.usage_view WHERE application_id = $1",
+    )
+    .bind(&application_id)
+    .fetch_one(pool.get_ref())
+    .await?;
+    let rows: Vec<UsageLineColumns> = sqlx::query_as(
+        "SELECT usage_id, service_type, period, financial_year, units, rate_per_unit_cents, gross_cents, \
+                subsidy_rate_bps, subsidy_cents, reversed, reversal_reason, charged_position \
+         FROM read_models.usage_view WHERE application_id = $1 ORDER BY period, usage_id OFFSET $2 LIMIT $3",
+    )
+    .bind(&application_id)
+    .bind(i64::from(params.offset))
+    .bind(i64::from(limit))
+    .fetch_all(pool.get_ref())
+    .await?;
+    let lines: Vec<applications::UsageLineRow> = rows
+        .into_iter()
+        .map(
+            |(
+                usage_id,
+                service_type,
+                period,
+                financial_year,
+                units,
+                rate_per_unit_cents,
+                gross_cents,
+                subsidy_rate_bps,
+                subsidy_cents,
+                reversed,
+                reversal_reason,
+                charged_position,
+            )| applications::UsageLineRow {
+                usage_id,
+                service_type,
+                period,
+                financial_year,
+                units,
+                rate_per_unit_cents,
+                gross_cents,
+                subsidy_rate_bps,
+                subsidy_cents,
+                reversed,
+                reversal_reason,
+                charged_position,
+            },
+        )
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "application_id": application_id,
+        "lines": lines,
+        "total_lines": total_lines,
+        "offset": params.offset,
+        "limit": limit,
+        "totals": { "units": units, "gross_cents": gross_cents, "subsidy_cents": subsidy_cents },
+    })))
 }
 
 /// `GET /api/v1/funding-years/{year}/disbursements`: the year's disbursement figures per usage
