@@ -137,7 +137,7 @@ async fn twenty_concurrent_charges_on_one_application_all_succeed_over_http() {
         outcomes.iter().map(|(_, response)| response.json()["position"].as_u64().expect("position")).collect();
 
     let view = app.get("auditor", "/api/v1/applications/a1").await.json();
-    assert_eq!(view["state"]["usage"].as_object().map(serde_json::Map::len), Some(20), "{view}");
+    assert_eq!(view["state"]["usage"]["lines"], 20, "{view}");
     assert_eq!(view["state"]["disbursed"], subsidy_of(1_000));
     assert_eq!(view["version"], 4 + 20);
     let last = positions.iter().max().expect("positions");
@@ -146,6 +146,25 @@ async fn twenty_concurrent_charges_on_one_application_all_succeed_over_http() {
     let usage = usage.json();
     assert_eq!(usage["lines"].as_array().map(Vec::len), Some(20), "{usage}");
     assert_eq!(usage["totals"], json!({"units": 1_000, "gross_cents": 4_250_000, "subsidy_cents": subsidy_of(1_000)}));
+    // The view summarises the usage per month; the lines are paged, the totals count them all.
+    assert_eq!(
+        view["state"]["usage"]["by_month"],
+        json!([{"service_type": "gpu_node_hour_h800", "period": "2025-07", "units": 1_000}])
+    );
+    let page = app.get("finance_officer", "/api/v1/applications/a1/usage?offset=15&limit=10").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let page = page.json();
+    assert_eq!((&page["total_lines"], &page["offset"], &page["limit"]), (&json!(20), &json!(15), &json!(10)));
+    assert_eq!(
+        page["lines"],
+        json!(usage["lines"].as_array().map(|lines| lines[15..].to_vec())),
+        "the last five lines"
+    );
+    assert_eq!(page["totals"], usage["totals"]);
+    for bad in ["limit=0", "limit=501", "offset=-1", "page=2"] {
+        let refused = app.get("finance_officer", &format!("/api/v1/applications/a1/usage?{bad}")).await;
+        assert_eq!(refused.status, 400, "{bad}: {}", refused.body);
+    }
     let year = app.get("finance_officer", &format!("/api/v1/funding-years/2025-26?after_position={last}")).await;
     assert_eq!(year.status, 200, "{}", year.body);
     assert_eq!(year.json()["state"]["disbursed"], subsidy_of(1_000), "{}", year.body);

@@ -3,7 +3,7 @@
 //! how it applies a batch of events to them; optionally, a faster way to load them from the
 //! whole log during a rebuild.
 
-use aisc_domain::event_store::{RecordedEvent, StoreError};
+use aisc_domain::event_store::{EventStore, RecordedEvent, StoreError};
 use async_trait::async_trait;
 use sqlx::PgConnection;
 
@@ -85,6 +85,12 @@ pub trait BulkLoad: Send {
     /// The tables it fills with `COPY`, and their columns; [`CopyRows::push`] names a target
     /// by its index here.
     fn targets(&self) -> &'static [CopyTarget];
+    /// Before [`BulkLoad::load`] folds `events`: reads from the log what folding them needs
+    /// and the load does not keep (a reversal's charge, earlier in its stream, say), so that
+    /// what it keeps stays bounded. Nothing by default.
+    async fn look_back(&mut self, _events: &[&RecordedEvent], _store: &dyn EventStore) -> Result<(), ProjectionError> {
+        Ok(())
+    }
     /// Folds the next events of the log (of handled types, in `$all` order).
     fn load(&mut self, events: &[&RecordedEvent], rows: &mut CopyRows) -> Result<(), ProjectionError>;
     /// The log has been read: hands out the rows it kept.

@@ -52,8 +52,8 @@ pub(crate) async fn replay(
     progress: &dyn Progress,
 ) -> Result<(Position, u64), ProjectionError> {
     let (pages, mut arriving) = mpsc::channel(READ_AHEAD);
-    let reader = tokio::spawn(read_log(store, until, pages));
-    let mut loads: Vec<Load> = targets.iter().map(|target| Load::new(pool, target)).collect();
+    let reader = tokio::spawn(read_log(store.clone(), until, pages));
+    let mut loads: Vec<Load> = targets.iter().map(|target| Load::new(pool, &store, target)).collect();
     let outcome = async {
         let mut position = Position::START;
         let mut replayed = 0_u64;
@@ -126,6 +126,7 @@ async fn read_log(
 /// One projection's side of the replay.
 struct Load<'a> {
     pool: PgPool,
+    store: Arc<dyn EventStore>,
     projection: &'a dyn Projection,
     schema: &'a str,
     batch_size: usize,
@@ -151,7 +152,7 @@ struct Copy {
 }
 
 impl<'a> Load<'a> {
-    fn new(pool: &PgPool, target: &'a ReplayTarget<'_>) -> Self {
+    fn new(pool: &PgPool, store: &Arc<dyn EventStore>, target: &'a ReplayTarget<'_>) -> Self {
         let way = match target.projection.bulk_load() {
             Some(load) => {
                 let targets = load.targets().len();
@@ -161,6 +162,7 @@ impl<'a> Load<'a> {
         };
         Self {
             pool: pool.clone(),
+            store: store.clone(),
             projection: target.projection,
             schema: &target.schema,
             batch_size: target.batch_size.max(1),
@@ -183,6 +185,7 @@ impl<'a> Load<'a> {
         }
         match &mut self.way {
             Way::Bulk { load, rows, .. } => {
+                load.look_back(&chosen, self.store.as_ref()).await?;
                 load.load(&chosen, rows)?;
                 self.send_rows(COPY_CHUNK).await
             }

@@ -776,6 +776,10 @@ async fn main() {
         ("KPI dashboard, funding year 2025-26", "/api/v1/kpis?year=2025-26".to_string()),
         ("audit trail page of 100", format!("/api/v1/audit-trail?after={middle}&limit=100")),
         ("one application, the one with the most usage charges", format!("/api/v1/applications/{busiest_application}")),
+        (
+            "its usage lines, a page of 100 from the 1,000th",
+            format!("/api/v1/applications/{busiest_application}/usage?offset=1000&limit=100"),
+        ),
     ];
     let mut worst_query: f64 = 0.0;
     for (name, path) in &queries {

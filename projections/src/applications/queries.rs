@@ -280,6 +280,57 @@ pub async fn usage_lines(pool: &PgPool, application_id: &str) -> Result<Vec<Usag
     .await?)
 }
 
+/// A page of an application's usage charges, with the count and totals of all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsagePage {
+    pub lines: Vec<UsageLineRow>,
+    /// Every charge, reversed ones included.
+    pub total_lines: i64,
+    /// Units, gross and subsidy of every charge not reversed.
+    pub units: i64,
+    pub gross_cents: i64,
+    pub subsidy_cents: i64,
+}
+
+/// The charges `offset..offset + limit` of an application, by month then usage id, and the
+/// totals over all its charges: both read through the usage table's primary key
+/// (application_id, usage_id), so an application's thousands of lines cost one range each.
+pub async fn usage_page(
+    pool: &PgPool,
+    application_id: &str,
+    offset: u32,
+    limit: u32,
+) -> Result<UsagePage, ProjectionError> {
+    let totals = sqlx::query!(
+        r#"SELECT count(*) AS "total_lines!",
+             coalesce(sum(units) FILTER (WHERE NOT reversed), 0)::bigint AS "units!",
+             coalesce(sum(gross_cents) FILTER (WHERE NOT reversed), 0)::bigint AS "gross_cents!",
+             coalesce(sum(subsidy_cents) FILTER (WHERE NOT reversed), 0)::bigint AS "subsidy_cents!"
+           FROM read_models.usage_view WHERE application_id = $1"#,
+        application_id
+    )
+    .fetch_one(pool)
+    .await?;
+    let lines = sqlx::query_as!(
+        UsageLineRow,
+        "SELECT usage_id, service_type, period, financial_year, units, rate_per_unit_cents, gross_cents, \
+         subsidy_rate_bps, subsidy_cents, reversed, reversal_reason, charged_position \
+         FROM read_models.usage_view WHERE application_id = $1 ORDER BY period, usage_id OFFSET $2 LIMIT $3",
+        application_id,
+        i64::from(offset),
+        i64::from(limit.clamp(1, 500))
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(UsagePage {
+        lines,
+        total_lines: totals.total_lines,
+        units: totals.units,
+        gross_cents: totals.gross_cents,
+        subsidy_cents: totals.subsidy_cents,
+    })
+}
+
 /// A funding year's disbursements in one usage month: charges not reversed, their units, gross
 /// and subsidy, and what was reversed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

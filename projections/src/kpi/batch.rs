@@ -21,7 +21,7 @@ use super::{NAME, SUBSIDY_LINE};
 use crate::projection::ProjectionError;
 
 /// An event of a batch, decoded once.
-enum Decoded {
+pub(super) enum Decoded {
     Application { id: String, event: ApplicationEvent },
     Budget { year: String, event: FundingEvent },
     Capacity(CapacityEvent),
@@ -29,30 +29,30 @@ enum Decoded {
 
 /// A usage charge, as its reversal needs it.
 #[derive(Debug, Clone)]
-struct Charge {
-    financial_year: String,
-    charged_on: NaiveDate,
-    subsidy_cents: i64,
-    reversed: bool,
+pub(super) struct Charge {
+    pub(super) financial_year: String,
+    pub(super) charged_on: NaiveDate,
+    pub(super) subsidy_cents: i64,
+    pub(super) reversed: bool,
     /// Charged in this batch (inserted), or loaded (updated if reversed).
-    new: bool,
+    pub(super) new: bool,
 }
 
 /// What the batch changed, in log order: each event's changes at its position.
 #[derive(Default)]
-struct Folded {
-    applications: BTreeMap<String, ApplicationFacts>,
-    charges: BTreeMap<(String, String), Charge>,
-    lines: BTreeMap<(String, String), LatestFigures>,
-    months: BTreeMap<(String, String), LatestFigures>,
-    changes: Vec<(i64, Change)>,
+pub(super) struct Folded {
+    pub(super) applications: BTreeMap<String, ApplicationFacts>,
+    pub(super) charges: BTreeMap<(String, String), Charge>,
+    pub(super) lines: BTreeMap<(String, String), LatestFigures>,
+    pub(super) months: BTreeMap<(String, String), LatestFigures>,
+    pub(super) changes: Vec<(i64, Change)>,
 }
 
-fn bad(event: &RecordedEvent, reason: impl ToString) -> ProjectionError {
+pub(super) fn bad(event: &RecordedEvent, reason: impl ToString) -> ProjectionError {
     ProjectionError::BadEvent { projection: NAME, position: event.position.0, reason: reason.to_string() }
 }
 
-fn to_i64(value: u64) -> i64 {
+pub(super) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
@@ -65,29 +65,42 @@ fn line_name(line: BudgetLine) -> &'static str {
 }
 
 pub(super) async fn apply(connection: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
-    let mut decoded = Vec::with_capacity(events.len());
-    for event in events {
-        let item = match event.stream.category() {
-            streams::category::APPLICATION => Decoded::Application {
-                id: streams::application_id(&event.stream).unwrap_or_default().to_string(),
-                event: event.decode::<ApplicationEvent>().map_err(|error| bad(event, error))?,
-            },
-            streams::category::BUDGET => Decoded::Budget {
-                year: streams::budget_year(&event.stream).map(|year| year.to_string()).unwrap_or_default(),
-                event: event.decode::<FundingEvent>().map_err(|error| bad(event, error))?,
-            },
-            streams::category::CAPACITY => {
-                Decoded::Capacity(event.decode::<CapacityEvent>().map_err(|error| bad(event, error))?)
-            }
-            _ => continue,
-        };
-        decoded.push((to_i64(event.position.0), item));
-    }
+    let decoded = decode_all(events.iter())?;
     let mut folded = load(connection, &decoded).await?;
     for (position, item) in decoded {
         folded.fold(position, item);
     }
     folded.write(connection).await
+}
+
+/// The events the fold reads, decoded, with their positions.
+pub(super) fn decode_all<'a>(
+    events: impl Iterator<Item = &'a RecordedEvent>,
+) -> Result<Vec<(i64, Decoded)>, ProjectionError> {
+    let mut decoded = Vec::new();
+    for event in events {
+        if let Some(item) = decode(event)? {
+            decoded.push((to_i64(event.position.0), item));
+        }
+    }
+    Ok(decoded)
+}
+
+fn decode(event: &RecordedEvent) -> Result<Option<Decoded>, ProjectionError> {
+    Ok(Some(match event.stream.category() {
+        streams::category::APPLICATION => Decoded::Application {
+            id: streams::application_id(&event.stream).unwrap_or_default().to_string(),
+            event: event.decode::<ApplicationEvent>().map_err(|error| bad(event, error))?,
+        },
+        streams::category::BUDGET => Decoded::Budget {
+            year: streams::budget_year(&event.stream).map(|year| year.to_string()).unwrap_or_default(),
+            event: event.decode::<FundingEvent>().map_err(|error| bad(event, error))?,
+        },
+        streams::category::CAPACITY => {
+            Decoded::Capacity(event.decode::<CapacityEvent>().map_err(|error| bad(event, error))?)
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// Loads what the fold kept of every application, line, month and reversed charge the batch
@@ -201,7 +214,7 @@ fn capacity_month_of(event: &CapacityEvent) -> (String, String) {
 }
 
 impl Folded {
-    fn fold(&mut self, position: i64, item: Decoded) {
+    pub(super) fn fold(&mut self, position: i64, item: Decoded) {
         let changes = match item {
             Decoded::Application { id, event } => self.application_event(id, &event),
             Decoded::Budget { year, event } => self.budget_event(&year, &event),
@@ -322,7 +335,7 @@ impl Folded {
     }
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ProjectionError> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, ProjectionError> {
     serde_json::to_string(value).map_err(|error| ProjectionError::Database(sqlx::Error::Encode(Box::new(error))))
 }
 

@@ -16,9 +16,10 @@ use aisc_domain::subsidy::prices::PriceEvent;
 use async_trait::async_trait;
 use sqlx::PgConnection;
 
-use crate::projection::{Interest, Projection, ProjectionError, ReadModelTables};
+use crate::projection::{BulkLoad, Interest, Projection, ProjectionError, ReadModelTables};
 
 mod batch;
+mod bulk;
 mod figures;
 mod fold;
 mod queries;
@@ -74,5 +75,9 @@ impl Projection for Kpi {
 
     async fn apply(&self, connection: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
         batch::apply(connection, events).await
+    }
+
+    fn bulk_load(&self) -> Option<Box<dyn BulkLoad>> {
+        Some(Box::<bulk::KpiLoad>::default())
     }
 }

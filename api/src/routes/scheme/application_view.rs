@@ -72,8 +72,9 @@ pub struct ApplicationStateView {
     reporting_due_dates: Vec<NaiveDate>,
     /// The reports received, by due date (YYYY-MM-DD), with their review.
     reports: BTreeMap<String, ReportReview>,
-    /// Every usage charge by usage id.
-    usage: BTreeMap<String, ChargedUsageView>,
+    /// A summary of the usage charged, whatever the number of lines (they are paged from
+    /// `/applications/{application_id}/usage`).
+    usage: UsageSummaryView,
     /// Subsidy disbursed so far, in HK cents (usage charges less reversals).
     disbursed: i64,
 }
@@ -170,23 +171,25 @@ pub struct ApprovedTermsView {
     reservations: Vec<ReservationView>,
 }
 
-/// A usage line as charged, and whether it was reversed.
+/// What the application's ledger holds, bounded by the services and months charged.
 #[derive(utoipa::ToSchema)]
-pub struct ChargedUsageView {
-    /// The bulk import that charged the line; null when charged on its own.
-    import_id: Option<String>,
+pub struct UsageSummaryView {
+    /// Usage lines charged, reversed ones included.
+    lines: u64,
+    /// Of those, the lines reversed.
+    reversed_lines: u64,
+    /// Units charged per month and service (reversed lines excluded), by month then service.
+    by_month: Vec<MonthUsageView>,
+    /// Subsidy disbursed per funding year (e.g. `2025-26`), in HK cents.
+    disbursed_by_year: BTreeMap<String, i64>,
+}
+
+/// Units charged of a service in a month.
+#[derive(utoipa::ToSchema)]
+pub struct MonthUsageView {
     /// The AISC service, e.g. `gpu_node_hour_h800`.
     service_type: String,
     /// The usage month (YYYY-MM).
     period: String,
     units: u64,
-    /// Cyberport's rate in force, in HK cents per unit.
-    rate_per_unit: i64,
-    /// Units times rate, in HK cents.
-    gross: i64,
-    /// The subsidy, in HK cents.
-    subsidy: i64,
-    /// The funding year that pays it, e.g. `2025-26`.
-    year: String,
-    reversed: bool,
 }

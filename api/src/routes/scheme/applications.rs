@@ -46,7 +46,7 @@ pub async fn submit(
 /// version), or as it stood at a past position or time with `as_of` (the log's clock), or
 /// with the facts in force on a business date with `effective_on` (the scheme's clock), or both.
 #[utoipa::path(tag = "applications", params(("application_id" = String, Path), ("as_of" = Option<String>, Query, description = "A position of $all, or an RFC 3339 time: the application as the log stood then"), ("effective_on" = Option<String>, Query, description = "A date (YYYY-MM-DD): the application with the facts whose business date is on or before it")),
-    responses((status = 200, description = "The application; ETag is its version", body = super::application_view::ApplicationView), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+    responses((status = 200, description = "The application; ETag is its version. Its usage is a summary whatever the number of lines; the lines are paged from /applications/{application_id}/usage", body = super::application_view::ApplicationView), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/applications/{application_id}")]
 pub async fn application(
     request: HttpRequest,

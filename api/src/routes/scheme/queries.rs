@@ -178,13 +178,17 @@ pub struct UsageTotals {
     pub subsidy_cents: i64,
 }
 
-/// An application's usage charges.
+/// A page of an application's usage charges.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApplicationUsage {
     pub application_id: String,
-    /// Every charge, reversed ones included, by month then usage id.
+    /// The page's charges, reversed ones included, by month then usage id.
     pub lines: Vec<UsageLineRow>,
-    /// The lines not reversed, summed.
+    /// Every charge of the application, reversed ones included.
+    pub total_lines: i64,
+    pub offset: u32,
+    pub limit: u32,
+    /// Every line not reversed, summed (not only the page's).
     pub totals: UsageTotals,
 }
 
@@ -199,10 +203,25 @@ pub struct YearDisbursements {
     pub totals: UsageTotals,
 }
 
-/// `GET /api/v1/applications/{application_id}/usage`: every usage charge of the application
-/// with its units, rate, gross amount and subsidy, and whether it was reversed.
-#[utoipa::path(tag = "applications", params(("application_id" = String, Path), QueueParams),
-    responses((status = 200, description = "The application's usage charges and their totals (reversed lines excluded)", body = ApplicationUsage), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct UsagePageParams {
+    /// Lines skipped, in order (0 by default).
+    #[serde(default)]
+    offset: u32,
+    /// 1 to 500 (default 100)
+    limit: Option<u32>,
+    /// Answer once the read model has applied this position (read-your-writes).
+    after_position: Option<u64>,
+}
+
+/// `GET /api/v1/applications/{application_id}/usage`: the application's usage charges a page
+/// at a time, by month then usage id, with their units, rate, gross amount and subsidy and
+/// whether each was reversed; the totals count every line. The application's own view shows
+/// a summary per month instead (an application may charge thousands of lines).
+#[utoipa::path(tag = "applications", params(("application_id" = String, Path), UsagePageParams),
+    responses((status = 200, description = "A page of the application's usage charges, and the totals of all of them (reversed lines excluded)", body = ApplicationUsage), (status = 400, body = ProblemDocument), (status = 401, body = ProblemDocument), (status = 403, body = ProblemDocument), (status = 404, body = ProblemDocument), (status = 503, body = ProblemDocument)))]
 #[get("/applications/{application_id}/usage")]
 pub async fn application_usage(
     request: HttpRequest,
@@ -213,19 +232,25 @@ pub async fn application_usage(
     require(&principal, Action::ReadScheme)?;
     let application_id = path.into_inner();
     input::application_id("application_id", &application_id)?;
-    let params: QueueParams = crate::routes::query(&request)?;
+    let params: UsagePageParams = crate::routes::query(&request)?;
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_field("limit", format!("must be between 1 and 500, not {limit}")));
+    }
     reached(&pool, params.after_position).await?;
     if !applications::exists(&pool, &application_id).await? {
         return Err(ApiError::NotFound(format!("no application {application_id}")));
     }
-    let lines = applications::usage_lines(&pool, &application_id).await?;
-    let counted = lines.iter().filter(|line| !line.reversed);
-    let totals = UsageTotals {
-        units: counted.clone().map(|line| line.units).sum(),
-        gross_cents: counted.clone().map(|line| line.gross_cents).sum(),
-        subsidy_cents: counted.map(|line| line.subsidy_cents).sum(),
-    };
-    Ok(HttpResponse::Ok().json(ApplicationUsage { application_id, lines, totals }))
+    let page = applications::usage_page(&pool, &application_id, params.offset, limit).await?;
+    let totals = UsageTotals { units: page.units, gross_cents: page.gross_cents, subsidy_cents: page.subsidy_cents };
+    Ok(HttpResponse::Ok().json(ApplicationUsage {
+        application_id,
+        lines: page.lines,
+        total_lines: page.total_lines,
+        offset: params.offset,
+        limit,
+        totals,
+    }))
 }
 
 /// `GET /api/v1/funding-years/{year}/disbursements`: the year's disbursement figures per usage

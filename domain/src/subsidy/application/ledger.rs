@@ -371,10 +371,54 @@ impl UsageLedger {
     }
 }
 
-/// The lines by usage id, as the application's state has always shown them.
+/// Units charged of a service type in a month, reversals excluded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MonthUsage {
+    pub service_type: ServiceType,
+    pub period: Period,
+    pub units: u64,
+}
+
+/// What a view of the application shows of its ledger: bounded by the services and months
+/// charged, not by the number of lines (an application may charge thousands of lines a month;
+/// its lines are paged from the read model instead).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageSummary {
+    pub lines: usize,
+    pub reversed_lines: usize,
+    /// By month, then service type.
+    pub by_month: Vec<MonthUsage>,
+    pub disbursed_by_year: BTreeMap<FinancialYear, Money>,
+}
+
+impl UsageLedger {
+    pub fn summary(&self) -> UsageSummary {
+        let mut by_month: Vec<MonthUsage> = self
+            .units_used
+            .iter()
+            .filter(|(_, units)| **units > 0)
+            .filter_map(|((service, period), units)| {
+                Some(MonthUsage {
+                    service_type: self.services.get(usize::from(*service))?.clone(),
+                    period: *period,
+                    units: *units,
+                })
+            })
+            .collect();
+        by_month.sort_by(|a, b| (a.period, a.service_type.as_str()).cmp(&(b.period, b.service_type.as_str())));
+        UsageSummary {
+            lines: self.charges.len(),
+            reversed_lines: self.charges.values().filter(|charge| charge.reversed).count(),
+            by_month,
+            disbursed_by_year: self.disbursed_by_year.clone(),
+        }
+    }
+}
+
+/// As its [`UsageSummary`]: the lines themselves are read with [`UsageLedger::lines`].
 impl Serialize for UsageLedger {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.lines())
+        self.summary().serialize(serializer)
     }
 }
 

@@ -16,7 +16,7 @@ pub mod submission;
 
 pub use decisions::*;
 pub use events::*;
-pub use ledger::{ChargedUsage, UsageLedger};
+pub use ledger::{ChargedUsage, MonthUsage, UsageLedger, UsageSummary};
 pub use state::*;
 pub use submission::Submission;
 
