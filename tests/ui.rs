@@ -291,6 +291,17 @@ async fn the_pages_show_the_apis_figures_on_a_demo_scheme_and_roles_apply() {
             .await
             .expect("ceiling");
     assert_eq!(figure(&view.body, "ceiling_cents"), Some(money(ceiling)));
+    // Its subsidy per funding year is the one the API's view of the application shows.
+    let state = app.get("auditor", &format!("/api/v1/applications/{approved}")).await.json();
+    let by_year = state["state"]["usage"]["disbursed_by_year"].as_object().expect("subsidy per year").clone();
+    assert!(!by_year.is_empty(), "{state}");
+    for (year, cents) in by_year {
+        assert_eq!(
+            figure(&view.body, &format!("subsidy.{year}")),
+            Some(money(cents.as_i64().expect("cents"))),
+            "{year}"
+        );
+    }
 
     // Roles as on the API: an intake officer sees the application, not the audit trail.
     let (_, intake) = sign_in(&app, "intake_officer", "/ui/").await;

@@ -138,3 +138,32 @@ pub async fn status_counts(
     .fetch_all(pool)
     .await?)
 }
+
+/// An application's usage in one funding year: its charges not reversed, their units, gross and
+/// subsidy, and how many were reversed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct UsageYear {
+    pub financial_year: String,
+    pub lines: i64,
+    pub units: i64,
+    pub gross_cents: i64,
+    pub subsidy_cents: i64,
+    pub reversed_lines: i64,
+}
+
+/// An application's usage per funding year, summed in the database over the usage table's
+/// primary key range: one row per year however many lines the application charged.
+pub async fn usage_by_year(pool: &PgPool, application_id: &str) -> Result<Vec<UsageYear>, ProjectionError> {
+    Ok(sqlx::query_as::<_, UsageYear>(
+        "SELECT financial_year, \
+                count(*) FILTER (WHERE NOT reversed) AS lines, \
+                coalesce(sum(units) FILTER (WHERE NOT reversed), 0)::bigint AS units, \
+                coalesce(sum(gross_cents) FILTER (WHERE NOT reversed), 0)::bigint AS gross_cents, \
+                coalesce(sum(subsidy_cents) FILTER (WHERE NOT reversed), 0)::bigint AS subsidy_cents, \
+                count(*) FILTER (WHERE reversed) AS reversed_lines \
+         FROM read_models.usage_view WHERE application_id = $1 GROUP BY financial_year ORDER BY financial_year",
+    )
+    .bind(application_id)
+    .fetch_all(pool)
+    .await?)
+}

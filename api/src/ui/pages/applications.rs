@@ -12,7 +12,6 @@ use aisc_projections::audit_trail::{self, AuditQuery};
 use chrono::TimeDelta;
 use serde::Deserialize;
 use sqlx::PgPool;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::authorization::{Action, require};
@@ -223,46 +222,26 @@ pub async fn show(
         facts(&row)
     );
 
-    // Usage and subsidy per funding year (reversed charges apart).
-    let lines = applications::usage_lines(&pool, &application_id).await?;
-    if !lines.is_empty() {
-        #[derive(Default)]
-        struct YearTotals {
-            lines: i64,
-            units: i64,
-            gross: i64,
-            subsidy: i64,
-            reversed: i64,
-        }
-        let mut years: BTreeMap<&str, YearTotals> = BTreeMap::new();
-        for line in &lines {
-            let totals = years.entry(line.financial_year.as_str()).or_default();
-            if line.reversed {
-                totals.reversed += 1;
-            } else {
-                totals.lines += 1;
-                totals.units += line.units;
-                totals.gross += line.gross_cents;
-                totals.subsidy += line.subsidy_cents;
-            }
-        }
+    // Usage and subsidy per funding year (reversed charges apart), summed by the database.
+    let years = applications::usage_by_year(&pool, &application_id).await?;
+    if !years.is_empty() {
         body.push_str(
             "<section class=\"panel\"><h2>Usage and subsidy</h2><div class=\"scroll\"><table><thead><tr>\
              <th>Funding year</th><th class=\"num\">Charges</th><th class=\"num\">Units</th><th class=\"num\">Gross</th>\
              <th class=\"num\">Subsidy</th><th class=\"num wide\">Reversed</th></tr></thead><tbody>",
         );
-        for (year, totals) in &years {
+        for year in &years {
             let _ = write!(
                 body,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
                  <td class=\"num\" data-figure=\"subsidy.{}\">{}</td><td class=\"num wide\">{}</td></tr>",
-                escape(year),
-                count(totals.lines),
-                count(totals.units),
-                money(totals.gross),
-                escape(year),
-                money(totals.subsidy),
-                count(totals.reversed)
+                escape(&year.financial_year),
+                count(year.lines),
+                count(year.units),
+                money(year.gross_cents),
+                escape(&year.financial_year),
+                money(year.subsidy_cents),
+                count(year.reversed_lines)
             );
         }
         body.push_str("</tbody></table></div></section>");
