@@ -127,7 +127,7 @@ pub async fn show(
         ("talents_involved", "Talents involved", count(dashboard.talents_involved), false),
         (
             "overdue_progress_reports",
-            "Overdue progress reports",
+            "<a href=\"/ui/worklist\">Overdue progress reports</a>",
             count(dashboard.overdue_progress_reports),
             dashboard.overdue_progress_reports > 0,
         ),

@@ -72,11 +72,13 @@ pub async fn show(
     let (overdue, due_soon): (Vec<&ReportDue>, Vec<&ReportDue>) =
         reports.iter().partition(|report| report.due_on < today);
     let blocked: i64 = overdue.iter().map(|report| report.subsidy_blocked_cents()).sum();
+    // Red only when something is overdue.
+    let alert = if overdue.is_empty() { "card" } else { "card alert" };
     let mut body = format!(
         "<h1>Progress report worklist</h1><p class=\"muted\">Today is {today}; reports due up to {until}.</p>\
-         <div class=\"cards\"><div class=\"card alert\"><div class=\"name\">Overdue</div><div class=\"figure\" data-figure=\"overdue\">{}</div></div>\
+         <div class=\"cards\"><div class=\"{alert}\"><div class=\"name\">Overdue</div><div class=\"figure\" data-figure=\"overdue\">{}</div></div>\
          <div class=\"card\"><div class=\"name\">Due in {HORIZON_DAYS} days</div><div class=\"figure\" data-figure=\"due_soon\">{}</div></div>\
-         <div class=\"card alert\"><div class=\"name\">Subsidy held back</div><div class=\"figure\" data-figure=\"blocked\">{}</div></div></div>",
+         <div class=\"{alert}\"><div class=\"name\">Subsidy held back</div><div class=\"figure\" data-figure=\"blocked\">{}</div></div></div>",
         count(overdue.len() as i64),
         count(due_soon.len() as i64),
         money(blocked)
