@@ -1,11 +1,13 @@
 //! Figures as people read them: HK$ with thousands separators and two decimals, counts with
 //! separators, rates from basis points as percentages, and HTML escaping of every text shown.
 
-/// `HK$1,234,567.89` from cents; `-HK$12.00` below zero.
+use aisc_domain::subsidy::values::Money;
+
+use crate::progress::grouped;
+
+/// `HK$1,234,567.89` from cents; `-HK$12.00` below zero (as the domain writes amounts).
 pub fn money(cents: i64) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    let magnitude = cents.unsigned_abs();
-    format!("{sign}HK${}.{:02}", grouped(magnitude / 100), magnitude % 100)
+    Money::from_cents(cents).to_string()
 }
 
 /// Whole HK$ million with one decimal, for chart labels: `HK$857.0m`.
@@ -37,18 +39,6 @@ pub fn percent(bps: i64) -> String {
 /// A share in basis points, rounded down; `None` when the whole is not positive.
 pub fn share_bps(part: i64, whole: i64) -> Option<i64> {
     (whole > 0).then(|| i64::try_from(i128::from(part) * 10_000 / i128::from(whole)).unwrap_or(i64::MAX))
-}
-
-fn grouped(value: u64) -> String {
-    let digits = value.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(digit);
-    }
-    out
 }
 
 /// Text safe inside HTML elements and double-quoted attributes.

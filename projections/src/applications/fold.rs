@@ -6,7 +6,7 @@ use aisc_domain::event_store::RecordedEvent;
 use aisc_domain::subsidy::application::ApplicationEvent;
 use aisc_domain::subsidy::batches::BatchEvent;
 use aisc_domain::subsidy::capacity::CapacityEvent;
-use aisc_domain::subsidy::funding::{BudgetLine, FundingEvent};
+use aisc_domain::subsidy::funding::FundingEvent;
 use aisc_domain::subsidy::streams;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -232,7 +232,7 @@ impl BatchChanges {
         // Every budget fact but receipts concerns the computing power subsidy line.
         let line = |name| self.budget.entry((year, name)).or_default();
         match decoded {
-            FundingEvent::FundingReceived(e) => line(line_name(e.line)).received_cents = Some(e.line_total.cents()),
+            FundingEvent::FundingReceived(e) => line(e.line.as_str()).received_cents = Some(e.line_total.cents()),
             FundingEvent::SubsidyCommitted(e) => line(SUBSIDY_LINE).committed_cents = Some(e.committed_total.cents()),
             FundingEvent::SubsidyReleased(e) => line(SUBSIDY_LINE).committed_cents = Some(e.committed_total.cents()),
             // Disbursements are counted from the applications' own charges and reversals (the
@@ -259,14 +259,6 @@ impl BatchChanges {
             CapacityEvent::CapacityRedeployed(e) => month.redeployed = Some(to_i64(e.redeployed_total)),
         }
         Ok(())
-    }
-}
-
-fn line_name(line: BudgetLine) -> &'static str {
-    match line {
-        BudgetLine::ComputingPowerSubsidy => "computing_power_subsidy",
-        BudgetLine::CyberAndDataSecurity => "cyber_and_data_security",
-        BudgetLine::AiEcosystemDevelopment => "ai_ecosystem_development",
     }
 }
 

@@ -8,7 +8,7 @@ use aisc_domain::codec::BusinessDate;
 use aisc_domain::event_store::RecordedEvent;
 use aisc_domain::subsidy::application::ApplicationEvent;
 use aisc_domain::subsidy::capacity::CapacityEvent;
-use aisc_domain::subsidy::funding::{BudgetLine, FundingEvent};
+use aisc_domain::subsidy::funding::FundingEvent;
 use aisc_domain::subsidy::streams;
 use aisc_domain::subsidy::values::FinancialYear;
 use chrono::NaiveDate;
@@ -54,14 +54,6 @@ pub(super) fn bad(event: &RecordedEvent, reason: impl ToString) -> ProjectionErr
 
 pub(super) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn line_name(line: BudgetLine) -> &'static str {
-    match line {
-        BudgetLine::ComputingPowerSubsidy => "computing_power_subsidy",
-        BudgetLine::CyberAndDataSecurity => "cyber_and_data_security",
-        BudgetLine::AiEcosystemDevelopment => "ai_ecosystem_development",
-    }
 }
 
 pub(super) async fn apply(connection: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
@@ -195,7 +187,7 @@ async fn load_figures(
 /// reversals (the first releases also wrote them here; counting both would count them twice).
 fn budget_line_of(event: &FundingEvent) -> Option<&'static str> {
     match event {
-        FundingEvent::FundingReceived(e) => Some(line_name(e.line)),
+        FundingEvent::FundingReceived(e) => Some(e.line.as_str()),
         FundingEvent::SubsidyCommitted(_)
         | FundingEvent::SubsidyReleased(_)
         | FundingEvent::UnusedSubsidyRedirected(_) => Some(SUBSIDY_LINE),
