@@ -15,7 +15,6 @@ use aisc_domain::event_store::{
 };
 use serde_json::{Value, json};
 
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
 const PYTHON_VERIFIER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/verify_export.py");
 /// Nothing listens on port 1: a command that tried to connect would fail.
 const UNREACHABLE_DATABASE: &str = "postgres://postgres@127.0.0.1:1/aisc_subsidy";
@@ -37,7 +36,7 @@ fn run(mut command: Command) -> Outcome {
 }
 
 fn aisc(args: &[&str], database_url: &str) -> Outcome {
-    let mut command = Command::new(AISC);
+    let mut command = support::aisc();
     command.args(args).env("DATABASE_URL", database_url);
     run(command)
 }
@@ -491,7 +490,7 @@ async fn audit_verify_exits_0_intact_1_tampered_2_bad_arguments_3_database_unrea
     // 5: the check ran but its verdict could not be written.
     let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
     let outcome = run({
-        let mut command = Command::new(AISC);
+        let mut command = support::aisc();
         command.args(["audit", "verify", "--file", intact_path]).stdout(Stdio::from(full));
         command
     });

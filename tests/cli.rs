@@ -9,13 +9,11 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
-
 #[test]
 fn serve_against_an_unreachable_database_says_where_it_tried_and_exits_non_zero() {
     // Port 1 on loopback: nothing listens there.
     let url = "postgres://postgres:secret@127.0.0.1:1/aisc_subsidy";
-    let output = Command::new(AISC)
+    let output = support::aisc()
         .args(["serve", "--bind", "127.0.0.1:0"])
         .env("DATABASE_URL", url)
         .env("RUST_BACKTRACE", "1")
@@ -38,7 +36,7 @@ fn serve_against_an_unreachable_database_says_where_it_tried_and_exits_non_zero(
 
 #[test]
 fn a_bad_database_url_is_one_clear_line() {
-    let output = Command::new(AISC).args(["migrate", "--database-url", "mysql://nope"]).output().expect("run aisc");
+    let output = support::aisc().args(["migrate", "--database-url", "mysql://nope"]).output().expect("run aisc");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -48,7 +46,7 @@ fn a_bad_database_url_is_one_clear_line() {
 #[test]
 fn every_subcommand_has_help() {
     for args in [vec!["--help"], vec!["serve", "--help"], vec!["migrate", "--help"]] {
-        let output = Command::new(AISC).args(&args).output().expect("run aisc");
+        let output = support::aisc().args(&args).output().expect("run aisc");
         assert!(output.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
     }
@@ -58,7 +56,7 @@ fn every_subcommand_has_help() {
 async fn serve_creates_its_database_answers_health_and_stops_gracefully_on_sigterm() {
     let name = format!("aisc_test_{}_{}", now_secs(), uuid::Uuid::new_v4().simple());
     let url = support::database_url(&support::admin_url(), &name);
-    let mut child = Command::new(AISC)
+    let mut child = support::aisc()
         .args(["serve"])
         .env("DATABASE_URL", &url)
         .env("AISC_BIND", "127.0.0.1:0")
@@ -142,7 +140,7 @@ async fn database_with_events(count: usize) -> (support::TestDatabase, aisc_adap
 }
 
 fn aisc(args: &[&str], database_url: &str) -> (bool, String, String) {
-    let output = Command::new(AISC).args(args).env("DATABASE_URL", database_url).output().expect("run aisc");
+    let output = support::aisc().args(args).env("DATABASE_URL", database_url).output().expect("run aisc");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

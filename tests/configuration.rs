@@ -3,12 +3,9 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use support::{TestDatabase, http};
-
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
 
 /// Arguments, environment, and the flag the refusal must name.
 type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
@@ -23,7 +20,7 @@ fn an_invalid_value_stops_the_start_with_one_clear_line() {
         (&["audit", "verify", "--log-format", "xml"], &[], "--log-format"),
     ];
     for (args, environment, named) in cases {
-        let output = Command::new(AISC)
+        let output = support::aisc()
             .args(args)
             .envs(environment.iter().copied())
             .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/never_reached")

@@ -13,7 +13,6 @@ use aisc_domain::subsidy::values::FinancialYear;
 use support::TestApp;
 use support::scheme::*;
 
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 /// A response with its body as bytes (XLSX is binary).
@@ -193,7 +192,7 @@ fn money_cell(row: &BTreeMap<String, serde_json::Value>, heading: &str) -> i64 {
 
 async fn seeded_app() -> TestApp {
     let app = TestApp::spawn().await;
-    let output = Command::new(AISC)
+    let output = support::aisc()
         .args(["demo", "seed", "--applications", "40", "--years", "1", "--seed", "11"])
         .env("DATABASE_URL", &app.database.url)
         .output()
@@ -374,7 +373,7 @@ async fn csv_exports_of_a_seeded_scheme_add_up_to_the_apis_figures() {
 }
 
 fn aisc(app: &TestApp, args: &[&str]) -> std::process::Output {
-    Command::new(AISC).args(args).env("DATABASE_URL", &app.database.url).output().expect("run aisc")
+    support::aisc().args(args).env("DATABASE_URL", &app.database.url).output().expect("run aisc")
 }
 
 /// `aisc reports export`: the API's files, to standard output or a file.

@@ -8,7 +8,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use aisc_adapters::event_ids::ClaimIds;
@@ -17,7 +17,6 @@ use sha2::{Digest, Sha256};
 use sqlx::{Connection, PgConnection, PgPool};
 use support::{TestApp, TestDatabase, TestResponse, http};
 
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
 const RECEIPTS: &str = "/api/v1/funding-years/2025-26/receipts";
 
 /// A funding receipt: a command the domain happily records twice, so a second execution
@@ -115,7 +114,7 @@ struct Server {
 
 impl Server {
     async fn start(database: &TestDatabase, bearer: &str) -> Self {
-        let mut child = Command::new(AISC)
+        let mut child = support::aisc()
             .args(["serve"])
             .env("DATABASE_URL", &database.url)
             .env("AISC_BIND", "127.0.0.1:0")

@@ -108,7 +108,7 @@ async fn bad_input_with_nul_bytes_is_refused_and_not_logged_as_a_server_error() 
     let roles = [aisc_api::auth::Role::Administrator, aisc_api::auth::Role::Auditor];
     let token = aisc_api::auth::issue(&database.pool, "admin-1", &roles).await.expect("token");
     let bearer = format!("Bearer {token}");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aisc"))
+    let mut child = support::aisc()
         .args(["serve"])
         .env("DATABASE_URL", &database.url)
         .env("AISC_BIND", "127.0.0.1:0")

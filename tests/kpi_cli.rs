@@ -3,14 +3,10 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::scheme::*;
 
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
-
 fn aisc(args: &[&str], database_url: &str) -> (bool, String, String) {
-    let output = Command::new(AISC).args(args).env("DATABASE_URL", database_url).output().expect("run aisc");
+    let output = support::aisc().args(args).env("DATABASE_URL", database_url).output().expect("run aisc");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

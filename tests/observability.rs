@@ -6,7 +6,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ struct LoggedServer {
 
 impl LoggedServer {
     fn start(database_url: &str, log_filter: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aisc"))
+        let mut child = support::aisc()
             .args(["serve", "--bind", "127.0.0.1:0"])
             .env("DATABASE_URL", database_url)
             .env("RUST_LOG", log_filter)

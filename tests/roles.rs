@@ -19,8 +19,6 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use support::{TestDatabase, admin_url, http, wait_until_ready};
 
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
-
 /// The migration that introduced the roles.
 const LEAST_PRIVILEGE: i64 = 20261201000001;
 
@@ -101,7 +99,7 @@ async fn admin() -> PgConnection {
 
 /// Runs `aisc` with `DATABASE_URL`; gives up (killing it) after a minute.
 fn aisc(args: &[&str], database_url: &str) -> (bool, String, String) {
-    let output = run_at_most(Command::new(AISC).args(args).env("DATABASE_URL", database_url), Duration::from_secs(60));
+    let output = run_at_most(support::aisc().args(args).env("DATABASE_URL", database_url), Duration::from_secs(60));
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -377,7 +375,7 @@ async fn a_pending_migration_stops_the_service_with_one_line_until_the_owner_mig
     let database = TestDatabase::create_migrated_until(previous.expect("a release before the roles")).await;
     let service_url = service.url(&database.url);
     let refused = run_at_most(
-        Command::new(AISC).args(["serve"]).env("DATABASE_URL", &service_url).env("AISC_BIND", "127.0.0.1:0"),
+        support::aisc().args(["serve"]).env("DATABASE_URL", &service_url).env("AISC_BIND", "127.0.0.1:0"),
         Duration::from_secs(60),
     );
     let stderr = String::from_utf8_lossy(&refused.stderr);
@@ -407,7 +405,7 @@ async fn a_pending_migration_stops_the_service_with_one_line_until_the_owner_mig
     .await
     .expect("take the record away");
     let refused = run_at_most(
-        Command::new(AISC).args(["serve"]).env("DATABASE_URL", &service_url).env("AISC_BIND", "127.0.0.1:0"),
+        support::aisc().args(["serve"]).env("DATABASE_URL", &service_url).env("AISC_BIND", "127.0.0.1:0"),
         Duration::from_secs(60),
     );
     let stderr = String::from_utf8_lossy(&refused.stderr);

@@ -7,13 +7,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use aisc_adapters::event_hash::{EventContent, chain_hash, content_digest};
 use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, ReadDirection, RecordedEvent, StreamId};
 use sqlx::Row;
-
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
 
 /// What a run of `aisc` left: its exit code and its two outputs.
 struct Run {
@@ -23,7 +20,7 @@ struct Run {
 }
 
 fn aisc(args: &[&str], database_url: &str) -> Run {
-    let output = Command::new(AISC).args(args).env("DATABASE_URL", database_url).output().expect("run aisc");
+    let output = support::aisc().args(args).env("DATABASE_URL", database_url).output().expect("run aisc");
     Run {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

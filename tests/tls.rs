@@ -13,8 +13,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aisc_adapters::database::{self, DatabaseConfig, DatabaseError};
 use sqlx::{Connection, PgConnection, PgPool};
 
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
-
 /// A CA certificate that signed nothing the server holds (its key was thrown away).
 const UNRELATED_CA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/unrelated-ca.pem");
 
@@ -215,7 +213,7 @@ async fn aisc_migrate_creates_and_migrates_a_fresh_database_over_tls() {
     let admin_url = support::admin_url();
     let url = server_url(None, &[("sslmode", "require")]);
     let url = support::database_url(&url, &name);
-    let output = Command::new(AISC)
+    let output = support::aisc()
         .args(["migrate", "--database-url", &url])
         .env_remove("PGSSLMODE")
         .env_remove("PGSSLROOTCERT")
@@ -246,7 +244,7 @@ fn the_binary_reads_pgsslmode_and_pgsslrootcert_and_fails_in_one_line() {
     }
     let password = url.password().unwrap_or_default().to_string();
     let url = url.to_string();
-    let output = Command::new(AISC)
+    let output = support::aisc()
         .args(["migrate", "--database-url", &url])
         .env("PGSSLMODE", "verify-ca")
         .env("PGSSLROOTCERT", UNRELATED_CA)

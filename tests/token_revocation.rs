@@ -4,10 +4,7 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
 
 async fn status(port: u16, bearer: &str) -> u16 {
     support::http(port, "GET", "/api/v1/events?limit=1", &[("Authorization", bearer)], None).await.status
@@ -29,7 +26,7 @@ async fn a_revoked_token_is_refused_by_every_running_instance_at_once() {
         assert_eq!(status(port, &bearer).await, 200);
     }
 
-    let revoked = Command::new(AISC)
+    let revoked = support::aisc()
         .args(["tokens", "revoke", "--name", "auditor-1"])
         .env("DATABASE_URL", &database.url)
         .output()

@@ -6,7 +6,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,6 @@ use support::{TestDatabase, http};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
 const CALLER_TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
 
@@ -132,7 +131,7 @@ struct Served {
 
 impl Served {
     fn start(database_url: &str, environment: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(AISC)
+        let mut child = support::aisc()
             .args(["serve", "--bind", "127.0.0.1:0"])
             .env("DATABASE_URL", database_url)
             .envs(environment.iter().copied())
@@ -328,7 +327,7 @@ async fn a_collector_down_or_hanging_slows_no_request_and_is_warned_of() {
 
 #[test]
 fn an_https_endpoint_stops_the_start_with_one_clear_line() {
-    let output = Command::new(AISC)
+    let output = support::aisc()
         .args(["serve"])
         .env("AISC_OTLP_ENDPOINT", "https://collector.example:4318")
         .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/never_reached")

@@ -9,12 +9,9 @@ mod browser;
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use browser::{Browser, chromium_binary};
 use serde_json::Value;
-
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
 
 fn screenshots() -> PathBuf {
     // CARGO_TARGET_TMPDIR is target/tmp: the screenshots go beside it.
@@ -22,7 +19,7 @@ fn screenshots() -> PathBuf {
 }
 
 fn aisc(url: &str, args: &[&str]) -> String {
-    let output = Command::new(AISC).args(args).env("DATABASE_URL", url).output().expect("run aisc");
+    let output = support::aisc().args(args).env("DATABASE_URL", url).output().expect("run aisc");
     assert!(output.status.success(), "aisc {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

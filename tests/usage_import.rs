@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use aisc_adapters::PostgresEventStore;
 use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, PositionRange, ReadDirection, StreamId};
 use aisc_domain::subsidy::application::SignAgreement;
@@ -17,7 +15,6 @@ use chrono::NaiveDate;
 use support::TestDatabase;
 use support::scheme::*;
 
-const AISC: &str = env!("CARGO_BIN_EXE_aisc");
 const GPU: &str = "gpu_node_hour_h800";
 
 /// Three applications with signed agreements (1,000 GPU node-hours a month, July to December
@@ -279,7 +276,7 @@ async fn the_cli_prints_the_report_and_exits_1_naming_the_refused_line() {
     std::fs::write(&file, "project,service_type,units,period\na1,gpu_node_hour_h800,400,2025-07\na2,cpu,1,2025-07\n")
         .expect("write");
     let run = |mode: &str| {
-        let output = Command::new(AISC)
+        let output = support::aisc()
             .args(["import", "usage", "--file", file.to_str().unwrap_or_default(), "--actor", "scheduler-feed"])
             .args(["--mode", mode, "--import-id", "cli-1"])
             .env("DATABASE_URL", &database.url)
@@ -320,7 +317,7 @@ async fn a_copy_of_an_imported_file_with_other_line_endings_charges_nothing_twic
         let file = directory.join(name);
         std::fs::write(&file, content).expect("write");
         // No --import-id: the id is derived from the file.
-        let output = Command::new(AISC)
+        let output = support::aisc()
             .args(["import", "usage", "--file", file.to_str().unwrap_or_default(), "--actor", "scheduler-feed"])
             .env("DATABASE_URL", &database.url)
             .output()
@@ -534,7 +531,7 @@ async fn the_cli_refuses_a_repeated_line_naming_the_first_import_unless_allow_re
     let file = directory.join("usage.csv");
     std::fs::write(&file, JULY).expect("write");
     let run = |import_id: &str, extra: &[&str]| {
-        let output = Command::new(AISC)
+        let output = support::aisc()
             .args(["import", "usage", "--file", file.to_str().unwrap_or_default(), "--actor", "scheduler-feed"])
             .args(["--import-id", import_id])
             .args(extra)

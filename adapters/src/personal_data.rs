@@ -6,7 +6,10 @@
 //! key with NULL: the ciphertext stays in the log, its hashes and seals intact, and nothing can
 //! open it again. Rotating the KEK re-wraps every key and leaves the log untouched.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use aisc_domain::personal_data::{DataSubjectId, PersonalDataSealer, PersonalText, SealError, ToSeal};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -159,6 +162,15 @@ fn open_bytes(cipher: &XChaCha20Poly1305, sealed: &[u8], context: &[u8]) -> Opti
     cipher.decrypt(&nonce, Payload { msg: body, aad: context }).ok()
 }
 
+/// Opens `sealed` (the subject's `field`) with the subject's key.
+fn open_sealed(key: &[u8; 32], subject: Uuid, field: &str, sealed: &str) -> Result<Opened, VaultError> {
+    let tampered = || VaultError::Tampered { subject, field: field.to_string() };
+    let bytes =
+        sealed.strip_prefix(SEALED_PREFIX).and_then(|text| URL_SAFE_NO_PAD.decode(text).ok()).ok_or_else(tampered)?;
+    let opened = open_bytes(&cipher(key), &bytes, &field_context(subject, field)).ok_or_else(tampered)?;
+    String::from_utf8(opened).map(Opened::Text).map_err(|_| tampered())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error("no data subject {0} is known")]
@@ -238,16 +250,57 @@ impl Vault {
     /// A new data subject with a fresh key.
     pub async fn create_subject(&self) -> Result<Uuid, VaultError> {
         let subject = Uuid::new_v4();
+        self.ensure_subject(subject).await?;
+        Ok(subject)
+    }
+
+    /// Gives `subject` a fresh key unless it has one (or had one: an erased subject is never
+    /// given a key again).
+    pub async fn ensure_subject(&self, subject: Uuid) -> Result<(), VaultError> {
         let key = XChaCha20Poly1305::generate_key(&mut OsRng);
         let mut bytes = Zeroizing::new([0u8; 32]);
         bytes.copy_from_slice(&key);
-        sqlx::query("INSERT INTO data_subject_keys (data_subject_id, kek_id, wrapped_key) VALUES ($1, $2, $3)")
-            .bind(subject)
-            .bind(self.kek.id())
-            .bind(self.kek.wrap(subject, &bytes)?)
-            .execute(&self.pool)
-            .await?;
-        Ok(subject)
+        sqlx::query(
+            "INSERT INTO data_subject_keys (data_subject_id, kek_id, wrapped_key) VALUES ($1, $2, $3) \
+             ON CONFLICT (data_subject_id) DO NOTHING",
+        )
+        .bind(subject)
+        .bind(self.kek.id())
+        .bind(self.kek.wrap(subject, &bytes)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Opens several fields of one subject with one read of its key: plaintext stored before
+    /// sealing as it is, sealed text with the key (each [`Opened::Erased`] once erased).
+    pub async fn open_all(
+        &self,
+        subject: Option<DataSubjectId>,
+        fields: &[(&str, &PersonalText)],
+    ) -> Result<Vec<Opened>, VaultError> {
+        let needs_key = fields.iter().any(|(_, text)| matches!(text, PersonalText::Sealed(_)));
+        let key = match (needs_key, subject) {
+            (false, _) => None,
+            (true, Some(subject)) => Some(self.key(subject.0).await?),
+            (true, None) => {
+                let field = fields.first().map_or("", |(field, _)| *field);
+                return Err(VaultError::Tampered { subject: Uuid::nil(), field: field.to_string() });
+            }
+        };
+        fields
+            .iter()
+            .map(|(field, text)| match (text, &key, subject) {
+                (PersonalText::Unsealed(plain) | PersonalText::Legacy(plain), _, _) => Ok(Opened::Text(plain.clone())),
+                (PersonalText::Sealed(_), Some(None), _) => Ok(Opened::Erased),
+                (PersonalText::Sealed(sealed), Some(Some(key)), Some(subject)) => {
+                    open_sealed(key, subject.0, field, sealed)
+                }
+                (PersonalText::Sealed(_), _, _) => {
+                    Err(VaultError::Tampered { subject: Uuid::nil(), field: (*field).to_string() })
+                }
+            })
+            .collect()
     }
 
     /// The subject's key; `None` once erased.
@@ -279,14 +332,7 @@ impl Vault {
     /// Opens a field sealed by [`Vault::seal`]; [`Opened::Erased`] once the subject is erased.
     pub async fn open(&self, subject: Uuid, field: &str, sealed: &str) -> Result<Opened, VaultError> {
         let Some(key) = self.key(subject).await? else { return Ok(Opened::Erased) };
-        let tampered = || VaultError::Tampered { subject, field: field.to_string() };
-        let bytes = sealed
-            .strip_prefix(SEALED_PREFIX)
-            .and_then(|text| URL_SAFE_NO_PAD.decode(text).ok())
-            .ok_or_else(tampered)?;
-        let cipher = cipher(&key);
-        let opened = open_bytes(&cipher, &bytes, &field_context(subject, field)).ok_or_else(tampered)?;
-        String::from_utf8(opened).map(Opened::Text).map_err(|_| tampered())
+        open_sealed(&key, subject, field, sealed)
     }
 
     /// Destroys the subject's key, recording who, when and why (no personal data).
@@ -309,6 +355,40 @@ impl Vault {
                 .fetch_optional(&self.pool)
                 .await?;
         Ok(if known.is_some() { Erasure::AlreadyErased } else { Erasure::Unknown })
+    }
+}
+
+/// The command service's sealer: every personal field a decision writes is sealed under its
+/// subject's key, the key created with the subject's first field.
+#[async_trait::async_trait]
+impl PersonalDataSealer for Vault {
+    async fn seal(&self, fields: &[ToSeal<'_>]) -> Result<Vec<String>, SealError> {
+        let unavailable = |error: VaultError| SealError::Unavailable(error.to_string());
+        let mut ciphers: HashMap<Uuid, XChaCha20Poly1305> = HashMap::new();
+        for field in fields {
+            let subject = field.subject.0;
+            if ciphers.contains_key(&subject) {
+                continue;
+            }
+            let key = match self.key(subject).await {
+                Err(VaultError::UnknownSubject(_)) => {
+                    self.ensure_subject(subject).await.map_err(unavailable)?;
+                    self.key(subject).await
+                }
+                other => other,
+            };
+            let key = key.map_err(unavailable)?.ok_or(SealError::Erased(field.subject))?;
+            ciphers.insert(subject, cipher(&key));
+        }
+        fields
+            .iter()
+            .map(|field| {
+                let cipher = &ciphers[&field.subject.0];
+                seal_bytes(cipher, field.plaintext.as_bytes(), &field_context(field.subject.0, field.field))
+                    .map(|sealed| format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed)))
+                    .ok_or_else(|| unavailable(VaultError::TooLong))
+            })
+            .collect()
     }
 }
 

@@ -145,6 +145,10 @@ pub enum DemoCommand {
         years: u32,
         #[arg(long, default_value_t = 2024)]
         seed: u64,
+        /// The key-encryption key of personal data: the generated contacts and texts are sealed
+        /// as the service seals them.
+        #[arg(long, env = "AISC_KEK_FILE")]
+        kek_file: std::path::PathBuf,
     },
 }
 
@@ -373,6 +377,11 @@ pub struct ServeArgs {
     /// A webhook delivery still failing this many hours after its notification is given up.
     #[arg(long, env = "AISC_WEBHOOK_GIVE_UP_AFTER_H", default_value_t = 72, value_parser = clap::value_parser!(u64).range(1..=24 * 30))]
     pub webhook_give_up_after_h: u64,
+    /// The file holding the key-encryption key of personal data (from `aisc privacy keygen`);
+    /// required: the service refuses to start without it, or with another key than the one
+    /// the data subjects' keys are wrapped with.
+    #[arg(long, env = "AISC_KEK_FILE")]
+    pub kek_file: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -394,6 +403,7 @@ impl ServeArgs {
         };
         config.webhooks.allowed_hosts = self.webhook_allowed_hosts.clone();
         config.webhooks.give_up_after = Duration::from_secs(self.webhook_give_up_after_h * 3600);
+        config.kek_file = self.kek_file.clone();
         config
     }
 }
@@ -843,11 +853,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 Ok(ExitCode::from(1))
             }
         }
-        Command::Demo(DemoCommand::Seed { database, applications, years, seed }) => {
+        Command::Demo(DemoCommand::Seed { database, applications, years, seed, kek_file }) => {
             let store = open_store(&database).await?;
+            let vault = open_vault(&store, &kek_file).await?;
             let scheme = aisc_domain::subsidy::service::SchemeService::new(
                 aisc_domain::command_service::CommandService::new(store, aisc_adapters::TimeOrderedEventIds)
-                    .with_backoff(std::sync::Arc::new(aisc_adapters::JitteredBackoff::default())),
+                    .with_backoff(std::sync::Arc::new(aisc_adapters::JitteredBackoff::default()))
+                    .with_sealer(vault),
             );
             let progress = ProgressReport::new("demo seed", "commands", None);
             let summary = aisc_domain::demo::seed_reporting(&scheme, applications, years, seed, &progress)
@@ -989,6 +1001,18 @@ fn export_error(error: crate::routes::exports::ExportError) -> CliError {
 /// otherwise refuse while a migration is pending.
 async fn open_pool(database: &DatabaseArgs) -> Result<sqlx::PgPool, CliError> {
     Ok(database::connect_and_migrate_if_owner(&DatabaseConfig::new(database.url.clone())).await?)
+}
+
+/// The keys of personal data, opened with the key-encryption key in `kek_file` (checked
+/// against the keys already stored).
+async fn open_vault(
+    store: &PostgresEventStore,
+    kek_file: &std::path::Path,
+) -> Result<std::sync::Arc<aisc_adapters::personal_data::Vault>, CliError> {
+    let kek = aisc_adapters::personal_data::KeyEncryptionKey::load(kek_file)?;
+    let vault = aisc_adapters::personal_data::Vault::new(store.pool().clone(), kek);
+    vault.check().await?;
+    Ok(std::sync::Arc::new(vault))
 }
 
 async fn open_store(database: &DatabaseArgs) -> Result<PostgresEventStore, CliError> {

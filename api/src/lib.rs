@@ -13,6 +13,7 @@ pub mod input;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod personal_data;
 pub mod problem;
 pub mod progress;
 pub mod request_context;

@@ -7,6 +7,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use std::sync::Arc;
 
+use aisc_adapters::personal_data::{KeyEncryptionKey, Vault};
 use aisc_adapters::{DatabaseConfig, PostgresEventStore, database};
 use aisc_domain::event_store::EventStore;
 use aisc_projections::ProjectionRunner;
@@ -30,6 +31,8 @@ pub struct ServiceConfig {
     pub limits: crate::limits::RequestLimits,
     /// Webhook hosts allowed, retries and give-up horizon.
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// The file holding the key-encryption key of personal data (`AISC_KEK_FILE`); required.
+    pub kek_file: Option<std::path::PathBuf>,
 }
 
 impl ServiceConfig {
@@ -42,6 +45,7 @@ impl ServiceConfig {
             clock: aisc_adapters::clock::Clock::hong_kong(),
             limits: crate::limits::RequestLimits::default(),
             webhooks: crate::webhooks::WebhookSettings::default(),
+            kek_file: None,
         }
     }
 }
@@ -52,6 +56,20 @@ pub enum StartupError {
     Database(#[from] aisc_adapters::DatabaseError),
     #[error("cannot listen on {bind}: {reason}; set AISC_BIND to a free address")]
     Bind { bind: String, reason: String },
+    #[error(
+        "AISC_KEK_FILE is not set: the service seals personal data under keys wrapped by a key-encryption key; create one with `aisc privacy keygen --out FILE` (kept where the database's administrators cannot read it) and set AISC_KEK_FILE to that file"
+    )]
+    NoKeyEncryptionKey,
+    #[error(transparent)]
+    KeyEncryptionKey(#[from] aisc_adapters::personal_data::KekError),
+    #[error("the key-encryption key cannot open the data subjects' keys: {0}")]
+    PersonalDataKeys(#[from] aisc_adapters::personal_data::VaultError),
+}
+
+/// The key-encryption key the configuration names.
+fn load_kek(config: &ServiceConfig) -> Result<KeyEncryptionKey, StartupError> {
+    let path = config.kek_file.as_deref().ok_or(StartupError::NoKeyEncryptionKey)?;
+    Ok(KeyEncryptionKey::load(path)?)
 }
 
 /// A built application, bound to its port, ready to run.
@@ -74,8 +92,11 @@ impl Application {
             statement_timeout: None,
             ..config.database.clone()
         };
+        // The key first: a service that cannot read personal data must not start at all.
+        let kek = load_kek(&config)?;
         let background_pool = database::connect_and_migrate_if_owner(&background).await?;
         let pool = database::connect(&config.database).await?;
+        Vault::new(pool.clone(), kek).check().await?;
         Self::build_with_pools(config, pool, background_pool)
     }
 
@@ -96,6 +117,7 @@ impl Application {
             .local_addr()
             .map_err(|error| StartupError::Bind { bind: config.bind.clone(), reason: error.to_string() })?
             .port();
+        let vault = Arc::new(Vault::new(pool.clone(), load_kek(&config)?));
         let store = PostgresEventStore::new(pool.clone());
         let (stop_projections, mut projections) =
             start_projections(&background_pool, &PostgresEventStore::new(background_pool.clone()));
@@ -110,8 +132,10 @@ impl Application {
         let pool_data = web::Data::new(pool.clone());
         let scheme_data = web::Data::new(aisc_domain::subsidy::service::SchemeService::new(
             aisc_domain::command_service::CommandService::new(store.clone(), aisc_adapters::TimeOrderedEventIds)
-                .with_backoff(std::sync::Arc::new(aisc_adapters::JitteredBackoff::default())),
+                .with_backoff(std::sync::Arc::new(aisc_adapters::JitteredBackoff::default()))
+                .with_sealer(vault.clone()),
         ));
+        let vault_data = web::Data::from(vault);
         let store_data = web::Data::new(store);
         let clock_data = web::Data::new(config.clock.clone());
         let tokens = aisc_adapters::token_cache::TokenCache::new(pool.clone());
@@ -134,6 +158,7 @@ impl Application {
             app.service(web::scope("/ui").configure(crate::ui::configure))
                 .app_data(pool_data.clone())
                 .app_data(store_data.clone())
+                .app_data(vault_data.clone())
                 .app_data(scheme_data.clone())
                 .app_data(clock_data.clone())
                 .app_data(tokens_data.clone())

@@ -46,6 +46,12 @@ pub trait EventCodec: Sized {
         data: &Value,
         context: StoredContext,
     ) -> Result<Self, CodecError>;
+
+    /// Its personal fields (see [`crate::personal_data`]): the command service seals those a
+    /// decision wrote before the event is encoded.
+    fn personal_fields(&mut self) -> Vec<crate::personal_data::PersonalField<'_>> {
+        Vec::new()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -63,6 +69,11 @@ pub trait EventPayload: Serialize + DeserializeOwned {
     /// The schema version this code writes. Raise it whenever the stored JSON changes, and
     /// teach [`EventPayload::upcast`] the step from the previous version.
     const SCHEMA_VERSION: u32;
+
+    /// Its personal fields, each with its data subject (none for most event types).
+    fn personal_fields(&mut self) -> Vec<crate::personal_data::PersonalField<'_>> {
+        Vec::new()
+    }
 
     /// Turns stored data of `from_version` into data of `from_version + 1`. Only versions
     /// below [`EventPayload::SCHEMA_VERSION`] are ever passed here.
@@ -184,6 +195,11 @@ macro_rules! stored_events {
             fn to_data(&self) -> Result<serde_json::Value, $crate::codec::CodecError> {
                 match self {
                     $($enum::$variant(payload) => $crate::codec::EventPayload::encode(payload),)+
+                }
+            }
+            fn personal_fields(&mut self) -> Vec<$crate::personal_data::PersonalField<'_>> {
+                match self {
+                    $($enum::$variant(payload) => $crate::codec::EventPayload::personal_fields(payload),)+
                 }
             }
             fn from_stored(

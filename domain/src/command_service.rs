@@ -19,6 +19,8 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::personal_data::{PersonalDataSealer, PersonalField, PersonalText, SealError, seal_fields};
+
 pub use crate::codec::{CodecError, EventCodec};
 use crate::event_store::{
     ActualVersion, EventStore, ExpectedVersion, MAX_EVENTS_PER_APPEND, NewEvent, Position, ReadDirection,
@@ -416,6 +418,9 @@ pub enum CommandError<E> {
     Codec(#[from] CodecError),
     #[error(transparent)]
     Store(StoreError),
+    /// Personal data it would write could not be sealed (its subject erased, or no key).
+    #[error(transparent)]
+    PersonalData(#[from] SealError),
 }
 
 /// Attempts at a decision whose streams other writers keep changing, by default. Each attempt
@@ -430,6 +435,9 @@ pub struct CommandService<S, I> {
     backoff: Option<Arc<dyn Backoff>>,
     kept: Mutex<KeptStates>,
     kept_bounds: KeptBounds,
+    /// Seals the personal fields decisions write; without one, a decision writing personal
+    /// data fails rather than store it in plaintext.
+    sealer: Option<Arc<dyn PersonalDataSealer>>,
 }
 
 impl<S: EventStore, I: EventIds> CommandService<S, I> {
@@ -441,7 +449,14 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
             backoff: None,
             kept: Mutex::new(KeptStates::default()),
             kept_bounds: KeptBounds { streams: CACHE_MAX_STREAMS, bytes: CACHE_MAX_BYTES },
+            sealer: None,
         }
+    }
+
+    /// Seals the personal fields of every event decided with `sealer`.
+    pub fn with_sealer(mut self, sealer: Arc<dyn PersonalDataSealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
     }
 
     pub fn with_max_attempts(mut self, attempts: usize) -> Self {
@@ -560,7 +575,9 @@ impl<S: EventStore, I: EventIds> CommandService<S, I> {
                 .map_err(CommandError::Codec)
                 .and_then(|state| decision.decide(&state, facts).map_err(CommandError::Rejected));
             self.keep(&histories);
-            let decided = Decided::group(&decided?)?;
+            let mut decided = decided?;
+            self.seal_personal_data(&mut decided).await?;
+            let decided = Decided::group(&decided)?;
             let mut appends = Vec::with_capacity(decided.len());
             for decision in decided {
                 let Some(history) = histories.get(&decision.stream) else {
@@ -691,6 +708,25 @@ fn encode_metadata<E>(metadata: &CommandMetadata) -> Result<Value, CommandError<
 }
 
 impl<S, I> CommandService<S, I> {
+    /// Seals the personal fields the decided events carry in plaintext, in one call to the
+    /// sealer: encoding refuses unsealed text, so nothing personal is stored in the clear.
+    async fn seal_personal_data<E: EventCodec, R>(&self, events: &mut [(StreamId, E)]) -> Result<(), CommandError<R>> {
+        let fields: Vec<PersonalField<'_>> = events
+            .iter_mut()
+            .flat_map(|(_, event)| event.personal_fields())
+            .filter(|field| matches!(field.text, PersonalText::Unsealed(_)))
+            .collect();
+        if fields.is_empty() {
+            return Ok(());
+        }
+        let Some(sealer) = &self.sealer else {
+            return Err(CommandError::PersonalData(SealError::Unavailable(
+                "no key-encryption key was given (AISC_KEK_FILE)".into(),
+            )));
+        };
+        seal_fields(sealer.as_ref(), fields).await.map_err(CommandError::PersonalData)
+    }
+
     /// Keeps the states a decision folded, for the next command on the same streams.
     fn keep(&self, histories: &Histories) {
         let (Ok(mut folded), Ok(mut kept)) = (histories.folded.lock(), self.kept.lock()) else { return };
@@ -927,7 +963,9 @@ impl<S: EventStore, I: EventIds> CommandBatch<'_, S, I> {
             .map_err(CommandError::Codec)
             .and_then(|state| decision.decide(&state, facts).map_err(CommandError::Rejected));
         self.keep(&histories);
-        let decided = Decided::group(&decided?)?;
+        let mut decided = decided?;
+        self.service.seal_personal_data(&mut decided).await?;
+        let decided = Decided::group(&decided)?;
         if let Some(outside) = decided.iter().find(|decided| !histories.streams.contains_key(&decided.stream)) {
             return Err(CommandError::Codec(CodecError {
                 action: "append",

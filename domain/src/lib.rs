@@ -10,5 +10,6 @@ pub mod codec;
 pub mod command_service;
 pub mod demo;
 pub mod event_store;
+pub mod personal_data;
 pub mod progress;
 pub mod subsidy;

@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use aisc_adapters::clock::today_in_hong_kong;
+use aisc_adapters::personal_data::{KeyEncryptionKey, Vault};
 use aisc_adapters::{PostgresEventStore, TimeOrderedEventIds};
 use aisc_api::auth::Role;
 use aisc_domain::command_service::{CommandMetadata, CommandService, Decision, Written};
@@ -49,6 +50,15 @@ use tokio::net::TcpStream;
 const BENCH_DATABASE: &str = "aisc_bench_scheme";
 const HEADING: &str = "## End to end";
 const AISC: &str = env!("CARGO_BIN_EXE_aisc");
+/// The benchmark's key-encryption key of personal data (the suites' test key).
+const TEST_KEK_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-kek.hex");
+
+/// The service's binary, run with the benchmark's key-encryption key.
+fn aisc() -> Command {
+    let mut command = Command::new(AISC);
+    command.env("AISC_KEK_FILE", TEST_KEK_FILE);
+    command
+}
 /// The service type of the benchmark's own projects, apart from the generated scheme's GPUs.
 const BENCH_SERVICE: &str = "bench_gpu_hour";
 /// Projects the HTTP usage charges and the bulk import spread over.
@@ -159,7 +169,7 @@ struct Server {
 impl Server {
     async fn start(database_url: &str) -> Self {
         let port = free_port();
-        let child = Command::new(AISC)
+        let child = aisc()
             .arg("serve")
             .env("DATABASE_URL", database_url)
             .env("AISC_BIND", format!("127.0.0.1:{port}"))
@@ -204,7 +214,7 @@ impl Server {
 /// observed (MiB).
 async fn run_aisc(database_url: &str, args: &[&str]) -> (Duration, f64) {
     let started = Instant::now();
-    let mut child = Command::new(AISC)
+    let mut child = aisc()
         .args(args)
         .env("DATABASE_URL", database_url)
         .stdout(Stdio::null())
@@ -615,8 +625,11 @@ async fn main() {
     let intake = aisc_api::auth::issue(&pool, "bench-intake", &[Role::IntakeOfficer]).await.expect("token");
     let finance = aisc_api::auth::issue(&pool, "bench-finance", &[Role::FinanceOfficer]).await.expect("token");
     let auditor = aisc_api::auth::issue(&pool, "bench-auditor", &[Role::Auditor]).await.expect("token");
-    let scheme: Scheme =
-        SchemeService::new(CommandService::new(PostgresEventStore::new(pool.clone()), TimeOrderedEventIds));
+    let kek = KeyEncryptionKey::load(std::path::Path::new(TEST_KEK_FILE)).expect("the benchmark's KEK");
+    let scheme: Scheme = SchemeService::new(
+        CommandService::new(PostgresEventStore::new(pool.clone()), TimeOrderedEventIds)
+            .with_sealer(Arc::new(Vault::new(pool.clone(), kek))),
+    );
     let fixture = Arc::new(open_intake(&scheme).await);
 
     // Submissions over HTTP.

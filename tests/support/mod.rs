@@ -213,6 +213,7 @@ impl TestApp {
         let day =
             std::sync::Arc::new(std::sync::Mutex::new(chrono::NaiveDate::from_ymd_opt(2025, 5, 2).expect("date")));
         let mut config = aisc_api::ServiceConfig::new(database.url.clone(), "127.0.0.1:0");
+        config.kek_file = Some(TEST_KEK_FILE.into());
         config.clock = aisc_adapters::clock::Clock::set_by(day.clone());
         configure(&mut config);
         let application =
@@ -376,7 +377,7 @@ pub fn serve_process(database_url: &str) -> (std::process::Child, u16) {
 /// [`serve_process`] with more environment variables (its configuration).
 pub fn serve_process_with(database_url: &str, environment: &[(&str, &str)]) -> (std::process::Child, u16) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_aisc"))
+    let mut child = aisc()
         .args(["serve"])
         .env("DATABASE_URL", database_url)
         .env("AISC_BIND", "127.0.0.1:0")
@@ -413,4 +414,15 @@ pub async fn rewrite_event_behind_triggers(pool: &sqlx::PgPool, event_id: uuid::
     .execute(&mut *connection)
     .await
     .expect("tamper");
+}
+
+/// The key-encryption key of personal data every suite runs with (a test key, never a
+/// service's).
+pub const TEST_KEK_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/test-kek.hex");
+
+/// The service's binary, run with the suites' key-encryption key.
+pub fn aisc() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_aisc"));
+    command.env("AISC_KEK_FILE", TEST_KEK_FILE);
+    command
 }

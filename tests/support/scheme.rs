@@ -2,6 +2,7 @@
 //! a GPU price and capacity, and applications at each stage.
 #![allow(dead_code)]
 
+use aisc_adapters::personal_data::{KeyEncryptionKey, Vault};
 use std::sync::Arc;
 
 use aisc_adapters::{JitteredBackoff, PostgresEventStore, TimeOrderedEventIds};
@@ -87,8 +88,16 @@ where
 pub async fn scheme(database: &TestDatabase) -> Scheme {
     let store = PostgresEventStore::new(database.pool.clone());
     SchemeService::new(
-        CommandService::new(store, TimeOrderedEventIds).with_backoff(Arc::new(JitteredBackoff::default())),
+        CommandService::new(store, TimeOrderedEventIds)
+            .with_backoff(Arc::new(JitteredBackoff::default()))
+            .with_sealer(Arc::new(vault(database))),
     )
+}
+
+/// The keys of personal data, under the suites' key-encryption key.
+pub fn vault(database: &TestDatabase) -> Vault {
+    let kek = KeyEncryptionKey::load(std::path::Path::new(super::TEST_KEK_FILE)).expect("the suites' KEK");
+    Vault::new(database.pool.clone(), kek)
 }
 
 /// A batch, funding for 2025-26, a GPU price and capacity for July to December 2025.

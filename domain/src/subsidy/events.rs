@@ -10,6 +10,9 @@ use super::funding::FundingEvent;
 use super::prices::PriceEvent;
 use crate::codec::{BusinessDate, CodecError, EventCodec, StoredContext};
 
+// An application's submission is the large variant; events are decided and folded a few at a
+// time, so boxing it would cost an allocation per event for no saving worth having.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SchemeEvent {
     Application(ApplicationEvent),
@@ -65,6 +68,11 @@ macro_rules! scheme_event_from {
             fn to_data(&self) -> Result<Value, CodecError> {
                 match self {
                     $(SchemeEvent::$variant(event) => event.to_data(),)+
+                }
+            }
+            fn personal_fields(&mut self) -> Vec<crate::personal_data::PersonalField<'_>> {
+                match self {
+                    $(SchemeEvent::$variant(event) => event.personal_fields(),)+
                 }
             }
             fn from_stored(

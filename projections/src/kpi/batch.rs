@@ -21,6 +21,8 @@ use super::{NAME, SUBSIDY_LINE};
 use crate::projection::ProjectionError;
 
 /// An event of a batch, decoded once.
+// As `SchemeEvent`: a submission is the large variant, and a batch's events live briefly.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Decoded {
     Application { id: String, event: ApplicationEvent },
     Budget { year: String, event: FundingEvent },

@@ -58,6 +58,12 @@ pub struct ApplicationStateView {
     submitted_on: Option<NaiveDate>,
     /// The application as submitted or last amended.
     submission: Option<SubmissionView>,
+    /// The data subject whose key seals the personal fields (the contact, the summary, the
+    /// contribution, the progress reports and their reviews); null for an application whose
+    /// fields were stored before personal data was sealed.
+    data_subject_id: Option<String>,
+    /// Whether the data subject's personal data was erased: its fields are then null.
+    personal_data_erased: bool,
     /// Why it was found ineligible (empty unless it was).
     ineligibility: Vec<String>,
     /// The assessor's name, once assessed.
@@ -97,15 +103,16 @@ pub struct RequestedResourceView {
 pub struct UndertakingsView {
     land_in_hong_kong: bool,
     professionals_to_employ: u32,
-    /// How the project contributes to R&D and AI innovation in Hong Kong.
-    contribution: String,
+    /// How the project contributes to R&D and AI innovation in Hong Kong (personal: null once
+    /// erased).
+    contribution: Option<String>,
 }
 
-/// The applicant's contact.
+/// The applicant's contact (personal: null once erased).
 #[derive(utoipa::ToSchema)]
 pub struct ContactView {
-    name: String,
-    email: String,
+    name: Option<String>,
+    email: Option<String>,
 }
 
 /// The application as submitted or last amended.
@@ -117,7 +124,8 @@ pub struct SubmissionView {
     category: String,
     sub_type: String,
     project_title: String,
-    project_summary: String,
+    /// Personal: null once erased.
+    project_summary: Option<String>,
     develops_ai_models: bool,
     requested_resources: Vec<RequestedResourceView>,
     /// The subsidy rate asked for, in basis points (7000 = 70 %).

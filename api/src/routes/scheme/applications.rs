@@ -53,6 +53,7 @@ pub async fn application(
     path: web::Path<String>,
     principal: Principal,
     scheme: web::Data<Scheme>,
+    vault: web::Data<aisc_adapters::personal_data::Vault>,
 ) -> Result<HttpResponse, ApiError> {
     require(&principal, Action::ReadScheme)?;
     let application_id = path.into_inner();
@@ -79,7 +80,9 @@ pub async fn application(
                 _ => ApiError::internal("reading the application's state failed"),
             })?;
         return match current.into_iter().next() {
-            Some((state, Some(version))) => Ok(view(&state, Some(version))),
+            Some((state, Some(version))) => {
+                Ok(view(crate::personal_data::opened_application(&state, &vault).await?, Some(version)))
+            }
             _ => Err(ApiError::NotFound(format!("no application {application_id}"))),
         };
     }
@@ -123,7 +126,7 @@ pub async fn application(
     if history.version.is_none() {
         return Err(ApiError::NotFound(format!("no application {application_id}")));
     }
-    Ok(view(&state, history.version))
+    Ok(view(crate::personal_data::opened_application(&state, &vault).await?, history.version))
 }
 
 macro_rules! application_command {

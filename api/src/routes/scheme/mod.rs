@@ -13,6 +13,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use aisc_adapters::{PostgresEventStore, TimeOrderedEventIds};
 use aisc_domain::command_service::{CommandError, CommandMetadata, Decision, Written};
 use aisc_domain::event_store::{ActualVersion, StreamId};
+use aisc_domain::personal_data::SealError;
 use aisc_domain::subsidy::service::SchemeService;
 use aisc_domain::subsidy::streams;
 use aisc_domain::subsidy::{DomainError, Facts};
@@ -68,6 +69,14 @@ pub fn command_failure(error: CommandError<DomainError>, if_match: bool) -> ApiE
         }
         CommandError::Codec(codec) => ApiError::internal(codec),
         CommandError::Store(store) => store.into(),
+        CommandError::PersonalData(SealError::Erased(subject)) => ApiError::Unprocessable {
+            code: "personal_data_erased",
+            detail: format!(
+                "the personal data of this application (data subject {subject}) has been erased; nothing more of it can be recorded"
+            ),
+            errors: vec![],
+        },
+        CommandError::PersonalData(unavailable @ SealError::Unavailable(_)) => ApiError::internal(unavailable),
     }
 }
 

@@ -130,7 +130,7 @@ fn read_failure(error: CommandError<()>) -> ApiError {
     match error {
         CommandError::Store(store) => store.into(),
         CommandError::Codec(codec) => ApiError::internal(codec),
-        CommandError::Rejected(()) | CommandError::Conflict { .. } => {
+        CommandError::Rejected(()) | CommandError::Conflict { .. } | CommandError::PersonalData(_) => {
             ApiError::internal("unexpected outcome of a read")
         }
     }

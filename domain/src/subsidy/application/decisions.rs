@@ -16,6 +16,7 @@ use super::submission::Submission;
 use crate::codec::CodecError;
 use crate::command_service::{Decision, Histories, StreamDecision};
 use crate::event_store::StreamId;
+use crate::personal_data::{DataSubjectId, PersonalText};
 use crate::subsidy::Facts;
 use crate::subsidy::batches::{Batch, BatchCalendar, BatchCalendarState};
 use crate::subsidy::capacity::{self, Allocation, Capacity, CapacityState};
@@ -99,6 +100,7 @@ impl Decision for SubmitApplication {
             batch_id: batch_id.to_string(),
             batch_deadline: batch.deadline,
             submitted_on: facts.today,
+            data_subject_id: Some(DataSubjectId::of_application(&self.application_id)),
             details: self.submission.clone().into(),
         };
         Ok(vec![(self.subject()?, submitted.into())])
@@ -125,10 +127,14 @@ impl StreamDecision for AmendApplication {
         within_deadline(state, facts.today, "amended")?;
         self.submission.validate()?;
         let details: ApplicationDetails = self.submission.clone().into();
+        // Sealed personal text cannot be compared with the plaintext of a new amendment: an
+        // amendment is refused as identical only when the personal fields on record are
+        // plaintext (stored before sealing, or not yet sealed); otherwise it is recorded.
         if state.submission.as_ref() == Some(&details) {
             return Err(DomainError::NoChange("the amendment is identical to the application".into()));
         }
-        Ok(vec![ApplicationAmended { amended_on: facts.today, details }.into()])
+        let data_subject_id = Some(DataSubjectId::of_application(&self.application_id));
+        Ok(vec![ApplicationAmended { amended_on: facts.today, data_subject_id, details }.into()])
     }
 }
 
@@ -937,7 +943,8 @@ impl StreamDecision for SubmitProgressReport {
             ProgressReportSubmitted {
                 due: self.due,
                 kpis: self.kpis.clone(),
-                summary: self.summary.clone(),
+                data_subject_id: Some(DataSubjectId::of_application(&self.application_id)),
+                summary: PersonalText::Unsealed(self.summary.clone()),
                 submitted_on: facts.today,
             }
             .into(),
@@ -979,7 +986,8 @@ impl StreamDecision for ReviewProgressReport {
                 reviewed_on: facts.today,
                 due: self.due,
                 accepted: self.accepted,
-                comments: self.comments.clone(),
+                data_subject_id: Some(DataSubjectId::of_application(&self.application_id)),
+                comments: PersonalText::Unsealed(self.comments.clone()),
                 reviewed_by: facts.actor.clone(),
             }
             .into(),

@@ -10,6 +10,10 @@
 //! - v2 of `AssessmentRecorded`, `DisbursementReversed` and `ProgressReportReviewed` adds the
 //!   business date the first release did not store (`assessed_on`, `reversed_on`,
 //!   `reviewed_on`); their v1 data takes the Hong Kong day the event was recorded.
+//! - v3 of `ApplicationSubmitted` and `ApplicationAmended`, v2 of `ProgressReportSubmitted` and
+//!   v3 of `ProgressReportReviewed` store their personal fields sealed under the application's
+//!   data subject (`data_subject_id`, see `crate::personal_data`); the plaintext of the older
+//!   versions is read as `{"legacy_plaintext": …}` with no data subject.
 //! - v2 of `UsageCharged` records the bulk import the charge is a line of (`import_id`, null
 //!   for a charge recorded on its own), so that an import can refuse a line another import
 //!   already charged. v1 did not store it; see its upcaster for how v1 data is read.
@@ -20,6 +24,7 @@ use serde_json::Value;
 
 use crate::codec::{EventPayload, StoredContext, add_field, flatten_field};
 use crate::event_payloads;
+use crate::personal_data::{DataSubjectId, PersonalField, PersonalText};
 use crate::subsidy::capacity::Allocation;
 use crate::subsidy::values::{ApplicantCategory, FinancialYear, Money, Period, RateBps, ServiceType};
 
@@ -31,19 +36,21 @@ pub struct RequestedResource {
     pub units_per_month: u64,
 }
 
-/// The undertakings a strategic enterprise gives (§11(e)).
+/// The undertakings a strategic enterprise gave (§11(e)), as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Undertakings {
+pub struct UndertakingsRecord {
     pub land_in_hong_kong: bool,
     pub professionals_to_employ: u32,
-    /// How the project contributes to R&D and AI innovation in Hong Kong.
-    pub contribution: String,
+    /// How the project contributes to R&D and AI innovation in Hong Kong (personal: free text
+    /// that may name the people doing it).
+    pub contribution: PersonalText,
 }
 
+/// The applicant's contact person, as stored (personal).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Contact {
-    pub name: String,
-    pub email: String,
+pub struct ContactRecord {
+    pub name: PersonalText,
+    pub email: PersonalText,
 }
 
 /// The application as submitted or last amended.
@@ -53,7 +60,8 @@ pub struct ApplicationDetails {
     pub category: ApplicantCategory,
     pub sub_type: String,
     pub project_title: String,
-    pub project_summary: String,
+    /// Personal: free text that may describe the people of the project.
+    pub project_summary: PersonalText,
     pub develops_ai_models: bool,
     pub requested_resources: Vec<RequestedResource>,
     pub requested_rate: RateBps,
@@ -62,8 +70,38 @@ pub struct ApplicationDetails {
     pub mainland_or_overseas_team: bool,
     /// Declared: other Government funding for the same items (§13 footnote 6).
     pub other_government_funding: bool,
-    pub undertakings: Option<Undertakings>,
-    pub contact: Contact,
+    pub undertakings: Option<UndertakingsRecord>,
+    pub contact: ContactRecord,
+}
+
+impl ApplicationDetails {
+    /// The names of its personal fields, as bound into their seals.
+    pub const PERSONAL_FIELDS: [&'static str; 4] =
+        ["project_summary", "contact.name", "contact.email", "undertakings.contribution"];
+
+    /// Its personal fields by name (the contribution only when undertakings were given).
+    pub fn personal_texts(&self) -> Vec<(&'static str, &PersonalText)> {
+        let [summary, name, email, contribution] = Self::PERSONAL_FIELDS;
+        let mut texts =
+            vec![(summary, &self.project_summary), (name, &self.contact.name), (email, &self.contact.email)];
+        if let Some(undertakings) = &self.undertakings {
+            texts.push((contribution, &undertakings.contribution));
+        }
+        texts
+    }
+
+    fn personal_fields(&mut self, subject: DataSubjectId) -> Vec<PersonalField<'_>> {
+        let [summary, name, email, contribution] = Self::PERSONAL_FIELDS;
+        let mut fields = vec![
+            PersonalField { subject, field: summary, text: &mut self.project_summary },
+            PersonalField { subject, field: name, text: &mut self.contact.name },
+            PersonalField { subject, field: email, text: &mut self.contact.email },
+        ];
+        if let Some(undertakings) = &mut self.undertakings {
+            fields.push(PersonalField { subject, field: contribution, text: &mut undertakings.contribution });
+        }
+        fields
+    }
 }
 
 /// Scores for the criteria of §13 (a)–(d), 0 to 10 each.
@@ -119,6 +157,8 @@ pub struct Kpis {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplicationSubmitted {
     pub application_id: String,
+    /// Whose the personal fields are; `None` only in data stored before they were sealed.
+    pub data_subject_id: Option<DataSubjectId>,
     pub batch_id: String,
     pub batch_deadline: NaiveDate,
     pub submitted_on: NaiveDate,
@@ -129,6 +169,8 @@ pub struct ApplicationSubmitted {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplicationAmended {
     pub amended_on: NaiveDate,
+    /// Whose the personal fields are; `None` only in data stored before they were sealed.
+    pub data_subject_id: Option<DataSubjectId>,
     #[serde(flatten)]
     pub details: ApplicationDetails,
 }
@@ -227,7 +269,10 @@ pub struct DisbursementReversed {
 pub struct ProgressReportSubmitted {
     pub due: NaiveDate,
     pub kpis: Kpis,
-    pub summary: String,
+    /// Whose the summary is; `None` only in data stored before it was sealed.
+    pub data_subject_id: Option<DataSubjectId>,
+    /// Personal: free text on the project's people and progress.
+    pub summary: PersonalText,
     pub submitted_on: NaiveDate,
 }
 
@@ -236,7 +281,10 @@ pub struct ProgressReportReviewed {
     pub reviewed_on: NaiveDate,
     pub due: NaiveDate,
     pub accepted: bool,
-    pub comments: String,
+    /// Whose the comments are; `None` only in data stored before they were sealed.
+    pub data_subject_id: Option<DataSubjectId>,
+    /// Personal: the reviewer's free text on the applicant's report.
+    pub comments: PersonalText,
     pub reviewed_by: String,
 }
 
@@ -257,10 +305,17 @@ pub struct ApplicationTerminated {
 
 impl EventPayload for ApplicationSubmitted {
     const EVENT_TYPE: &'static str = "ApplicationSubmitted";
-    const SCHEMA_VERSION: u32 = 2;
+    const SCHEMA_VERSION: u32 = 3;
+    fn personal_fields(&mut self) -> Vec<PersonalField<'_>> {
+        match self.data_subject_id {
+            Some(subject) => self.details.personal_fields(subject),
+            None => Vec::new(),
+        }
+    }
     fn upcast(from_version: u32, data: Value, _context: &StoredContext) -> Result<Value, String> {
         match from_version {
             1 => flatten_field(data, "submission"),
+            2 => details_as_legacy_plaintext(data),
             other => Err(format!("no upcaster from schema version {other}")),
         }
     }
@@ -268,13 +323,83 @@ impl EventPayload for ApplicationSubmitted {
 
 impl EventPayload for ApplicationAmended {
     const EVENT_TYPE: &'static str = "ApplicationAmended";
-    const SCHEMA_VERSION: u32 = 2;
+    const SCHEMA_VERSION: u32 = 3;
+    fn personal_fields(&mut self) -> Vec<PersonalField<'_>> {
+        match self.data_subject_id {
+            Some(subject) => self.details.personal_fields(subject),
+            None => Vec::new(),
+        }
+    }
     fn upcast(from_version: u32, data: Value, _context: &StoredContext) -> Result<Value, String> {
         match from_version {
             1 => flatten_field(data, "submission"),
+            2 => details_as_legacy_plaintext(data),
             other => Err(format!("no upcaster from schema version {other}")),
         }
     }
+}
+
+impl EventPayload for ProgressReportSubmitted {
+    const EVENT_TYPE: &'static str = "ProgressReportSubmitted";
+    const SCHEMA_VERSION: u32 = 2;
+    fn personal_fields(&mut self) -> Vec<PersonalField<'_>> {
+        match self.data_subject_id {
+            Some(subject) => vec![PersonalField { subject, field: "summary", text: &mut self.summary }],
+            None => Vec::new(),
+        }
+    }
+    fn upcast(from_version: u32, data: Value, _context: &StoredContext) -> Result<Value, String> {
+        match from_version {
+            1 => add_field(legacy_plaintext(data, &["summary"])?, "data_subject_id", Value::Null),
+            other => Err(format!("no upcaster from schema version {other}")),
+        }
+    }
+}
+
+impl EventPayload for ProgressReportReviewed {
+    const EVENT_TYPE: &'static str = "ProgressReportReviewed";
+    const SCHEMA_VERSION: u32 = 3;
+    fn personal_fields(&mut self) -> Vec<PersonalField<'_>> {
+        match self.data_subject_id {
+            Some(subject) => vec![PersonalField { subject, field: "comments", text: &mut self.comments }],
+            None => Vec::new(),
+        }
+    }
+    fn upcast(from_version: u32, data: Value, context: &StoredContext) -> Result<Value, String> {
+        match from_version {
+            // v1 did not store the business date: the Hong Kong day it was recorded.
+            1 => add_field(data, "reviewed_on", context.recorded_on()),
+            2 => add_field(legacy_plaintext(data, &["comments"])?, "data_subject_id", Value::Null),
+            other => Err(format!("no upcaster from schema version {other}")),
+        }
+    }
+}
+
+/// The step to v3 of a submission or amendment: the personal fields stored in plaintext by v2
+/// are marked as such (they were not sealed, so no data subject is named).
+fn details_as_legacy_plaintext(data: Value) -> Result<Value, String> {
+    let mut data = legacy_plaintext(data, &["project_summary"])?;
+    let object = data.as_object_mut().ok_or("the data is not an object")?;
+    let contact = object.remove("contact").ok_or("contact is missing")?;
+    object.insert("contact".into(), legacy_plaintext(contact, &["name", "email"])?);
+    let undertakings = object.remove("undertakings").ok_or("undertakings is missing")?;
+    let undertakings =
+        if undertakings.is_null() { undertakings } else { legacy_plaintext(undertakings, &["contribution"])? };
+    object.insert("undertakings".into(), undertakings);
+    add_field(data, "data_subject_id", Value::Null)
+}
+
+/// Marks `fields` of `data`, stored as plain strings, as `{"legacy_plaintext": …}`.
+fn legacy_plaintext(mut data: Value, fields: &[&str]) -> Result<Value, String> {
+    let object = data.as_object_mut().ok_or("the data is not an object")?;
+    for field in fields {
+        let text = object.remove(*field).ok_or_else(|| format!("{field} is missing"))?;
+        if !text.is_string() {
+            return Err(format!("{field} is not text"));
+        }
+        object.insert((*field).to_string(), serde_json::json!({ "legacy_plaintext": text }));
+    }
+    Ok(data)
 }
 
 impl EventPayload for ApplicationApproved {
@@ -347,14 +472,13 @@ fn default_import_of(usage_id: &str) -> Option<&str> {
 }
 
 event_payloads!(1:
-    ApplicationWithdrawn, EligibilityConfirmed, RuledIneligible, AgreementSigned, ProgressReportSubmitted,
-    ApplicationCompleted, ApplicationTerminated
+    ApplicationWithdrawn, EligibilityConfirmed, RuledIneligible, AgreementSigned, ApplicationCompleted,
+    ApplicationTerminated
 );
 
 crate::business_date_added_in_v2!(
     AssessmentRecorded: assessed_on,
-    DisbursementReversed: reversed_on,
-    ProgressReportReviewed: reviewed_on
+    DisbursementReversed: reversed_on
 );
 
 crate::business_dates!(

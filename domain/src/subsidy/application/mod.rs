@@ -18,7 +18,7 @@ pub use decisions::*;
 pub use events::*;
 pub use ledger::{ChargedUsage, MonthUsage, UsageLedger, UsageSummary};
 pub use state::*;
-pub use submission::Submission;
+pub use submission::{Contact, Submission, Undertakings};
 
 /// The application aggregate: its events fold into [`ApplicationState`].
 pub struct Application;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::events::{ApplicationDetails, ApplicationEvent, ApprovedTerms, Reservation};
 use super::ledger::{NewCharge, UsageLedger};
+use crate::personal_data::DataSubjectId;
 use crate::subsidy::error::DomainError;
 use crate::subsidy::values::{FinancialYear, Money, Period, ServiceType};
 
@@ -72,6 +73,9 @@ pub struct ApplicationState {
     pub batch_deadline: Option<NaiveDate>,
     pub submitted_on: Option<NaiveDate>,
     pub submission: Option<ApplicationDetails>,
+    /// Whose the personal fields of the submission are (its contact); `None` while they are
+    /// plaintext stored before personal data was sealed.
+    pub data_subject_id: Option<DataSubjectId>,
     pub ineligibility: Vec<String>,
     pub assessor: Option<String>,
     pub total_score: Option<u32>,
@@ -178,8 +182,12 @@ pub fn apply(mut state: ApplicationState, event: &ApplicationEvent) -> Applicati
             state.batch_deadline = Some(e.batch_deadline);
             state.submitted_on = Some(e.submitted_on);
             state.submission = Some(e.details.clone());
+            state.data_subject_id = e.data_subject_id;
         }
-        E::ApplicationAmended(e) => state.submission = Some(e.details.clone()),
+        E::ApplicationAmended(e) => {
+            state.submission = Some(e.details.clone());
+            state.data_subject_id = e.data_subject_id.or(state.data_subject_id);
+        }
         E::ApplicationWithdrawn(_) => state.status = Status::Withdrawn,
         E::EligibilityConfirmed(_) => state.status = Status::Eligible,
         E::RuledIneligible(e) => {

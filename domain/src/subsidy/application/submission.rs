@@ -1,9 +1,33 @@
 //! What an applicant submits (the command's input), its validation, and the eligibility
 //! rules of §11 and §13 footnote 6 over the details as stored.
 
-use super::events::{ApplicationDetails, Contact, RequestedResource, Undertakings};
+use super::events::{ApplicationDetails, ContactRecord, RequestedResource, UndertakingsRecord};
+use crate::personal_data::PersonalText;
 use crate::subsidy::error::DomainError;
 use crate::subsidy::values::{ApplicantCategory, RateBps};
+
+/// The undertakings a strategic enterprise gives (§11(e)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undertakings {
+    pub land_in_hong_kong: bool,
+    pub professionals_to_employ: u32,
+    /// How the project contributes to R&D and AI innovation in Hong Kong.
+    pub contribution: String,
+}
+
+/// The applicant's contact person.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub name: String,
+    pub email: String,
+}
+
+impl std::fmt::Debug for Contact {
+    // Personal data stays out of logs and panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Contact { .. }")
+    }
+}
 
 /// What an applicant submits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +63,11 @@ impl Submission {
         text("project_title", &self.project_title, 300)?;
         text("project_summary", &self.project_summary, 10_000)?;
         text("contact.name", &self.contact.name, 200)?;
+        if let Some(undertakings) = &self.undertakings {
+            // Sealed text cannot be read by the eligibility check: a blank contribution is
+            // refused here, where it is still plaintext.
+            text("undertakings.contribution", &undertakings.contribution, 10_000)?;
+        }
         if !self.contact.email.contains('@') || self.contact.email.len() > 254 {
             return Err(DomainError::InvalidInput {
                 field: "contact.email",
@@ -104,7 +133,7 @@ impl From<Submission> for ApplicationDetails {
             category,
             sub_type,
             project_title,
-            project_summary,
+            project_summary: PersonalText::Unsealed(project_summary),
             develops_ai_models,
             requested_resources,
             requested_rate,
@@ -112,8 +141,15 @@ impl From<Submission> for ApplicationDetails {
             talents,
             mainland_or_overseas_team,
             other_government_funding,
-            undertakings,
-            contact,
+            undertakings: undertakings.map(|given| UndertakingsRecord {
+                land_in_hong_kong: given.land_in_hong_kong,
+                professionals_to_employ: given.professionals_to_employ,
+                contribution: PersonalText::Unsealed(given.contribution),
+            }),
+            contact: ContactRecord {
+                name: PersonalText::Unsealed(contact.name),
+                email: PersonalText::Unsealed(contact.email),
+            },
         }
     }
 }
@@ -143,7 +179,7 @@ impl ApplicationDetails {
                                 .into(),
                         );
                     }
-                    if undertakings.contribution.trim().is_empty() {
+                    if undertakings.contribution.is_blank() {
                         reasons.push("a strategic enterprise must show its contribution to R&D and AI innovation in Hong Kong (§11(e))".into());
                     }
                 }
