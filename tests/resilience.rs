@@ -21,7 +21,8 @@ async fn a_database_outage_gives_quick_503s_and_the_service_recovers_by_itself()
     let mut config = DatabaseConfig::new(through_proxy.clone());
     config.acquire_timeout = Duration::from_secs(2);
     let pool = database::connect(&config).await.expect("pool through the proxy");
-    let service = aisc_api::ServiceConfig::new(through_proxy, "127.0.0.1:0");
+    let mut service = aisc_api::ServiceConfig::new(through_proxy, "127.0.0.1:0");
+    service.kek_file = Some(support::TEST_KEK_FILE.into());
     let application = aisc_api::Application::build_with_pool(service, pool).expect("build");
     let port = application.port();
     let server = tokio::spawn(application.run_until_stopped());
@@ -67,6 +68,7 @@ async fn a_silent_database_gives_503_at_the_request_deadline_and_the_service_rec
     config.acquire_timeout = Duration::from_secs(3);
     let pool = database::connect(&config).await.expect("pool through the proxy");
     let mut service = aisc_api::ServiceConfig::new(through_proxy, "127.0.0.1:0");
+    service.kek_file = Some(support::TEST_KEK_FILE.into());
     service.limits.deadline = Duration::from_millis(1_000);
     let application = aisc_api::Application::build_with_pool(service, pool).expect("build");
     let port = application.port();

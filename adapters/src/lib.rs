@@ -9,6 +9,7 @@ pub mod database;
 pub mod event_hash;
 pub mod event_ids;
 pub mod held_back;
+pub mod log_generation;
 pub mod personal_data;
 pub mod postgres_store;
 pub mod token_cache;

@@ -174,7 +174,15 @@ struct AppendCall {
 }
 
 impl AppendCall {
-    fn build(mut appends: Vec<(usize, StreamAppend)>) -> Result<Self, StoreError> {
+    fn build(appends: Vec<(usize, StreamAppend)>) -> Result<Self, StoreError> {
+        // Microseconds: what timestamptz keeps, so the digest is recomputable from the row.
+        Self::build_recorded_at(appends, Utc::now().trunc_subsecs(6))
+    }
+
+    fn build_recorded_at(
+        mut appends: Vec<(usize, StreamAppend)>,
+        recorded_at: DateTime<Utc>,
+    ) -> Result<Self, StoreError> {
         let total: usize = appends.iter().map(|(_, append)| append.events.len()).sum();
         if appends.is_empty() {
             return Err(StoreError::InvalidAppend("an append needs at least one stream".into()));
@@ -186,8 +194,6 @@ impl AppendCall {
         }
         // One lock order for every transaction, so concurrent multi-stream appends never deadlock.
         appends.sort_by(|a, b| a.1.stream.cmp(&b.1.stream));
-        // Microseconds: what timestamptz keeps, so the digest is recomputable from the row.
-        let recorded_at = Utc::now().trunc_subsecs(6);
         let mut call = AppendCall {
             streams: Vec::with_capacity(appends.len()),
             expected_kinds: Vec::with_capacity(appends.len()),
@@ -367,6 +373,31 @@ impl PostgresEventStore {
     async fn append_multi_checked(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendResult>, StoreError> {
         let streams_in_order: Vec<String> = appends.iter().map(|a| a.stream.as_str().to_owned()).collect();
         let call = AppendCall::build(appends.into_iter().enumerate().collect())?;
+        self.append_call(streams_in_order, call).await
+    }
+
+    /// Appends events as recorded at `recorded_at` rather than now: only for copying a log into
+    /// a new generation (`aisc privacy reencrypt-log`), where each event keeps the time it was
+    /// first recorded. The new generation's hashes chain as any append's do.
+    pub async fn append_as_recorded_at(
+        &self,
+        appends: Vec<StreamAppend>,
+        recorded_at: DateTime<Utc>,
+    ) -> Result<Vec<AppendResult>, StoreError> {
+        let streams_in_order: Vec<String> = appends.iter().map(|a| a.stream.as_str().to_owned()).collect();
+        let call = AppendCall::build_recorded_at(appends.into_iter().enumerate().collect(), recorded_at)?;
+        let outcome = self.append_call(streams_in_order, call).await;
+        log_append_outcome(&outcome);
+        outcome
+    }
+
+    /// Runs a built append (retried while another transaction's positions would order it
+    /// wrongly) and answers in the callers' order of `streams_in_order`.
+    async fn append_call(
+        &self,
+        streams_in_order: Vec<String>,
+        call: AppendCall,
+    ) -> Result<Vec<AppendResult>, StoreError> {
         let mut attempt = 0;
         let sorted_results = loop {
             match self.append_once(&call).await {

@@ -92,6 +92,20 @@ pub enum PrivacyCommand {
         #[arg(long)]
         new_kek_file: std::path::PathBuf,
     },
+    /// One-off, for a log written before personal data was sealed: copy it into a new, empty
+    /// database (the new generation, DATABASE_URL), sealing its plaintext personal fields under
+    /// their data subjects' keys; every event keeps its stream, version, id, metadata and the
+    /// time it was first recorded, and the old log is verified first. Prints what was done.
+    ReencryptLog {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The old generation's database (only read).
+        #[arg(long)]
+        from_database_url: String,
+        /// The key-encryption key the new generation's data subject keys are wrapped with.
+        #[arg(long, env = "AISC_KEK_FILE")]
+        kek_file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -783,6 +797,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 new.id(),
                 old.id(),
                 new_kek_file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Privacy(PrivacyCommand::ReencryptLog { database, from_database_url, kek_file }) => {
+            use aisc_adapters::log_generation::{GenerationError, reencrypt_into_new_generation};
+            if from_database_url == database.url {
+                return Err(CliError::InvalidInput(
+                    "--from-database-url names the new generation's own database; the new generation is a new, empty database"
+                        .into(),
+                ));
+            }
+            let old = open_read_only_store(&DatabaseArgs { url: from_database_url }).await?;
+            let new = open_store(&database).await?;
+            let vault = open_vault(&new, &kek_file).await?;
+            let progress = ProgressReport::new("reencrypt log", "events", None);
+            let report = reencrypt_into_new_generation(&old, &new, &vault, &progress)
+                .await
+                .map_err(|error| match error {
+                    GenerationError::NotEmpty(_) => CliError::InvalidInput(error.to_string()),
+                    other => CliError::Usage(other.to_string()),
+                })?;
+            progress.finish();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(|error| CliError::Usage(error.to_string()))?
             );
             Ok(ExitCode::SUCCESS)
         }

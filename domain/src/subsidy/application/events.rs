@@ -521,6 +521,33 @@ pub enum ApplicationEvent {
     ApplicationTerminated(ApplicationTerminated),
 }
 
+impl ApplicationEvent {
+    /// Hands personal text stored before sealing (`Legacy`) to `subject`, unsealed, so that the
+    /// sealer seals it: the one-off re-encryption of a log written before personal data was
+    /// sealed. Answers whether the event held any.
+    pub fn unseal_legacy_for(&mut self, subject: DataSubjectId) -> bool {
+        let slot = match self {
+            ApplicationEvent::ApplicationSubmitted(e) => &mut e.data_subject_id,
+            ApplicationEvent::ApplicationAmended(e) => &mut e.data_subject_id,
+            ApplicationEvent::ProgressReportSubmitted(e) => &mut e.data_subject_id,
+            ApplicationEvent::ProgressReportReviewed(e) => &mut e.data_subject_id,
+            _ => return false,
+        };
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(subject);
+        let mut held_legacy = false;
+        for field in crate::codec::EventCodec::personal_fields(self) {
+            if let PersonalText::Legacy(text) = field.text {
+                *field.text = PersonalText::Unsealed(std::mem::take(text));
+                held_legacy = true;
+            }
+        }
+        held_legacy
+    }
+}
+
 crate::stored_events!(
     ApplicationEvent,
     [
