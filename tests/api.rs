@@ -426,3 +426,27 @@ async fn the_openapi_document_is_generated_from_the_code_and_covers_every_route(
     }
     app.stop().await;
 }
+
+/// The README's table of refusal codes names every code the domain refuses with, and no other.
+#[test]
+fn the_readme_lists_every_refusal_code() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|line| !line.starts_with("| code | refused because |"))
+        .take_while(|line| line.starts_with('|'))
+        .collect();
+    assert!(!table.is_empty(), "README.md has a table headed | code | refused because |");
+    let listed: std::collections::BTreeSet<&str> = table
+        .iter()
+        .skip(2)
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|codes| codes.split('`').skip(1).step_by(2))
+        .collect();
+    let codes: std::collections::BTreeSet<&str> =
+        aisc_domain::subsidy::error::DomainError::CODES.iter().copied().collect();
+    let unlisted: Vec<&&str> = codes.difference(&listed).collect();
+    assert!(unlisted.is_empty(), "the README's refusal codes table lacks {unlisted:?}");
+    let unknown: Vec<&&str> = listed.difference(&codes).collect();
+    assert!(unknown.is_empty(), "the README's refusal codes table names codes the domain lacks: {unknown:?}");
+}

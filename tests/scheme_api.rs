@@ -917,7 +917,8 @@ async fn dates_after_today_or_out_of_order_are_refused() {
     app.stop().await;
 }
 
-/// Rule: the application's assessor is not counted among the members present to decide it.
+/// Rule: the application's assessor is not counted among the members present to decide it,
+/// nor is a recused member; and a quorum of members without conflict must be present.
 #[tokio::test]
 async fn a_committee_counting_the_assessor_present_is_refused() {
     let app = TestApp::spawn().await;
@@ -939,8 +940,43 @@ async fn a_committee_counting_the_assessor_present_is_refused() {
                 .await;
         assert!(problem["detail"].as_str().unwrap_or_default().contains("assessor-1"), "{problem}");
     }
+    // m4 declared a conflict: listed present, it is refused, not quietly left out.
+    let mut recused_present = approval();
+    recused_present["meeting"]["members_present"] = json!(["m1", "m2", "m3", "m4"]);
+    let problem = refused(
+        &app,
+        "committee_secretariat",
+        &format!("{base}/approval"),
+        &recused_present,
+        "recused_member_counted_present",
+    )
+    .await;
+    assert!(problem["detail"].as_str().unwrap_or_default().contains("m4"), "{problem}");
+    let mut two_present = approval();
+    two_present["meeting"]["members_present"] = json!(["m1", "m2"]);
+    refused(&app, "committee_secretariat", &format!("{base}/approval"), &two_present, "quorum_not_met").await;
     assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
     ok(&app.post("committee_secretariat", &format!("{base}/approval"), &[], &approval().to_string()).await);
+    app.stop().await;
+}
+
+/// Rule: a month's allocations stay within 90 % of AISC capacity (§10); the refusal names the
+/// service, the month and the units left.
+#[tokio::test]
+async fn an_allocation_beyond_90_percent_of_capacity_is_refused_naming_the_units_left() {
+    let app = TestApp::spawn().await;
+    set_up(&app).await;
+    let id = assessed_application(&app).await;
+    let base = format!("/api/v1/applications/{id}");
+    let version = etag(&app, &id).await;
+    // 10,000 node-hours are declared in October: 9,000 may be allocated.
+    let mut beyond = approval();
+    beyond["allocations"][3]["units"] = json!(9_001);
+    let problem =
+        refused(&app, "committee_secretariat", &format!("{base}/approval"), &beyond, "capacity_cap_exceeded").await;
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("gpu_node_hour_h800 in 2025-10") && detail.contains("9000 units are left"), "{detail}");
+    assert_eq!(etag(&app, &id).await, version, "the application is unchanged");
     app.stop().await;
 }
 

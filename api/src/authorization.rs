@@ -156,4 +156,43 @@ mod tests {
         let refused = require(&intake, Action::ReadAuditTrail).expect_err("refused");
         assert!(refused.to_string().contains("auditor"), "{refused}");
     }
+
+    /// The action's place in [`Action::ALL`]. No wildcard: a new action does not compile until
+    /// it is given a place here, its index in `ALL`, which the test below checks.
+    fn place(action: Action) -> usize {
+        match action {
+            Action::ReadEventFeed => 0,
+            Action::ReadAuditTrail => 1,
+            Action::VerifyLog => 2,
+            Action::ReadProjectionStatus => 3,
+            Action::RebuildProjection => 4,
+            Action::ReadScheme => 5,
+            Action::ExportReports => 6,
+            Action::OpenOrCloseBatch => 7,
+            Action::RecordFunding => 8,
+            Action::SetPrices => 9,
+            Action::DeclareCapacity => 10,
+            Action::RedeployCapacity => 11,
+            Action::SubmitApplication => 12,
+            Action::AmendOrWithdrawApplication => 13,
+            Action::CheckEligibility => 14,
+            Action::RecordAssessment => 15,
+            Action::RecordCommitteeDecision => 16,
+            Action::SignAgreement => 17,
+            Action::ChargeUsage => 18,
+            Action::SubmitProgressReport => 19,
+            Action::ReviewProgressReport => 20,
+            Action::CloseProject => 21,
+            Action::ManageWebhooks => 22,
+        }
+    }
+
+    #[test]
+    fn every_action_is_listed_once_named_and_allowed_to_some_role() {
+        for (index, action) in Action::ALL.into_iter().enumerate() {
+            assert_eq!(place(action), index, "{action:?} is listed at its place, once");
+            assert!(!action.name().is_empty(), "{action:?} has a name");
+            assert!(!action.allowed_roles().is_empty(), "{action:?} is allowed to some role");
+        }
+    }
 }

@@ -6,7 +6,11 @@
 
 use aisc_domain::event_store::RecordedEvent;
 use aisc_domain::subsidy::application::ApplicationEvent;
+use aisc_domain::subsidy::batches::BatchEvent;
+use aisc_domain::subsidy::capacity::CapacityEvent;
 use aisc_domain::subsidy::events::SchemeEvent;
+use aisc_domain::subsidy::funding::FundingEvent;
+use aisc_domain::subsidy::prices::PriceEvent;
 use aisc_domain::subsidy::streams;
 use aisc_projections::{Interest, Projection, ProjectionError, ReadModelTables};
 use async_trait::async_trait;
@@ -163,8 +167,25 @@ pub fn from_event(event: &RecordedEvent) -> Result<Option<NewNotification>, Proj
 }
 
 /// The event types notifications come from.
-const RECORDED_EVENT_TYPES: [&str; 4] =
-    ["ApplicationApproved", "ApplicationRejected", "ApplicationDeferred", "AgreementSigned"];
+const RECORDED_EVENT_TYPES: &[&str] =
+    &["ApplicationApproved", "ApplicationRejected", "ApplicationDeferred", "AgreementSigned"];
+
+/// The application's other event types, which no webhook is told of. Listed one by one: a new
+/// event type of an application fails the test below until it is recorded or listed here.
+const IGNORED_APPLICATION_EVENT_TYPES: &[&str] = &[
+    "ApplicationSubmitted",
+    "ApplicationAmended",
+    "ApplicationWithdrawn",
+    "EligibilityConfirmed",
+    "RuledIneligible",
+    "AssessmentRecorded",
+    "UsageCharged",
+    "DisbursementReversed",
+    "ProgressReportSubmitted",
+    "ProgressReportReviewed",
+    "ApplicationCompleted",
+    "ApplicationTerminated",
+];
 
 /// The name of the recorder's checkpoint.
 pub const RECORDER_NAME: &str = "webhook_notifications";
@@ -193,8 +214,20 @@ impl Projection for NotificationRecorder {
         &TABLES
     }
 
+    /// The committee's decisions and agreements; every other event of an application, and every
+    /// event of batches, funding years, the price schedule and capacity, is ignored.
     fn interest(&self, event_type: &str) -> Option<Interest> {
-        Some(if RECORDED_EVENT_TYPES.contains(&event_type) { Interest::Handles } else { Interest::Ignores })
+        Interest::declared(
+            event_type,
+            &[RECORDED_EVENT_TYPES],
+            &[
+                IGNORED_APPLICATION_EVENT_TYPES,
+                BatchEvent::EVENT_TYPES,
+                FundingEvent::EVENT_TYPES,
+                PriceEvent::EVENT_TYPES,
+                CapacityEvent::EVENT_TYPES,
+            ],
+        )
     }
 
     async fn apply(&self, connection: &mut PgConnection, events: &[RecordedEvent]) -> Result<(), ProjectionError> {
@@ -204,5 +237,25 @@ impl Projection for NotificationRecorder {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recorder_declares_every_event_type_of_the_domain() {
+        for event_type in SchemeEvent::event_types() {
+            assert!(NotificationRecorder.interest(event_type).is_some(), "{event_type} is neither handled nor ignored");
+        }
+        let known: Vec<&str> = SchemeEvent::event_types().collect();
+        for listed in RECORDED_EVENT_TYPES.iter().chain(IGNORED_APPLICATION_EVENT_TYPES) {
+            assert!(known.contains(listed), "{listed} is not an event type of the domain");
+        }
+        for recorded in RECORDED_EVENT_TYPES {
+            assert!(NotificationRecorder.handles(recorded), "{recorded}");
+        }
+        assert_eq!(NotificationRecorder.interest("NoteRecorded"), None, "an unknown type is undeclared");
     }
 }

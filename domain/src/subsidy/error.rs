@@ -139,6 +139,66 @@ pub enum DomainError {
 }
 
 impl DomainError {
+    /// Every code [`DomainError::code`] answers, each once: the README's table of refusal codes
+    /// is checked against it.
+    pub const CODES: &'static [&'static str] = &[
+        "negative_amount",
+        "amount_overflow",
+        "rate_out_of_range",
+        "invalid_financial_year",
+        "invalid_period",
+        "invalid_service_type",
+        "invalid_input",
+        "budget_short",
+        "nothing_to_redirect",
+        "year_not_ended",
+        "year_closed",
+        "no_rate_in_force",
+        "no_capacity_declared",
+        "capacity_cap_exceeded",
+        "redeployment_beyond_untaken",
+        "batch_exists",
+        "unknown_batch",
+        "committee_before_deadline",
+        "deadline_not_reached",
+        "batch_already_closed",
+        "no_open_batch",
+        "application_exists",
+        "unknown_application",
+        "application_closed",
+        "wrong_stage",
+        "batch_deadline_passed",
+        "no_change",
+        "conflict_of_interest_not_declared",
+        "score_out_of_range",
+        "assessor_cannot_decide",
+        "recused_member_counted_present",
+        "assessor_counted_present",
+        "quorum_not_met",
+        "batch_still_open",
+        "rate_needs_exceptional_case",
+        "exceptional_without_reason",
+        "rate_above_ceiling",
+        "dates_reversed",
+        "ceiling_above_allocation",
+        "date_in_future",
+        "decided_before_deadline",
+        "signed_before_decision",
+        "usage_month_not_begun",
+        "report_period_not_ended",
+        "agreement_not_signed",
+        "usage_outside_approved_period",
+        "units_above_allocation",
+        "ceiling_exceeded",
+        "year_reservation_exceeded",
+        "progress_report_overdue",
+        "usage_already_imported",
+        "unknown_usage",
+        "already_reversed",
+        "unknown_report",
+        "report_not_awaiting",
+    ];
+
     /// A stable, machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -198,5 +258,162 @@ impl DomainError {
             DomainError::UnknownReport { .. } => "unknown_report",
             DomainError::ReportNotAwaiting { .. } => "report_not_awaiting",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One refusal of every variant.
+    fn one_of_each() -> Vec<DomainError> {
+        let day = NaiveDate::MIN;
+        vec![
+            DomainError::NegativeAmount { field: "x" },
+            DomainError::AmountOverflow,
+            DomainError::RateOutOfRange { bps: 1 },
+            DomainError::InvalidFinancialYear { text: "x".into() },
+            DomainError::InvalidPeriod { text: "x".into() },
+            DomainError::InvalidServiceType { text: "x".into() },
+            DomainError::InvalidInput { field: "x", reason: "x".into() },
+            DomainError::BudgetShort { year: "x".into(), requested: "x".into(), left: "x".into() },
+            DomainError::NothingToRedirect { year: "x".into() },
+            DomainError::YearNotEnded { year: "x".into(), last_day: day },
+            DomainError::YearClosed { year: "x".into() },
+            DomainError::NoRateInForce { service_type: "x".into(), date: day },
+            DomainError::NoCapacityDeclared { service_type: "x".into(), period: "x".into() },
+            DomainError::CapacityCapExceeded { service_type: "x".into(), period: "x".into(), requested: 1, left: 1 },
+            DomainError::RedeploymentBeyondUntaken {
+                service_type: "x".into(),
+                period: "x".into(),
+                requested: 1,
+                untaken: 1,
+            },
+            DomainError::BatchExists { batch: "x".into() },
+            DomainError::UnknownBatch { batch: "x".into() },
+            DomainError::CommitteeBeforeDeadline { deadline: day, committee_date: day },
+            DomainError::DeadlineNotReached { batch: "x".into(), deadline: day, today: day },
+            DomainError::BatchAlreadyClosed { batch: "x".into() },
+            DomainError::NoOpenBatch { today: day },
+            DomainError::ApplicationExists { application: "x".into() },
+            DomainError::UnknownApplication { application: "x".into() },
+            DomainError::ApplicationClosed { status: "x" },
+            DomainError::WrongStage { action: "x", status: "x" },
+            DomainError::BatchDeadlinePassed { deadline: day, action: "x" },
+            DomainError::NoChange("x".into()),
+            DomainError::ConflictOfInterestNotDeclared,
+            DomainError::ScoreOutOfRange { criterion: 'a', score: 11 },
+            DomainError::AssessorCannotDecide { actor: "x".into() },
+            DomainError::RecusedMemberCountedPresent { member: "x".into() },
+            DomainError::AssessorCountedPresent { member: "x".into() },
+            DomainError::QuorumNotMet { present: 1, required: 1 },
+            DomainError::BatchStillOpen { batch: "x".into() },
+            DomainError::RateNeedsExceptionalCase { rate: "x".into() },
+            DomainError::ExceptionalWithoutReason,
+            DomainError::RateAboveCeiling { rate: "x".into() },
+            DomainError::DatesReversed { first: "x", first_date: day, second: "x", second_date: day },
+            DomainError::CeilingAboveAllocation { ceiling: "x".into(), allocation_subsidy: "x".into() },
+            DomainError::DateInFuture { what: "x", date: day, today: day },
+            DomainError::DecidedBeforeDeadline { decided_on: day, batch: "x".into(), deadline: day },
+            DomainError::SignedBeforeDecision { signed_on: day, decided_on: day },
+            DomainError::UsageMonthNotBegun { period: "x".into(), today: day },
+            DomainError::ReportPeriodNotEnded { due: day, period_end: day, today: day },
+            DomainError::AgreementNotSigned,
+            DomainError::UsageOutsideApprovedPeriod { period: "x".into(), start: day, end: day },
+            DomainError::UnitsAboveAllocation { service_type: "x".into(), requested: 1, allocated: 1, used: 1 },
+            DomainError::CeilingExceeded { requested: "x".into(), ceiling: "x".into(), disbursed: "x".into() },
+            DomainError::YearReservationExceeded {
+                year: "x".into(),
+                requested: "x".into(),
+                reserved: "x".into(),
+                disbursed: "x".into(),
+            },
+            DomainError::ProgressReportOverdue { due: day },
+            DomainError::UsageAlreadyImported {
+                import: "x".into(),
+                usage: "x".into(),
+                service_type: "x".into(),
+                period: "x".into(),
+                units: 1,
+            },
+            DomainError::UnknownUsage { usage: "x".into() },
+            DomainError::AlreadyReversed { usage: "x".into() },
+            DomainError::UnknownReport { due: day },
+            DomainError::ReportNotAwaiting { due: day, state: "x" },
+        ]
+    }
+
+    /// The variant's place in [`one_of_each`] and in [`DomainError::CODES`]. No wildcard: a new
+    /// variant does not compile until it is given a place here; its sample and its code go at
+    /// that place, which the test below checks.
+    fn place(error: &DomainError) -> usize {
+        match error {
+            DomainError::NegativeAmount { .. } => 0,
+            DomainError::AmountOverflow => 1,
+            DomainError::RateOutOfRange { .. } => 2,
+            DomainError::InvalidFinancialYear { .. } => 3,
+            DomainError::InvalidPeriod { .. } => 4,
+            DomainError::InvalidServiceType { .. } => 5,
+            DomainError::InvalidInput { .. } => 6,
+            DomainError::BudgetShort { .. } => 7,
+            DomainError::NothingToRedirect { .. } => 8,
+            DomainError::YearNotEnded { .. } => 9,
+            DomainError::YearClosed { .. } => 10,
+            DomainError::NoRateInForce { .. } => 11,
+            DomainError::NoCapacityDeclared { .. } => 12,
+            DomainError::CapacityCapExceeded { .. } => 13,
+            DomainError::RedeploymentBeyondUntaken { .. } => 14,
+            DomainError::BatchExists { .. } => 15,
+            DomainError::UnknownBatch { .. } => 16,
+            DomainError::CommitteeBeforeDeadline { .. } => 17,
+            DomainError::DeadlineNotReached { .. } => 18,
+            DomainError::BatchAlreadyClosed { .. } => 19,
+            DomainError::NoOpenBatch { .. } => 20,
+            DomainError::ApplicationExists { .. } => 21,
+            DomainError::UnknownApplication { .. } => 22,
+            DomainError::ApplicationClosed { .. } => 23,
+            DomainError::WrongStage { .. } => 24,
+            DomainError::BatchDeadlinePassed { .. } => 25,
+            DomainError::NoChange(_) => 26,
+            DomainError::ConflictOfInterestNotDeclared => 27,
+            DomainError::ScoreOutOfRange { .. } => 28,
+            DomainError::AssessorCannotDecide { .. } => 29,
+            DomainError::RecusedMemberCountedPresent { .. } => 30,
+            DomainError::AssessorCountedPresent { .. } => 31,
+            DomainError::QuorumNotMet { .. } => 32,
+            DomainError::BatchStillOpen { .. } => 33,
+            DomainError::RateNeedsExceptionalCase { .. } => 34,
+            DomainError::ExceptionalWithoutReason => 35,
+            DomainError::RateAboveCeiling { .. } => 36,
+            DomainError::DatesReversed { .. } => 37,
+            DomainError::CeilingAboveAllocation { .. } => 38,
+            DomainError::DateInFuture { .. } => 39,
+            DomainError::DecidedBeforeDeadline { .. } => 40,
+            DomainError::SignedBeforeDecision { .. } => 41,
+            DomainError::UsageMonthNotBegun { .. } => 42,
+            DomainError::ReportPeriodNotEnded { .. } => 43,
+            DomainError::AgreementNotSigned => 44,
+            DomainError::UsageOutsideApprovedPeriod { .. } => 45,
+            DomainError::UnitsAboveAllocation { .. } => 46,
+            DomainError::CeilingExceeded { .. } => 47,
+            DomainError::YearReservationExceeded { .. } => 48,
+            DomainError::ProgressReportOverdue { .. } => 49,
+            DomainError::UsageAlreadyImported { .. } => 50,
+            DomainError::UnknownUsage { .. } => 51,
+            DomainError::AlreadyReversed { .. } => 52,
+            DomainError::UnknownReport { .. } => 53,
+            DomainError::ReportNotAwaiting { .. } => 54,
+        }
+    }
+
+    #[test]
+    fn codes_lists_the_code_of_every_variant_once() {
+        let samples = one_of_each();
+        let places: Vec<usize> = samples.iter().map(place).collect();
+        assert_eq!(places, (0..samples.len()).collect::<Vec<_>>(), "one sample of each variant, in order");
+        let codes: Vec<&str> = samples.iter().map(DomainError::code).collect();
+        assert_eq!(codes, DomainError::CODES, "CODES lists every variant's code, in the same order");
+        let distinct: std::collections::BTreeSet<&str> = codes.iter().copied().collect();
+        assert_eq!(distinct.len(), codes.len(), "no two variants share a code");
     }
 }

@@ -835,8 +835,11 @@ fn allocations_stay_within_90_percent_of_capacity_in_every_month() {
     over.allocations = allocations(9_000);
     over.ceiling = Some(hkd(500_000));
     over.allocations[3].units = 9_001;
-    let refusal = then_refused(decide_approval(&state, over), "capacity_cap_exceeded");
-    assert!(refusal.to_string().contains("2025-10"), "{refusal}");
+    then_refused_saying(
+        decide_approval(&state, over),
+        "capacity_cap_exceeded",
+        &["9001 units of gpu_node_hour_h800 in 2025-10", "9000 units are left"],
+    );
     // What others already hold counts.
     let held = capacity::apply(
         capacity_of(10_000),
@@ -851,7 +854,7 @@ fn allocations_stay_within_90_percent_of_capacity_in_every_month() {
         .into(),
     );
     let refused = decide_approval(&ApprovalState { capacity: held, ..state }, approve(7_000, None));
-    then_refused(refused, "capacity_cap_exceeded");
+    then_refused_saying(refused, "capacity_cap_exceeded", &["gpu_node_hour_h800 in 2025-08", "500 units are left"]);
 }
 
 #[test]
