@@ -74,11 +74,19 @@ async fn plaintext_of_an_older_log_is_sealed_into_a_new_generation_that_verifies
     let (first, rest) = history.split_at(2);
     // Two appends, at two recorded times, as the old service wrote them.
     old_store
-        .append_multi(vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::NoStream, events: first.to_vec() }])
+        .append_multi(vec![StreamAppend {
+            stream: stream.clone(),
+            expected: ExpectedVersion::NoStream,
+            events: first.to_vec(),
+        }])
         .await
         .expect("legacy append");
     old_store
-        .append_multi(vec![StreamAppend { stream: stream.clone(), expected: ExpectedVersion::Exact(1), events: rest.to_vec() }])
+        .append_multi(vec![StreamAppend {
+            stream: stream.clone(),
+            expected: ExpectedVersion::Exact(1),
+            events: rest.to_vec(),
+        }])
         .await
         .expect("legacy append");
     let before = events(&old.pool).await;
@@ -110,10 +118,7 @@ async fn plaintext_of_an_older_log_is_sealed_into_a_new_generation_that_verifies
     for plaintext in [NAME, EMAIL, SUMMARY, REPORT, REVIEW] {
         assert!(!text.contains(plaintext), "{plaintext} left in the new generation's events");
     }
-    let dump = std::process::Command::new("pg_dump")
-        .args(["--data-only", &new.url])
-        .output()
-        .expect("pg_dump");
+    let dump = std::process::Command::new("pg_dump").args(["--data-only", &new.url]).output().expect("pg_dump");
     assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
     let dump = String::from_utf8_lossy(&dump.stdout);
     for plaintext in [NAME, EMAIL, SUMMARY, REPORT, REVIEW] {

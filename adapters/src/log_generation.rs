@@ -16,8 +16,8 @@ use aisc_domain::codec::{EventCodec, StoredContext};
 use aisc_domain::event_store::{
     EventStore, ExpectedVersion, NewEvent, Position, PositionRange, RecordedEvent, StoreError, StreamAppend,
 };
-use aisc_domain::progress::Progress;
 use aisc_domain::personal_data::{DataSubjectId, SealError, seal_fields};
+use aisc_domain::progress::Progress;
 use aisc_domain::subsidy::application::ApplicationEvent;
 use aisc_domain::subsidy::streams;
 use chrono::{DateTime, Utc};
@@ -116,7 +116,11 @@ pub async fn reencrypt_into_new_generation(
 
 /// Seals the plaintext personal fields of `event` (an application's events stored before
 /// sealing) under its application's data subject, re-encoded at the current schema version.
-async fn reseal(event: &mut RecordedEvent, vault: &Vault, report: &mut GenerationReport) -> Result<bool, GenerationError> {
+async fn reseal(
+    event: &mut RecordedEvent,
+    vault: &Vault,
+    report: &mut GenerationReport,
+) -> Result<bool, GenerationError> {
     if !ApplicationEvent::EVENT_TYPES.contains(&event.event_type.as_str()) {
         return Ok(false);
     }

@@ -812,17 +812,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             let new = open_store(&database).await?;
             let vault = open_vault(&new, &kek_file).await?;
             let progress = ProgressReport::new("reencrypt log", "events", None);
-            let report = reencrypt_into_new_generation(&old, &new, &vault, &progress)
-                .await
-                .map_err(|error| match error {
+            let report =
+                reencrypt_into_new_generation(&old, &new, &vault, &progress).await.map_err(|error| match error {
                     GenerationError::NotEmpty(_) => CliError::InvalidInput(error.to_string()),
                     other => CliError::Usage(other.to_string()),
                 })?;
             progress.finish();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).map_err(|error| CliError::Usage(error.to_string()))?
-            );
+            println!("{}", serde_json::to_string_pretty(&report).map_err(|error| CliError::Usage(error.to_string()))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Reports(ReportsCommand::Export { database, export, year, format, out }) => {
