@@ -144,3 +144,40 @@ async fn the_command_line_makes_and_rotates_the_kek_with_clear_refusals() {
     let _ = std::fs::remove_dir_all(&directory);
     database.drop_database().await;
 }
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_its_key_encryption_key_or_with_another() {
+    let database = support::TestDatabase::create().await;
+    let serve = |kek: Option<&std::path::Path>| {
+        let mut command = support::aisc();
+        command.args(["serve"]).env("DATABASE_URL", &database.url).env("AISC_BIND", "127.0.0.1:0");
+        match kek {
+            Some(path) => command.env("AISC_KEK_FILE", path),
+            None => command.env_remove("AISC_KEK_FILE"),
+        };
+        command.output().expect("run aisc")
+    };
+    let refused = serve(None);
+    assert!(!refused.status.success(), "a service without its KEK must not start");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("AISC_KEK_FILE is not set") && said.contains("aisc privacy keygen"), "{said}");
+
+    let directory = std::env::temp_dir().join(format!("aisc-kek-serve-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&directory).expect("directory");
+    let missing = serve(Some(&directory.join("nowhere")));
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"), "names the missing file");
+
+    // A key is wrapped under the suites' KEK; another KEK is refused before the service binds.
+    let vault = support::scheme::vault(&database);
+    vault.create_subject().await.expect("a subject under the suites' KEK");
+    let other = directory.join("other");
+    let other_kek = KeyEncryptionKey::generate(&other).expect("another KEK");
+    let wrong = serve(Some(&other));
+    assert!(!wrong.status.success(), "a service with another KEK must not start");
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(said.contains(&other_kek.id()) && said.contains(&vault.kek_id()), "names both keys' ids: {said}");
+    assert!(!said.contains(std::fs::read_to_string(&other).expect("key").trim()), "never the key itself");
+    let _ = std::fs::remove_dir_all(&directory);
+    database.drop_database().await;
+}

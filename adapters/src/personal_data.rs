@@ -189,6 +189,8 @@ pub enum VaultError {
     TooLong,
     #[error("key store failure: {0}")]
     Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Kek(#[from] KekError),
 }
 
 /// A sealed field, opened.
@@ -232,7 +234,7 @@ impl Vault {
         .await?;
         let given = self.kek.id();
         if let Some(other) = stored.into_iter().find(|id| *id != given) {
-            return Err(VaultError::OtherKek { subject: Uuid::nil(), stored: other, given });
+            return Err(VaultError::Kek(KekError::Wrong { path: self.kek.path.clone(), given, stored: other }));
         }
         let sample: Option<(Uuid, Vec<u8>)> = sqlx::query_as(
             "SELECT data_subject_id, wrapped_key FROM data_subject_keys WHERE wrapped_key IS NOT NULL LIMIT 1",

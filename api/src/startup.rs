@@ -62,7 +62,7 @@ pub enum StartupError {
     NoKeyEncryptionKey,
     #[error(transparent)]
     KeyEncryptionKey(#[from] aisc_adapters::personal_data::KekError),
-    #[error("the key-encryption key cannot open the data subjects' keys: {0}")]
+    #[error("the data subjects' keys cannot be opened: {0}")]
     PersonalDataKeys(#[from] aisc_adapters::personal_data::VaultError),
 }
 
