@@ -11,6 +11,7 @@ pub mod event_ids;
 pub mod held_back;
 pub mod personal_data;
 pub mod postgres_store;
+pub mod retention;
 pub mod token_cache;
 pub mod ui_sessions;
 
