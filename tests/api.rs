@@ -304,7 +304,7 @@ async fn the_verification_endpoint_reports_an_intact_log() {
 
 /// Every route the service registers, as the OpenAPI document should name it, with a concrete
 /// path to call.
-const EVERY_ROUTE: [(&str, &str, &str); 50] = [
+const EVERY_ROUTE: [(&str, &str, &str); 51] = [
     ("get", "/health/live", "/health/live"),
     ("get", "/health/ready", "/health/ready"),
     ("get", "/metrics", "/metrics"),
@@ -314,6 +314,11 @@ const EVERY_ROUTE: [(&str, &str, &str); 50] = [
     ("get", "/api/v1/audit-trail", "/api/v1/audit-trail"),
     ("get", "/api/v1/projections", "/api/v1/projections"),
     ("get", "/api/v1/audit/verification", "/api/v1/audit/verification"),
+    (
+        "get",
+        "/api/v1/data-subjects/{data_subject_id}/personal-data",
+        "/api/v1/data-subjects/6a1c52b0-5d8e-4f7a-9e3b-2c41d07faa19/personal-data",
+    ),
     ("get", "/api/v1/exports/applications", "/api/v1/exports/applications"),
     ("get", "/api/v1/exports/disbursements", "/api/v1/exports/disbursements"),
     ("get", "/api/v1/exports/budget", "/api/v1/exports/budget"),

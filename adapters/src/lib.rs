@@ -12,6 +12,7 @@ pub mod held_back;
 pub mod log_generation;
 pub mod personal_data;
 pub mod postgres_store;
+pub mod retention;
 pub mod token_cache;
 pub mod ui_sessions;
 

@@ -40,10 +40,12 @@ pub enum Action {
     CloseProject,
     /// Register, list and deactivate webhooks, and list their deliveries.
     ManageWebhooks,
+    /// Answer a data access request (PDPO DPP6): a data subject's personal data in plaintext.
+    AnswerDataAccessRequest,
 }
 
 impl Action {
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::ReadEventFeed,
         Action::ReadAuditTrail,
         Action::VerifyLog,
@@ -67,6 +69,7 @@ impl Action {
         Action::ReviewProgressReport,
         Action::CloseProject,
         Action::ManageWebhooks,
+        Action::AnswerDataAccessRequest,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +97,7 @@ impl Action {
             Action::ReviewProgressReport => "review a progress report",
             Action::CloseProject => "complete or terminate a project",
             Action::ManageWebhooks => "manage webhooks",
+            Action::AnswerDataAccessRequest => "read a data subject's personal data",
         }
     }
 
@@ -107,6 +111,9 @@ impl Action {
             Action::RebuildProjection | Action::SetPrices | Action::DeclareCapacity | Action::ManageWebhooks => {
                 &[Administrator]
             }
+            // The whole of a person's data in plaintext, at once: the role answerable for the
+            // scheme's data, and no other.
+            Action::AnswerDataAccessRequest => &[Administrator],
             Action::ReadScheme => {
                 &[IntakeOfficer, Assessor, CommitteeSecretariat, FinanceOfficer, Auditor, Administrator]
             }
@@ -184,6 +191,7 @@ mod tests {
             Action::ReviewProgressReport => 20,
             Action::CloseProject => 21,
             Action::ManageWebhooks => 22,
+            Action::AnswerDataAccessRequest => 23,
         }
     }
 

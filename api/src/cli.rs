@@ -106,6 +106,43 @@ pub enum PrivacyCommand {
         #[arg(long, env = "AISC_KEK_FILE")]
         kek_file: std::path::PathBuf,
     },
+    /// List the data subjects past retention: their application ended (completed, terminated,
+    /// rejected, withdrawn, ruled ineligible) more than the retention period ago and their key
+    /// is not erased yet. Applications stored before sealing are listed as "not sealed".
+    Due {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// Days personal data is kept after its application ends (default seven years).
+        #[arg(long, env = "AISC_RETENTION_DAYS", default_value_t = aisc_adapters::retention::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_525))]
+        retention_days: u32,
+        /// The day to list for (YYYY-MM-DD); today in Hong Kong by default.
+        #[arg(long)]
+        today: Option<chrono::NaiveDate>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: ListFormat,
+    },
+    /// Answer a data access request (PDPO DPP6): everything held about a data subject, opened,
+    /// with the event each value came from, as JSON (as GET
+    /// /api/v1/data-subjects/{id}/personal-data answers it).
+    Export {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The data subject (the application view names it).
+        #[arg(long)]
+        subject: uuid::Uuid,
+        /// Write the JSON here (a new file: never overwritten); standard output otherwise.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// The key-encryption key of personal data.
+        #[arg(long, env = "AISC_KEK_FILE")]
+        kek_file: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -821,6 +858,31 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             println!("{}", serde_json::to_string_pretty(&report).map_err(|error| CliError::Usage(error.to_string()))?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Privacy(PrivacyCommand::Due { database, retention_days, today, format }) => {
+            let pool = open_pool(&database).await?;
+            let today = today.unwrap_or_else(aisc_adapters::clock::today_in_hong_kong);
+            let listing = aisc_adapters::retention::past_retention(&pool, retention_days, today)
+                .await
+                .map_err(|error| CliError::Usage(error.to_string()))?;
+            print_retention_listing(&listing, retention_days, today, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Privacy(PrivacyCommand::Export { database, subject, out, kek_file }) => {
+            use crate::routes::personal_data_requests::personal_data_of;
+            let store = PostgresEventStore::new(open_pool(&database).await?);
+            let vault = open_vault(&store, &kek_file).await?;
+            let subject = aisc_domain::personal_data::DataSubjectId(subject);
+            let answer = personal_data_of(store.pool(), &vault, subject)
+                .await
+                .map_err(|error| CliError::Usage(error.to_string()))?
+                .ok_or_else(|| CliError::InvalidInput(format!("no data subject {subject} is known")))?;
+            let json = serde_json::to_string_pretty(&answer).map_err(|error| CliError::Usage(error.to_string()))?;
+            match out {
+                None => println!("{json}"),
+                Some(path) => write_new_file(&path, format!("{json}\n").as_bytes())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reports(ReportsCommand::Export { database, export, year, format, out }) => {
             write_export(&database, export, year.as_deref(), format, out.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
@@ -1034,6 +1096,70 @@ fn export_error(error: crate::routes::exports::ExportError) -> CliError {
 
 /// The commands that write: as `aisc serve`, they migrate when run as the owner of the log and
 /// otherwise refuse while a migration is pending.
+/// The listing of `aisc privacy due`: one line per subject, or one JSON document.
+fn print_retention_listing(
+    listing: &aisc_adapters::retention::RetentionListing,
+    retention_days: u32,
+    today: chrono::NaiveDate,
+    format: ListFormat,
+) -> Result<(), CliError> {
+    use aisc_adapters::retention::PastRetention;
+    let mut out = std::io::stdout().lock();
+    match format {
+        ListFormat::Text => {
+            let line = |past: &PastRetention, note: &str| {
+                format!(
+                    "{} {} {} {} {} days past{note}",
+                    past.data_subject_id, past.application_id, past.ended, past.ended_on, past.days_past
+                )
+            };
+            for past in &listing.due {
+                writeln!(out, "{}", line(past, ""))?;
+            }
+            for past in &listing.not_sealed {
+                writeln!(out, "{}", line(past, " (not sealed: stored in plaintext before sealing)"))?;
+            }
+        }
+        ListFormat::Json => {
+            let items = |pasts: &[PastRetention]| -> Vec<serde_json::Value> {
+                pasts
+                    .iter()
+                    .map(|past| {
+                        serde_json::json!({
+                            "data_subject_id": past.data_subject_id,
+                            "application_id": past.application_id,
+                            "ended": past.ended,
+                            "ended_on": past.ended_on,
+                            "days_past": past.days_past,
+                        })
+                    })
+                    .collect()
+            };
+            let document = serde_json::json!({
+                "today": today,
+                "retention_days": retention_days,
+                "due": items(&listing.due),
+                "not_sealed": items(&listing.not_sealed),
+            });
+            writeln!(out, "{document}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes `bytes` to a new file at `path`, never over an existing one (mode 0600: it may hold
+/// personal data).
+fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file =
+        options.open(path).map_err(|error| CliError::File(format!("cannot write {}: {error}", path.display())))?;
+    file.write_all(bytes).map_err(|error| CliError::File(format!("cannot write {}: {error}", path.display())))
+}
+
 async fn open_pool(database: &DatabaseArgs) -> Result<sqlx::PgPool, CliError> {
     Ok(database::connect_and_migrate_if_owner(&DatabaseConfig::new(database.url.clone())).await?)
 }

@@ -5,6 +5,7 @@ pub mod docs;
 pub mod exports;
 pub mod feed;
 pub mod operations;
+pub mod personal_data_requests;
 pub mod scheme;
 pub mod webhooks;
 
@@ -43,6 +44,7 @@ pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(operations::projection_status)
         .service(operations::rebuild_projection)
         .service(operations::verify_log)
+        .service(personal_data_requests::subject_personal_data)
         .service(crate::openapi::openapi_json)
         .map(docs::configure)
         .configure(scheme::configure)
