@@ -89,8 +89,35 @@ async fn plaintext_of_an_older_log_is_sealed_into_a_new_generation_that_verifies
         }])
         .await
         .expect("legacy append");
+    // A second application, withdrawn long ago: past retention, but with nothing to erase
+    // until its plaintext is sealed.
+    let mut withdrawn_submission = fixture("ApplicationSubmitted.v2");
+    withdrawn_submission["application_id"] = "legacy2".into();
+    old_store
+        .append_multi(vec![StreamAppend {
+            stream: StreamId::parse("application-legacy2").expect("stream"),
+            expected: ExpectedVersion::NoStream,
+            events: vec![
+                event("ApplicationSubmitted", 2, withdrawn_submission),
+                event("ApplicationWithdrawn", 1, fixture("ApplicationWithdrawn.v1")),
+            ],
+        }])
+        .await
+        .expect("legacy append");
     let before = events(&old.pool).await;
     assert!(rows_text(&before).contains(NAME), "the old generation holds plaintext");
+    let due = |url: &str| -> Value {
+        let output = support::aisc()
+            .args(["privacy", "due", "--retention-days", "30", "--today", "2026-01-01", "--format", "json"])
+            .env("DATABASE_URL", url)
+            .output()
+            .expect("run aisc");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).expect("JSON")
+    };
+    let listed = due(&old.url);
+    assert_eq!(listed["due"], serde_json::json!([]), "{listed}");
+    assert_eq!(listed["not_sealed"][0]["application_id"], "legacy2", "{listed}");
 
     let run = |from: &str, to: &str| {
         support::aisc()
@@ -102,10 +129,12 @@ async fn plaintext_of_an_older_log_is_sealed_into_a_new_generation_that_verifies
     let output = run(&old.url, &new.url);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
-    assert_eq!(report["events"], 4, "{report}");
-    assert_eq!(report["resealed_events"], 3, "{report}");
+    assert_eq!(report["events"], 6, "{report}");
+    assert_eq!(report["resealed_events"], 4, "{report}");
     let subject = DataSubjectId::of_application("legacy1");
-    assert_eq!(report["data_subjects"], serde_json::json!([subject.to_string()]), "{report}");
+    let mut subjects = vec![subject.to_string(), DataSubjectId::of_application("legacy2").to_string()];
+    subjects.sort();
+    assert_eq!(report["data_subjects"], serde_json::json!(subjects), "{report}");
 
     // Every event where and when it was; the personal ones at their current schema version.
     let after = events(&new.pool).await;
@@ -113,7 +142,11 @@ async fn plaintext_of_an_older_log_is_sealed_into_a_new_generation_that_verifies
     for (old_row, new_row) in before.iter().zip(&after) {
         assert_eq!((&old_row.0, old_row.1, old_row.2, &old_row.3), (&new_row.0, new_row.1, new_row.2, &new_row.3));
     }
-    assert_eq!(after.iter().map(|row| row.4).collect::<Vec<_>>(), vec![3, 1, 2, 3]);
+    assert_eq!(after.iter().map(|row| row.4).collect::<Vec<_>>(), vec![3, 1, 2, 3, 3, 1]);
+    // Sealed, the withdrawn application's subject can now be erased when due.
+    let listed = due(&new.url);
+    assert_eq!(listed["not_sealed"], serde_json::json!([]), "{listed}");
+    assert_eq!(listed["due"][0]["application_id"], "legacy2", "{listed}");
     let text = rows_text(&after);
     for plaintext in [NAME, EMAIL, SUMMARY, REPORT, REVIEW] {
         assert!(!text.contains(plaintext), "{plaintext} left in the new generation's events");
@@ -148,5 +181,5 @@ async fn plaintext_of_an_older_log_is_sealed_into_a_new_generation_that_verifies
     assert_eq!(events(&old.pool).await, before);
     let again = run(&old.url, &new.url);
     assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds 4 events"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds 6 events"));
 }
