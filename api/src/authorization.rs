@@ -40,10 +40,12 @@ pub enum Action {
     CloseProject,
     /// Register, list and deactivate webhooks, and list their deliveries.
     ManageWebhooks,
+    /// Erase a data subject's personal data (destroy its key) for good.
+    ErasePersonalData,
 }
 
 impl Action {
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::ReadEventFeed,
         Action::ReadAuditTrail,
         Action::VerifyLog,
@@ -67,6 +69,7 @@ impl Action {
         Action::ReviewProgressReport,
         Action::CloseProject,
         Action::ManageWebhooks,
+        Action::ErasePersonalData,
     ];
 
     pub fn name(self) -> &'static str {
@@ -94,6 +97,7 @@ impl Action {
             Action::ReviewProgressReport => "review a progress report",
             Action::CloseProject => "complete or terminate a project",
             Action::ManageWebhooks => "manage webhooks",
+            Action::ErasePersonalData => "erase a data subject's personal data",
         }
     }
 
@@ -104,9 +108,11 @@ impl Action {
             Action::ReadEventFeed | Action::ReadAuditTrail | Action::VerifyLog | Action::ReadProjectionStatus => {
                 &[Auditor, Administrator]
             }
-            Action::RebuildProjection | Action::SetPrices | Action::DeclareCapacity | Action::ManageWebhooks => {
-                &[Administrator]
-            }
+            Action::RebuildProjection
+            | Action::SetPrices
+            | Action::DeclareCapacity
+            | Action::ManageWebhooks
+            | Action::ErasePersonalData => &[Administrator],
             Action::ReadScheme => {
                 &[IntakeOfficer, Assessor, CommitteeSecretariat, FinanceOfficer, Auditor, Administrator]
             }
