@@ -42,15 +42,21 @@ const EVERY_DISTINCTIVE_TEXT: [&str; 9] = [
 /// `aisc serve` with its standard output and error written to `log`, and its port.
 fn serve_logging_to(database_url: &str, log: &std::path::Path) -> (Child, u16) {
     let file = std::fs::File::create(log).expect("log file");
+    let output = file.try_clone().expect("log file");
     let child = support::aisc()
         .args(["serve"])
         .env("DATABASE_URL", database_url)
         .env("AISC_BIND", "127.0.0.1:0")
         .env("AISC_LOG_FORMAT", "json")
-        .stdout(file.try_clone().expect("log file"))
+        .stdout(output)
         .stderr(file)
         .spawn()
         .expect("spawn aisc serve");
+    (child, logged_port(log))
+}
+
+/// The port the service's logs announce, within a minute.
+fn logged_port(log: &std::path::Path) -> u16 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let reader = BufReader::new(std::fs::File::open(log).expect("log file"));
@@ -59,7 +65,7 @@ fn serve_logging_to(database_url: &str, log: &std::path::Path) -> (Child, u16) {
             parsed["fields"]["port"].as_u64()
         });
         if let Some(port) = port {
-            return (child, port as u16);
+            return port as u16;
         }
         assert!(Instant::now() < deadline, "no port logged: {}", std::fs::read_to_string(log).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(50));
@@ -352,6 +358,17 @@ async fn the_command_line_erases_once_and_tells_an_unknown_subject_and_bad_argum
         .await
         .expect("event");
     assert_eq!(basis, "retention_period_ended");
+
+    // A crash after the key was destroyed and before the erasure was recorded: the retry
+    // records it.
+    given::submitted(&scheme, "cli-b").await;
+    let crashed = aisc_domain::personal_data::DataSubjectId::of_application("cli-b");
+    given::vault(&database).erase(crashed.0, "dpo-1", "DSR-2026-021").await.expect("key destroyed");
+    assert_eq!(erased_event_count(&database.pool).await, 1, "not recorded yet");
+    let (code, stdout, stderr) = erase(&crashed.to_string(), &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("already erased"), "{stdout}");
+    assert_eq!(erased_event_count(&database.pool).await, 2, "the retry recorded the erasure");
 
     let (code, _, stderr) = erase(&uuid::Uuid::new_v4().to_string(), &[]);
     assert_eq!(code, Some(4), "{stderr}");
