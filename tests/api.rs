@@ -304,7 +304,7 @@ async fn the_verification_endpoint_reports_an_intact_log() {
 
 /// Every route the service registers, as the OpenAPI document should name it, with a concrete
 /// path to call.
-const EVERY_ROUTE: [(&str, &str, &str); 51] = [
+const EVERY_ROUTE: [(&str, &str, &str); 52] = [
     ("get", "/health/live", "/health/live"),
     ("get", "/health/ready", "/health/ready"),
     ("get", "/metrics", "/metrics"),
@@ -337,6 +337,11 @@ const EVERY_ROUTE: [(&str, &str, &str); 51] = [
     ("get", "/api/v1/capacity", "/api/v1/capacity"),
     ("post", "/api/v1/capacity/redeployments", "/api/v1/capacity/redeployments"),
     ("post", "/api/v1/applications", "/api/v1/applications"),
+    (
+        "post",
+        "/api/v1/data-subjects/{data_subject_id}/erasure",
+        "/api/v1/data-subjects/6f1c1d0e-8a39-4e52-9f57-0c3b0e7d4a21/erasure",
+    ),
     ("get", "/api/v1/applications", "/api/v1/applications"),
     ("get", "/api/v1/kpis", "/api/v1/kpis"),
     ("get", "/api/v1/batches/{batch_id}/queue", "/api/v1/batches/b1/queue"),

@@ -298,7 +298,7 @@ impl Reference {
                 self.capacity.entry((service.as_str().to_string(), period.to_string())).or_default()[figure] =
                     value as i64;
             }
-            SchemeEvent::Batch(_) | SchemeEvent::Price(_) => {}
+            SchemeEvent::Batch(_) | SchemeEvent::Price(_) | SchemeEvent::DataSubject(_) => {}
         }
     }
 

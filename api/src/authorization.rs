@@ -42,10 +42,12 @@ pub enum Action {
     ManageWebhooks,
     /// Answer a data access request (PDPO DPP6): a data subject's personal data in plaintext.
     AnswerDataAccessRequest,
+    /// Erase a data subject's personal data (destroy its key) for good.
+    ErasePersonalData,
 }
 
 impl Action {
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::ReadEventFeed,
         Action::ReadAuditTrail,
         Action::VerifyLog,
@@ -70,6 +72,7 @@ impl Action {
         Action::CloseProject,
         Action::ManageWebhooks,
         Action::AnswerDataAccessRequest,
+        Action::ErasePersonalData,
     ];
 
     pub fn name(self) -> &'static str {
@@ -98,6 +101,7 @@ impl Action {
             Action::CloseProject => "complete or terminate a project",
             Action::ManageWebhooks => "manage webhooks",
             Action::AnswerDataAccessRequest => "read a data subject's personal data",
+            Action::ErasePersonalData => "erase a data subject's personal data",
         }
     }
 
@@ -114,6 +118,7 @@ impl Action {
             // The whole of a person's data in plaintext, at once: the role answerable for the
             // scheme's data, and no other.
             Action::AnswerDataAccessRequest => &[Administrator],
+            Action::ErasePersonalData => &[Administrator],
             Action::ReadScheme => {
                 &[IntakeOfficer, Assessor, CommitteeSecretariat, FinanceOfficer, Auditor, Administrator]
             }
@@ -192,6 +197,7 @@ mod tests {
             Action::CloseProject => 21,
             Action::ManageWebhooks => 22,
             Action::AnswerDataAccessRequest => 23,
+            Action::ErasePersonalData => 24,
         }
     }
 

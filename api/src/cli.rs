@@ -66,7 +66,7 @@ pub enum Command {
     /// Bulk imports.
     #[command(subcommand)]
     Import(ImportCommand),
-    /// Personal data (PDPO): the key-encryption key that wraps every data subject's key.
+    /// Personal data (PDPO): the key-encryption key that wraps every data subject's key, and erasure.
     #[command(subcommand)]
     Privacy(PrivacyCommand),
 }
@@ -137,12 +137,56 @@ pub enum PrivacyCommand {
         #[arg(long, env = "AISC_KEK_FILE")]
         kek_file: std::path::PathBuf,
     },
+    /// Erase a data subject's personal data for good: destroy its key (every field sealed under
+    /// it reads as null from then on) and record the erasure in the log. Exits 0 when erased or
+    /// already erased (saying which), 4 for an unknown subject, 2 for bad arguments.
+    Erase(EraseArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum ListFormat {
     Text,
     Json,
+}
+
+/// Which data subjects `privacy erase` erases, and why.
+#[derive(Debug, clap::Args)]
+pub struct EraseArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The key-encryption key in use.
+    #[arg(long, env = "AISC_KEK_FILE")]
+    pub kek_file: std::path::PathBuf,
+    /// The data subject's UUID, as the application view names it (`data_subject_id`).
+    #[arg(long)]
+    pub subject: String,
+    /// Why (1 to 500 characters), kept for good: no personal data, e.g. a request's reference.
+    #[arg(long)]
+    pub reason: String,
+    /// Who erases (recorded as the erasure's actor).
+    #[arg(long)]
+    pub actor: String,
+    #[arg(long, value_enum, default_value = "data_subject_request")]
+    pub basis: ErasureBasisArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ErasureBasisArg {
+    /// The data subject asked for it.
+    #[value(name = "data_subject_request")]
+    DataSubjectRequest,
+    /// The period personal data is kept for has ended.
+    #[value(name = "retention_period_ended")]
+    RetentionPeriodEnded,
+}
+
+impl From<ErasureBasisArg> for aisc_domain::subsidy::data_subjects::ErasureBasis {
+    fn from(basis: ErasureBasisArg) -> Self {
+        match basis {
+            ErasureBasisArg::DataSubjectRequest => Self::DataSubjectRequest,
+            ErasureBasisArg::RetentionPeriodEnded => Self::RetentionPeriodEnded,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -586,16 +630,20 @@ pub enum CliError {
     Kek(#[from] aisc_adapters::personal_data::KekError),
     #[error(transparent)]
     Vault(#[from] aisc_adapters::personal_data::VaultError),
+    /// What the command names does not exist (a data subject no key was ever made for).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl CliError {
     /// A job must tell a failed check (exit 1: a broken log, a seal not reproduced) from a
     /// mistake in how it was called: bad input exits 2, a file that cannot be read or written
-    /// 4. Other failures exit 1 until they get codes of their own.
+    /// 4, as does what the command names and does not exist. Other failures exit 1 until they
+    /// get codes of their own.
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CliError::InvalidInput(_) => ExitCode::from(2),
-            CliError::File(_) => ExitCode::from(4),
+            CliError::File(_) | CliError::NotFound(_) => ExitCode::from(4),
             CliError::Kek(
                 aisc_adapters::personal_data::KekError::Missing { .. }
                 | aisc_adapters::personal_data::KekError::Unreadable { .. }
@@ -633,7 +681,8 @@ impl CliError {
             | CliError::Output(_)
             | CliError::Runtime(_)
             | CliError::Kek(_)
-            | CliError::Vault(_) => verify_exit::FAILED,
+            | CliError::Vault(_)
+            | CliError::NotFound(_) => verify_exit::FAILED,
         }
     }
 }
@@ -883,6 +932,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode, CliError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Privacy(PrivacyCommand::Erase(erase)) => erase_data_subject(erase).await,
         Command::Reports(ReportsCommand::Export { database, export, year, format, out }) => {
             write_export(&database, export, year.as_deref(), format, out.as_deref()).await?;
             Ok(ExitCode::SUCCESS)
@@ -1092,6 +1142,54 @@ fn export_error(error: crate::routes::exports::ExportError) -> CliError {
         crate::routes::exports::ExportError::Database(error) => error.into(),
         crate::routes::exports::ExportError::TooLarge(error) => CliError::Usage(error.to_string()),
     }
+}
+
+/// `privacy erase`: the same erasure as `POST /api/v1/data-subjects/{id}/erasure`, as an
+/// administrator.
+async fn erase_data_subject(erase: EraseArgs) -> Result<ExitCode, CliError> {
+    use crate::personal_data::{ErasureError, ErasureOutcome};
+    use aisc_domain::subsidy::data_subjects::RecordErasure;
+    let subject: aisc_domain::personal_data::DataSubjectId = erase.subject.trim().parse().map_err(|_| {
+        CliError::InvalidInput(format!(
+            "--subject {:?} is not a UUID (the application view's data_subject_id)",
+            erase.subject
+        ))
+    })?;
+    let actor = erase.actor.trim().to_string();
+    if actor.is_empty() {
+        return Err(CliError::InvalidInput("--actor must name who erases".into()));
+    }
+    let erasure = RecordErasure { data_subject_id: subject, basis: erase.basis.into(), reason: erase.reason.clone() };
+    RecordErasure::check_reason(&erasure.reason)
+        .map_err(|error| CliError::InvalidInput(format!("--reason: {error}")))?;
+    let store = open_store(&erase.database).await?;
+    let vault = open_vault(&store, &erase.kek_file).await?;
+    let scheme = aisc_domain::subsidy::service::SchemeService::new(
+        aisc_domain::command_service::CommandService::new(store, aisc_adapters::TimeOrderedEventIds)
+            .with_backoff(std::sync::Arc::new(aisc_adapters::JitteredBackoff::default())),
+    );
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let meta = aisc_domain::command_service::CommandMetadata {
+        actor: actor.clone(),
+        role: crate::auth::Role::Administrator.as_str().to_string(),
+        correlation_id: request_id.clone(),
+        request_id,
+        causation_id: None,
+    };
+    let facts = aisc_domain::subsidy::Facts::new(aisc_adapters::clock::today_in_hong_kong(), actor);
+    match crate::personal_data::erase_data_subject(&vault, &scheme, &erasure, &facts, &meta).await {
+        Ok(ErasureOutcome::Erased) => println!("erased the personal data of data subject {subject}"),
+        Ok(ErasureOutcome::AlreadyErased) => {
+            println!("the personal data of data subject {subject} was already erased; the erasure is recorded")
+        }
+        Err(ErasureError::UnknownSubject(_)) => {
+            return Err(CliError::NotFound(format!("no data subject {subject} is known")));
+        }
+        Err(ErasureError::Refused(error)) => return Err(CliError::InvalidInput(error.to_string())),
+        Err(ErasureError::Vault(error)) => return Err(error.into()),
+        Err(ErasureError::Command(error)) => return Err(CliError::Usage(error.to_string())),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The commands that write: as `aisc serve`, they migrate when run as the owner of the log and

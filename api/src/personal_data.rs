@@ -1,10 +1,16 @@
-//! Personal data as staff read it: the sealed fields of an application opened with its data
+//! Personal data as staff read it, and its erasure: the sealed fields of an application opened with its data
 //! subject's key, or null once the subject is erased. Only the one-application view opens
 //! them; lists, exports, the event feed and the audit export carry no plaintext (the feed and
 //! the export keep the ciphertext the log's hashes cover).
 
-use aisc_adapters::personal_data::{Opened, Vault};
+use aisc_adapters::personal_data::{Erasure, Opened, Vault, VaultError};
+use aisc_domain::command_service::{CommandError, CommandMetadata, EventIds};
+use aisc_domain::event_store::EventStore;
+use aisc_domain::personal_data::DataSubjectId;
 use aisc_domain::subsidy::application::ApplicationState;
+use aisc_domain::subsidy::data_subjects::RecordErasure;
+use aisc_domain::subsidy::service::SchemeService;
+use aisc_domain::subsidy::{DomainError, Facts};
 use serde_json::Value;
 
 use crate::problem::ApiError;
@@ -39,4 +45,50 @@ pub async fn opened_application(state: &ApplicationState, vault: &Vault) -> Resu
 /// The value at a dotted path (`contact.name`) of a JSON object.
 fn field_mut<'a>(value: &'a mut Value, path: &str) -> Option<&'a mut Value> {
     path.split('.').try_fold(value, |value, key| value.get_mut(key))
+}
+
+/// What [`erase_data_subject`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErasureOutcome {
+    /// This call destroyed the subject's key.
+    Erased,
+    /// The key had already been destroyed (the erasure is recorded now if a crash had kept it
+    /// from being recorded then).
+    AlreadyErased,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ErasureError {
+    #[error("no data subject {0} is known")]
+    UnknownSubject(DataSubjectId),
+    /// The request itself is refused (its reason), before anything is destroyed.
+    #[error("{0}")]
+    Refused(DomainError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Command(#[from] CommandError<DomainError>),
+}
+
+/// Erases a data subject's personal data: destroys its key first, then records the erasure
+/// ([`RecordErasure`]) with the command service. In that order, so that the log never says
+/// erased while the key still opens the fields; and a retry after a crash between the two finds
+/// the key gone and records the erasure then (recording it twice writes nothing). The request is
+/// checked before the key is touched.
+pub async fn erase_data_subject<S: EventStore, I: EventIds>(
+    vault: &Vault,
+    scheme: &SchemeService<S, I>,
+    erasure: &RecordErasure,
+    facts: &Facts,
+    meta: &CommandMetadata,
+) -> Result<ErasureOutcome, ErasureError> {
+    RecordErasure::check_reason(&erasure.reason).map_err(ErasureError::Refused)?;
+    let subject = erasure.data_subject_id;
+    let outcome = match vault.erase(subject.0, &facts.actor, erasure.reason.trim()).await? {
+        Erasure::Erased => ErasureOutcome::Erased,
+        Erasure::AlreadyErased => ErasureOutcome::AlreadyErased,
+        Erasure::Unknown => return Err(ErasureError::UnknownSubject(subject)),
+    };
+    scheme.run(erasure, facts, None, meta).await?;
+    Ok(outcome)
 }

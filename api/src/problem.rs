@@ -23,7 +23,7 @@ pub struct ProblemDocument {
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
-    /// Stable code of a domain refusal (422).
+    /// Stable code of a domain refusal (422), or of what was not found (some 404s).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<&'static str>,
     /// Field-level problems (400, 422).
@@ -44,6 +44,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// A resource not found, with a stable code saying which kind.
+    #[error("{detail}")]
+    NotFoundWithCode { code: &'static str, detail: String },
     #[error("{detail}")]
     Conflict { detail: String, current_version: Option<u64> },
     #[error("{detail}")]
@@ -83,7 +86,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => "Bad Request",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden(_) => "Forbidden",
-            ApiError::NotFound(_) => "Not Found",
+            ApiError::NotFound(_) | ApiError::NotFoundWithCode { .. } => "Not Found",
             ApiError::Conflict { .. } => "Conflict",
             ApiError::PreconditionFailed { .. } => "Precondition Failed",
             ApiError::PayloadTooLarge { .. } => "Payload Too Large",
@@ -114,6 +117,7 @@ impl ApiError {
                 document.code = Some(code);
                 document.errors = (!errors.is_empty()).then(|| errors.clone());
             }
+            ApiError::NotFoundWithCode { code, .. } => document.code = Some(code),
             ApiError::Conflict { current_version, .. } | ApiError::PreconditionFailed { current_version, .. } => {
                 document.current_version = Some(*current_version);
             }
@@ -129,7 +133,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NotFoundWithCode { .. } => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -32,6 +32,7 @@ use aisc_domain::command_service::Aggregate;
 use aisc_domain::subsidy::application::Application;
 use aisc_domain::subsidy::batches::BatchCalendar;
 use aisc_domain::subsidy::capacity::Capacity;
+use aisc_domain::subsidy::data_subjects::DataSubject;
 use aisc_domain::subsidy::events::SchemeEvent;
 use aisc_domain::subsidy::funding::FundingYear;
 use aisc_domain::subsidy::prices::PriceSchedule;
@@ -149,6 +150,9 @@ fn fold(event: &SchemeEvent) {
         }
         SchemeEvent::Capacity(event) => {
             let _ = Capacity::apply(Default::default(), event);
+        }
+        SchemeEvent::DataSubject(event) => {
+            let _ = DataSubject::apply(Default::default(), event);
         }
         SchemeEvent::Funding(event) => {
             let _ = FundingYear::apply(Default::default(), event);

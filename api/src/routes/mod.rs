@@ -1,6 +1,7 @@
 //! The `/api/v1` resources.
 
 pub mod audit;
+pub mod data_subjects;
 pub mod docs;
 pub mod exports;
 pub mod feed;
@@ -49,5 +50,6 @@ pub fn configure(config: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .map(docs::configure)
         .configure(scheme::configure)
         .configure(exports::configure)
-        .configure(webhooks::configure);
+        .configure(webhooks::configure)
+        .configure(data_subjects::configure);
 }

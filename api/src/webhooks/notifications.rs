@@ -215,7 +215,7 @@ impl Projection for NotificationRecorder {
     }
 
     /// The committee's decisions and agreements; every other event of an application, and every
-    /// event of batches, funding years, the price schedule and capacity, is ignored.
+    /// event of batches, funding years, the price schedule, capacity and data subjects, is ignored.
     fn interest(&self, event_type: &str) -> Option<Interest> {
         Interest::declared(
             event_type,
@@ -226,6 +226,7 @@ impl Projection for NotificationRecorder {
                 FundingEvent::EVENT_TYPES,
                 PriceEvent::EVENT_TYPES,
                 CapacityEvent::EVENT_TYPES,
+                aisc_domain::subsidy::data_subjects::DataSubjectEvent::EVENT_TYPES,
             ],
         )
     }

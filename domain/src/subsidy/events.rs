@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::application::ApplicationEvent;
 use super::batches::BatchEvent;
 use super::capacity::CapacityEvent;
+use super::data_subjects::DataSubjectEvent;
 use super::funding::FundingEvent;
 use super::prices::PriceEvent;
 use crate::codec::{BusinessDate, CodecError, EventCodec, StoredContext};
@@ -18,6 +19,7 @@ pub enum SchemeEvent {
     Application(ApplicationEvent),
     Batch(BatchEvent),
     Capacity(CapacityEvent),
+    DataSubject(DataSubjectEvent),
     Funding(FundingEvent),
     Price(PriceEvent),
 }
@@ -29,6 +31,7 @@ impl SchemeEvent {
             ApplicationEvent::EVENT_TYPES,
             BatchEvent::EVENT_TYPES,
             CapacityEvent::EVENT_TYPES,
+            DataSubjectEvent::EVENT_TYPES,
             FundingEvent::EVENT_TYPES,
             PriceEvent::EVENT_TYPES,
         ]
@@ -99,6 +102,7 @@ scheme_event_from!(
     Application(ApplicationEvent),
     Batch(BatchEvent),
     Capacity(CapacityEvent),
+    DataSubject(DataSubjectEvent),
     Funding(FundingEvent),
     Price(PriceEvent)
 );

@@ -37,6 +37,7 @@
 pub mod application;
 pub mod batches;
 pub mod capacity;
+pub mod data_subjects;
 pub mod error;
 pub mod events;
 pub mod funding;

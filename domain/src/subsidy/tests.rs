@@ -2430,6 +2430,7 @@ fn one_of_each_event() -> Vec<SchemeEvent> {
         SchemeEvent::Batch(q2_opened()),
         SchemeEvent::Batch(q2_closed()),
         SchemeEvent::Price(rate_set(4_250, day(2025, 4, 1))),
+        SchemeEvent::DataSubject(erasure::erased(day(2026, 5, 4)).into()),
     ];
     events
         .into_iter()
@@ -2548,6 +2549,7 @@ fn every_event_takes_effect_on_its_business_date_and_a_monthly_fact_on_its_month
         ("BatchOpened", day(2025, 4, 1)),
         ("BatchClosed", day(2025, 6, 1)),
         ("ServiceRateSet", day(2025, 4, 1)),
+        ("PersonalDataErased", day(2026, 5, 4)),
     ])
     .collect();
     assert_eq!(dated, expected);
@@ -2559,6 +2561,7 @@ fn every_event_takes_effect_on_its_business_date_and_a_monthly_fact_on_its_month
             SchemeEvent::Application(event) => event.effective_on(),
             SchemeEvent::Batch(event) => event.effective_on(),
             SchemeEvent::Capacity(event) => event.effective_on(),
+            SchemeEvent::DataSubject(event) => event.effective_on(),
             SchemeEvent::Funding(event) => event.effective_on(),
             SchemeEvent::Price(event) => event.effective_on(),
         };
@@ -2664,4 +2667,68 @@ fn a_recorded_event_is_decoded_with_the_time_it_was_recorded() {
     };
     assert_eq!(recorded.decode::<BatchEvent>(), Ok(expected.clone().into()));
     assert_eq!(recorded.decode::<SchemeEvent>(), Ok(SchemeEvent::Batch(expected.into())));
+}
+
+/// Erasure of a data subject's personal data (the record of it; the key is destroyed outside).
+mod erasure {
+    use super::*;
+    use crate::command_service::StreamDecision;
+    use crate::subsidy::data_subjects::{self, ErasureBasis, PersonalDataErased, RecordErasure};
+
+    fn subject() -> DataSubjectId {
+        DataSubjectId::of_application(ID)
+    }
+
+    pub(super) fn erased(on: chrono::NaiveDate) -> PersonalDataErased {
+        PersonalDataErased {
+            data_subject_id: subject(),
+            erased_on: on,
+            erased_by: "admin@cyberport.hk".into(),
+            basis: ErasureBasis::DataSubjectRequest,
+            reason: "Request DSR-2026-014".into(),
+        }
+    }
+
+    fn record_erasure(reason: &str) -> RecordErasure {
+        RecordErasure { data_subject_id: subject(), basis: ErasureBasis::DataSubjectRequest, reason: reason.into() }
+    }
+
+    #[test]
+    fn an_erasure_is_recorded_on_the_subjects_stream_with_who_when_and_why() {
+        let decision = record_erasure("  Request DSR-2026-014 ");
+        assert_eq!(StreamDecision::stream(&decision).expect("stream").as_str(), format!("data-subject-{}", subject()));
+        let state = given(&[], data_subjects::apply);
+        then_events(
+            when(&decision, &state, &facts(day(2026, 5, 4), "admin@cyberport.hk")),
+            &[erased(day(2026, 5, 4)).into()],
+        );
+    }
+
+    #[test]
+    fn a_second_erasure_of_the_same_subject_decides_nothing() {
+        let state = given(&[erased(day(2026, 5, 4)).into()], data_subjects::apply);
+        assert_eq!(state.erased_on, Some(day(2026, 5, 4)));
+        then_events(when(&record_erasure("Again"), &state, &facts(day(2026, 6, 1), "admin@cyberport.hk")), &[]);
+        // Folding a repeated event keeps the first date.
+        let twice = given(&[erased(day(2026, 5, 4)).into(), erased(day(2026, 6, 1)).into()], data_subjects::apply);
+        assert_eq!(twice.erased_on, Some(day(2026, 5, 4)));
+    }
+
+    #[test]
+    fn an_erasure_needs_a_reason_of_at_most_500_characters() {
+        let state = given(&[], data_subjects::apply);
+        let today = facts(day(2026, 5, 4), "admin@cyberport.hk");
+        then_refused_saying(when(&record_erasure("   "), &state, &today), "invalid_input", &["reason", "500"]);
+        then_refused(when(&record_erasure(&"x".repeat(501)), &state, &today), "invalid_input");
+        assert_eq!(when(&record_erasure(&"é".repeat(500)), &state, &today).map(|events| events.len()), Ok(1));
+    }
+
+    #[test]
+    fn erasure_bases_are_stored_by_their_names() {
+        for basis in [ErasureBasis::DataSubjectRequest, ErasureBasis::RetentionPeriodEnded] {
+            assert_eq!(ErasureBasis::parse(basis.as_str()), Ok(basis));
+            assert_eq!(serde_json::to_value(basis).expect("json"), serde_json::json!(basis.as_str()));
+        }
+        then_refused(ErasureBasis::parse("because"), "invalid_input");
+    }
 }

@@ -10,6 +10,7 @@ use aisc_domain::event_store::RecordedEvent;
 use aisc_domain::subsidy::application::ApplicationEvent;
 use aisc_domain::subsidy::batches::BatchEvent;
 use aisc_domain::subsidy::capacity::CapacityEvent;
+use aisc_domain::subsidy::data_subjects::DataSubjectEvent;
 use aisc_domain::subsidy::funding::FundingEvent;
 use aisc_domain::subsidy::prices::PriceEvent;
 use aisc_domain::subsidy::streams;
@@ -63,7 +64,8 @@ impl Projection for Applications {
     }
 
     /// Every event of applications, batches, funding years and capacity; the price schedule
-    /// is not shown here (each usage charge carries the rate it was charged at).
+    /// is not shown here (each usage charge carries the rate it was charged at), nor erasures
+    /// (the one-application view reads them from the key store).
     fn interest(&self, event_type: &str) -> Option<Interest> {
         Interest::declared(
             event_type,
@@ -73,7 +75,7 @@ impl Projection for Applications {
                 FundingEvent::EVENT_TYPES,
                 CapacityEvent::EVENT_TYPES,
             ],
-            &[PriceEvent::EVENT_TYPES],
+            &[PriceEvent::EVENT_TYPES, DataSubjectEvent::EVENT_TYPES],
         )
     }
 

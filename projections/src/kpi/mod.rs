@@ -11,6 +11,7 @@ use aisc_domain::event_store::RecordedEvent;
 use aisc_domain::subsidy::application::ApplicationEvent;
 use aisc_domain::subsidy::batches::BatchEvent;
 use aisc_domain::subsidy::capacity::CapacityEvent;
+use aisc_domain::subsidy::data_subjects::DataSubjectEvent;
 use aisc_domain::subsidy::funding::FundingEvent;
 use aisc_domain::subsidy::prices::PriceEvent;
 use async_trait::async_trait;
@@ -64,12 +65,13 @@ impl Projection for Kpi {
         &TABLES
     }
 
-    /// Applications, funding years and capacity; batches and the price schedule are not counted.
+    /// Applications, funding years and capacity; batches, the price schedule and erasures of
+    /// personal data are not counted.
     fn interest(&self, event_type: &str) -> Option<Interest> {
         Interest::declared(
             event_type,
             &[ApplicationEvent::EVENT_TYPES, FundingEvent::EVENT_TYPES, CapacityEvent::EVENT_TYPES],
-            &[BatchEvent::EVENT_TYPES, PriceEvent::EVENT_TYPES],
+            &[BatchEvent::EVENT_TYPES, PriceEvent::EVENT_TYPES, DataSubjectEvent::EVENT_TYPES],
         )
     }
 
