@@ -308,3 +308,77 @@ async fn an_access_request_answers_every_field_with_its_event_until_the_subject_
     let _ = std::fs::remove_dir_all(&directory);
     app.stop().await;
 }
+
+/// `aisc reports kpi` of the whole scheme, as JSON.
+fn kpis(database: &TestDatabase) -> Value {
+    let output = support::aisc()
+        .args(["reports", "kpi", "--format", "json"])
+        .env("DATABASE_URL", &database.url)
+        .output()
+        .expect("run aisc");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
+#[tokio::test]
+async fn erase_due_erases_every_subject_past_retention_once_and_leaves_the_figures_alone() {
+    let database = TestDatabase::create().await;
+    scenario(&database).await;
+    let today = (on(COMPLETED_ON) + chrono::TimeDelta::days(101)).to_string();
+    let figures_before = kpis(&database);
+    let erase_due = || {
+        support::aisc()
+            .args(["privacy", "erase", "--due", "--retention-days", "100", "--today", &today, "--actor", "dpo-1"])
+            .env("DATABASE_URL", &database.url)
+            .output()
+            .expect("run aisc")
+    };
+    let first = erase_due();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let said = String::from_utf8_lossy(&first.stdout);
+    assert!(said.contains("erased 3 data subject(s) past a retention period of 100 days"), "{said}");
+    for id in ["w", "r", "c"] {
+        assert!(said.contains(&format!("erased the personal data of data subject {}", subject(id))), "{said}");
+    }
+    let recorded: Vec<(String, Value)> =
+        sqlx::query_as("SELECT stream_id, data FROM events WHERE event_type = 'PersonalDataErased' ORDER BY stream_id")
+            .fetch_all(&database.pool)
+            .await
+            .expect("erasures");
+    assert_eq!(recorded.len(), 3);
+    for (_, data) in &recorded {
+        assert_eq!(data["basis"], "retention_period_ended", "{data}");
+        assert_eq!(data["erased_by"], "dpo-1", "{data}");
+        assert!(data["reason"].as_str().is_some_and(|reason| reason.contains("retention period of 100 days")));
+    }
+    assert_eq!(listed(&due(&database, Some(100), on(COMPLETED_ON) + chrono::TimeDelta::days(101))), vec![]);
+
+    // Again: nothing more is due, nothing more is written.
+    let again = erase_due();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("erased 0 data subject(s)"));
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'PersonalDataErased'")
+        .fetch_one(&database.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 3);
+
+    // The ongoing applications keep their personal data; the scheme's figures are unchanged.
+    let held: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT wrapped_key FROM data_subject_keys WHERE data_subject_id = $1")
+            .bind(subject("o").0)
+            .fetch_one(&database.pool)
+            .await
+            .expect("key row");
+    assert!(held.is_some(), "the ongoing application's key is kept");
+    assert_eq!(kpis(&database), figures_before, "KPI and money figures do not depend on personal data");
+
+    // `--due` and `--subject` are one or the other.
+    let both = support::aisc()
+        .args(["privacy", "erase", "--due", "--subject", &subject("o").to_string(), "--actor", "dpo-1"])
+        .env("DATABASE_URL", &database.url)
+        .output()
+        .expect("run aisc");
+    assert_eq!(both.status.code(), Some(2));
+    database.drop_database().await;
+}

@@ -158,15 +158,26 @@ pub struct EraseArgs {
     #[arg(long, env = "AISC_KEK_FILE")]
     pub kek_file: std::path::PathBuf,
     /// The data subject's UUID, as the application view names it (`data_subject_id`).
+    #[arg(long, required_unless_present = "due", conflicts_with = "due")]
+    pub subject: Option<String>,
+    /// Instead of one subject: every data subject past retention, as `aisc privacy due` lists
+    /// them (basis retention_period_ended; the reason names the period and how the application
+    /// ended). Running it again erases only what has become due since.
     #[arg(long)]
-    pub subject: String,
+    pub due: bool,
+    /// Days personal data is kept after its application ends, for `--due`.
+    #[arg(long, env = "AISC_RETENTION_DAYS", default_value_t = aisc_adapters::retention::DEFAULT_RETENTION_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_525))]
+    pub retention_days: u32,
+    /// The day `--due` erases for (YYYY-MM-DD); today in Hong Kong by default.
+    #[arg(long, requires = "due")]
+    pub today: Option<chrono::NaiveDate>,
     /// Why (1 to 500 characters), kept for good: no personal data, e.g. a request's reference.
-    #[arg(long)]
-    pub reason: String,
+    #[arg(long, required_unless_present = "due")]
+    pub reason: Option<String>,
     /// Who erases (recorded as the erasure's actor).
     #[arg(long)]
     pub actor: String,
-    #[arg(long, value_enum, default_value = "data_subject_request")]
+    #[arg(long, value_enum, default_value = "data_subject_request", conflicts_with = "due")]
     pub basis: ErasureBasisArg,
 }
 
@@ -1148,22 +1159,28 @@ fn export_error(error: crate::routes::exports::ExportError) -> CliError {
 /// administrator.
 async fn erase_data_subject(erase: EraseArgs) -> Result<ExitCode, CliError> {
     use crate::personal_data::{ErasureError, ErasureOutcome};
-    use aisc_domain::subsidy::data_subjects::RecordErasure;
-    let subject: aisc_domain::personal_data::DataSubjectId = erase.subject.trim().parse().map_err(|_| {
-        CliError::InvalidInput(format!(
-            "--subject {:?} is not a UUID (the application view's data_subject_id)",
-            erase.subject
-        ))
-    })?;
+    use aisc_domain::subsidy::data_subjects::{ErasureBasis, RecordErasure};
     let actor = erase.actor.trim().to_string();
     if actor.is_empty() {
         return Err(CliError::InvalidInput("--actor must name who erases".into()));
     }
-    let erasure = RecordErasure { data_subject_id: subject, basis: erase.basis.into(), reason: erase.reason.clone() };
-    RecordErasure::check_reason(&erasure.reason)
-        .map_err(|error| CliError::InvalidInput(format!("--reason: {error}")))?;
+    let one = match (&erase.subject, &erase.reason) {
+        (Some(subject), Some(reason)) => {
+            let subject: aisc_domain::personal_data::DataSubjectId = subject.trim().parse().map_err(|_| {
+                CliError::InvalidInput(format!(
+                    "--subject {subject:?} is not a UUID (the application view's data_subject_id)"
+                ))
+            })?;
+            let erasure = RecordErasure { data_subject_id: subject, basis: erase.basis.into(), reason: reason.clone() };
+            RecordErasure::check_reason(&erasure.reason)
+                .map_err(|error| CliError::InvalidInput(format!("--reason: {error}")))?;
+            Some(erasure)
+        }
+        _ => None,
+    };
     let store = open_store(&erase.database).await?;
     let vault = open_vault(&store, &erase.kek_file).await?;
+    let pool = store.pool().clone();
     let scheme = aisc_domain::subsidy::service::SchemeService::new(
         aisc_domain::command_service::CommandService::new(store, aisc_adapters::TimeOrderedEventIds)
             .with_backoff(std::sync::Arc::new(aisc_adapters::JitteredBackoff::default())),
@@ -1176,24 +1193,59 @@ async fn erase_data_subject(erase: EraseArgs) -> Result<ExitCode, CliError> {
         request_id,
         causation_id: None,
     };
+    let today = erase.today.unwrap_or_else(aisc_adapters::clock::today_in_hong_kong);
     let facts = aisc_domain::subsidy::Facts::new(aisc_adapters::clock::today_in_hong_kong(), actor);
-    match crate::personal_data::erase_data_subject(&vault, &scheme, &erasure, &facts, &meta).await {
-        Ok(ErasureOutcome::Erased) => println!("erased the personal data of data subject {subject}"),
-        Ok(ErasureOutcome::AlreadyErased) => {
-            println!("the personal data of data subject {subject} was already erased; the erasure is recorded")
+    let erasures = match one {
+        Some(erasure) => vec![erasure],
+        None => {
+            let listing = aisc_adapters::retention::past_retention(&pool, erase.retention_days, today)
+                .await
+                .map_err(|error| CliError::Usage(error.to_string()))?;
+            if !listing.not_sealed.is_empty() {
+                eprintln!(
+                    "{} application(s) past retention hold personal data stored before sealing, which no key can erase: move the log to a new generation first (`aisc privacy reencrypt-log`, see README)",
+                    listing.not_sealed.len()
+                );
+            }
+            listing
+                .due
+                .iter()
+                .map(|past| RecordErasure {
+                    data_subject_id: past.data_subject_id,
+                    basis: ErasureBasis::RetentionPeriodEnded,
+                    reason: format!(
+                        "retention period of {} days ended: application {} {} on {}",
+                        erase.retention_days, past.application_id, past.ended, past.ended_on
+                    ),
+                })
+                .collect()
         }
-        Err(ErasureError::UnknownSubject(_)) => {
-            return Err(CliError::NotFound(format!("no data subject {subject} is known")));
+    };
+    let mut erased = 0;
+    for erasure in &erasures {
+        let subject = erasure.data_subject_id;
+        match crate::personal_data::erase_data_subject(&vault, &scheme, erasure, &facts, &meta).await {
+            Ok(ErasureOutcome::Erased) => {
+                erased += 1;
+                println!("erased the personal data of data subject {subject}");
+            }
+            Ok(ErasureOutcome::AlreadyErased) => {
+                println!("the personal data of data subject {subject} was already erased; the erasure is recorded")
+            }
+            Err(ErasureError::UnknownSubject(_)) => {
+                return Err(CliError::NotFound(format!("no data subject {subject} is known")));
+            }
+            Err(ErasureError::Refused(error)) => return Err(CliError::InvalidInput(error.to_string())),
+            Err(ErasureError::Vault(error)) => return Err(error.into()),
+            Err(ErasureError::Command(error)) => return Err(CliError::Usage(error.to_string())),
         }
-        Err(ErasureError::Refused(error)) => return Err(CliError::InvalidInput(error.to_string())),
-        Err(ErasureError::Vault(error)) => return Err(error.into()),
-        Err(ErasureError::Command(error)) => return Err(CliError::Usage(error.to_string())),
+    }
+    if erase.due {
+        println!("erased {erased} data subject(s) past a retention period of {} days on {today}", erase.retention_days);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The commands that write: as `aisc serve`, they migrate when run as the owner of the log and
-/// otherwise refuse while a migration is pending.
 /// The listing of `aisc privacy due`: one line per subject, or one JSON document.
 fn print_retention_listing(
     listing: &aisc_adapters::retention::RetentionListing,
@@ -1258,6 +1310,8 @@ fn write_new_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> 
     file.write_all(bytes).map_err(|error| CliError::File(format!("cannot write {}: {error}", path.display())))
 }
 
+/// The commands that write: as `aisc serve`, they migrate when run as the owner of the log and
+/// otherwise refuse while a migration is pending.
 async fn open_pool(database: &DatabaseArgs) -> Result<sqlx::PgPool, CliError> {
     Ok(database::connect_and_migrate_if_owner(&DatabaseConfig::new(database.url.clone())).await?)
 }
