@@ -326,6 +326,19 @@ async fn an_erased_subject_leaves_no_personal_text_in_the_database_or_logs_and_t
     let (code, stdout, stderr) =
         aisc(&["audit", "verify", "--seal", &path("seal.json"), "--public-key", &public_key], &database.url);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
+    // An export of the log verifies on its own, and it and the event feed carry the ciphertext
+    // the hashes cover, never the text.
+    let (code, export, stderr) = aisc(&["audit", "export"], &database.url);
+    assert_eq!(code, Some(0), "{stderr}");
+    std::fs::write(path("export.ndjson"), &export).expect("write the export");
+    let (code, stdout, stderr) = aisc(&["audit", "verify", "--file", &path("export.ndjson")], &database.url);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let feed = ok(&app.get("auditor", &format!("/api/v1/streams/application-{id}")).await).to_string();
+    assert!(feed.contains("xc1."), "the feed shows the sealed fields as stored: {feed}");
+    for text in EVERY_DISTINCTIVE_TEXT {
+        assert!(!export.contains(text), "the export holds {text:?}");
+        assert!(!feed.contains(text), "the feed holds {text:?}");
+    }
 
     let _ = server.kill();
     let _ = server.wait();
