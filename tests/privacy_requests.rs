@@ -382,3 +382,91 @@ async fn erase_due_erases_every_subject_past_retention_once_and_leaves_the_figur
     assert_eq!(both.status.code(), Some(2));
     database.drop_database().await;
 }
+
+/// The data of a stored fixture of the golden history.
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/domain/tests/fixtures/events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("fixture JSON")
+}
+
+#[tokio::test]
+async fn an_application_with_plaintext_from_before_sealing_is_not_erased_and_its_plaintext_is_exported() {
+    use aisc_domain::event_store::{EventStore, ExpectedVersion, NewEvent, StreamAppend, StreamId};
+    let app = TestApp::spawn().await;
+    let database = &app.database;
+    // Submitted and withdrawn before sealing (plaintext), reviewed after (sealed): mixed.
+    let mut submitted = fixture("ApplicationSubmitted.v2");
+    submitted["application_id"] = "mixed".into();
+    submitted["contact"] = serde_json::json!({"name": "Ho Ka Yan", "email": "ky.ho@example.hk"});
+    let vault = vault(database);
+    let mixed = subject("mixed");
+    vault.ensure_subject(mixed.0).await.expect("a key for what is sealed after the upgrade");
+    let sealed_comments = vault.seal(mixed.0, "comments", "Ask Ms Ho for the figures").await.expect("seal");
+    let mut reviewed = fixture("ProgressReportReviewed.v2");
+    reviewed["comments"] = sealed_comments.into();
+    reviewed["data_subject_id"] = mixed.to_string().into();
+    let new_event = |event_type: &str, schema_version: u32, data: Value| NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: event_type.into(),
+        schema_version,
+        data,
+        metadata: serde_json::json!({"actor": "intake-1"}),
+    };
+    aisc_adapters::PostgresEventStore::new(database.pool.clone())
+        .append_multi(vec![StreamAppend {
+            stream: StreamId::parse("application-mixed").expect("stream"),
+            expected: ExpectedVersion::NoStream,
+            events: vec![
+                new_event("ApplicationSubmitted", 2, submitted),
+                new_event("ApplicationWithdrawn", 1, fixture("ApplicationWithdrawn.v1")),
+                new_event("ProgressReportReviewed", 3, reviewed),
+            ],
+        }])
+        .await
+        .expect("append");
+
+    // Past retention, but not erasable by a key: listed as not sealed, not due.
+    let listing = due(database, Some(30), on((2026, 1, 1)));
+    assert_eq!(listing["due"], serde_json::json!([]), "{listing}");
+    assert_eq!(listing["not_sealed"][0]["application_id"], "mixed", "{listing}");
+
+    // Erasure is refused, naming the remedy, and destroys nothing.
+    let refused = app
+        .post(
+            "administrator",
+            &format!("/api/v1/data-subjects/{mixed}/erasure"),
+            &[],
+            r#"{"reason": "request 2026-17", "basis": "data_subject_request"}"#,
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains("personal_data_not_sealed") && refused.body.contains("reencrypt-log"));
+    let output = support::aisc()
+        .args(["privacy", "erase", "--subject", &mixed.to_string(), "--reason", "request 2026-17", "--actor", "dpo-1"])
+        .env("DATABASE_URL", &database.url)
+        .output()
+        .expect("run aisc");
+    assert_eq!(output.status.code(), Some(2), "{}", String::from_utf8_lossy(&output.stderr));
+    let held: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT wrapped_key FROM data_subject_keys WHERE data_subject_id = $1")
+            .bind(mixed.0)
+            .fetch_one(&database.pool)
+            .await
+            .expect("key row");
+    assert!(held.is_some(), "the key is kept");
+
+    // The access request answers the plaintext too, marked as not sealed.
+    let response = app.get("administrator", &format!("/api/v1/data-subjects/{mixed}/personal-data")).await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let answer: Value = serde_json::from_str(&response.body).expect("JSON");
+    let items: Vec<(String, Value, bool)> = answer["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| (item["field"].as_str().expect("field").to_string(), item["value"].clone(), item["sealed"] == true))
+        .collect();
+    assert!(items.contains(&("contact.name".into(), "Ho Ka Yan".into(), false)), "{items:?}");
+    assert!(items.contains(&("contact.email".into(), "ky.ho@example.hk".into(), false)), "{items:?}");
+    assert!(items.contains(&("comments".into(), "Ask Ms Ho for the figures".into(), true)), "{items:?}");
+    app.stop().await;
+}

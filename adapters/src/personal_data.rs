@@ -6,10 +6,11 @@
 //! key with NULL: the ciphertext stays in the log, its hashes and seals intact, and nothing can
 //! open it again. Rotating the KEK re-wraps every key and leaves the log untouched.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use aisc_domain::personal_data::{DataSubjectId, PersonalDataSealer, PersonalText, SealError, ToSeal};
+use aisc_domain::subsidy::application::PERSONAL_EVENT_TYPES;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -220,6 +221,11 @@ impl Vault {
         Self { pool, kek }
     }
 
+    /// The database the keys are kept in.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub fn kek_id(&self) -> String {
         self.kek.id()
     }
@@ -425,6 +431,35 @@ pub async fn rotate_kek(pool: &PgPool, old: &KeyEncryptionKey, new: &KeyEncrypti
     }
     transaction.commit().await?;
     Ok(rewrapped)
+}
+
+/// Of `streams` (application streams), those holding personal fields stored in plaintext
+/// before sealing: an event of a personal type that names no data subject. Erasing a key cannot
+/// reach that text; the log must first move to a new generation (`aisc privacy reencrypt-log`).
+pub async fn streams_holding_plaintext(pool: &PgPool, streams: &[String]) -> Result<HashSet<String>, sqlx::Error> {
+    if streams.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT stream_id FROM events \
+          WHERE stream_id = ANY($1) AND event_type = ANY($2) AND data->>'data_subject_id' IS NULL",
+    )
+    .bind(streams)
+    .bind(PERSONAL_EVENT_TYPES.as_slice())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The stream whose events name `subject` (its application's), if any event does.
+pub async fn stream_of_subject(pool: &PgPool, subject: DataSubjectId) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT stream_id FROM events WHERE event_type = ANY($1) AND data->>'data_subject_id' = $2 LIMIT 1",
+    )
+    .bind(PERSONAL_EVENT_TYPES.as_slice())
+    .bind(subject.0.to_string())
+    .fetch_optional(pool)
+    .await
 }
 
 #[cfg(test)]

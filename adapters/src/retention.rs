@@ -47,8 +47,9 @@ pub struct PastRetention {
 pub struct RetentionListing {
     /// Subjects whose key is still held: erasing the key erases their data.
     pub due: Vec<PastRetention>,
-    /// Applications whose personal fields were stored in plaintext before sealing (no key was
-    /// ever made for them): erasing a key cannot reach them, they need another remedy.
+    /// Applications holding personal fields stored in plaintext before sealing (with or without
+    /// a key for fields sealed since): erasing a key cannot reach that text; the log must move to
+    /// a new generation first.
     pub not_sealed: Vec<PastRetention>,
 }
 
@@ -117,9 +118,18 @@ pub async fn past_retention(
     .fetch_all(pool)
     .await?;
     let held: std::collections::HashMap<Uuid, bool> = keys.into_iter().collect();
+    // An application with any personal field still in plaintext is not sealed, whatever its
+    // key: one sealed after the upgrade (a later review) does not make the older text erasable.
+    let streams: Vec<String> =
+        ended.iter().map(|past| format!("{APPLICATION_PREFIX}{}", past.application_id)).collect();
+    let plaintext = crate::personal_data::streams_holding_plaintext(pool, &streams).await?;
 
     let mut listing = RetentionListing::default();
     for past in ended {
+        if plaintext.contains(&format!("{APPLICATION_PREFIX}{}", past.application_id)) {
+            listing.not_sealed.push(past);
+            continue;
+        }
         match held.get(&past.data_subject_id.0) {
             Some(true) => listing.due.push(past),
             Some(false) => {}

@@ -1235,7 +1235,9 @@ async fn erase_data_subject(erase: EraseArgs) -> Result<ExitCode, CliError> {
             Err(ErasureError::UnknownSubject(_)) => {
                 return Err(CliError::NotFound(format!("no data subject {subject} is known")));
             }
-            Err(ErasureError::Refused(error)) => return Err(CliError::InvalidInput(error.to_string())),
+            Err(error @ (ErasureError::Refused(_) | ErasureError::NotSealed { .. })) => {
+                return Err(CliError::InvalidInput(error.to_string()));
+            }
             Err(ErasureError::Vault(error)) => return Err(error.into()),
             Err(ErasureError::Command(error)) => return Err(CliError::Usage(error.to_string())),
         }

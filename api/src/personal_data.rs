@@ -3,7 +3,7 @@
 //! them; lists, exports, the event feed and the audit export carry no plaintext (the feed and
 //! the export keep the ciphertext the log's hashes cover).
 
-use aisc_adapters::personal_data::{Erasure, Opened, Vault, VaultError};
+use aisc_adapters::personal_data::{Erasure, Opened, Vault, VaultError, stream_of_subject, streams_holding_plaintext};
 use aisc_domain::command_service::{CommandError, CommandMetadata, EventIds};
 use aisc_domain::event_store::EventStore;
 use aisc_domain::personal_data::DataSubjectId;
@@ -68,6 +68,11 @@ pub enum ErasureError {
     Vault(#[from] VaultError),
     #[error(transparent)]
     Command(#[from] CommandError<DomainError>),
+    /// The subject's application holds personal fields stored in plaintext before sealing.
+    #[error(
+        "{stream} holds personal data stored before it was sealed, which destroying data subject {subject}'s key cannot erase; move the log to a new generation first (`aisc privacy reencrypt-log`), then erase"
+    )]
+    NotSealed { subject: DataSubjectId, stream: String },
 }
 
 /// Erases a data subject's personal data: destroys its key first, then records the erasure
@@ -84,6 +89,17 @@ pub async fn erase_data_subject<S: EventStore, I: EventIds>(
 ) -> Result<ErasureOutcome, ErasureError> {
     RecordErasure::check_reason(&erasure.reason).map_err(ErasureError::Refused)?;
     let subject = erasure.data_subject_id;
+    // Text stored before sealing is beyond any key: erasing the key would leave it and claim
+    // the subject erased.
+    let stream = stream_of_subject(vault.pool(), subject).await.map_err(VaultError::from)?;
+    if let Some(stream) = stream
+        && !streams_holding_plaintext(vault.pool(), std::slice::from_ref(&stream))
+            .await
+            .map_err(VaultError::from)?
+            .is_empty()
+    {
+        return Err(ErasureError::NotSealed { subject, stream });
+    }
     let outcome = match vault.erase(subject.0, &facts.actor, erasure.reason.trim()).await? {
         Erasure::Erased => ErasureOutcome::Erased,
         Erasure::AlreadyErased => ErasureOutcome::AlreadyErased,

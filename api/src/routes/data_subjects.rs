@@ -94,6 +94,9 @@ fn erasure_failure(error: ErasureError) -> ApiError {
             ApiError::NotFoundWithCode { code: "unknown_data_subject", detail: error.to_string() }
         }
         ErasureError::Refused(refusal) => domain_refusal(refusal),
+        ErasureError::NotSealed { .. } => {
+            ApiError::Unprocessable { code: "personal_data_not_sealed", detail: error.to_string(), errors: vec![] }
+        }
         ErasureError::Vault(vault) => ApiError::internal(vault),
         ErasureError::Command(command) => command_failure(command, false),
     }

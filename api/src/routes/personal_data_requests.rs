@@ -17,9 +17,7 @@ use crate::auth::Principal;
 use crate::authorization::{Action, require};
 use crate::problem::{ApiError, ProblemDocument};
 
-/// The event types that carry personal fields under a data subject.
-pub const PERSONAL_EVENT_TYPES: [&str; 4] =
-    ["ApplicationSubmitted", "ApplicationAmended", "ProgressReportSubmitted", "ProgressReportReviewed"];
+use aisc_domain::subsidy::application::PERSONAL_EVENT_TYPES;
 
 /// One personal field of one event, opened.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -43,6 +41,9 @@ pub struct PersonalDataItem {
     pub value: Option<String>,
     /// True once the subject's key is destroyed: the value can never be read again.
     pub erased: bool,
+    /// False for a field stored in plaintext before personal data was sealed: no key covers
+    /// it, and erasure cannot reach it until the log moves to a new generation.
+    pub sealed: bool,
 }
 
 /// The state of a data subject's key.
@@ -120,6 +121,21 @@ pub async fn personal_data_of(
     .bind(subject.0.to_string())
     .fetch_all(pool)
     .await?;
+    // The same application's fields stored in plaintext before sealing (they name no subject):
+    // held about the same person, so part of the answer.
+    let mut rows = rows;
+    if let Some(stream) = rows.first().map(|row| row.1.clone()) {
+        let legacy: Vec<EventRow> = sqlx::query_as(
+            "SELECT global_position, stream_id, stream_version, event_id, event_type, schema_version, data, recorded_at \
+             FROM events WHERE stream_id = $1 AND event_type = ANY($2) AND data->>'data_subject_id' IS NULL",
+        )
+        .bind(&stream)
+        .bind(PERSONAL_EVENT_TYPES.as_slice())
+        .fetch_all(pool)
+        .await?;
+        rows.extend(legacy);
+        rows.sort_by_key(|row| row.0);
+    }
     let Some((held, created_at, erased_at, erased_by, reason)) = key else {
         if rows.is_empty() {
             return Ok(None);
@@ -169,6 +185,8 @@ pub async fn personal_data_of(
         if answer.application_id.is_none() {
             answer.application_id = stream.strip_prefix("application-").map(str::to_string);
         }
+        // Plaintext of before sealing is handed to the subject as unsealed text, which opens as itself.
+        let sealed = !event.unseal_legacy_for(subject);
         let fields: Vec<(&'static str, PersonalText)> = event
             .personal_fields()
             .into_iter()
@@ -193,6 +211,7 @@ pub async fn personal_data_of(
                 field: (*field).to_string(),
                 value,
                 erased,
+                sealed,
             });
         }
     }

@@ -521,6 +521,10 @@ pub enum ApplicationEvent {
     ApplicationTerminated(ApplicationTerminated),
 }
 
+/// The event types of an application that carry personal fields.
+pub const PERSONAL_EVENT_TYPES: [&str; 4] =
+    ["ApplicationSubmitted", "ApplicationAmended", "ProgressReportSubmitted", "ProgressReportReviewed"];
+
 impl ApplicationEvent {
     /// Hands personal text stored before sealing (`Legacy`) to `subject`, unsealed, so that the
     /// sealer seals it: the one-off re-encryption of a log written before personal data was
