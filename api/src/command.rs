@@ -89,7 +89,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let parsed: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
-        let message = inner.to_string();
+        let message = without_echoed_values(&inner.to_string());
         let field = if inner.is_syntax() || inner.is_eof() {
             "body".to_string()
         } else if path == "." {
@@ -102,6 +102,26 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })?;
     deserializer.end().map_err(|error| ApiError::bad_field("body", error.to_string()))?;
     Ok(parsed)
+}
+
+/// serde's message without the value it quotes (`invalid type: string "Chan Tai Man"`,
+/// `unknown variant `…``): a refusal is kept with an `Idempotency-Key` and logged, and the value
+/// may be a person's name or address, which must not be kept outside the sealed fields.
+fn without_echoed_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            out.push_str(if quoted { "\"" } else { "\"…" });
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    match out.strip_prefix("unknown variant `").and_then(|rest| rest.split_once('`')) {
+        Some((_, rest)) => format!("unknown variant `…`{rest}"),
+        None => out,
+    }
 }
 
 /// How long a claim of an `Idempotency-Key` lasts unless its request renews it: a retry takes
@@ -392,5 +412,42 @@ trait OwnedErrorResponse {
 impl OwnedErrorResponse for ApiError {
     fn error_response_owned(self) -> HttpResponse {
         actix_web::ResponseError::error_response(&self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Contact {
+        name: String,
+        kind: Kind,
+        age: u32,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        Person,
+    }
+
+    fn refusal(body: &str) -> String {
+        match parse_json::<Contact>(body.as_bytes()) {
+            Err(error) => format!("{error:?}"),
+            Ok(parsed) => panic!("accepted {parsed:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_body_names_the_field_but_never_echoes_the_value() {
+        let wrong_type = refusal(r#"{"name": "x", "kind": "person", "age": "Chan Tai Man"}"#);
+        assert!(wrong_type.contains("age") && wrong_type.contains("expected u32"), "{wrong_type}");
+        assert!(!wrong_type.contains("Chan"), "{wrong_type}");
+        let variant = refusal(r#"{"name": "x", "kind": "Chan Tai Man", "age": 3}"#);
+        assert!(variant.contains("unknown variant") && !variant.contains("Chan"), "{variant}");
+        let string_for_number = without_echoed_values(r#"invalid type: string "Chan Tai Man", expected u32"#);
+        assert_eq!(string_for_number, r#"invalid type: string "…", expected u32"#);
     }
 }
