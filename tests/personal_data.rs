@@ -158,14 +158,14 @@ async fn serve_refuses_to_start_without_its_key_encryption_key_or_with_another()
         command.output().expect("run aisc")
     };
     let refused = serve(None);
-    assert!(!refused.status.success(), "a service without its KEK must not start");
+    assert_eq!(refused.status.code(), Some(2), "a service without its KEK must not start");
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("AISC_KEK_FILE is not set") && said.contains("aisc privacy keygen"), "{said}");
 
     let directory = std::env::temp_dir().join(format!("aisc-kek-serve-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&directory).expect("directory");
     let missing = serve(Some(&directory.join("nowhere")));
-    assert!(!missing.status.success());
+    assert_eq!(missing.status.code(), Some(4), "a missing file, as the privacy commands answer it");
     assert!(String::from_utf8_lossy(&missing.stderr).contains("does not exist"), "names the missing file");
 
     // A key is wrapped under the suites' KEK; another KEK is refused before the service binds.

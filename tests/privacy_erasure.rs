@@ -216,9 +216,14 @@ async fn an_erased_subject_leaves_no_personal_text_in_the_database_or_logs_and_t
     assert_eq!(submitted.status, 201, "{}", submitted.body);
     let other_base = submitted.header("location").expect("Location").to_string();
 
-    // Before: staff read the plaintext.
-    let view = ok(&app.get("auditor", &base).await);
+    // Before: the staff who deal with the applicant read the plaintext; an auditor, who works
+    // on the figures, reads the application with its personal fields withheld.
+    let withheld = ok(&app.get("auditor", &base).await);
+    assert_eq!(withheld["state"]["personal_data_withheld"], true, "{withheld}");
+    assert_eq!(withheld["state"]["submission"]["contact"]["name"], Value::Null, "{withheld}");
+    let view = ok(&app.get("intake_officer", &base).await);
     let state = &view["state"];
+    assert_eq!(state["personal_data_withheld"], false, "{view}");
     assert_eq!(state["submission"]["contact"]["name"], CONTACT_NAME, "{view}");
     assert_eq!(state["submission"]["undertakings"]["contribution"], CONTRIBUTION);
     assert_eq!(state["personal_data_erased"], false);
@@ -267,8 +272,9 @@ async fn an_erased_subject_leaves_no_personal_text_in_the_database_or_logs_and_t
         json!({"reason": "Retention period of 7 years ended", "basis": "retention_period_ended"}).to_string();
     ok(&app.post("administrator", &erasure(&other_subject), &[], &retention).await);
 
-    // After: null in the view; nothing more of the subject is recorded.
-    let view = ok(&app.get("auditor", &base).await);
+    // After: null in the view, even for those who may read personal data; nothing more of the
+    // subject is recorded.
+    let view = ok(&app.get("intake_officer", &base).await);
     let state = &view["state"];
     assert_eq!(state["personal_data_erased"], true, "{view}");
     for field in [

@@ -74,6 +74,10 @@ impl KeyEncryptionKey {
         if digits.len() != 64 {
             return Err(malformed(&format!("{} characters", digits.len())));
         }
+        // from_str_radix alone would take a sign ("+f"): only hex digits are a key.
+        if !digits.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+            return Err(malformed("a character that is not a hex digit"));
+        }
         let mut key = Zeroizing::new([0u8; 32]);
         for (index, pair) in digits.as_bytes().chunks(2).enumerate() {
             let hex = std::str::from_utf8(pair).map_err(|_| malformed("a character that is not a hex digit"))?;
@@ -311,6 +315,16 @@ impl Vault {
             .collect()
     }
 
+    /// Whether the subject's key was destroyed (false for a subject never given one).
+    pub async fn is_erased(&self, subject: Uuid) -> Result<bool, VaultError> {
+        let erased: Option<bool> =
+            sqlx::query_scalar("SELECT wrapped_key IS NULL FROM data_subject_keys WHERE data_subject_id = $1")
+                .bind(subject)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(erased.unwrap_or(false))
+    }
+
     /// The subject's key; `None` once erased.
     async fn key(&self, subject: Uuid) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
         let row: Option<(String, Option<Vec<u8>>)> =
@@ -524,6 +538,8 @@ mod tests {
         assert!(error.contains("64 hex digits"), "{error}");
         std::fs::write(&short, "zz".repeat(32)).expect("write");
         assert!(matches!(KeyEncryptionKey::load(&short), Err(KekError::Malformed { .. })));
+        std::fs::write(&short, "+f".repeat(32)).expect("write");
+        assert!(matches!(KeyEncryptionKey::load(&short), Err(KekError::Malformed { .. })), "a sign is not a digit");
         std::fs::write(&short, "00".repeat(32)).expect("write");
         assert!(matches!(KeyEncryptionKey::load(&short), Err(KekError::Malformed { .. })));
         let _ = std::fs::remove_dir_all(&directory);

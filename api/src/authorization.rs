@@ -44,10 +44,12 @@ pub enum Action {
     AnswerDataAccessRequest,
     /// Erase a data subject's personal data (destroy its key) for good.
     ErasePersonalData,
+    /// Read an application's personal fields (its contact, summary, contribution) opened.
+    ReadPersonalData,
 }
 
 impl Action {
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 26] = [
         Action::ReadEventFeed,
         Action::ReadAuditTrail,
         Action::VerifyLog,
@@ -73,6 +75,7 @@ impl Action {
         Action::ManageWebhooks,
         Action::AnswerDataAccessRequest,
         Action::ErasePersonalData,
+        Action::ReadPersonalData,
     ];
 
     pub fn name(self) -> &'static str {
@@ -102,6 +105,7 @@ impl Action {
             Action::ManageWebhooks => "manage webhooks",
             Action::AnswerDataAccessRequest => "read a data subject's personal data",
             Action::ErasePersonalData => "erase a data subject's personal data",
+            Action::ReadPersonalData => "read an applicant's personal data",
         }
     }
 
@@ -119,6 +123,9 @@ impl Action {
             // scheme's data, and no other.
             Action::AnswerDataAccessRequest => &[Administrator],
             Action::ErasePersonalData => &[Administrator],
+            // Those who deal with the applicant and judge the project (DPP3: personal data used
+            // for the purpose it was collected for); finance and audit work on the figures.
+            Action::ReadPersonalData => &[IntakeOfficer, Assessor, CommitteeSecretariat, Administrator],
             Action::ReadScheme => {
                 &[IntakeOfficer, Assessor, CommitteeSecretariat, FinanceOfficer, Auditor, Administrator]
             }
@@ -198,6 +205,7 @@ mod tests {
             Action::ManageWebhooks => 22,
             Action::AnswerDataAccessRequest => 23,
             Action::ErasePersonalData => 24,
+            Action::ReadPersonalData => 25,
         }
     }
 

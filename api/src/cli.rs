@@ -661,6 +661,14 @@ impl CliError {
                 | aisc_adapters::personal_data::KekError::Exists { .. },
             ) => ExitCode::from(4),
             CliError::Kek(_) => ExitCode::from(2),
+            // `serve` without its key, or with a key file that is not there: as the privacy
+            // commands answer the same mistakes.
+            CliError::Startup(StartupError::NoKeyEncryptionKey) => ExitCode::from(2),
+            CliError::Startup(StartupError::KeyEncryptionKey(
+                aisc_adapters::personal_data::KekError::Missing { .. }
+                | aisc_adapters::personal_data::KekError::Unreadable { .. },
+            )) => ExitCode::from(4),
+            CliError::Startup(StartupError::KeyEncryptionKey(_)) => ExitCode::from(2),
             _ => ExitCode::FAILURE,
         }
     }

@@ -15,12 +15,33 @@ use serde_json::Value;
 
 use crate::problem::ApiError;
 
-/// `state` as JSON with its personal fields opened (null once erased), naming its data
-/// subject and whether it was erased.
-pub async fn opened_application(state: &ApplicationState, vault: &Vault) -> Result<Value, ApiError> {
+/// Whether the reader may see personal fields opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonalFields {
+    Opened,
+    Withheld,
+}
+
+/// `state` as JSON with its personal fields opened (null once erased, or withheld from a
+/// reader whose role does not need them), naming its data subject and whether it was erased.
+pub async fn opened_application(
+    state: &ApplicationState,
+    vault: &Vault,
+    fields: PersonalFields,
+) -> Result<Value, ApiError> {
     let mut json = serde_json::to_value(state).map_err(ApiError::internal)?;
     let mut erased = false;
-    if let Some(details) = &state.submission {
+    if let Some(details) = &state.submission
+        && fields == PersonalFields::Withheld
+    {
+        for (field, _) in details.personal_texts() {
+            if let Some(slot) = field_mut(&mut json["submission"], field) {
+                *slot = Value::Null;
+            }
+        }
+        // Whether the key is erased is not personal: the reader is told either way.
+        erased = erased_key(vault, state).await.map_err(ApiError::internal)?;
+    } else if let Some(details) = &state.submission {
         let texts = details.personal_texts();
         let opened = vault.open_all(state.data_subject_id, &texts).await.map_err(ApiError::internal)?;
         for ((field, _), opened) in texts.iter().zip(opened) {
@@ -38,8 +59,15 @@ pub async fn opened_application(state: &ApplicationState, vault: &Vault) -> Resu
     }
     if let Some(object) = json.as_object_mut() {
         object.insert("personal_data_erased".into(), Value::Bool(erased));
+        object.insert("personal_data_withheld".into(), Value::Bool(fields == PersonalFields::Withheld));
     }
     Ok(json)
+}
+
+/// Whether the state's data subject had its key destroyed.
+async fn erased_key(vault: &Vault, state: &ApplicationState) -> Result<bool, VaultError> {
+    let Some(subject) = state.data_subject_id else { return Ok(false) };
+    vault.is_erased(subject.0).await
 }
 
 /// The value at a dotted path (`contact.name`) of a JSON object.

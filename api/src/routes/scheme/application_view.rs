@@ -64,6 +64,9 @@ pub struct ApplicationStateView {
     data_subject_id: Option<String>,
     /// Whether the data subject's personal data was erased: its fields are then null.
     personal_data_erased: bool,
+    /// Whether the personal fields are withheld (null) from the reader: they are opened for
+    /// intake officers, assessors, the committee secretariat and administrators only.
+    personal_data_withheld: bool,
     /// Why it was found ineligible (empty unless it was).
     ineligibility: Vec<String>,
     /// The assessor's name, once assessed.
@@ -108,7 +111,7 @@ pub struct UndertakingsView {
     contribution: Option<String>,
 }
 
-/// The applicant's contact (personal: null once erased).
+/// The applicant's contact (personal: null once erased, or withheld from the reader's role).
 #[derive(utoipa::ToSchema)]
 pub struct ContactView {
     name: Option<String>,

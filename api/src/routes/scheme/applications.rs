@@ -80,9 +80,10 @@ pub async fn application(
                 _ => ApiError::internal("reading the application's state failed"),
             })?;
         return match current.into_iter().next() {
-            Some((state, Some(version))) => {
-                Ok(view(crate::personal_data::opened_application(&state, &vault).await?, Some(version)))
-            }
+            Some((state, Some(version))) => Ok(no_store(view(
+                crate::personal_data::opened_application(&state, &vault, personal_fields(&principal)).await?,
+                Some(version),
+            ))),
             _ => Err(ApiError::NotFound(format!("no application {application_id}"))),
         };
     }
@@ -126,7 +127,26 @@ pub async fn application(
     if history.version.is_none() {
         return Err(ApiError::NotFound(format!("no application {application_id}")));
     }
-    Ok(view(crate::personal_data::opened_application(&state, &vault).await?, history.version))
+    Ok(no_store(view(
+        crate::personal_data::opened_application(&state, &vault, personal_fields(&principal)).await?,
+        history.version,
+    )))
+}
+
+/// Personal fields opened for the roles that deal with the applicant, withheld from the others.
+fn personal_fields(principal: &Principal) -> crate::personal_data::PersonalFields {
+    match require(principal, Action::ReadPersonalData) {
+        Ok(_) => crate::personal_data::PersonalFields::Opened,
+        Err(_) => crate::personal_data::PersonalFields::Withheld,
+    }
+}
+
+/// A view with personal data is not kept by browsers or proxies: erased, it must be gone.
+fn no_store(mut response: HttpResponse) -> HttpResponse {
+    response
+        .headers_mut()
+        .insert(actix_web::http::header::CACHE_CONTROL, actix_web::http::header::HeaderValue::from_static("no-store"));
+    response
 }
 
 macro_rules! application_command {

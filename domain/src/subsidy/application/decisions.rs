@@ -898,7 +898,7 @@ impl StreamDecision for ReverseDisbursement {
 }
 
 /// The progress report due on a date, with its KPI figures.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct SubmitProgressReport {
     pub application_id: String,
     pub due: NaiveDate,
@@ -953,7 +953,7 @@ impl StreamDecision for SubmitProgressReport {
 }
 
 /// Cyberport's review of a submitted report (§21), by the acting principal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ReviewProgressReport {
     pub application_id: String,
     pub due: NaiveDate,
@@ -1066,5 +1066,26 @@ impl Decision for CloseProject {
         let mut events = vec![(self.subject()?, SchemeEvent::from(closed))];
         events.extend(budget_events);
         Ok(events)
+    }
+}
+
+// The report's summary and the review's comments are personal: kept out of logs and panics.
+impl std::fmt::Debug for SubmitProgressReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubmitProgressReport")
+            .field("application_id", &self.application_id)
+            .field("due", &self.due)
+            .field("kpis", &self.kpis)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ReviewProgressReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReviewProgressReport")
+            .field("application_id", &self.application_id)
+            .field("due", &self.due)
+            .field("accepted", &self.accepted)
+            .finish_non_exhaustive()
     }
 }

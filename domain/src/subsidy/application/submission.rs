@@ -7,7 +7,7 @@ use crate::subsidy::error::DomainError;
 use crate::subsidy::values::{ApplicantCategory, RateBps};
 
 /// The undertakings a strategic enterprise gives (§11(e)).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Undertakings {
     pub land_in_hong_kong: bool,
     pub professionals_to_employ: u32,
@@ -22,6 +22,16 @@ pub struct Contact {
     pub email: String,
 }
 
+impl std::fmt::Debug for Undertakings {
+    // The contribution is free text that may name people: kept out of logs and panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Undertakings")
+            .field("land_in_hong_kong", &self.land_in_hong_kong)
+            .field("professionals_to_employ", &self.professionals_to_employ)
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for Contact {
     // Personal data stays out of logs and panics.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,7 +40,7 @@ impl std::fmt::Debug for Contact {
 }
 
 /// What an applicant submits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Submission {
     pub organisation: String,
     pub category: ApplicantCategory,
@@ -47,6 +57,21 @@ pub struct Submission {
     pub other_government_funding: bool,
     pub undertakings: Option<Undertakings>,
     pub contact: Contact,
+}
+
+impl std::fmt::Debug for Submission {
+    // The summary, contribution and contact are personal: kept out of logs and panics.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission")
+            .field("organisation", &self.organisation)
+            .field("category", &self.category)
+            .field("sub_type", &self.sub_type)
+            .field("project_title", &self.project_title)
+            .field("requested_resources", &self.requested_resources)
+            .field("requested_rate", &self.requested_rate)
+            .field("undertakings", &self.undertakings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Submission {
