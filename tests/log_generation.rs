@@ -371,3 +371,37 @@ async fn the_copy_stops_while_a_transaction_is_still_writing_the_old_log() {
     running.rollback().await.expect("rollback");
     assert!(events(&new.pool).await.is_empty(), "nothing copied");
 }
+
+#[tokio::test]
+async fn keys_of_the_old_generation_under_another_kek_stop_the_copy_before_anything_is_written() {
+    let (old, new) = (support::TestDatabase::create().await, support::TestDatabase::create().await);
+    let old_store = PostgresEventStore::new(old.pool.clone());
+    let sealed = sealed_submission(&support::scheme::vault(&old), "sealed3", SEALED_NAME).await;
+    old_store
+        .append_as_recorded_at(
+            vec![StreamAppend {
+                stream: StreamId::parse("application-sealed3").expect("stream"),
+                expected: ExpectedVersion::NoStream,
+                events: vec![sealed],
+            }],
+            Utc::now().trunc_subsecs(6),
+        )
+        .await
+        .expect("append");
+    let other_kek = std::env::temp_dir().join(format!("aisc-other-kek-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&other_kek, "ab".repeat(32)).expect("write a KEK");
+    let output = support::aisc()
+        .args(["privacy", "reencrypt-log", "--from-database-url", &old.url])
+        .env("DATABASE_URL", &new.url)
+        .env("AISC_KEK_FILE", &other_kek)
+        .output()
+        .expect("run aisc");
+    let _ = std::fs::remove_file(&other_kek);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("give AISC_KEK_FILE (--kek-file) the old generation's key-encryption key"), "{stderr}");
+    let keys: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM data_subject_keys").fetch_one(&new.pool).await.expect("count");
+    assert_eq!(keys, 0, "no key copied");
+    assert!(events(&new.pool).await.is_empty(), "nothing copied");
+}

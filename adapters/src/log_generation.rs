@@ -56,6 +56,10 @@ pub enum GenerationError {
     )]
     KeysDoNotOpen(VaultError),
     #[error(
+        "the old generation's data subject keys are wrapped under the key-encryption key with id {stored}, not this one (id {given}); give AISC_KEK_FILE (--kek-file) the old generation's key-encryption key (nothing was copied)"
+    )]
+    OtherKek { stored: String, given: String },
+    #[error(
         "a transaction is still writing the old log: stop the service first (events after position {0} stayed held back for {secs} s)",
         secs = STALLED_AFTER.as_secs()
     )]
@@ -117,7 +121,7 @@ pub async fn reencrypt_into_new_generation(
             .await?
             .and_then(|position| u64::try_from(position).ok());
     let mut report = GenerationReport { old_head_position, ..GenerationReport::default() };
-    report.copied_keys = copy_data_subject_keys(old, new).await?;
+    report.copied_keys = copy_data_subject_keys(old, new, vault).await?;
     vault.check().await.map_err(GenerationError::KeysDoNotOpen)?;
     let Some(head) = old_head_position else { return Ok(report) };
 
@@ -183,8 +187,13 @@ struct KeyRow {
 /// sealing has no keys table) into the new one as it is, erased ones included, so fields the
 /// old generation already sealed open in the new one and an erased subject stays erased. The
 /// new generation holds no events yet, so a key it holds can have sealed nothing: the old
-/// generation's row wins.
-async fn copy_data_subject_keys(old: &PostgresEventStore, new: &PostgresEventStore) -> Result<u64, GenerationError> {
+/// generation's row wins. Keys wrapped under another KEK than `vault`'s are refused before
+/// anything is written.
+async fn copy_data_subject_keys(
+    old: &PostgresEventStore,
+    new: &PostgresEventStore,
+    vault: &Vault,
+) -> Result<u64, GenerationError> {
     let has_keys: bool = sqlx::query_scalar("SELECT to_regclass('public.data_subject_keys') IS NOT NULL")
         .fetch_one(old.pool())
         .await
@@ -199,6 +208,10 @@ async fn copy_data_subject_keys(old: &PostgresEventStore, new: &PostgresEventSto
     .fetch_all(old.pool())
     .await
     .map_err(GenerationError::OldKeys)?;
+    let given = vault.kek_id();
+    if let Some(other) = rows.iter().find(|row| row.wrapped_key.is_some() && row.kek_id != given) {
+        return Err(GenerationError::OtherKek { stored: other.kek_id.clone(), given });
+    }
     let mut transaction = new.pool().begin().await?;
     for row in &rows {
         sqlx::query(
