@@ -476,6 +476,19 @@ pub async fn stream_of_subject(pool: &PgPool, subject: DataSubjectId) -> Result<
     .await
 }
 
+/// Seals `plaintext` as the subject's `field` under a fresh random key that is dropped at
+/// once, so the text can never be read again: for plaintext that must be stored in sealed form
+/// but belongs to an erased subject (met when a log written before sealing is copied into a
+/// new generation, `aisc privacy reencrypt-log`). The subject's own key, erased, is not touched.
+pub fn shred(subject: Uuid, field: &str, plaintext: &str) -> Result<String, VaultError> {
+    let generated = XChaCha20Poly1305::generate_key(&mut OsRng);
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&generated);
+    let sealed =
+        seal_bytes(&cipher(&key), plaintext.as_bytes(), &field_context(subject, field)).ok_or(VaultError::TooLong)?;
+    Ok(format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,7 +88,7 @@ impl PostgresEventStore {
 
     async fn append_once(&self, call: &AppendCall) -> Result<Vec<AppendResult>, AppendAttempt> {
         // One stream (by far the most common) goes straight to `append_stream`.
-        let rows = if call.streams.len() == 1 {
+        let query = if call.streams.len() == 1 {
             sqlx::query(
                 "SELECT first_version, last_version, last_position \
                    FROM append_stream($1, $2, $3, 0, $4, $5, $6, $7, $8, $9, $10)",
@@ -103,8 +103,6 @@ impl PostgresEventStore {
             .bind(&call.metadata)
             .bind(call.recorded_at)
             .bind(&call.digests)
-            .fetch_all(&self.pool)
-            .await
         } else {
             sqlx::query(
                 "SELECT first_version, last_version, last_position \
@@ -121,8 +119,23 @@ impl PostgresEventStore {
             .bind(&call.metadata)
             .bind(call.recorded_at)
             .bind(&call.digests)
-            .fetch_all(&self.pool)
+        };
+        let rows = if call.copying_generation {
+            // The copy of a log into a new generation announces itself to the idempotency
+            // fence, which lets claimed event ids through for the log's owner only (migration
+            // 20261204000006_generation_copy.sql); the setting ends with the transaction.
+            async {
+                let mut transaction = self.pool.begin().await?;
+                sqlx::query("SELECT set_config('aisc.copying_log_generation', 'on', true)")
+                    .execute(&mut *transaction)
+                    .await?;
+                let rows = query.fetch_all(&mut *transaction).await?;
+                transaction.commit().await?;
+                Ok::<_, sqlx::Error>(rows)
+            }
             .await
+        } else {
+            query.fetch_all(&self.pool).await
         }
         .map_err(|error| classify_append_error(error, call))?;
         rows.iter()
@@ -169,6 +182,8 @@ struct AppendCall {
     metadata: Vec<serde_json::Value>,
     recorded_at: DateTime<Utc>,
     digests: Vec<Vec<u8>>,
+    /// The copy of a log into a new generation (see [`PostgresEventStore::append_as_recorded_at`]).
+    copying_generation: bool,
     /// Expected versions by stream, to report conflicts in the caller's terms.
     expected_by_stream: HashMap<String, ExpectedVersion>,
 }
@@ -206,6 +221,7 @@ impl AppendCall {
             metadata: Vec::with_capacity(total),
             recorded_at,
             digests: Vec::with_capacity(total),
+            copying_generation: false,
             expected_by_stream: HashMap::with_capacity(appends.len()),
         };
         let mut seen_ids = std::collections::HashSet::with_capacity(total);
@@ -378,14 +394,17 @@ impl PostgresEventStore {
 
     /// Appends events as recorded at `recorded_at` rather than now: only for copying a log into
     /// a new generation (`aisc privacy reencrypt-log`), where each event keeps the time it was
-    /// first recorded. The new generation's hashes chain as any append's do.
+    /// first recorded. The new generation's hashes chain as any append's do. Events with ids of
+    /// Idempotency-Key claims (the new database holds no claims) pass the claim fence only
+    /// when the session's login is a member of the log's owner.
     pub async fn append_as_recorded_at(
         &self,
         appends: Vec<StreamAppend>,
         recorded_at: DateTime<Utc>,
     ) -> Result<Vec<AppendResult>, StoreError> {
         let streams_in_order: Vec<String> = appends.iter().map(|a| a.stream.as_str().to_owned()).collect();
-        let call = AppendCall::build_recorded_at(appends.into_iter().enumerate().collect(), recorded_at)?;
+        let mut call = AppendCall::build_recorded_at(appends.into_iter().enumerate().collect(), recorded_at)?;
+        call.copying_generation = true;
         let outcome = self.append_call(streams_in_order, call).await;
         log_append_outcome(&outcome);
         outcome
