@@ -325,6 +325,36 @@ impl Vault {
         Ok(erased.unwrap_or(false))
     }
 
+    /// The subject's key, made and stored with the subject's first sealed field; `None` once
+    /// erased (an erased subject is never given a key again). One round trip either way: a
+    /// submission's new subject and an amendment's known one.
+    async fn key_or_new(&self, subject: Uuid) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
+        let fresh = XChaCha20Poly1305::generate_key(&mut OsRng);
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&fresh);
+        // The outer SELECT sees the table as it was before the INSERT: the existing row when the
+        // INSERT found one, the inserted one otherwise.
+        let row: Option<(String, Option<Vec<u8>>)> = sqlx::query_as(
+            "WITH inserted AS ( \
+                 INSERT INTO data_subject_keys (data_subject_id, kek_id, wrapped_key) VALUES ($1, $2, $3) \
+                 ON CONFLICT (data_subject_id) DO NOTHING RETURNING kek_id, wrapped_key) \
+             SELECT kek_id, wrapped_key FROM inserted \
+             UNION ALL \
+             SELECT kek_id, wrapped_key FROM data_subject_keys WHERE data_subject_id = $1",
+        )
+        .bind(subject)
+        .bind(self.kek.id())
+        .bind(self.kek.wrap(subject, &bytes)?)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((kek_id, wrapped)) = row else { return Err(VaultError::UnknownSubject(subject)) };
+        let Some(wrapped) = wrapped else { return Ok(None) };
+        if kek_id != self.kek.id() {
+            return Err(VaultError::OtherKek { subject, stored: kek_id, given: self.kek.id() });
+        }
+        self.kek.unwrap(subject, &wrapped).map(Some).ok_or(VaultError::KeyDoesNotOpen(subject))
+    }
+
     /// The subject's key; `None` once erased.
     async fn key(&self, subject: Uuid) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
         let row: Option<(String, Option<Vec<u8>>)> =
@@ -392,14 +422,7 @@ impl PersonalDataSealer for Vault {
             if ciphers.contains_key(&subject) {
                 continue;
             }
-            let key = match self.key(subject).await {
-                Err(VaultError::UnknownSubject(_)) => {
-                    self.ensure_subject(subject).await.map_err(unavailable)?;
-                    self.key(subject).await
-                }
-                other => other,
-            };
-            let key = key.map_err(unavailable)?.ok_or(SealError::Erased(field.subject))?;
+            let key = self.key_or_new(subject).await.map_err(unavailable)?.ok_or(SealError::Erased(field.subject))?;
             ciphers.insert(subject, cipher(&key));
         }
         fields
