@@ -39,8 +39,18 @@ const EVERY_DISTINCTIVE_TEXT: [&str; 9] = [
     OTHER_SUMMARY,
 ];
 
+/// A running `aisc serve`, stopped when dropped: a failing assertion does not leave it behind.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// `aisc serve` with its standard output and error written to `log`, and its port.
-fn serve_logging_to(database_url: &str, log: &std::path::Path) -> (Child, u16) {
+fn serve_logging_to(database_url: &str, log: &std::path::Path) -> (Served, u16) {
     let file = std::fs::File::create(log).expect("log file");
     let output = file.try_clone().expect("log file");
     let child = support::aisc()
@@ -52,7 +62,9 @@ fn serve_logging_to(database_url: &str, log: &std::path::Path) -> (Child, u16) {
         .stderr(file)
         .spawn()
         .expect("spawn aisc serve");
-    (child, logged_port(log))
+    let served = Served(child);
+    let port = logged_port(log);
+    (served, port)
 }
 
 /// The port the service's logs announce, within a minute.
@@ -165,7 +177,7 @@ async fn an_erased_subject_leaves_no_personal_text_in_the_database_or_logs_and_t
     act(&scheme, &agreement, "sec-1", "committee_secretariat", day(2025, 6, 30)).await.expect("agreement");
 
     let log = scratch.join("serve.log");
-    let (mut server, port) = serve_logging_to(&database.url, &log);
+    let (server, port) = serve_logging_to(&database.url, &log);
     let mut tokens = std::collections::BTreeMap::new();
     for role in support::ROLES {
         let roles = aisc_api::auth::parse_roles(role).expect("role");
@@ -346,8 +358,7 @@ async fn an_erased_subject_leaves_no_personal_text_in_the_database_or_logs_and_t
         assert!(!feed.contains(text), "the feed holds {text:?}");
     }
 
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let _ = std::fs::remove_dir_all(&scratch);
     database.drop_database().await;
 }
