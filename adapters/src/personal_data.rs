@@ -347,12 +347,7 @@ impl Vault {
         .bind(self.kek.wrap(subject, &bytes)?)
         .fetch_optional(&self.pool)
         .await?;
-        let Some((kek_id, wrapped)) = row else { return Err(VaultError::UnknownSubject(subject)) };
-        let Some(wrapped) = wrapped else { return Ok(None) };
-        if kek_id != self.kek.id() {
-            return Err(VaultError::OtherKek { subject, stored: kek_id, given: self.kek.id() });
-        }
-        self.kek.unwrap(subject, &wrapped).map(Some).ok_or(VaultError::KeyDoesNotOpen(subject))
+        self.unwrapped(subject, row)
     }
 
     /// The subject's key; `None` once erased.
@@ -362,6 +357,16 @@ impl Vault {
                 .bind(subject)
                 .fetch_optional(&self.pool)
                 .await?;
+        self.unwrapped(subject, row)
+    }
+
+    /// The key in a row of `data_subject_keys` (its KEK id and wrapped key), opened with the KEK;
+    /// `None` once erased.
+    fn unwrapped(
+        &self,
+        subject: Uuid,
+        row: Option<(String, Option<Vec<u8>>)>,
+    ) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
         let Some((kek_id, wrapped)) = row else { return Err(VaultError::UnknownSubject(subject)) };
         let Some(wrapped) = wrapped else { return Ok(None) };
         if kek_id != self.kek.id() {
