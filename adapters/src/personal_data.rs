@@ -16,6 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -502,6 +503,53 @@ pub async fn stream_of_subject(pool: &PgPool, subject: DataSubjectId) -> Result<
     .bind(subject.0.to_string())
     .fetch_optional(pool)
     .await
+}
+
+/// A data subject's key as a data access request reports it: whether it is held (or was
+/// erased), when it was made, and who erased it, when and why.
+pub type KeyRecord = (bool, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>, Option<String>);
+
+/// The record of `subject`'s key, if one was ever made.
+pub async fn key_record(pool: &PgPool, subject: DataSubjectId) -> Result<Option<KeyRecord>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT wrapped_key IS NOT NULL, created_at, erased_at, erased_by, erasure_reason \
+         FROM data_subject_keys WHERE data_subject_id = $1",
+    )
+    .bind(subject.0)
+    .fetch_optional(pool)
+    .await
+}
+
+/// An event carrying personal fields: position, stream, version, id, type, schema version,
+/// data and recorded time.
+pub type PersonalEventRow = (i64, String, i64, Uuid, String, i32, serde_json::Value, DateTime<Utc>);
+
+/// Every event naming `subject`, with the events of the same application stored in plaintext
+/// before sealing (they name no subject, but hold the same person's data), in log order. No
+/// index serves `data->>'data_subject_id'`: a request is rare and answered from one scan of the
+/// personal event types.
+pub async fn personal_events_of(pool: &PgPool, subject: DataSubjectId) -> Result<Vec<PersonalEventRow>, sqlx::Error> {
+    let mut rows: Vec<PersonalEventRow> = sqlx::query_as(
+        "SELECT global_position, stream_id, stream_version, event_id, event_type, schema_version, data, recorded_at \
+         FROM events WHERE event_type = ANY($1) AND data->>'data_subject_id' = $2 ORDER BY global_position",
+    )
+    .bind(PERSONAL_EVENT_TYPES.as_slice())
+    .bind(subject.0.to_string())
+    .fetch_all(pool)
+    .await?;
+    if let Some(stream) = rows.first().map(|row| row.1.clone()) {
+        let legacy: Vec<PersonalEventRow> = sqlx::query_as(
+            "SELECT global_position, stream_id, stream_version, event_id, event_type, schema_version, data, recorded_at \
+             FROM events WHERE stream_id = $1 AND event_type = ANY($2) AND data->>'data_subject_id' IS NULL",
+        )
+        .bind(&stream)
+        .bind(PERSONAL_EVENT_TYPES.as_slice())
+        .fetch_all(pool)
+        .await?;
+        rows.extend(legacy);
+        rows.sort_by_key(|row| row.0);
+    }
+    Ok(rows)
 }
 
 /// Seals `plaintext` as the subject's `field` under a fresh random key that is dropped at

@@ -4,7 +4,7 @@
 //! Administrators only: the answer is personal data in plaintext.
 
 use actix_web::{HttpResponse, get, web};
-use aisc_adapters::personal_data::{Opened, Vault, VaultError};
+use aisc_adapters::personal_data::{Opened, Vault, VaultError, key_record, personal_events_of};
 use aisc_domain::codec::{BusinessDate, CodecError, EventCodec, StoredContext};
 use aisc_domain::personal_data::{DataSubjectId, PersonalText};
 use aisc_domain::subsidy::application::ApplicationEvent;
@@ -16,8 +16,6 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::authorization::{Action, require};
 use crate::problem::{ApiError, ProblemDocument};
-
-use aisc_domain::subsidy::application::PERSONAL_EVENT_TYPES;
 
 /// One personal field of one event, opened.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -94,8 +92,6 @@ impl From<PersonalDataRequestError> for ApiError {
     }
 }
 
-type EventRow = (i64, String, i64, Uuid, String, i32, serde_json::Value, DateTime<Utc>);
-
 /// Everything held about `subject`, opened with the vault; `None` when the subject is unknown
 /// (no key was ever made for it and no event names it).
 pub async fn personal_data_of(
@@ -103,39 +99,8 @@ pub async fn personal_data_of(
     vault: &Vault,
     subject: DataSubjectId,
 ) -> Result<Option<SubjectPersonalData>, PersonalDataRequestError> {
-    type KeyRow = (bool, DateTime<Utc>, Option<DateTime<Utc>>, Option<String>, Option<String>);
-    let key: Option<KeyRow> = sqlx::query_as(
-        "SELECT wrapped_key IS NOT NULL, created_at, erased_at, erased_by, erasure_reason \
-         FROM data_subject_keys WHERE data_subject_id = $1",
-    )
-    .bind(subject.0)
-    .fetch_optional(pool)
-    .await?;
-    // Every event naming the subject. No index serves `data->>'data_subject_id'`: a request is
-    // rare and answered from one scan of the four event types.
-    let rows: Vec<EventRow> = sqlx::query_as(
-        "SELECT global_position, stream_id, stream_version, event_id, event_type, schema_version, data, recorded_at \
-         FROM events WHERE event_type = ANY($1) AND data->>'data_subject_id' = $2 ORDER BY global_position",
-    )
-    .bind(PERSONAL_EVENT_TYPES.as_slice())
-    .bind(subject.0.to_string())
-    .fetch_all(pool)
-    .await?;
-    // The same application's fields stored in plaintext before sealing (they name no subject):
-    // held about the same person, so part of the answer.
-    let mut rows = rows;
-    if let Some(stream) = rows.first().map(|row| row.1.clone()) {
-        let legacy: Vec<EventRow> = sqlx::query_as(
-            "SELECT global_position, stream_id, stream_version, event_id, event_type, schema_version, data, recorded_at \
-             FROM events WHERE stream_id = $1 AND event_type = ANY($2) AND data->>'data_subject_id' IS NULL",
-        )
-        .bind(&stream)
-        .bind(PERSONAL_EVENT_TYPES.as_slice())
-        .fetch_all(pool)
-        .await?;
-        rows.extend(legacy);
-        rows.sort_by_key(|row| row.0);
-    }
+    let key = key_record(pool, subject).await?;
+    let rows = personal_events_of(pool, subject).await?;
     let Some((held, created_at, erased_at, erased_by, reason)) = key else {
         if rows.is_empty() {
             return Ok(None);
